@@ -1,0 +1,251 @@
+//! `cached(key, ttl, fetch)`: L1, then L2, then `fetch` once per key however many wait.
+//!
+//! Two pieces: [`TieredStore`], a decorator that puts one [`CacheStore`] in front of another,
+//! and [`Cache`], which names keys (with the tenant's generation in them), coalesces
+//! concurrent misses (single flight) and never lets a cache failure fail a request.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rand::Rng as _;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, Result};
+use crate::ids::TenantId;
+use crate::ports::{CacheStore, GenerationStore};
+
+/// Logs a dependency's failure once when it starts failing and once when it recovers, not on
+/// every request.
+#[derive(Debug)]
+pub(crate) struct Degraded {
+    what: &'static str,
+    down: AtomicBool,
+}
+
+impl Degraded {
+    pub(crate) const fn new(what: &'static str) -> Self {
+        Self { what, down: AtomicBool::new(false) }
+    }
+
+    pub(crate) fn failed(&self, error: &Error) {
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %error, "{} failing; degrading until it recovers", self.what);
+        }
+    }
+
+    pub(crate) fn ok(&self) {
+        if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("{} recovered", self.what);
+        }
+    }
+}
+
+/// L1 in front of L2: reads try L1 first and fill it from L2; writes go to both. A failing
+/// L2 reads as a miss and is logged once, so a cache outage is never a request's error.
+pub struct TieredStore {
+    l1: Arc<dyn CacheStore>,
+    l2: Arc<dyn CacheStore>,
+    l2_health: Degraded,
+}
+
+impl std::fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore").finish_non_exhaustive()
+    }
+}
+
+impl TieredStore {
+    /// `l1` in front of `l2`.
+    pub fn new(l1: Arc<dyn CacheStore>, l2: Arc<dyn CacheStore>) -> Self {
+        Self { l1, l2, l2_health: Degraded::new("L2 cache") }
+    }
+
+    fn l2_result<T: Default>(&self, r: Result<T>) -> T {
+        match r {
+            Ok(v) => {
+                self.l2_health.ok();
+                v
+            }
+            Err(e) => {
+                self.l2_health.failed(&e);
+                T::default()
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CacheStore for TieredStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        if let Some(v) = self.l1.get(key).await? {
+            return Ok(Some(v));
+        }
+        let found = self.l2.get(key).await;
+        let found = self.l2_result(found);
+        if let Some(v) = &found {
+            // L1 keeps it only briefly: L2 holds the authoritative expiry.
+            self.l1.set(key, v.clone(), L1_FILL_TTL).await?;
+        }
+        Ok(found)
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+        let stored = self.l2.set(key, value.clone(), ttl).await;
+        self.l2_result(stored);
+        self.l1.set(key, value, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let deleted = self.l2.delete(key).await;
+        self.l2_result(deleted);
+        self.l1.delete(key).await
+    }
+}
+
+/// How long an entry found in L2 stays in L1.
+const L1_FILL_TTL: Duration = Duration::from_secs(10);
+
+/// Whose data a cache entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Platform-wide data, such as the tenant a slug names.
+    Global,
+    /// One tenant's data: keyed by the tenant's generation, dropped by [`Cache::invalidate`].
+    Tenant(TenantId),
+}
+
+type Flight = Arc<OnceCell<Bytes>>;
+
+/// The application's cache: what to read through and when to forget.
+pub struct Cache {
+    /// Every level in use (`TieredStore` for L1+L2), or `None` with caching off.
+    store: Option<Arc<dyn CacheStore>>,
+    /// The shared level alone, for tenant data while L1 can't be trusted.
+    shared: Option<Arc<dyn CacheStore>>,
+    generations: Arc<dyn GenerationStore>,
+    flights: Mutex<HashMap<String, Flight>>,
+    health: Degraded,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("enabled", &self.store.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// A cache over `store` (all levels in use); `shared` is the level that stays trustworthy
+    /// when this instance stops hearing other instances' writes (L2), if there is one.
+    pub fn new(
+        store: Option<Arc<dyn CacheStore>>,
+        shared: Option<Arc<dyn CacheStore>>,
+        generations: Arc<dyn GenerationStore>,
+    ) -> Self {
+        Self { store, shared, generations, flights: Mutex::new(HashMap::new()), health: Degraded::new("cache") }
+    }
+
+    /// The value of `key` in `scope`: from the cache if present, else from `fetch`, which runs
+    /// once per key in this process however many requests wait for it, and whose answer is
+    /// kept for about `ttl` (±10%, so entries made together don't expire together).
+    pub async fn cached<F, Fut>(&self, scope: Scope, key: &str, ttl: Duration, fetch: F) -> Result<Bytes>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
+        let Some((store, full_key)) = self.resolve(scope, key).await else {
+            return fetch().await;
+        };
+        match store.get(&full_key).await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => self.health.failed(&e),
+        }
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            flights.entry(full_key.clone()).or_default().clone()
+        };
+        let result = flight
+            .get_or_try_init(|| async {
+                let value = fetch().await?;
+                if let Err(e) = store.set(&full_key, value.clone(), jitter(ttl)).await {
+                    self.health.failed(&e);
+                }
+                Ok::<_, Error>(value)
+            })
+            .await
+            .cloned();
+        let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if flights.get(&full_key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            flights.remove(&full_key);
+        }
+        result
+    }
+
+    /// Drops every entry of `tenant` (by moving it to a new generation). A failure is logged,
+    /// not returned: the write that called this has already committed.
+    pub async fn invalidate(&self, tenant: TenantId) {
+        if self.store.is_none() {
+            return;
+        }
+        if let Err(e) = self.generations.bump(tenant).await {
+            self.health.failed(&e);
+        }
+    }
+
+    /// Forgets one global entry.
+    pub async fn forget(&self, key: &str) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.delete(&format!("g:{key}")).await
+        {
+            self.health.failed(&e);
+        }
+    }
+
+    /// Which store to use for `scope` and the full key there; `None` to bypass caching.
+    async fn resolve(&self, scope: Scope, key: &str) -> Option<(&Arc<dyn CacheStore>, String)> {
+        let store = self.store.as_ref()?;
+        match scope {
+            Scope::Global => Some((store, format!("g:{key}"))),
+            Scope::Tenant(tenant) => {
+                let generation = match self.generations.current(tenant).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        self.health.failed(&e);
+                        return None;
+                    }
+                };
+                // The braces are a Redis Cluster hash tag: a tenant's keys share one node.
+                let full_key = format!("{{t:{tenant}}}:{:x}:{key}", generation.value);
+                if generation.local_ok {
+                    Some((store, full_key))
+                } else {
+                    self.shared.as_ref().map(|shared| (shared, full_key))
+                }
+            }
+        }
+    }
+}
+
+/// `ttl` ±10%.
+fn jitter(ttl: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..=1.1);
+    ttl.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let j = jitter(Duration::from_secs(100));
+            assert!(j >= Duration::from_secs(90) && j <= Duration::from_secs(110), "{j:?}");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The entities: tenants, their users and their projects. Their `Serialize` form is the
+//! API's representation.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::ids::{ProjectId, TenantId, UserId};
+use crate::values::{Email, PasswordHash, Plan, ProjectName, Role, Slug, TenantName};
+
+/// A customer organisation, addressed by its slug's host name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Tenant {
+    /// The tenant's id.
+    pub id: TenantId,
+    /// Its slug, the first label of its host name.
+    pub slug: Slug,
+    /// Its display name.
+    pub name: TenantName,
+    /// Its plan, which sets its rate limit.
+    pub plan: Plan,
+}
+
+/// A person who signs in to one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    /// The user's id.
+    pub id: UserId,
+    /// The tenant the user belongs to.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// The sign-in email, unique within the tenant.
+    pub email: Email,
+    /// What the user may do.
+    pub role: Role,
+    /// The argon2id hash of the password.
+    #[serde(skip)]
+    pub password_hash: PasswordHash,
+    /// When the user was created; orders the users list.
+    #[serde(skip)]
+    pub created_at: OffsetDateTime,
+}
+
+/// A project: the example resource every tenant owns many of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Project {
+    /// The project's id.
+    pub id: ProjectId,
+    /// The owning tenant.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// Its name.
+    pub name: ProjectName,
+    /// When it was created (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    /// When it was last changed (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub updated_at: OffsetDateTime,
+}

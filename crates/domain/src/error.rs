@@ -1,0 +1,159 @@
+//! The domain's error: what a use case or a port can fail with.
+//!
+//! Driver errors never cross a port: adapters turn them into `Unavailable` (the dependency
+//! did not answer in time, or at all; the API's 503) or `Internal` (anything else; the API's
+//! 500, whose cause is logged and never shown to the client).
+
+use std::fmt;
+
+/// A boxed cause, kept for the logs.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with the domain's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a use case or a port can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Well-formed input that breaks a rule; one entry per offending field.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// Malformed input outside a body: a query parameter or a cursor.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// No credentials were presented where they are required.
+    #[error("authentication required")]
+    Unauthorized,
+    /// The presented token is not valid here (signature, expiry, tenant, or a changed user).
+    #[error("invalid token")]
+    InvalidToken,
+    /// Login failed; deliberately says nothing about which part was wrong.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The caller's role may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The host names no tenant.
+    #[error("tenant not found")]
+    TenantNotFound,
+    /// No such resource visible to this tenant.
+    #[error("not found")]
+    NotFound,
+    /// The write conflicts with the current state.
+    #[error("conflict: {0}")]
+    Conflict(Conflict),
+    /// An idempotency key was sent again with another request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    /// A dependency did not answer, or not in time.
+    #[error("{dependency} unavailable")]
+    Unavailable {
+        /// Which dependency: `database`, `redis`, ….
+        dependency: &'static str,
+        /// The driver's error, for the logs.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Anything else; the cause is for the logs only.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl Error {
+    /// A validation failure of one field.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// A dependency failure, keeping the cause for the logs.
+    pub fn unavailable(
+        dependency: &'static str,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Unavailable { dependency, source: Some(source.into()) }
+    }
+
+    /// An unexpected failure, keeping the cause for the logs.
+    pub fn internal(source: impl Into<BoxError>) -> Self {
+        Self::Internal(source.into())
+    }
+
+    /// Whether this is the "dependency unavailable" kind.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// One field's validation failure, as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    /// The offending field, as named in the request.
+    pub field: String,
+    /// What is wrong with it, for a human.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A failure of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// What a write conflicted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another tenant has this slug.
+    SlugTaken,
+    /// Another user of this tenant has this email.
+    EmailTaken,
+    /// The change would leave the tenant without an owner.
+    LastOwner,
+    /// A request with this idempotency key is still being processed.
+    RequestInProgress,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SlugTaken => "this tenant slug is already taken",
+            Self::EmailTaken => "a user with this email already exists",
+            Self::LastOwner => "the last owner can't be removed or demoted",
+            Self::RequestInProgress => "a request with this Idempotency-Key is still in progress",
+        })
+    }
+}
+
+/// Collects field errors so a request learns all of them at once.
+#[derive(Debug, Default)]
+pub struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    /// An empty collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps `result`'s value, or records its error against `field`.
+    pub fn check<T, E: fmt::Display>(
+        &mut self,
+        field: &'static str,
+        result: std::result::Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(FieldError::new(field, e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// The validation error of everything recorded (call it when a check returned `None`).
+    pub fn into_error(self) -> Error {
+        Error::Validation(self.errors)
+    }
+}

@@ -1,0 +1,73 @@
+//! Domain events: what a write caused, stored by the repository in the same transaction as
+//! the write itself (the outbox) so that webhooks are delivered for exactly the writes that
+//! committed.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::entities::Project;
+use crate::ids::{EventId, TenantId};
+
+/// The kinds of event a tenant can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum EventKind {
+    /// A project was created.
+    #[serde(rename = "project.created")]
+    ProjectCreated,
+    /// A project was renamed.
+    #[serde(rename = "project.updated")]
+    ProjectUpdated,
+    /// A project was deleted.
+    #[serde(rename = "project.deleted")]
+    ProjectDeleted,
+}
+
+impl EventKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [Self; 3] = [Self::ProjectCreated, Self::ProjectUpdated, Self::ProjectDeleted];
+
+    /// The event's wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ProjectCreated => "project.created",
+            Self::ProjectUpdated => "project.updated",
+            Self::ProjectDeleted => "project.deleted",
+        }
+    }
+
+    /// The kind named `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Something that happened to a tenant's data, as webhooks report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainEvent {
+    /// The event's id, stable across delivery attempts.
+    pub id: EventId,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Whose data it is.
+    pub tenant_id: TenantId,
+    /// The project as it is after the change (as it was, for a deletion).
+    pub data: Project,
+}
+
+impl DomainEvent {
+    /// A new event of `kind` about `project`.
+    pub fn project(kind: EventKind, project: &Project) -> Self {
+        Self {
+            id: EventId::new(),
+            kind,
+            created_at: crate::clock::now(),
+            tenant_id: project.tenant_id,
+            data: project.clone(),
+        }
+    }
+}

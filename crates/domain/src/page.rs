@@ -1,0 +1,168 @@
+//! Keyset pagination: newest first, by `(created_at, id)` descending, with opaque cursors.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::clock;
+use crate::error::{Error, Result};
+
+/// The default page size.
+pub const DEFAULT_LIMIT: u16 = 50;
+/// The largest page size.
+pub const MAX_LIMIT: u16 = 100;
+
+const CURSOR_VERSION: u8 = 1;
+const CURSOR_LEN: usize = 1 + 8 + 16;
+
+/// The position after which the next page starts: the last item's sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last item's creation time.
+    pub created_at: OffsetDateTime,
+    /// The last item's id.
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The opaque text form handed to clients.
+    pub fn encode(&self) -> String {
+        let mut raw = [0u8; CURSOR_LEN];
+        raw[0] = CURSOR_VERSION;
+        raw[1..9].copy_from_slice(&clock::to_micros(self.created_at).to_be_bytes());
+        raw[9..].copy_from_slice(self.id.as_bytes());
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Parses a cursor that [`Cursor::encode`] produced; anything else is `BadRequest`.
+    pub fn decode(s: &str) -> Result<Self> {
+        const BAD: Error = Error::BadRequest("cursor is not valid");
+        if s.len() > 64 {
+            return Err(BAD);
+        }
+        let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| BAD)?;
+        let raw: [u8; CURSOR_LEN] = raw.try_into().map_err(|_| BAD)?;
+        if raw[0] != CURSOR_VERSION {
+            return Err(BAD);
+        }
+        let mut micros = [0u8; 8];
+        micros.copy_from_slice(&raw[1..9]);
+        let created_at = clock::from_micros(i64::from_be_bytes(micros)).ok_or(BAD)?;
+        let id = Uuid::from_slice(&raw[9..]).map_err(|_| BAD)?;
+        Ok(Self { created_at, id })
+    }
+}
+
+/// Which page a list request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// How many items, 1–100.
+    pub limit: u16,
+    /// Start after this position; `None` for the first page.
+    pub after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// Validates the raw query parameters: `limit` 1–100 (default 50) and a cursor plinth issued.
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self> {
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(l) => l
+                .parse::<u16>()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or(Error::BadRequest("limit must be an integer from 1 to 100"))?,
+        };
+        let after = cursor.map(Cursor::decode).transpose()?;
+        Ok(Self { limit, after })
+    }
+
+    /// The first page of the default size.
+    pub fn first() -> Self {
+        Self { limit: DEFAULT_LIMIT, after: None }
+    }
+
+    /// How many rows to ask storage for: one more than the page, to learn if another follows.
+    pub fn fetch_limit(&self) -> usize {
+        usize::from(self.limit) + 1
+    }
+
+    /// A stable text form of this request, for cache keys.
+    pub fn cache_key(&self) -> String {
+        match &self.after {
+            None => format!("l{}", self.limit),
+            Some(c) => format!("l{}:{}", self.limit, c.encode()),
+        }
+    }
+}
+
+/// One page of a list, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Pass back as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `fetch_limit()` rows: the extra row, if present, proves that a
+    /// next page exists and is dropped.
+    pub fn from_rows(mut rows: Vec<T>, request: &PageRequest, key: impl Fn(&T) -> Cursor) -> Self {
+        let limit = usize::from(request.limit);
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| key(last).encode())
+        } else {
+            None
+        };
+        Self { items: rows, next_cursor }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips() {
+        let c = Cursor { created_at: clock::now(), id: Uuid::now_v7() };
+        assert_eq!(Cursor::decode(&c.encode()).ok(), Some(c));
+    }
+
+    #[test]
+    fn a_cursor_plinth_did_not_issue_is_a_bad_request() {
+        let good = Cursor { created_at: clock::now(), id: Uuid::now_v7() }.encode();
+        for bad in ["", "x", "%%%", &good[1..], &format!("{good}A"), &"A".repeat(1000)] {
+            assert!(matches!(Cursor::decode(bad), Err(Error::BadRequest(_))), "{bad}");
+        }
+        let mut other_version = URL_SAFE_NO_PAD.decode(&good).unwrap_or_default();
+        other_version[0] = 9;
+        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(other_version)).is_err());
+    }
+
+    #[test]
+    fn limits_outside_one_to_a_hundred_are_bad_requests() {
+        assert_eq!(PageRequest::parse(None, None).map(|p| p.limit).ok(), Some(50));
+        assert_eq!(PageRequest::parse(Some("1"), None).map(|p| p.limit).ok(), Some(1));
+        assert_eq!(PageRequest::parse(Some("100"), None).map(|p| p.limit).ok(), Some(100));
+        for bad in ["0", "101", "-1", "ten", "", "1.5", "99999999999"] {
+            assert!(PageRequest::parse(Some(bad), None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_extra_row_becomes_the_next_cursor() {
+        let req = PageRequest { limit: 2, after: None };
+        let t = clock::now();
+        let key = |id: &Uuid| Cursor { created_at: t, id: *id };
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let page = Page::from_rows(ids.clone(), &req, key);
+        assert_eq!(page.items, ids[..2]);
+        assert_eq!(page.next_cursor, Some(key(&ids[1]).encode()));
+        let last = Page::from_rows(ids[..2].to_vec(), &req, key);
+        assert_eq!(last.next_cursor, None);
+    }
+}

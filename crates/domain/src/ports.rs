@@ -1,0 +1,17 @@
+//! The ports: one small object-safe trait per concern, held as `Arc<dyn Port>`.
+//!
+//! Every method documents the [`Error`](crate::Error) variants it may return. Any method that
+//! talks to a dependency may also return `Unavailable` (the dependency did not answer) or
+//! `Internal` (anything unexpected); those two are not repeated on each method.
+
+mod cache;
+mod credentials;
+mod idempotency;
+mod rate_limit;
+mod repositories;
+
+pub use cache::{CacheStore, Generation, GenerationStore};
+pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
+pub use idempotency::{Claim, IdempotencyKey, IdempotencyScope, IdempotencyStore, StoredResponse};
+pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
+pub use repositories::{EventsFor, ProjectRepository, TenantRepository, UserRepository};

@@ -1,0 +1,89 @@
+//! Storage of tenants, users and projects. Every tenant-scoped call names its tenant: there is
+//! no "current tenant" anywhere else.
+
+use async_trait::async_trait;
+
+use crate::entities::{Project, Tenant, User};
+use crate::error::Result;
+use crate::events::DomainEvent;
+use crate::ids::{ProjectId, TenantId, UserId};
+use crate::page::Cursor;
+use crate::values::{Email, ProjectName, Role, Slug};
+
+/// Builds the events a write causes from the row as the write left it, so that the events
+/// describe exactly what was committed.
+pub type EventsFor<'a> = &'a (dyn Fn(&Project) -> Vec<DomainEvent> + Send + Sync);
+
+/// Tenants: resolved from their slug on every request, created by signup.
+#[async_trait]
+pub trait TenantRepository: Send + Sync {
+    /// Creates `tenant` and its first user `owner` atomically.
+    /// Errors: `Conflict(SlugTaken)`.
+    async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()>;
+
+    /// The tenant with this slug, if any. Needs no tenant context.
+    async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>>;
+}
+
+/// A tenant's users.
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Adds a user to `user.tenant_id`. Errors: `Conflict(EmailTaken)`.
+    async fn create(&self, user: &User) -> Result<()>;
+
+    /// The tenant's user with this id, if any.
+    async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>>;
+
+    /// The tenant's user with this email, if any.
+    async fn find_by_email(&self, tenant: TenantId, email: &Email) -> Result<Option<User>>;
+
+    /// Up to `limit` of the tenant's users, newest first, strictly after `after`.
+    async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<User>>;
+
+    /// Changes a user's role, atomically with `check`, which sees the user as it is before the
+    /// change and may refuse it. Errors: `NotFound`; `Conflict(LastOwner)` when the tenant's
+    /// last owner would be demoted; whatever `check` returns.
+    async fn update_role(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        role: Role,
+        check: &(dyn Fn(&User) -> Result<()> + Send + Sync),
+    ) -> Result<User>;
+
+    /// Deletes a user, atomically with `check` as for `update_role`.
+    /// Errors: `NotFound`; `Conflict(LastOwner)`; whatever `check` returns.
+    async fn delete(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        check: &(dyn Fn(&User) -> Result<()> + Send + Sync),
+    ) -> Result<()>;
+}
+
+/// A tenant's projects. Writes store the events they cause in the same transaction.
+#[async_trait]
+pub trait ProjectRepository: Send + Sync {
+    /// Up to `limit` of the tenant's projects, newest first, strictly after `after`.
+    async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>>;
+
+    /// The tenant's project with this id, if any.
+    async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>>;
+
+    /// Stores a new project and `events`, atomically.
+    async fn insert(&self, project: &Project, events: &[DomainEvent]) -> Result<()>;
+
+    /// Renames a project and stores the events `events` builds from the updated row,
+    /// atomically. Errors: `NotFound`.
+    async fn rename(
+        &self,
+        tenant: TenantId,
+        id: ProjectId,
+        name: &ProjectName,
+        events: EventsFor<'_>,
+    ) -> Result<Project>;
+
+    /// Deletes a project and stores the events `events` builds from the deleted row,
+    /// atomically. Errors: `NotFound`.
+    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()>;
+}

@@ -1,0 +1,125 @@
+//! The use cases: what the API does, over the ports. Handlers call exactly one of these.
+
+mod auth;
+mod limits;
+mod projects;
+mod signup;
+mod tenants;
+mod users;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::Principal;
+pub use limits::Subject;
+pub use signup::{SignupInput, SignupOutput};
+pub use users::NewUserInput;
+
+use crate::cache::Cache;
+use crate::ports::{
+    IdempotencyStore, PasswordHasher, ProjectRepository, Quota, RateLimiter, TenantRepository, TokenService,
+    UserRepository,
+};
+
+/// One adapter per port, chosen by the composition root.
+#[derive(Clone)]
+pub struct Ports {
+    /// Tenants.
+    pub tenants: Arc<dyn TenantRepository>,
+    /// Users.
+    pub users: Arc<dyn UserRepository>,
+    /// Projects.
+    pub projects: Arc<dyn ProjectRepository>,
+    /// Idempotency keys.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Access tokens.
+    pub tokens: Arc<dyn TokenService>,
+    /// Password hashing.
+    pub passwords: Arc<dyn PasswordHasher>,
+    /// Rate limiting.
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+impl fmt::Debug for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ports").finish_non_exhaustive()
+    }
+}
+
+/// Requests per minute for each policy and plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Tenants on the free plan.
+    pub free: Quota,
+    /// Tenants on the pro plan.
+    pub pro: Quota,
+    /// Tenants on the enterprise plan.
+    pub enterprise: Quota,
+    /// Requests without a valid token, per client IP.
+    pub ip: Quota,
+    /// Signup and login attempts, per client IP.
+    pub login: Quota,
+}
+
+/// How long cached answers live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTtls {
+    /// A tenant found by its slug.
+    pub tenant: Duration,
+    /// A slug that names no tenant (short: a signup may take it any moment).
+    pub missing_tenant: Duration,
+    /// Project pages and single projects (writes invalidate them anyway).
+    pub projects: Duration,
+    /// A user's current role, checked against every token. Bounds how long a token of a
+    /// deleted or changed user keeps working where an instance missed the invalidation.
+    pub user_marker: Duration,
+}
+
+impl Default for CacheTtls {
+    fn default() -> Self {
+        Self {
+            tenant: Duration::from_secs(60),
+            missing_tenant: Duration::from_secs(1),
+            projects: Duration::from_secs(30),
+            // With ±10% jitter this stays under the contract's 5 seconds.
+            user_marker: Duration::from_secs(4),
+        }
+    }
+}
+
+/// Settings the use cases need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Rate limits.
+    pub quotas: Quotas,
+    /// Cache lifetimes.
+    pub ttls: CacheTtls,
+    /// How long an idempotency key and its answer are kept.
+    pub idempotency_ttl: Duration,
+}
+
+/// The application: use cases over the ports.
+#[derive(Debug)]
+pub struct Plinth {
+    ports: Ports,
+    cache: Cache,
+    settings: Settings,
+}
+
+impl Plinth {
+    /// Wires the use cases to their ports.
+    pub fn new(ports: Ports, cache: Cache, settings: Settings) -> Self {
+        Self { ports, cache, settings }
+    }
+
+    /// The ports, for the web layer's own needs (idempotency, rate limiting).
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}

@@ -1,0 +1,49 @@
+//! Which quota counts a request, and counting it.
+
+use std::net::IpAddr;
+
+use super::Plinth;
+use crate::entities::Tenant;
+use crate::error::Result;
+use crate::ports::{Decision, Policy, Quota};
+use crate::values::Plan;
+
+/// Who a request is counted against.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// A request with a valid token: its tenant, by plan.
+    Tenant(&'a Tenant),
+    /// A request without a valid token: the client's address.
+    Ip(IpAddr),
+    /// A signup or login attempt: the client's address, more strictly.
+    Login(IpAddr),
+}
+
+impl Plinth {
+    /// The quota for `subject`.
+    pub fn quota(&self, subject: &Subject<'_>) -> (Policy, Quota) {
+        let q = &self.settings.quotas;
+        match subject {
+            Subject::Tenant(t) => (
+                Policy::Tenant,
+                match t.plan {
+                    Plan::Free => q.free,
+                    Plan::Pro => q.pro,
+                    Plan::Enterprise => q.enterprise,
+                },
+            ),
+            Subject::Ip(_) => (Policy::Ip, q.ip),
+            Subject::Login(_) => (Policy::Login, q.login),
+        }
+    }
+
+    /// Counts one request of `subject`.
+    pub async fn admit(&self, subject: Subject<'_>) -> Result<(Policy, Decision)> {
+        let (policy, quota) = self.quota(&subject);
+        let decision = match subject {
+            Subject::Tenant(t) => self.ports.limiter.check(policy, &t.id.to_string(), quota).await?,
+            Subject::Ip(ip) | Subject::Login(ip) => self.ports.limiter.check(policy, &ip.to_string(), quota).await?,
+        };
+        Ok((policy, decision))
+    }
+}

@@ -1,0 +1,89 @@
+//! Projects: reads served as cached JSON bytes, writes that carry their events.
+
+use bytes::Bytes;
+
+use super::Plinth;
+use crate::cache::Scope;
+use crate::clock;
+use crate::entities::Project;
+use crate::error::{Error, Result};
+use crate::events::{DomainEvent, EventKind};
+use crate::ids::{ProjectId, TenantId};
+use crate::page::{Cursor, Page, PageRequest};
+use crate::usecases::Principal;
+use crate::values::ProjectName;
+
+fn project_cursor(p: &Project) -> Cursor {
+    Cursor { created_at: p.created_at, id: *p.id.as_uuid() }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Bytes> {
+    serde_json::to_vec(value).map(Bytes::from).map_err(Error::internal)
+}
+
+fn parse_name(name: &str) -> Result<ProjectName> {
+    ProjectName::parse(name).map_err(|e| Error::invalid("name", e.to_string()))
+}
+
+impl Plinth {
+    /// A page of the tenant's projects, as the API's JSON (`{items, next_cursor}`).
+    #[tracing::instrument(skip(self))]
+    pub async fn list_projects(&self, tenant: TenantId, page: &PageRequest) -> Result<Bytes> {
+        let key = format!("projects:{}", page.cache_key());
+        self.cache
+            .cached(Scope::Tenant(tenant), &key, self.settings.ttls.projects, || async {
+                let rows = self.ports.projects.list(tenant, page.after.as_ref(), page.fetch_limit()).await?;
+                to_json(&Page::from_rows(rows, page, project_cursor))
+            })
+            .await
+    }
+
+    /// One project, as the API's JSON. Errors: `NotFound`.
+    #[tracing::instrument(skip(self))]
+    pub async fn get_project(&self, tenant: TenantId, id: ProjectId) -> Result<Bytes> {
+        let bytes = self
+            .cache
+            .cached(Scope::Tenant(tenant), &format!("project:{id}"), self.settings.ttls.projects, || async {
+                match self.ports.projects.get(tenant, id).await? {
+                    Some(p) => to_json(&p),
+                    None => Ok(Bytes::new()),
+                }
+            })
+            .await?;
+        if bytes.is_empty() { Err(Error::NotFound) } else { Ok(bytes) }
+    }
+
+    /// Creates a project. Errors: `Validation`.
+    #[tracing::instrument(skip(self))]
+    pub async fn create_project(&self, who: &Principal, name: &str) -> Result<Project> {
+        let name = parse_name(name)?;
+        let now = clock::now();
+        let project = Project { id: ProjectId::new(), tenant_id: who.tenant, name, created_at: now, updated_at: now };
+        let event = DomainEvent::project(EventKind::ProjectCreated, &project);
+        self.ports.projects.insert(&project, &[event]).await?;
+        self.cache.invalidate(who.tenant).await;
+        Ok(project)
+    }
+
+    /// Renames a project. Errors: `Validation`; `NotFound`.
+    #[tracing::instrument(skip(self))]
+    pub async fn rename_project(&self, who: &Principal, id: ProjectId, name: &str) -> Result<Project> {
+        let name = parse_name(name)?;
+        let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p)];
+        let project = self.ports.projects.rename(who.tenant, id, &name, &events).await?;
+        self.cache.invalidate(who.tenant).await;
+        Ok(project)
+    }
+
+    /// Deletes a project. Errors: `Forbidden` (a member); `NotFound`.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_project(&self, who: &Principal, id: ProjectId) -> Result<()> {
+        if !who.role.manages_users() {
+            return Err(Error::Forbidden("only an owner or an admin may delete a project"));
+        }
+        let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p)];
+        self.ports.projects.delete(who.tenant, id, &events).await?;
+        self.cache.invalidate(who.tenant).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! Signup: a new tenant and its first owner, on the platform host.
+
+use super::Plinth;
+use crate::clock;
+use crate::entities::{Tenant, User};
+use crate::error::{Result, Validator};
+use crate::ids::{TenantId, UserId};
+use crate::ports::AccessToken;
+use crate::values::{Email, Password, Plan, Role, Slug, TenantName};
+
+/// The signup form, unvalidated.
+#[derive(Clone)]
+pub struct SignupInput {
+    /// The slug the tenant wants.
+    pub tenant_slug: String,
+    /// The tenant's display name.
+    pub tenant_name: String,
+    /// The owner's email.
+    pub email: String,
+    /// The owner's password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SignupInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignupInput")
+            .field("tenant_slug", &self.tenant_slug)
+            .field("tenant_name", &self.tenant_name)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What signup created.
+#[derive(Debug, Clone)]
+pub struct SignupOutput {
+    /// The new tenant.
+    pub tenant: Tenant,
+    /// Its owner.
+    pub user: User,
+    /// A token for the owner.
+    pub token: AccessToken,
+}
+
+impl Plinth {
+    /// Creates a tenant on the free plan with `email` as its owner, and signs the owner in.
+    /// Errors: `Validation`; `Conflict(SlugTaken)`.
+    #[tracing::instrument(skip_all, fields(slug = %input.tenant_slug))]
+    pub async fn signup(&self, input: SignupInput) -> Result<SignupOutput> {
+        let mut v = Validator::new();
+        let slug = v.check("tenant_slug", Slug::parse(&input.tenant_slug));
+        let name = v.check("tenant_name", TenantName::parse(&input.tenant_name));
+        let email = v.check("email", Email::parse(&input.email));
+        let password = v.check("password", Password::parse(&input.password));
+        let (Some(slug), Some(name), Some(email), Some(password)) = (slug, name, email, password) else {
+            return Err(v.into_error());
+        };
+        let tenant = Tenant { id: TenantId::new(), slug, name, plan: Plan::Free };
+        let user = User {
+            id: UserId::new(),
+            tenant_id: tenant.id,
+            email,
+            role: Role::Owner,
+            password_hash: self.ports.passwords.hash(&password).await?,
+            created_at: clock::now(),
+        };
+        self.ports.tenants.create_with_owner(&tenant, &user).await?;
+        self.cache.forget(&super::tenants::tenant_key(&tenant.slug)).await;
+        let token = self.ports.tokens.issue(user.id, tenant.id, user.role)?;
+        Ok(SignupOutput { tenant, user, token })
+    }
+}

@@ -1,0 +1,103 @@
+//! A tenant's users: who may manage whom, and never without an owner.
+
+use super::Plinth;
+use crate::clock;
+use crate::entities::User;
+use crate::error::{Error, Result, Validator};
+use crate::ids::UserId;
+use crate::page::{Cursor, Page, PageRequest};
+use crate::usecases::Principal;
+use crate::values::{Email, Password, Role};
+
+/// A user to add, unvalidated.
+#[derive(Clone)]
+pub struct NewUserInput {
+    /// Their sign-in email.
+    pub email: String,
+    /// Their password.
+    pub password: String,
+    /// Their role.
+    pub role: Role,
+}
+
+impl std::fmt::Debug for NewUserInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUserInput").field("email", &self.email).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
+fn user_cursor(u: &User) -> Cursor {
+    Cursor { created_at: u.created_at, id: *u.id.as_uuid() }
+}
+
+/// An admin may not touch owners.
+fn guard_owner(actor: &Principal, target: &User) -> Result<()> {
+    if actor.role == Role::Admin && target.role == Role::Owner {
+        return Err(Error::Forbidden("an admin can't change or delete an owner"));
+    }
+    Ok(())
+}
+
+impl Plinth {
+    /// The caller and its tenant. Errors: `InvalidToken` when the user is gone.
+    #[tracing::instrument(skip(self))]
+    pub async fn me(&self, who: &Principal) -> Result<User> {
+        self.ports.users.get(who.tenant, who.user).await?.ok_or(Error::InvalidToken)
+    }
+
+    /// A page of the tenant's users. Errors: `Forbidden`.
+    #[tracing::instrument(skip(self))]
+    pub async fn list_users(&self, who: &Principal, page: &PageRequest) -> Result<Page<User>> {
+        who.require_manager()?;
+        let rows = self.ports.users.list(who.tenant, page.after.as_ref(), page.fetch_limit()).await?;
+        Ok(Page::from_rows(rows, page, user_cursor))
+    }
+
+    /// Adds a user. Errors: `Forbidden` (an admin creating an owner, or a member);
+    /// `Validation`; `Conflict(EmailTaken)`.
+    #[tracing::instrument(skip(self))]
+    pub async fn create_user(&self, who: &Principal, input: NewUserInput) -> Result<User> {
+        who.require_manager()?;
+        if who.role == Role::Admin && input.role == Role::Owner {
+            return Err(Error::Forbidden("an admin can't make anyone an owner"));
+        }
+        let mut v = Validator::new();
+        let email = v.check("email", Email::parse(&input.email));
+        let password = v.check("password", Password::parse(&input.password));
+        let (Some(email), Some(password)) = (email, password) else {
+            return Err(v.into_error());
+        };
+        let user = User {
+            id: UserId::new(),
+            tenant_id: who.tenant,
+            email,
+            role: input.role,
+            password_hash: self.ports.passwords.hash(&password).await?,
+            created_at: clock::now(),
+        };
+        self.ports.users.create(&user).await?;
+        Ok(user)
+    }
+
+    /// Changes a user's role. Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.
+    #[tracing::instrument(skip(self))]
+    pub async fn change_role(&self, who: &Principal, id: UserId, role: Role) -> Result<User> {
+        who.require_manager()?;
+        if who.role == Role::Admin && role == Role::Owner {
+            return Err(Error::Forbidden("an admin can't make anyone an owner"));
+        }
+        let user = self.ports.users.update_role(who.tenant, id, role, &|target| guard_owner(who, target)).await?;
+        // The user's tokens carry the old role: drop the cached marker everywhere.
+        self.cache.invalidate(who.tenant).await;
+        Ok(user)
+    }
+
+    /// Deletes a user. Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_user(&self, who: &Principal, id: UserId) -> Result<()> {
+        who.require_manager()?;
+        self.ports.users.delete(who.tenant, id, &|target| guard_owner(who, target)).await?;
+        self.cache.invalidate(who.tenant).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! An email address, as far as plinth needs to know one.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::InvalidValue;
+
+/// Exactly one `@` with text on both sides, at most 254 characters, no spaces or control
+/// characters. Stored trimmed and lowercased, so uniqueness within a tenant ignores case.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "ada@example.com"))]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates and normalises `s`.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 254 {
+            return Err(InvalidValue("must be 1 to 254 characters"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(InvalidValue("must not contain spaces or control characters"));
+        }
+        match s.split_once('@') {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+                Ok(Self(s.to_lowercase()))
+            }
+            _ => Err(InvalidValue("must contain exactly one '@' with text on both sides")),
+        }
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_trimmed_and_lowercased() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").map(|e| e.as_str().to_owned()), Ok("ada@example.com".into()));
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused() {
+        let long = format!("{}@example.com", "a".repeat(250));
+        for bad in ["", "   ", "ada", "@example.com", "ada@", "a@b@c", "a da@b.c", "ada@b\u{0}c", long.as_str()] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn two_hundred_fifty_four_characters_are_enough() {
+        let at_limit = format!("{}@example.com", "a".repeat(254 - 12));
+        assert_eq!(at_limit.len(), 254);
+        assert!(Email::parse(&at_limit).is_ok());
+    }
+}
