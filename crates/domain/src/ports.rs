@@ -14,4 +14,4 @@ pub use cache::{CacheStore, Generation, GenerationStore};
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use idempotency::{Claim, IdempotencyKey, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
-pub use repositories::{EventsFor, ProjectRepository, TenantRepository, UserRepository};
+pub use repositories::{EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository};

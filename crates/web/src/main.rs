@@ -1,1 +1,54 @@
-fn main() {}
+//! `plinth`: serves the API (no arguments), `plinth migrate`, `plinth seed`.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use plinth_web::cli::{self, Cli, Command};
+use plinth_web::{Application, Config, telemetry};
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("plinth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    let result = match &cli.command {
+        None | Some(Command::Serve) => serve(config).await,
+        Some(Command::Migrate { status }) => cli::run_migrate(&config, *status).await,
+        Some(seed @ Command::Seed { .. }) => cli::run_seed(&config, seed).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plinth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let listen = config.listen;
+    let base = config.base_domain.as_str().to_owned();
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    if let Some(demo) = app.demo() {
+        print_demo(demo, listen, &base);
+    }
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+fn print_demo(demo: &plinth_web::composition::DemoLogin, listen: std::net::SocketAddr, base: &str) {
+    eprintln!(
+        "\nplinth is running in embedded mode (in-memory storage; nothing is kept after exit).\n\
+         A demo tenant is seeded: host {slug}.{base}, owner {email} / {password}\n\
+         Log in with:\n\n  curl -s -H 'Host: {slug}.{base}' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}' http://{listen}/v1/auth/login\n",
+        slug = demo.slug,
+        email = demo.email,
+        password = demo.password,
+    );
+}

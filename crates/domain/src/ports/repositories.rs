@@ -14,6 +14,9 @@ use crate::values::{Email, ProjectName, Role, Slug};
 /// describe exactly what was committed.
 pub type EventsFor<'a> = &'a (dyn Fn(&Project) -> Vec<DomainEvent> + Send + Sync);
 
+/// Sees a user as it is before a change and may refuse the change (its error is returned).
+pub type UserCheck<'a> = &'a (dyn Fn(&User) -> Result<()> + Send + Sync);
+
 /// Tenants: resolved from their slug on every request, created by signup.
 #[async_trait]
 pub trait TenantRepository: Send + Sync {
@@ -48,7 +51,7 @@ pub trait UserRepository: Send + Sync {
         tenant: TenantId,
         id: UserId,
         role: Role,
-        check: &(dyn Fn(&User) -> Result<()> + Send + Sync),
+        check: UserCheck<'_>,
     ) -> Result<User>;
 
     /// Deletes a user, atomically with `check` as for `update_role`.
@@ -57,7 +60,7 @@ pub trait UserRepository: Send + Sync {
         &self,
         tenant: TenantId,
         id: UserId,
-        check: &(dyn Fn(&User) -> Result<()> + Send + Sync),
+        check: UserCheck<'_>,
     ) -> Result<()>;
 }
 

@@ -1,0 +1,145 @@
+//! `JwtTokens`: the `TokenService` over `jsonwebtoken`, with the algorithm pinned by configuration.
+//!
+//! A token is verified only with the configured algorithm: the header's `alg` must name it
+//! before any key is looked at, so neither `none` nor HS256-signed-with-a-public-key (the
+//! HS/RS confusion) can get through. Asymmetric keys are chosen by the header's `kid` from
+//! the configured set, never taken from the token (`jwk`, `jku` and `x5u` are ignored).
+
+mod claims;
+mod config;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
+use jsonwebtoken::{Validation, decode, decode_header, encode};
+use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::ports::{AccessToken, Claims, TokenService};
+use plinth_domain::values::Role;
+use plinth_domain::{Error, Result};
+
+use self::claims::{Issued, Presented, Refusal};
+use self::config::MAX_TTL;
+pub use self::config::{AsymmetricAlgorithm, JwtConfig, JwtConfigError, KeySource, Secret};
+use self::keys::KeySet;
+
+/// Clock skew tolerated between the instance that issued a token and the one verifying it,
+/// in seconds. Instances are NTP-synchronised, so a few seconds is plenty; more would only
+/// stretch every token's life past its `exp`.
+const LEEWAY_SECS: i64 = 5;
+
+/// The longest token looked at. Issued tokens are well under 1 KiB (an RS256 signature is
+/// 342 characters); anything far longer is refused before it is decoded or hashed.
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// Issues and verifies access tokens with one pinned algorithm.
+pub struct JwtTokens {
+    keys: KeySet,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    /// Validated to lie in 1..=MAX_TTL seconds.
+    ttl_secs: i64,
+}
+
+impl JwtTokens {
+    /// Checks `config` and its keys. The keys are parsed and tried once here, so a bad key
+    /// fails start-up rather than every request.
+    pub fn new(config: JwtConfig) -> Result<Self, JwtConfigError> {
+        if config.issuer.is_empty() {
+            return Err(JwtConfigError::Empty("issuer"));
+        }
+        if config.audience.is_empty() {
+            return Err(JwtConfigError::Empty("audience"));
+        }
+        if config.ttl.as_secs() == 0 || config.ttl > MAX_TTL {
+            return Err(JwtConfigError::InvalidTtl);
+        }
+        let ttl_secs = i64::try_from(config.ttl.as_secs()).map_err(|_| JwtConfigError::InvalidTtl)?;
+        let keys = KeySet::build(config.keys)?;
+
+        let mut validation = Validation::new(keys.algorithm());
+        validation.leeway = LEEWAY_SECS.unsigned_abs();
+        // `tid`, `role` and `iat` are required by `Presented`, which has no default for them.
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
+        validation.validate_exp = true;
+        validation.validate_nbf = false;
+
+        Ok(Self { keys, validation, issuer: config.issuer, audience: config.audience, ttl_secs })
+    }
+
+    /// A token as `issue` makes it, but issued at `iat` (Unix seconds).
+    fn issue_at(&self, user: UserId, tenant: TenantId, role: Role, iat: i64) -> Result<AccessToken> {
+        let claims = Issued {
+            sub: user,
+            tid: tenant,
+            role,
+            iat,
+            exp: iat.saturating_add(self.ttl_secs),
+            iss: &self.issuer,
+            aud: &self.audience,
+        };
+        let token = encode(&self.keys.header(), &claims, self.keys.signing_key()).map_err(Error::internal)?;
+        Ok(AccessToken { token, expires_in: self.ttl_secs.unsigned_abs() })
+    }
+
+    /// The claims of `token`, or why it is refused.
+    fn check(&self, token: &str) -> Result<Claims, Refusal> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Refusal::TooLong);
+        }
+        let header = decode_header(token).map_err(|_| Refusal::Malformed)?;
+        if header.alg != self.keys.algorithm() {
+            return Err(Refusal::Algorithm);
+        }
+        let key = self.keys.verification_key(header.kid.as_deref()).ok_or(Refusal::UnknownKey)?;
+        let data = decode::<Presented>(token, key, &self.validation).map_err(|e| refusal(&e))?;
+        data.claims.into_claims(unix_now(), LEEWAY_SECS)
+    }
+}
+
+impl TokenService for JwtTokens {
+    fn issue(&self, user: UserId, tenant: TenantId, role: Role) -> Result<AccessToken> {
+        self.issue_at(user, tenant, role, unix_now())
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims> {
+        self.check(token).map_err(|reason| {
+            tracing::debug!(reason = reason.as_str(), "access token refused");
+            Error::InvalidToken
+        })
+    }
+}
+
+impl fmt::Debug for JwtTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtTokens")
+            .field("keys", &self.keys)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a `jsonwebtoken` failure says about the token.
+fn refusal(e: &JwtError) -> Refusal {
+    match e.kind() {
+        ErrorKind::InvalidSignature => Refusal::Signature,
+        ErrorKind::ExpiredSignature => Refusal::Expired,
+        ErrorKind::InvalidIssuer => Refusal::Issuer,
+        ErrorKind::InvalidAudience => Refusal::Audience,
+        ErrorKind::InvalidAlgorithm => Refusal::Algorithm,
+        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => Refusal::Claims,
+        _ => Refusal::Malformed,
+    }
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

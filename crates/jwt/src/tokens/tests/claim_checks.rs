@@ -1,0 +1,84 @@
+//! Genuinely signed tokens whose claims don't hold: expired, issued in the future, for
+//! another issuer or audience, or with a claim missing or malformed.
+
+use super::*;
+
+#[test]
+fn a_hand_signed_token_with_every_claim_verifies() {
+    // The refusals below change one thing each from this token.
+    assert!(hs256(SECRET).verify(&signed(&claims())).is_ok());
+}
+
+#[test]
+fn an_expired_token_is_refused_after_the_leeway() {
+    let tokens = hs256(SECRET);
+    let (user, tenant) = (UserId::new(), TenantId::new());
+    let expired = tokens.issue_at(user, tenant, Role::Owner, unix_now() - 3600 - 30).unwrap();
+    assert!(refused(&tokens, &expired.token));
+    assert_eq!(reason(&tokens, &expired.token), Some(Refusal::Expired));
+    let just_expired = tokens.issue_at(user, tenant, Role::Owner, unix_now() - 3600 - 1).unwrap();
+    assert!(tokens.verify(&just_expired.token).is_ok(), "within the {LEEWAY_SECS} s leeway");
+}
+
+#[test]
+fn a_token_issued_in_the_future_is_refused() {
+    let tokens = hs256(SECRET);
+    let early = tokens.issue_at(UserId::new(), TenantId::new(), Role::Owner, unix_now() + 60).unwrap();
+    assert!(refused(&tokens, &early.token));
+    assert_eq!(reason(&tokens, &early.token), Some(Refusal::IssuedLater));
+    assert!(refused(&tokens, &signed(&with("exp", json!(unix_now() - 100)))));
+}
+
+#[test]
+fn a_token_for_another_issuer_or_audience_is_refused() {
+    let tokens = hs256(SECRET);
+    for (claim, value, why) in [
+        ("iss", json!("plinth-staging"), Refusal::Issuer),
+        ("iss", json!(""), Refusal::Issuer),
+        ("iss", json!([ISSUER]), Refusal::Claims),
+        ("aud", json!("another-api"), Refusal::Audience),
+        ("aud", json!("plinth-api "), Refusal::Audience),
+        ("aud", json!([AUDIENCE]), Refusal::Claims),
+        ("aud", json!([AUDIENCE, "another-api"]), Refusal::Claims),
+    ] {
+        let token = signed(&with(claim, value.clone()));
+        assert!(refused(&tokens, &token), "{claim}: {value}");
+        assert_eq!(reason(&tokens, &token), Some(why), "{claim}: {value}");
+    }
+}
+
+#[test]
+fn a_token_missing_any_claim_is_refused() {
+    let tokens = hs256(SECRET);
+    for claim in ["sub", "tid", "role", "iat", "exp", "iss", "aud"] {
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove(claim);
+        assert!(refused(&tokens, &signed(&c)), "without {claim}");
+        assert_eq!(reason(&tokens, &signed(&c)), Some(Refusal::Claims), "without {claim}");
+    }
+}
+
+#[test]
+fn a_token_with_a_malformed_claim_is_refused() {
+    let tokens = hs256(SECRET);
+    let uuid = UserId::new();
+    for (claim, value) in [
+        ("sub", json!("not-a-uuid")),
+        ("sub", json!(uuid.as_uuid().simple().to_string())),
+        ("sub", json!(null)),
+        ("tid", json!(42)),
+        ("tid", json!(format!("urn:uuid:{uuid}"))),
+        ("role", json!("superuser")),
+        ("role", json!("Owner")),
+        ("iat", json!("now")),
+        ("iat", json!(1.5)),
+        ("exp", json!(unix_now() as f64 + 600.5)),
+        ("exp", json!(-1)),
+        ("exp", json!(u64::MAX)),
+    ] {
+        assert!(refused(&tokens, &signed(&with(claim, value.clone()))), "{claim}: {value}");
+    }
+    for payload in [json!(null), json!([]), json!("claims"), json!(7)] {
+        assert!(refused(&tokens, &signed(&payload)), "{payload}");
+    }
+}

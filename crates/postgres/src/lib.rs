@@ -1,0 +1,18 @@
+//! PostgreSQL adapters: tenants, users, projects and idempotency keys in one shared database,
+//! isolated by Row-Level Security; and the migrations that set that up.
+//!
+//! Architecture invariants: every tenant-scoped statement runs in a transaction that first
+//! sets `app.current_tenant` (a bound parameter, transaction-local); no SQL is built by string
+//! formatting; driver errors become domain errors here and never cross a port.
+
+mod error;
+mod idempotency;
+pub mod migrate;
+mod pool;
+mod projects;
+pub mod seed;
+mod tenants;
+mod users;
+
+pub use error::PgError;
+pub use pool::{PgSettings, PgStore};

@@ -1,0 +1,117 @@
+//! The connection pool and the tenant-scoped transaction every repository call runs in.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
+use plinth_domain::Error;
+use plinth_domain::ids::TenantId;
+use tokio_postgres::NoTls;
+
+use crate::error::{self, DATABASE, PgError};
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// Connections at most.
+    pub pool_size: usize,
+    /// Longest wait for a pooled connection (and for a new one to connect).
+    pub pool_timeout: Duration,
+    /// Longest statement, enforced by the server.
+    pub statement_timeout: Duration,
+    /// Shown in `pg_stat_activity`, so operators (and tests) can tell plinth's connections apart.
+    pub application_name: String,
+}
+
+/// The adapters' shared handle: a pool of connections as `plinth_app`.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// Bounds a whole port call, so a database that stops answering can't hang a request.
+    call_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.pool.status();
+        f.debug_struct("PgStore").field("size", &s.size).field("available", &s.available).finish()
+    }
+}
+
+/// The pool's current numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open.
+    pub size: usize,
+    /// Connections idle.
+    pub available: usize,
+    /// Callers waiting for one.
+    pub waiting: usize,
+    /// Connections at most.
+    pub max_size: usize,
+}
+
+impl PgStore {
+    /// A pool for `url`. Connects lazily: a database that is down now is not an error yet.
+    pub fn connect(url: &str, settings: &PgSettings) -> Result<Self, PgError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| PgError::Url)?;
+        let statement_ms = settings.statement_timeout.as_millis();
+        config
+            .application_name(&settings.application_name)
+            .options(format!(
+                "-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout={}",
+                statement_ms * 2
+            ))
+            .connect_timeout(settings.pool_timeout);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.pool_timeout))
+            .create_timeout(Some(settings.pool_timeout))
+            .recycle_timeout(Some(settings.pool_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| PgError::Pool(e.to_string()))?;
+        Ok(Self { pool, call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500) })
+    }
+
+    /// The pool's numbers, for metrics.
+    pub fn status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus { size: s.size, available: s.available, waiting: s.waiting, max_size: s.max_size }
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.bounded(async {
+            let client = self.conn().await?;
+            client.simple_query("SELECT 1").await.map_err(error::db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Closes the pool: idle connections are dropped, new calls fail.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Object, Error> {
+        self.pool.get().await.map_err(error::pool)
+    }
+
+    /// Runs `call` with the whole-call time bound; running out is `Unavailable`.
+    pub(crate) async fn bounded<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(r) => r,
+            Err(elapsed) => Err(Error::unavailable(DATABASE, elapsed)),
+        }
+    }
+}
+
+/// Begins a transaction whose every statement sees only `tenant`'s rows.
+pub(crate) async fn tenant_tx(client: &mut Object, tenant: TenantId) -> Result<Transaction<'_>, Error> {
+    let tx = client.transaction().await.map_err(error::db)?;
+    let set = tx.prepare_cached("SELECT set_config('app.current_tenant', $1, true)").await.map_err(error::db)?;
+    tx.execute(&set, &[&tenant.to_string()]).await.map_err(error::db)?;
+    Ok(tx)
+}

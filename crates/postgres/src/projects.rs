@@ -1,0 +1,188 @@
+//! A tenant's projects; each write stores the events it causes in the same transaction.
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use plinth_domain::entities::Project;
+use plinth_domain::events::DomainEvent;
+use plinth_domain::ids::{ProjectId, TenantId};
+use plinth_domain::page::Cursor;
+use plinth_domain::ports::{EventsFor, ProjectRepository};
+use plinth_domain::values::ProjectName;
+use plinth_domain::{Error, Result, clock};
+use tokio_postgres::Row;
+
+use crate::error::{self, corrupt};
+use crate::pool::{PgStore, tenant_tx};
+
+macro_rules! columns {
+    () => {
+        "tenant_id, id, name, created_at, updated_at"
+    };
+}
+
+fn project_from_row(row: &Row) -> Result<Project> {
+    Ok(Project {
+        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(error::db)?),
+        id: ProjectId::from_uuid(row.try_get("id").map_err(error::db)?),
+        name: ProjectName::parse(row.try_get("name").map_err(error::db)?).map_err(|_| corrupt("project name"))?,
+        created_at: row.try_get("created_at").map_err(error::db)?,
+        updated_at: row.try_get("updated_at").map_err(error::db)?,
+    })
+}
+
+/// Appends `events` to the outbox, in the caller's transaction.
+async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let insert = tx
+        .prepare_cached("INSERT INTO events (tenant_id, id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .await
+        .map_err(error::db)?;
+    for event in events {
+        let payload = serde_json::to_value(event).map_err(Error::internal)?;
+        tx.execute(
+            &insert,
+            &[event.tenant_id.as_uuid(), event.id.as_uuid(), &event.kind.as_str(), &payload, &event.created_at],
+        )
+        .await
+        .map_err(error::db)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProjectRepository for PgStore {
+    #[tracing::instrument(skip(self))]
+    async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let rows = match after {
+                None => {
+                    let q = tx
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            columns!(),
+                            " FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+                        ))
+                        .await
+                        .map_err(error::db)?;
+                    tx.query(&q, &[tenant.as_uuid(), &limit]).await
+                }
+                Some(c) => {
+                    let q = tx
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            columns!(),
+                            " FROM projects WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
+                             ORDER BY created_at DESC, id DESC LIMIT $4"
+                        ))
+                        .await
+                        .map_err(error::db)?;
+                    tx.query(&q, &[tenant.as_uuid(), &c.created_at, &c.id, &limit]).await
+                }
+            }
+            .map_err(error::db)?;
+            let projects = rows.iter().map(project_from_row).collect::<Result<Vec<_>>>()?;
+            tx.commit().await.map_err(error::db)?;
+            Ok(projects)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let q = tx
+                .prepare_cached(concat!("SELECT ", columns!(), " FROM projects WHERE tenant_id = $1 AND id = $2"))
+                .await
+                .map_err(error::db)?;
+            let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
+            let project = row.as_ref().map(project_from_row).transpose()?;
+            tx.commit().await.map_err(error::db)?;
+            Ok(project)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %project.tenant_id))]
+    async fn insert(&self, project: &Project, events: &[DomainEvent]) -> Result<()> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, project.tenant_id).await?;
+            let q = tx
+                .prepare_cached(
+                    "INSERT INTO projects (tenant_id, id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .await
+                .map_err(error::db)?;
+            tx.execute(
+                &q,
+                &[
+                    project.tenant_id.as_uuid(),
+                    project.id.as_uuid(),
+                    &project.name.as_str(),
+                    &project.created_at,
+                    &project.updated_at,
+                ],
+            )
+            .await
+            .map_err(error::db)?;
+            store_events(&tx, events).await?;
+            tx.commit().await.map_err(error::db)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self, events))]
+    async fn rename(
+        &self,
+        tenant: TenantId,
+        id: ProjectId,
+        name: &ProjectName,
+        events: EventsFor<'_>,
+    ) -> Result<Project> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let q = tx
+                .prepare_cached(concat!(
+                    "UPDATE projects SET name = $3, updated_at = GREATEST($4, created_at) \
+                     WHERE tenant_id = $1 AND id = $2 RETURNING ",
+                    columns!()
+                ))
+                .await
+                .map_err(error::db)?;
+            let row = tx
+                .query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &name.as_str(), &clock::now()])
+                .await
+                .map_err(error::db)?;
+            let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
+            store_events(&tx, &events(&project)).await?;
+            tx.commit().await.map_err(error::db)?;
+            Ok(project)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self, events))]
+    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let q = tx
+                .prepare_cached(concat!("DELETE FROM projects WHERE tenant_id = $1 AND id = $2 RETURNING ", columns!()))
+                .await
+                .map_err(error::db)?;
+            let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
+            let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
+            store_events(&tx, &events(&project)).await?;
+            tx.commit().await.map_err(error::db)
+        })
+        .await
+    }
+}

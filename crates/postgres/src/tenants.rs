@@ -1,0 +1,67 @@
+//! Tenants: created by signup with their first owner; resolved by slug without a tenant context.
+
+use async_trait::async_trait;
+use plinth_domain::entities::{Tenant, User};
+use plinth_domain::error::Conflict;
+use plinth_domain::ids::TenantId;
+use plinth_domain::ports::TenantRepository;
+use plinth_domain::values::{Slug, TenantName};
+use plinth_domain::{Error, Result};
+use tokio_postgres::Row;
+
+use crate::error::{self, corrupt};
+use crate::pool::{PgStore, tenant_tx};
+use crate::users::insert_user;
+
+fn tenant_from_row(row: &Row) -> Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::from_uuid(row.try_get("id").map_err(error::db)?),
+        slug: Slug::parse(row.try_get("slug").map_err(error::db)?).map_err(|_| corrupt("slug"))?,
+        name: TenantName::parse(row.try_get("name").map_err(error::db)?).map_err(|_| corrupt("tenant name"))?,
+        plan: row.try_get::<_, &str>("plan").map_err(error::db)?.parse().map_err(|_| corrupt("plan"))?,
+    })
+}
+
+#[async_trait]
+impl TenantRepository for PgStore {
+    #[tracing::instrument(skip_all, fields(tenant = %tenant.slug))]
+    async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant.id).await?;
+            let insert = tx
+                .prepare_cached("INSERT INTO tenants (id, slug, name, plan) VALUES ($1, $2, $3, $4)")
+                .await
+                .map_err(error::db)?;
+            let inserted = tx
+                .execute(
+                    &insert,
+                    &[tenant.id.as_uuid(), &tenant.slug.as_str(), &tenant.name.as_str(), &tenant.plan.as_str()],
+                )
+                .await;
+            if let Err(e) = inserted {
+                return Err(match error::unique_violation(&e) {
+                    Some(_) => Error::Conflict(Conflict::SlugTaken),
+                    None => error::db(e),
+                });
+            }
+            insert_user(&tx, owner).await?;
+            tx.commit().await.map_err(error::db)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(slug = %slug))]
+    async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
+        self.bounded(async {
+            let client = self.conn().await?;
+            let find = client
+                .prepare_cached("SELECT id, slug, name, plan FROM tenant_by_slug($1)")
+                .await
+                .map_err(error::db)?;
+            let row = client.query_opt(&find, &[&slug.as_str()]).await.map_err(error::db)?;
+            row.as_ref().map(tenant_from_row).transpose()
+        })
+        .await
+    }
+}

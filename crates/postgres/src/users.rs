@@ -1,0 +1,210 @@
+//! A tenant's users. Role changes and deletions lock the tenant's owners first, so two
+//! concurrent demotions can't leave a tenant without an owner.
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use plinth_domain::entities::User;
+use plinth_domain::error::Conflict;
+use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::page::Cursor;
+use plinth_domain::ports::{UserCheck, UserRepository};
+use plinth_domain::values::{Email, PasswordHash, Role};
+use plinth_domain::{Error, Result, clock};
+use tokio_postgres::Row;
+
+use crate::error::{self, corrupt};
+use crate::pool::{PgStore, tenant_tx};
+
+macro_rules! columns {
+    () => {
+        "tenant_id, id, email, role, password_hash, created_at"
+    };
+}
+
+fn user_from_row(row: &Row) -> Result<User> {
+    Ok(User {
+        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(error::db)?),
+        id: UserId::from_uuid(row.try_get("id").map_err(error::db)?),
+        email: Email::parse(row.try_get("email").map_err(error::db)?).map_err(|_| corrupt("email"))?,
+        role: row.try_get::<_, &str>("role").map_err(error::db)?.parse().map_err(|_| corrupt("role"))?,
+        password_hash: PasswordHash::new(row.try_get("password_hash").map_err(error::db)?),
+        created_at: row.try_get("created_at").map_err(error::db)?,
+    })
+}
+
+/// Inserts `user` in a transaction already scoped to its tenant.
+pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO users (tenant_id, id, email, role, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .await
+        .map_err(error::db)?;
+    let result = tx
+        .execute(
+            &insert,
+            &[
+                user.tenant_id.as_uuid(),
+                user.id.as_uuid(),
+                &user.email.as_str(),
+                &user.role.as_str(),
+                &user.password_hash.as_str(),
+                &user.created_at,
+            ],
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if error::unique_violation(&e) == Some("users_email_key") => Err(Error::Conflict(Conflict::EmailTaken)),
+        Err(e) => Err(error::db(e)),
+    }
+}
+
+/// Locks the tenant's owners, then the target user; refuses to take away the last owner.
+async fn lock_target(
+    tx: &Transaction<'_>,
+    tenant: TenantId,
+    id: UserId,
+    keeps_owner: bool,
+    check: UserCheck<'_>,
+) -> Result<User> {
+    let owners = tx
+        .prepare_cached("SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner' ORDER BY id FOR UPDATE")
+        .await
+        .map_err(error::db)?;
+    let owner_count = tx.query(&owners, &[tenant.as_uuid()]).await.map_err(error::db)?.len();
+    let target = tx
+        .prepare_cached(concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE"))
+        .await
+        .map_err(error::db)?;
+    let row = tx.query_opt(&target, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
+    let user = row.as_ref().map(user_from_row).transpose()?.ok_or(Error::NotFound)?;
+    check(&user)?;
+    if user.role == Role::Owner && !keeps_owner && owner_count <= 1 {
+        return Err(Error::Conflict(Conflict::LastOwner));
+    }
+    Ok(user)
+}
+
+#[async_trait]
+impl UserRepository for PgStore {
+    #[tracing::instrument(skip_all, fields(tenant = %user.tenant_id))]
+    async fn create(&self, user: &User) -> Result<()> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, user.tenant_id).await?;
+            insert_user(&tx, user).await?;
+            tx.commit().await.map_err(error::db)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let get = tx
+                .prepare_cached(concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND id = $2"))
+                .await
+                .map_err(error::db)?;
+            let row = tx.query_opt(&get, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
+            let user = row.as_ref().map(user_from_row).transpose()?;
+            tx.commit().await.map_err(error::db)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    async fn find_by_email(&self, tenant: TenantId, email: &Email) -> Result<Option<User>> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let find = tx
+                .prepare_cached(concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND email = $2"))
+                .await
+                .map_err(error::db)?;
+            let row = tx.query_opt(&find, &[tenant.as_uuid(), &email.as_str()]).await.map_err(error::db)?;
+            let user = row.as_ref().map(user_from_row).transpose()?;
+            tx.commit().await.map_err(error::db)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<User>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let rows = match after {
+                None => {
+                    let q = tx
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            columns!(),
+                            " FROM users WHERE tenant_id = $1 \
+                             ORDER BY created_at DESC, id DESC LIMIT $2"
+                        ))
+                        .await
+                        .map_err(error::db)?;
+                    tx.query(&q, &[tenant.as_uuid(), &limit]).await
+                }
+                Some(c) => {
+                    let q = tx
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            columns!(),
+                            " FROM users WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
+                             ORDER BY created_at DESC, id DESC LIMIT $4"
+                        ))
+                        .await
+                        .map_err(error::db)?;
+                    tx.query(&q, &[tenant.as_uuid(), &c.created_at, &c.id, &limit]).await
+                }
+            }
+            .map_err(error::db)?;
+            let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
+            tx.commit().await.map_err(error::db)?;
+            Ok(users)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self, check))]
+    async fn update_role(&self, tenant: TenantId, id: UserId, role: Role, check: UserCheck<'_>) -> Result<User> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let mut user = lock_target(&tx, tenant, id, role == Role::Owner, check).await?;
+            let update = tx
+                .prepare_cached("UPDATE users SET role = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
+                .await
+                .map_err(error::db)?;
+            tx.execute(&update, &[tenant.as_uuid(), id.as_uuid(), &role.as_str(), &clock::now()])
+                .await
+                .map_err(error::db)?;
+            tx.commit().await.map_err(error::db)?;
+            user.role = role;
+            Ok(user)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self, check))]
+    async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>) -> Result<()> {
+        self.bounded(async {
+            let mut client = self.conn().await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            lock_target(&tx, tenant, id, false, check).await?;
+            let delete =
+                tx.prepare_cached("DELETE FROM users WHERE tenant_id = $1 AND id = $2").await.map_err(error::db)?;
+            tx.execute(&delete, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
+            tx.commit().await.map_err(error::db)
+        })
+        .await
+    }
+}

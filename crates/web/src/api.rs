@@ -1,0 +1,43 @@
+//! The HTTP API: handlers, their extractors, and the one function that registers them.
+//!
+//! Routes are added only through [`configure`], with utoipa-actix-web's `service`, so that the
+//! OpenAPI document lists every one of them.
+
+pub mod extract;
+pub mod fallback;
+pub mod openapi;
+pub mod platform;
+
+mod auth;
+mod idempotency;
+mod projects;
+mod respond;
+mod signup;
+mod users;
+
+use actix_web::middleware::from_fn;
+use utoipa_actix_web::scope;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::middleware::gate::gate;
+
+/// Registers every route.
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(platform::healthz).service(platform::readyz).service(platform::openapi).service(
+        scope("/v1")
+            .wrap(from_fn(gate))
+            .service(signup::signup)
+            .service(auth::login)
+            .service(auth::me)
+            .service(auth::get_tenant)
+            .service(users::list)
+            .service(users::create)
+            .service(users::update)
+            .service(users::remove)
+            .service(projects::list)
+            .service(projects::create)
+            .service(projects::get)
+            .service(projects::update)
+            .service(projects::remove),
+    );
+}

@@ -1,0 +1,90 @@
+//! `POST /v1/auth/login`, `GET /v1/me` and `GET /v1/tenant`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use plinth_domain::entities::{Tenant, User};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Auth, JsonBody, TenantCtx};
+use super::respond;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Credentials.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    /// The user's email.
+    #[schema(example = "ada@acme.test")]
+    pub email: String,
+    /// The user's password.
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+}
+
+/// A bearer token.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// The caller and its tenant.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeResponse {
+    /// The caller.
+    pub user: User,
+    /// The caller's tenant.
+    pub tenant: Tenant,
+}
+
+/// Signs a user of this host's tenant in.
+#[utoipa::path(
+    tag = "auth",
+    operation_id = "login",
+    request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse))
+)]
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    body: JsonBody<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let token = state.plinth.login(&tenant.0, &body.value.email, &body.value.password).await?;
+    let mut res = respond::json(
+        StatusCode::OK,
+        &TokenResponse { access_token: token.token, token_type: "Bearer", expires_in: token.expires_in },
+    )?;
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// The caller and its tenant.
+#[utoipa::path(tag = "auth", operation_id = "me", security(("bearer" = [])), responses((status = 200, body = MeResponse)))]
+#[get("/me")]
+pub async fn me(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    who: Auth,
+) -> Result<HttpResponse, ApiError> {
+    let user = state.plinth.me(&who.0).await?;
+    respond::get(&req, &MeResponse { user, tenant: tenant.0 })
+}
+
+/// This host's tenant: public, and cacheable by a CDN.
+#[utoipa::path(tag = "tenant", operation_id = "getTenant", responses((status = 200, body = Tenant)))]
+#[get("/tenant")]
+pub async fn get_tenant(req: HttpRequest, tenant: TenantCtx) -> Result<HttpResponse, ApiError> {
+    let mut res = respond::get(&req, &tenant.0)?;
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    h.insert(header::VARY, HeaderValue::from_static("Host"));
+    Ok(res)
+}

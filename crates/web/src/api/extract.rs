@@ -1,0 +1,184 @@
+//! Extractors: what handlers take from a request, each failing with the contract's answer.
+
+use std::future::{Ready, ready};
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
+use bytes::Bytes;
+use plinth_domain::Error;
+use plinth_domain::entities::Tenant;
+use plinth_domain::page::PageRequest;
+use plinth_domain::usecases::Principal;
+use serde::de::DeserializeOwned;
+
+use crate::middleware::gate::{AuthState, RequestCtx};
+use crate::problem::ApiError;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+fn ctx(req: &HttpRequest) -> Option<RequestCtx> {
+    req.extensions().get::<RequestCtx>().cloned()
+}
+
+/// The tenant the request's host names.
+#[derive(Debug, Clone)]
+pub struct TenantCtx(pub Tenant);
+
+impl FromRequest for TenantCtx {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(ctx(req).and_then(|c| c.tenant).map(TenantCtx).ok_or(ApiError::Domain(Error::TenantNotFound)))
+    }
+}
+
+/// The caller, from a valid bearer token: 401 otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth(pub Principal);
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match ctx(req).map(|c| c.auth) {
+            Some(AuthState::Valid(p)) => Ok(Auth(p)),
+            Some(AuthState::Invalid) => Err(Error::InvalidToken.into()),
+            Some(AuthState::Missing) | None => Err(Error::Unauthorized.into()),
+        })
+    }
+}
+
+/// `limit` and `cursor` of a list request.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging(pub PageRequest);
+
+impl FromRequest for Paging {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            limit: Option<String>,
+            cursor: Option<String>,
+        }
+        let parsed = serde_urlencoded_query::<Raw>(req.query_string())
+            .and_then(|raw| PageRequest::parse(raw.limit.as_deref(), raw.cursor.as_deref()).map_err(ApiError::from));
+        ready(parsed.map(Paging))
+    }
+}
+
+fn serde_urlencoded_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|_| ApiError::Malformed("The query string is malformed.".into()))
+}
+
+/// A JSON body of at most 64 KiB, sent as `application/json`, with a fingerprint of its
+/// bytes for idempotency keys.
+#[derive(Debug)]
+pub struct JsonBody<T> {
+    /// The parsed body.
+    pub value: T,
+    /// A hash of the raw bytes.
+    pub fingerprint: u128,
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 5
+            && essence.to_ascii_lowercase().starts_with("application/")
+            && essence.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// Parses `bytes` as `T`: malformed JSON is 400, well-formed JSON of the wrong shape is 422
+/// naming the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if field == "." { "body".to_owned() } else { field };
+                let message = inner.to_string();
+                // serde appends " at line L column C": position is noise to an API consumer.
+                let message = message.split(" at line ").next().unwrap_or_default().to_owned();
+                ApiError::Domain(Error::Validation(vec![plinth_domain::FieldError::new(field, message)]))
+            }
+            _ => ApiError::Malformed("The body is not valid JSON.".into()),
+        }
+    })
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let too_long = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > BODY_LIMIT);
+        let body = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if too_long {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            let bytes: Bytes = body.await.map_err(|e| {
+                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::Malformed("The body could not be read.".into())
+                }
+            })?;
+            if !json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            let value = parse_json(&bytes)?;
+            Ok(Self { value, fingerprint: xxhash_rust::xxh3::xxh3_128(&bytes) })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: u8,
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request_and_the_wrong_shape_names_its_field() {
+        assert!(matches!(parse_json::<Body>(b"{\"name\": "), Err(ApiError::Malformed(_))));
+        assert!(matches!(parse_json::<Body>(b"not json"), Err(ApiError::Malformed(_))));
+        match parse_json::<Body>(br#"{"name": "x", "count": 300}"#) {
+            Err(ApiError::Domain(Error::Validation(e))) => assert_eq!(e[0].field, "count"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Body>(br#"{"count": 1}"#) {
+            Err(ApiError::Domain(Error::Validation(e))) => assert!(e[0].message.contains("name"), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Body>(b"[1]") {
+            Err(ApiError::Domain(Error::Validation(e))) => assert_eq!(e[0].field, "body"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What answers when no route matched: 405 with `Allow` for a known path, else 404.
+//!
+//! actix-web can't list its routes, so the table of known paths is read from the OpenAPI
+//! document, which lists every route (they are registered only through it).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use plinth_domain::Error;
+use utoipa::openapi::OpenApi;
+
+use crate::problem::ApiError;
+
+/// Path templates (`/v1/projects/{id}`) and their methods.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<(Vec<Segment>, Vec<String>)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+impl RouteTable {
+    /// The table of every path and method `doc` documents.
+    pub fn from_openapi(doc: &OpenApi) -> Self {
+        let routes = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path
+                    .split('/')
+                    .map(|s| if s.starts_with('{') { Segment::Param } else { Segment::Literal(s.to_owned()) })
+                    .collect();
+                let mut methods: Vec<String> = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter(|(_, has)| *has)
+                .map(|(m, _)| m.to_owned())
+                .collect();
+                methods.sort();
+                (segments, methods)
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The methods `path` supports; empty for an unknown path.
+    pub fn methods(&self, path: &str) -> Vec<&str> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut found: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|(segments, _)| {
+                segments.len() == parts.len()
+                    && segments.iter().zip(&parts).all(|(seg, part)| match seg {
+                        Segment::Literal(l) => l == part,
+                        Segment::Param => !part.is_empty(),
+                    })
+            })
+            .flat_map(|(_, methods)| methods.iter().map(String::as_str))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}
+
+/// The default service: 405 with `Allow` for a known path, else 404 `not_found`.
+pub async fn unmatched(
+    req: HttpRequest,
+    table: web::Data<std::sync::Arc<RouteTable>>,
+) -> Result<HttpResponse, ApiError> {
+    let methods = table.methods(req.path());
+    Err(if methods.is_empty() {
+        ApiError::Domain(Error::NotFound)
+    } else {
+        ApiError::MethodNotAllowed(methods.join(", "))
+    })
+}

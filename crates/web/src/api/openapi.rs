@@ -1,0 +1,130 @@
+//! The OpenAPI document: paths come from the handlers' annotations; this adds what every
+//! operation shares (the error answers, the common headers, the bearer scheme).
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{ResponseBuilder, Responses};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi, RefOr, Schema};
+use utoipa::{OpenApi as _, PartialSchema as _, ToSchema as _};
+
+use crate::problem::Problem;
+
+/// The document's fixed parts.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "plinth", description = "A multi-tenant SaaS API: tenants by host, JWT auth, per-plan rate limits."),
+    components(schemas(Problem, plinth_domain::FieldError)),
+    tags(
+        (name = "platform", description = "Health, readiness and this document; any host, never rate-limited"),
+        (name = "auth", description = "Signup (platform host), login and the caller"),
+        (name = "tenant", description = "The tenant a host names"),
+        (name = "users", description = "A tenant's users (owners and admins)"),
+        (name = "projects", description = "A tenant's projects"),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The error answers an operation can give, by operation id. Every `/v1` operation also may
+/// answer 429, 500 and 503.
+fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
+    const BODY: (u16, &str) = (400, "Malformed JSON");
+    const UNAUTH: (u16, &str) = (401, "No bearer token (`unauthorized`) or not a valid one here (`invalid_token`)");
+    const FORBIDDEN: (u16, &str) = (403, "The caller's role may not do this");
+    const TENANT: (u16, &str) = (404, "No tenant at this host (`tenant_not_found`), or no such resource (`not_found`)");
+    const CONFLICT: (u16, &str) = (409, "Conflict with the current state");
+    const TOO_LARGE: (u16, &str) = (413, "Body over 64 KiB");
+    const MEDIA: (u16, &str) = (415, "Body without Content-Type: application/json");
+    const INVALID: (u16, &str) = (422, "A validation rule is broken, or an Idempotency-Key reused with another body");
+    const QUERY: (u16, &str) = (400, "Malformed limit or cursor");
+    match operation_id {
+        "signup" => &[BODY, (404, "Not the platform host"), CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "login" => &[BODY, (401, "Wrong email or password (`invalid_credentials`)"), TENANT, TOO_LARGE, MEDIA, INVALID],
+        "getTenant" => &[TENANT],
+        "me" => &[UNAUTH, TENANT],
+        "listUsers" | "listProjects" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
+        "createUser" | "createProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "updateUser" | "updateProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "deleteUser" | "deleteProject" | "getProject" => &[UNAUTH, FORBIDDEN, TENANT, CONFLICT],
+        _ => &[],
+    }
+}
+
+fn problem_response(description: &str) -> RefOr<utoipa::openapi::response::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            Content::new(Some(RefOr::<Schema>::Ref(utoipa::openapi::Ref::from_schema_name(Problem::name())))),
+        )
+        .into()
+}
+
+fn add_common(path: &str, op: &mut Operation) {
+    let id = op.operation_id.clone().unwrap_or_default();
+    let responses: &mut Responses = &mut op.responses;
+    for (status, description) in errors_of(&id) {
+        responses.responses.entry(status.to_string()).or_insert_with(|| problem_response(description));
+    }
+    if path.starts_with("/v1/") {
+        responses
+            .responses
+            .entry("429".into())
+            .or_insert_with(|| problem_response("Rate limit exceeded; see Retry-After"));
+        responses
+            .responses
+            .entry("503".into())
+            .or_insert_with(|| problem_response("A dependency is unavailable; see Retry-After"));
+    }
+    responses.responses.entry("500".into()).or_insert_with(|| problem_response("Internal error"));
+    let get = matches!(id.as_str(), "getTenant" | "me" | "listUsers" | "listProjects" | "getProject");
+    if get {
+        responses.responses.entry("304".into()).or_insert_with(|| {
+            ResponseBuilder::new().description("Not modified: the If-None-Match ETag is current").into()
+        });
+    }
+    for (_, response) in responses.responses.iter_mut() {
+        if let RefOr::T(r) = response {
+            r.headers.insert(
+                "X-Request-Id".into(),
+                HeaderBuilder::new().schema(String::schema()).description(Some("The request's id")).build(),
+            );
+            if path.starts_with("/v1/") {
+                r.headers.insert(
+                    "RateLimit".into(),
+                    HeaderBuilder::new()
+                        .schema(String::schema())
+                        .description(Some("\"policy\";r=remaining;t=seconds"))
+                        .build(),
+                );
+                r.headers.insert(
+                    "RateLimit-Policy".into(),
+                    HeaderBuilder::new().schema(String::schema()).description(Some("\"policy\";q=quota;w=60")).build(),
+                );
+            }
+        }
+    }
+}
+
+/// The complete document: `paths` (from the registered handlers) on top of [`ApiDoc`].
+pub fn finish(mut doc: OpenApi) -> OpenApi {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for op in
+            [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete].into_iter().flatten()
+        {
+            add_common(path, op);
+        }
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    doc
+}
+
+/// The base document the handlers' paths are added to.
+pub fn base() -> OpenApi {
+    ApiDoc::openapi()
+}

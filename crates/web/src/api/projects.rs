@@ -1,0 +1,137 @@
+//! `/v1/projects`: every member works on the tenant's projects.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use bytes::Bytes;
+use plinth_domain::Error;
+use plinth_domain::entities::Project;
+use plinth_domain::ids::ProjectId;
+use serde::Deserialize;
+
+use super::extract::{Auth, JsonBody, Paging};
+use super::idempotency::{self, Created};
+use super::respond;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// A project's editable fields.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ProjectRequest {
+    /// 1–255 characters after trimming.
+    #[schema(example = "Apollo")]
+    pub name: String,
+}
+
+/// A page of projects.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProjectPage {
+    /// Newest first.
+    pub items: Vec<Project>,
+    /// Pass back as `cursor`; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
+    raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
+}
+
+/// The tenant's projects, newest first.
+#[utoipa::path(
+    tag = "projects",
+    operation_id = "listProjects",
+    security(("bearer" = [])),
+    params(("limit" = Option<u16>, Query, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
+    responses((status = 200, body = ProjectPage))
+)]
+#[get("/projects")]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    page: Paging,
+) -> Result<HttpResponse, ApiError> {
+    let body = state.plinth.list_projects(who.0.tenant, &page.0).await?;
+    Ok(respond::get_json(&req, body))
+}
+
+/// Creates a project.
+#[utoipa::path(
+    tag = "projects",
+    operation_id = "createProject",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters")),
+    request_body = ProjectRequest,
+    responses((status = 201, body = Project, headers(("Location" = String, description = "The project's URL"))))
+)]
+#[post("/projects")]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    body: JsonBody<ProjectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let JsonBody { value, fingerprint } = body;
+    idempotency::once(&state.plinth, &req, &who.0, fingerprint, || async {
+        let project = state.plinth.create_project(&who.0, &value.name).await?;
+        let body = serde_json::to_vec(&project).map_err(Error::internal)?;
+        Ok(Created {
+            status: StatusCode::CREATED,
+            body: Bytes::from(body),
+            location: Some(format!("/v1/projects/{}", project.id)),
+        })
+    })
+    .await
+}
+
+/// One project.
+#[utoipa::path(
+    tag = "projects",
+    operation_id = "getProject",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The project's id")),
+    responses((status = 200, body = Project))
+)]
+#[get("/projects/{id}")]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let body = state.plinth.get_project(who.0.tenant, project_id(&id)?).await?;
+    Ok(respond::get_json(&req, body))
+}
+
+/// Renames a project.
+#[utoipa::path(
+    tag = "projects",
+    operation_id = "updateProject",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The project's id")),
+    request_body = ProjectRequest,
+    responses((status = 200, body = Project))
+)]
+#[patch("/projects/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+    body: JsonBody<ProjectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let project = state.plinth.rename_project(&who.0, project_id(&id)?, &body.value.name).await?;
+    respond::json(StatusCode::OK, &project)
+}
+
+/// Deletes a project.
+#[utoipa::path(
+    tag = "projects",
+    operation_id = "deleteProject",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The project's id")),
+    responses((status = 204, description = "Deleted"))
+)]
+#[delete("/projects/{id}")]
+pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.plinth.delete_project(&who.0, project_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,51 @@
+//! Building successful answers: JSON bodies, ETags and conditional GETs.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::problem::ApiError;
+
+/// The media type of every JSON body plinth sends.
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// `value` as a JSON body with `status`.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<HttpResponse, ApiError> {
+    let body = serde_json::to_vec(value).map_err(plinth_domain::Error::internal)?;
+    Ok(HttpResponse::build(status).insert_header((header::CONTENT_TYPE, JSON)).body(body))
+}
+
+/// A strong ETag of `body`.
+pub fn etag(body: &[u8]) -> HeaderValue {
+    let hash = xxhash_rust::xxh3::xxh3_64(body);
+    HeaderValue::from_str(&format!("\"{hash:016x}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// Whether `If-None-Match` lists `tag` (or `*`). Weak comparison, as RFC 9110 asks for
+/// `If-None-Match`.
+fn none_match(req: &HttpRequest, tag: &HeaderValue) -> bool {
+    let tag = tag.as_bytes();
+    req.headers().get_all(header::IF_NONE_MATCH).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |candidate| {
+            let c = candidate.trim();
+            c == "*" || c.strip_prefix("W/").unwrap_or(c).as_bytes() == tag
+        },
+    )
+}
+
+/// A successful GET of JSON `body`: 200 with an `ETag`, or 304 when the client has it.
+pub fn get_json(req: &HttpRequest, body: Bytes) -> HttpResponse {
+    let tag = etag(&body);
+    if none_match(req, &tag) {
+        return HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish();
+    }
+    HttpResponse::Ok().insert_header((header::CONTENT_TYPE, JSON)).insert_header((header::ETAG, tag)).body(body)
+}
+
+/// A successful GET of `value`, as [`get_json`].
+pub fn get<T: Serialize>(req: &HttpRequest, value: &T) -> Result<HttpResponse, ApiError> {
+    let body = serde_json::to_vec(value).map_err(plinth_domain::Error::internal)?;
+    Ok(get_json(req, Bytes::from(body)))
+}

@@ -1,0 +1,129 @@
+//! `/v1/users`: owners and admins manage the tenant's users.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use bytes::Bytes;
+use plinth_domain::Error;
+use plinth_domain::entities::User;
+use plinth_domain::ids::UserId;
+use plinth_domain::usecases::NewUserInput;
+use plinth_domain::values::Role;
+use serde::Deserialize;
+
+use super::extract::{Auth, JsonBody, Paging};
+use super::idempotency::{self, Created};
+use super::respond;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// A user to add.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateUserRequest {
+    /// Their sign-in email, unique within the tenant.
+    #[schema(example = "grace@acme.test")]
+    pub email: String,
+    /// 10–256 characters.
+    #[schema(example = "another long passphrase")]
+    pub password: String,
+    /// Their role; only an owner may create an owner.
+    pub role: Role,
+}
+
+/// A role change.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct UpdateUserRequest {
+    /// The new role.
+    pub role: Role,
+}
+
+/// A page of users.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UserPage {
+    /// Newest first.
+    pub items: Vec<User>,
+    /// Pass back as `cursor`; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
+}
+
+/// The tenant's users, newest first.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "listUsers",
+    security(("bearer" = [])),
+    params(("limit" = Option<u16>, Query, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
+    responses((status = 200, body = UserPage))
+)]
+#[get("/users")]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    page: Paging,
+) -> Result<HttpResponse, ApiError> {
+    let page = state.plinth.list_users(&who.0, &page.0).await?;
+    respond::get(&req, &page)
+}
+
+/// Adds a user.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "createUser",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters")),
+    request_body = CreateUserRequest,
+    responses((status = 201, body = User))
+)]
+#[post("/users")]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    body: JsonBody<CreateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let JsonBody { value, fingerprint } = body;
+    idempotency::once(&state.plinth, &req, &who.0, fingerprint, || async {
+        let input = NewUserInput { email: value.email, password: value.password, role: value.role };
+        let user = state.plinth.create_user(&who.0, input).await?;
+        let body = serde_json::to_vec(&user).map_err(Error::internal)?;
+        Ok(Created { status: StatusCode::CREATED, body: Bytes::from(body), location: None })
+    })
+    .await
+}
+
+/// Changes a user's role.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "updateUser",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id")),
+    request_body = UpdateUserRequest,
+    responses((status = 200, body = User))
+)]
+#[patch("/users/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+    body: JsonBody<UpdateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state.plinth.change_role(&who.0, user_id(&id)?, body.value.role).await?;
+    respond::json(StatusCode::OK, &user)
+}
+
+/// Deletes a user.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "deleteUser",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id")),
+    responses((status = 204, description = "Deleted"))
+)]
+#[delete("/users/{id}")]
+pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.plinth.delete_user(&who.0, user_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,125 @@
+//! The `plinth` command line: serve (the default), migrate, seed.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::ports::PasswordHasher as _;
+use plinth_domain::values::{Password, Role};
+use plinth_jwt::Argon2Hasher;
+use plinth_postgres::{migrate, seed};
+
+use crate::composition;
+use crate::config::Config;
+
+/// plinth: a multi-tenant SaaS API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do; serving the API when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending migrations as PLINTH_DATABASE_OWNER_URL; create the role plinth_app.
+    Migrate {
+        /// List the migrations and whether each is applied, changing nothing.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Bulk-load tenants, users and projects (as the owner) and write one token per tenant.
+    Seed {
+        /// How many tenants.
+        #[arg(long, default_value_t = 10_000)]
+        tenants: u32,
+        /// Users per tenant (the first is the owner).
+        #[arg(long, default_value_t = 10)]
+        users_per_tenant: u32,
+        /// Projects per tenant.
+        #[arg(long, default_value_t = 100)]
+        projects_per_tenant: u32,
+        /// Slugs are this prefix and a number.
+        #[arg(long, default_value = "t")]
+        slug_prefix: String,
+        /// Write `slug<TAB>token` lines here (the owner's token of each tenant).
+        #[arg(long)]
+        tokens_file: Option<PathBuf>,
+    },
+}
+
+/// The password every seeded user shares.
+pub const SEED_PASSWORD: &str = "seeded-password";
+
+fn owner_url(config: &Config) -> Result<String, String> {
+    config
+        .database
+        .as_ref()
+        .and_then(|d| d.owner_url.as_ref())
+        .map(|u| u.expose().clone())
+        .ok_or_else(|| "PLINTH_DATABASE_OWNER_URL is required".to_owned())
+}
+
+/// `plinth migrate [--status]`.
+pub async fn run_migrate(config: &Config, status_only: bool) -> Result<(), String> {
+    let owner = owner_url(config)?;
+    let statuses = if status_only {
+        migrate::status(&owner).await
+    } else {
+        let password = match &config.database {
+            Some(d) => migrate::app_password(d.url.expose()).map_err(|e| e.to_string())?,
+            None => None,
+        };
+        migrate::migrate(&owner, password.as_deref()).await
+    }
+    .map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    for m in statuses {
+        let state = if m.applied { "applied" } else { "pending" };
+        writeln!(out, "V{}__{}\t{state}", m.version, m.name).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `plinth seed …`.
+pub async fn run_seed(config: &Config, command: &Command) -> Result<(), String> {
+    let Command::Seed { tenants, users_per_tenant, projects_per_tenant, slug_prefix, tokens_file } = command else {
+        return Err("not a seed command".into());
+    };
+    let owner = owner_url(config)?;
+    let hasher = Argon2Hasher::new(1).map_err(|e| e.to_string())?;
+    let password = Password::parse(SEED_PASSWORD).map_err(|e| e.to_string())?;
+    let hash = hasher.hash(&password).await.map_err(|e| e.to_string())?;
+    let plan = seed::SeedPlan {
+        tenants: *tenants,
+        users_per_tenant: (*users_per_tenant).max(1),
+        projects_per_tenant: *projects_per_tenant,
+        password_hash: hash.as_str().to_owned(),
+        slug_prefix: slug_prefix.clone(),
+    };
+    let started = std::time::Instant::now();
+    let seeded = seed::seed(&owner, &plan, |done, total| {
+        eprint!("\rseeding: {done}/{total} tenants ({:.0}%)", done as f64 * 100.0 / total.max(1) as f64);
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!("\nseeded {} tenants in {:.1} s", seeded.len(), started.elapsed().as_secs_f64());
+    if let Some(path) = tokens_file {
+        let tokens = composition::tokens(config).map_err(|e| e.to_string())?;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
+        for t in &seeded {
+            let token = tokens
+                .issue(UserId::from_uuid(t.owner), TenantId::from_uuid(t.id), Role::Owner)
+                .map_err(|e| e.to_string())?;
+            writeln!(file, "{}\t{}", t.slug, token.token).map_err(|e| e.to_string())?;
+        }
+        file.flush().map_err(|e| e.to_string())?;
+        eprintln!("wrote {} tokens to {}", seeded.len(), path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The composition root: reads the configuration and picks one adapter per port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plinth_domain::cache::Cache;
+use plinth_domain::ports::{
+    CacheStore, IdempotencyStore, PasswordHasher, ProjectRepository, TenantRepository, TokenService, UserRepository,
+};
+use plinth_domain::usecases::{CacheTtls, Plinth, Ports, Settings, SignupInput};
+use plinth_jwt::{Argon2Hasher, JwtTokens};
+use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
+use plinth_postgres::{PgSettings, PgStore};
+
+use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
+
+/// The in-process cache's size bound.
+const L1_BYTES: u64 = 64 << 20;
+
+/// Why start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A configured feature this build can't provide.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// The JWT keys could not be loaded.
+    #[error("PLINTH_JWT_*: {0}")]
+    Keys(String),
+    /// The database settings are unusable.
+    #[error("DATABASE_URL: {0}")]
+    Database(#[source] plinth_postgres::PgError),
+    /// Seeding the demo tenant failed.
+    #[error("seeding the demo tenant failed: {0}")]
+    Seed(#[source] plinth_domain::Error),
+    /// The listener could not be bound.
+    #[error("could not listen: {0}")]
+    Listen(#[source] std::io::Error),
+}
+
+/// How to sign in to the demo tenant of the embedded mode.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    /// The tenant's slug.
+    pub slug: &'static str,
+    /// The owner's email.
+    pub email: &'static str,
+    /// The owner's password.
+    pub password: &'static str,
+}
+
+/// The demo tenant seeded in embedded mode.
+pub const DEMO: DemoLogin = DemoLogin { slug: "demo", email: "owner@demo.test", password: "plinth-demo-password" };
+
+/// Everything the server needs, built from the configuration.
+#[derive(Debug)]
+pub struct Composed {
+    /// The use cases over their adapters.
+    pub plinth: Arc<Plinth>,
+    /// The in-process limiter, whose keyed state needs periodic pruning.
+    pub local_limiter: Arc<GovernorLimiter>,
+    /// Set in embedded mode: the seeded demo login.
+    pub demo: Option<DemoLogin>,
+    /// The PostgreSQL pool, when configured (for readiness and shutdown).
+    pub database: Option<PgStore>,
+}
+
+pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
+    let jwt = &config.jwt;
+    let keys = match &jwt.keys {
+        JwtKeys::Hs256(Some(secret)) => plinth_jwt::KeySource::hs256(secret.expose().clone()),
+        JwtKeys::Hs256(None) => plinth_jwt::KeySource::random_hs256().map_err(|e| StartupError::Keys(e.to_string()))?,
+        JwtKeys::Asymmetric { algorithm, private_key_file, public_key_files } => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| StartupError::Keys(format!("can't read {}: {e}", p.display())))
+            };
+            // A key's id is its file name without the extension: `keys/2026-01.pem` and
+            // `public/2026-01.pem` are the two halves of key `2026-01`.
+            let kid = |p: &std::path::Path| p.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let verification_keys =
+                public_key_files.iter().map(|p| Ok((kid(p), read(p)?))).collect::<Result<_, StartupError>>()?;
+            plinth_jwt::KeySource::Asymmetric {
+                algorithm: match algorithm {
+                    AsymmetricAlgorithm::EdDsa => plinth_jwt::AsymmetricAlgorithm::EdDsa,
+                    AsymmetricAlgorithm::Rs256 => plinth_jwt::AsymmetricAlgorithm::Rs256,
+                },
+                signing_key_pem: plinth_jwt::Secret::new(read(private_key_file)?),
+                kid: kid(private_key_file),
+                verification_keys,
+            }
+        }
+    };
+    let config =
+        plinth_jwt::JwtConfig { keys, issuer: jwt.issuer.clone(), audience: jwt.audience.clone(), ttl: jwt.ttl };
+    let tokens = JwtTokens::new(config).map_err(|e| StartupError::Keys(e.to_string()))?;
+    Ok(Arc::new(tokens))
+}
+
+/// Picks the adapters the configuration asks for.
+pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
+    if !config.redis_urls.is_empty() {
+        return Err(StartupError::Unsupported("REDIS_URL is set, but this build has no Redis adapter yet"));
+    }
+    let local_limiter = Arc::new(GovernorLimiter::new());
+    let passwords: Arc<dyn PasswordHasher> =
+        Arc::new(Argon2Hasher::new(hash_permits()).map_err(|e| StartupError::Keys(e.to_string()))?);
+    let (tenants, users, projects, idempotency, database): (
+        Arc<dyn TenantRepository>,
+        Arc<dyn UserRepository>,
+        Arc<dyn ProjectRepository>,
+        Arc<dyn IdempotencyStore>,
+        Option<PgStore>,
+    ) = match &config.database {
+        Some(db) => {
+            let settings = PgSettings {
+                pool_size: db.pool_size,
+                pool_timeout: db.pool_timeout,
+                statement_timeout: db.statement_timeout,
+                application_name: "plinth-api".into(),
+            };
+            let pg = PgStore::connect(db.url.expose(), &settings).map_err(StartupError::Database)?;
+            let shared = Arc::new(pg.clone());
+            (shared.clone(), shared.clone(), shared.clone(), shared, Some(pg))
+        }
+        None => {
+            let store = Arc::new(MemoryStore::new());
+            (store.clone(), store.clone(), store.clone(), store, None)
+        }
+    };
+    let ports = Ports {
+        tenants,
+        users,
+        projects,
+        idempotency,
+        tokens: tokens(config)?,
+        passwords,
+        limiter: local_limiter.clone(),
+    };
+    let l1: Option<Arc<dyn CacheStore>> =
+        config.cache.l1.then(|| Arc::new(L1Cache::with_capacity_bytes(L1_BYTES)) as Arc<dyn CacheStore>);
+    let cache = Cache::new(l1, None, Arc::new(MemoryGenerations::new()));
+    let settings =
+        Settings { quotas: config.quotas, ttls: CacheTtls::default(), idempotency_ttl: Duration::from_secs(24 * 3600) };
+    let plinth = Arc::new(Plinth::new(ports, cache, settings));
+    let demo = match database {
+        None => Some(seed_demo(&plinth).await?),
+        Some(_) => None,
+    };
+    Ok(Composed { plinth, local_limiter, demo, database })
+}
+
+/// How many password hashes may run at once: one per core, so logins can't starve requests.
+fn hash_permits() -> usize {
+    std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2)
+}
+
+async fn seed_demo(plinth: &Plinth) -> Result<DemoLogin, StartupError> {
+    plinth
+        .signup(SignupInput {
+            tenant_slug: DEMO.slug.into(),
+            tenant_name: "Demo".into(),
+            email: DEMO.email.into(),
+            password: DEMO.password.into(),
+        })
+        .await
+        .map_err(StartupError::Seed)?;
+    Ok(DEMO)
+}

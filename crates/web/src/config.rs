@@ -1,0 +1,285 @@
+//! Configuration: read once from the environment into typed structs. A bad value stops
+//! start-up with a message that names the variable; secrets can't be printed by accident.
+
+mod env;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use plinth_domain::host::BaseDomain;
+use plinth_domain::ports::Quota;
+use plinth_domain::usecases::Quotas;
+
+use env::Env;
+pub use env::{ConfigError, Secret};
+
+/// Which cache levels are in use (`PLINTH_CACHE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLevels {
+    /// The in-process cache.
+    pub l1: bool,
+    /// The shared (Redis) cache.
+    pub l2: bool,
+}
+
+/// How access tokens are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeys {
+    /// HS256 with this secret; `None` for a random one per start (embedded mode only).
+    Hs256(Option<Secret<Vec<u8>>>),
+    /// EdDSA or RS256 with PEM key files; file names are `kid`s.
+    Asymmetric {
+        /// `EdDSA` or `RS256`.
+        algorithm: AsymmetricAlgorithm,
+        /// The signing key.
+        private_key_file: PathBuf,
+        /// Every key tokens may be verified with.
+        public_key_files: Vec<PathBuf>,
+    },
+}
+
+/// The asymmetric algorithms plinth signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsymmetricAlgorithm {
+    /// Ed25519.
+    EdDsa,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    Rs256,
+}
+
+/// Access token settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// Keys and algorithm.
+    pub keys: JwtKeys,
+    /// `iss`, written and required.
+    pub issuer: String,
+    /// `aud`, written and required.
+    pub audience: String,
+    /// Token lifetime.
+    pub ttl: Duration,
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// The API's connection (as `plinth_app`).
+    pub url: Secret<String>,
+    /// The owner's connection, for migrations.
+    pub owner_url: Option<Secret<String>>,
+    /// Pool size.
+    pub pool_size: usize,
+    /// Longest wait for a pooled connection.
+    pub pool_timeout: Duration,
+    /// Longest statement.
+    pub statement_timeout: Duration,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter directive, e.g. `info` or `plinth=debug,info`.
+    pub filter: String,
+    /// JSON lines (default) or human-friendly text.
+    pub json: bool,
+}
+
+/// Webhook delivery settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Allow private and loopback targets.
+    pub allow_private: bool,
+    /// When non-empty, targets must lie inside these networks.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u32,
+    /// The first retry's delay.
+    pub backoff: Duration,
+}
+
+/// Everything plinth reads from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `PLINTH_LISTEN`.
+    pub listen: SocketAddr,
+    /// `PLINTH_BASE_DOMAIN`.
+    pub base_domain: BaseDomain,
+    /// `DATABASE_URL` and friends; `None` for in-memory storage.
+    pub database: Option<DatabaseConfig>,
+    /// `REDIS_URL`: one URL, or several for a cluster; empty for none.
+    pub redis_urls: Vec<Secret<String>>,
+    /// `PLINTH_CACHE`.
+    pub cache: CacheLevels,
+    /// The `PLINTH_JWT_*` settings and `PLINTH_TOKEN_TTL`.
+    pub jwt: JwtConfig,
+    /// `PLINTH_QUOTA_*`, `PLINTH_IP_QUOTA`, `PLINTH_LOGIN_QUOTA`.
+    pub quotas: Quotas,
+    /// `PLINTH_TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `PLINTH_METRICS_TOKEN`.
+    pub metrics_token: Option<Secret<String>>,
+    /// `PLINTH_ENCRYPTION_KEY`; `None` for a random one per start (embedded mode only).
+    pub encryption_key: Option<Secret<[u8; 32]>>,
+    /// `PLINTH_WEBHOOK_*`.
+    pub webhooks: WebhookConfig,
+    /// `PLINTH_WORKER`.
+    pub worker: bool,
+    /// `PLINTH_SHUTDOWN_DRAIN_S`.
+    pub shutdown_drain: Duration,
+    /// `PLINTH_SHUTDOWN_GRACE_S`.
+    pub shutdown_grace: Duration,
+    /// `PLINTH_LOG`, `PLINTH_LOG_FORMAT`.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        let database = match env.string("DATABASE_URL") {
+            None => None,
+            Some(url) => Some(DatabaseConfig {
+                url: Secret::new(url),
+                owner_url: env.string("PLINTH_DATABASE_OWNER_URL").map(Secret::new),
+                pool_size: env.parse_in("PLINTH_DB_POOL_SIZE", 16, 1..=1024)?,
+                pool_timeout: Duration::from_millis(env.parse_in("PLINTH_DB_POOL_TIMEOUT_MS", 2000, 1..=600_000)?),
+                statement_timeout: Duration::from_millis(env.parse_in(
+                    "PLINTH_DB_STATEMENT_TIMEOUT_MS",
+                    5000,
+                    1..=3_600_000,
+                )?),
+            }),
+        };
+        let persistent = database.is_some();
+        Ok(Self {
+            listen: env.parse("PLINTH_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            base_domain: BaseDomain::new(&env.string("PLINTH_BASE_DOMAIN").unwrap_or_else(|| "localhost".into())),
+            database,
+            redis_urls: env
+                .list("REDIS_URL")
+                .into_iter()
+                .map(|u| {
+                    if u.starts_with("redis://") || u.starts_with("rediss://") {
+                        Ok(Secret::new(u))
+                    } else {
+                        Err(ConfigError::new("REDIS_URL", "each URL must start with redis:// or rediss://"))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            cache: cache_levels(&env)?,
+            jwt: jwt_config(&env, persistent)?,
+            quotas: Quotas {
+                free: quota(&env, "PLINTH_QUOTA_FREE", 300)?,
+                pro: quota(&env, "PLINTH_QUOTA_PRO", 3000)?,
+                enterprise: quota(&env, "PLINTH_QUOTA_ENTERPRISE", 30000)?,
+                ip: quota(&env, "PLINTH_IP_QUOTA", 60)?,
+                login: quota(&env, "PLINTH_LOGIN_QUOTA", 10)?,
+            },
+            trusted_proxies: env.cidrs("PLINTH_TRUSTED_PROXIES")?,
+            metrics_token: env.string("PLINTH_METRICS_TOKEN").map(Secret::new),
+            encryption_key: encryption_key(&env, persistent)?,
+            webhooks: WebhookConfig {
+                allow_private: env.parse("PLINTH_WEBHOOK_ALLOW_PRIVATE", false)?,
+                allowed_cidrs: env.cidrs("PLINTH_WEBHOOK_ALLOWED_CIDRS")?,
+                max_attempts: env.parse_in("PLINTH_WEBHOOK_MAX_ATTEMPTS", 8, 1..=100)?,
+                backoff: Duration::from_millis(env.parse_in("PLINTH_WEBHOOK_BACKOFF_MS", 1000, 1..=3_600_000)?),
+            },
+            worker: env.parse("PLINTH_WORKER", true)?,
+            shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
+            shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
+            log: LogConfig {
+                filter: env.string("PLINTH_LOG").unwrap_or_else(|| "info".into()),
+                json: match env.string("PLINTH_LOG_FORMAT").as_deref() {
+                    None | Some("json") => true,
+                    Some("pretty") => false,
+                    Some(_) => return Err(ConfigError::new("PLINTH_LOG_FORMAT", "must be json or pretty")),
+                },
+            },
+        })
+    }
+}
+
+fn quota(env: &Env<impl Fn(&str) -> Option<String>>, name: &'static str, default: u32) -> Result<Quota, ConfigError> {
+    let n: u32 = env.parse_in(name, default, 1..=10_000_000)?;
+    Quota::per_minute(n).ok_or_else(|| ConfigError::new(name, "must be at least 1"))
+}
+
+fn cache_levels(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<CacheLevels, ConfigError> {
+    let raw = env.string("PLINTH_CACHE").unwrap_or_else(|| "l1,l2".into());
+    let mut levels = CacheLevels { l1: false, l2: false };
+    if raw.trim() == "off" {
+        return Ok(levels);
+    }
+    for level in raw.split(',').map(str::trim) {
+        match level {
+            "l1" => levels.l1 = true,
+            "l2" => levels.l2 = true,
+            _ => return Err(ConfigError::new("PLINTH_CACHE", "must be l1,l2, l1, l2 or off")),
+        }
+    }
+    Ok(levels)
+}
+
+fn jwt_config(env: &Env<impl Fn(&str) -> Option<String>>, persistent: bool) -> Result<JwtConfig, ConfigError> {
+    let algorithm = env.string("PLINTH_JWT_ALGORITHM").unwrap_or_else(|| "HS256".into());
+    let keys = match algorithm.as_str() {
+        "HS256" => match env.string("PLINTH_JWT_SECRET") {
+            Some(s) if s.len() >= 32 => JwtKeys::Hs256(Some(Secret::new(s.into_bytes()))),
+            Some(_) => return Err(ConfigError::new("PLINTH_JWT_SECRET", "must be at least 32 bytes")),
+            None if persistent => {
+                return Err(ConfigError::new("PLINTH_JWT_SECRET", "is required for HS256 when DATABASE_URL is set"));
+            }
+            None => JwtKeys::Hs256(None),
+        },
+        "EdDSA" | "RS256" => {
+            let algorithm = if algorithm == "EdDSA" { AsymmetricAlgorithm::EdDsa } else { AsymmetricAlgorithm::Rs256 };
+            let private_key_file = env
+                .string("PLINTH_JWT_PRIVATE_KEY_FILE")
+                .map(PathBuf::from)
+                .ok_or_else(|| ConfigError::new("PLINTH_JWT_PRIVATE_KEY_FILE", "is required for EdDSA and RS256"))?;
+            let mut public_key_files: Vec<PathBuf> =
+                env.list("PLINTH_JWT_PUBLIC_KEY_FILES").into_iter().map(PathBuf::from).collect();
+            if public_key_files.is_empty() {
+                return Err(ConfigError::new("PLINTH_JWT_PUBLIC_KEY_FILES", "is required for EdDSA and RS256"));
+            }
+            public_key_files.dedup();
+            JwtKeys::Asymmetric { algorithm, private_key_file, public_key_files }
+        }
+        _ => return Err(ConfigError::new("PLINTH_JWT_ALGORITHM", "must be HS256, EdDSA or RS256")),
+    };
+    Ok(JwtConfig {
+        keys,
+        issuer: env.string("PLINTH_JWT_ISSUER").unwrap_or_else(|| "plinth".into()),
+        audience: env.string("PLINTH_JWT_AUDIENCE").unwrap_or_else(|| "plinth-api".into()),
+        ttl: Duration::from_secs(env.parse_in("PLINTH_TOKEN_TTL", 3600, 1..=31_536_000)?),
+    })
+}
+
+fn encryption_key(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    persistent: bool,
+) -> Result<Option<Secret<[u8; 32]>>, ConfigError> {
+    use base64::Engine as _;
+    const NAME: &str = "PLINTH_ENCRYPTION_KEY";
+    match env.string(NAME) {
+        None if persistent => Err(ConfigError::new(NAME, "is required when DATABASE_URL is set")),
+        None => Ok(None),
+        Some(s) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map_err(|_| ConfigError::new(NAME, "must be base64"))?;
+            let key: [u8; 32] = raw.try_into().map_err(|_| ConfigError::new(NAME, "must decode to 32 bytes"))?;
+            Ok(Some(Secret::new(key)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

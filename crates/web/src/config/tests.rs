@@ -1,0 +1,93 @@
+//! Configuration parsing: defaults, and errors that name the variable.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+
+use super::*;
+
+fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    Config::from_lookup(|name| map.get(name).cloned())
+}
+
+fn error_variable(vars: &[(&str, &str)]) -> &'static str {
+    config(vars).expect_err("config should be refused").variable
+}
+
+#[test]
+fn an_empty_environment_is_the_embedded_default() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.base_domain.as_str(), "localhost");
+    assert!(c.database.is_none());
+    assert!(c.redis_urls.is_empty());
+    assert_eq!(c.cache, CacheLevels { l1: true, l2: true });
+    assert_eq!(c.jwt.keys, JwtKeys::Hs256(None));
+    assert_eq!((c.jwt.issuer.as_str(), c.jwt.audience.as_str()), ("plinth", "plinth-api"));
+    assert_eq!(c.jwt.ttl.as_secs(), 3600);
+    assert_eq!(c.quotas.free.per_minute.get(), 300);
+    assert_eq!(c.quotas.pro.per_minute.get(), 3000);
+    assert_eq!(c.quotas.enterprise.per_minute.get(), 30000);
+    assert_eq!(c.quotas.ip.per_minute.get(), 60);
+    assert_eq!(c.quotas.login.per_minute.get(), 10);
+    assert!(c.worker);
+    assert_eq!((c.shutdown_drain.as_secs(), c.shutdown_grace.as_secs()), (5, 30));
+    assert_eq!(c.webhooks.max_attempts, 8);
+    assert!(c.log.json);
+}
+
+#[test]
+fn each_bad_value_names_its_variable() {
+    assert_eq!(error_variable(&[("PLINTH_LISTEN", "nowhere")]), "PLINTH_LISTEN");
+    assert_eq!(error_variable(&[("PLINTH_QUOTA_FREE", "0")]), "PLINTH_QUOTA_FREE");
+    assert_eq!(error_variable(&[("PLINTH_IP_QUOTA", "lots")]), "PLINTH_IP_QUOTA");
+    assert_eq!(error_variable(&[("PLINTH_CACHE", "l3")]), "PLINTH_CACHE");
+    assert_eq!(error_variable(&[("PLINTH_JWT_ALGORITHM", "none")]), "PLINTH_JWT_ALGORITHM");
+    assert_eq!(error_variable(&[("PLINTH_JWT_SECRET", "short")]), "PLINTH_JWT_SECRET");
+    assert_eq!(error_variable(&[("PLINTH_TRUSTED_PROXIES", "10.0.0.0/33")]), "PLINTH_TRUSTED_PROXIES");
+    assert_eq!(error_variable(&[("PLINTH_WORKER", "yes please")]), "PLINTH_WORKER");
+    assert_eq!(error_variable(&[("PLINTH_LOG_FORMAT", "xml")]), "PLINTH_LOG_FORMAT");
+    assert_eq!(error_variable(&[("PLINTH_ENCRYPTION_KEY", "not base64!")]), "PLINTH_ENCRYPTION_KEY");
+    assert_eq!(error_variable(&[("PLINTH_ENCRYPTION_KEY", "c2hvcnQ=")]), "PLINTH_ENCRYPTION_KEY");
+    assert_eq!(error_variable(&[("REDIS_URL", "http://x")]), "REDIS_URL");
+    assert_eq!(error_variable(&[("PLINTH_JWT_ALGORITHM", "EdDSA")]), "PLINTH_JWT_PRIVATE_KEY_FILE");
+    assert_eq!(
+        error_variable(&[("PLINTH_DB_POOL_SIZE", "0"), ("DATABASE_URL", "postgres://x")]),
+        "PLINTH_DB_POOL_SIZE"
+    );
+}
+
+#[test]
+fn a_database_requires_a_jwt_secret_and_an_encryption_key() {
+    assert_eq!(error_variable(&[("DATABASE_URL", "postgres://x")]), "PLINTH_JWT_SECRET");
+    let secret = "s".repeat(32);
+    assert_eq!(
+        error_variable(&[("DATABASE_URL", "postgres://x"), ("PLINTH_JWT_SECRET", &secret)]),
+        "PLINTH_ENCRYPTION_KEY"
+    );
+}
+
+#[test]
+fn error_messages_never_show_the_value() {
+    let err = config(&[("PLINTH_JWT_SECRET", "hunter2-but-short")]).unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let c = config(&[("PLINTH_METRICS_TOKEN", "sekrit-token")]).unwrap();
+    assert!(!format!("{c:?}").contains("sekrit"));
+}
+
+#[test]
+fn lists_and_levels_parse() {
+    let c = config(&[
+        ("PLINTH_CACHE", "l2"),
+        ("PLINTH_TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16"),
+        ("REDIS_URL", "redis://a:1,redis://b:2"),
+        ("PLINTH_BASE_DOMAIN", "Example.COM"),
+    ])
+    .unwrap();
+    assert_eq!(c.cache, CacheLevels { l1: false, l2: true });
+    assert_eq!(c.trusted_proxies.len(), 2);
+    assert_eq!(c.redis_urls.len(), 2);
+    assert_eq!(c.base_domain.as_str(), "example.com");
+    assert_eq!(config(&[("PLINTH_CACHE", "off")]).unwrap().cache, CacheLevels { l1: false, l2: false });
+}

@@ -1,0 +1,6 @@
+//! Middleware, outermost first: request id (and the access log), then the gate (tenant, auth,
+//! rate limit) on `/v1`.
+
+pub mod client_ip;
+pub mod gate;
+pub mod request_id;

@@ -1,0 +1,189 @@
+//! The gate in front of `/v1`: tenant (from the host), auth (classifies the request), rate
+//! limit (by the policy the classification picks). What it learns is left in the request's
+//! extensions as a [`RequestCtx`] for the extractors.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error as ActixError, HttpMessage as _, ResponseError as _, web};
+use plinth_domain::Error;
+use plinth_domain::entities::Tenant;
+use plinth_domain::host::HostTarget;
+use plinth_domain::ports::{Decision, Policy, Quota};
+use plinth_domain::usecases::{Principal, Subject};
+
+use super::client_ip::{canonical, client_ip};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// What the gate found out about a request.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The tenant the host names (none on the platform host).
+    pub tenant: Option<Tenant>,
+    /// What the `Authorization` header established.
+    pub auth: AuthState,
+}
+
+/// The outcome of looking at the bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthState {
+    /// No bearer token.
+    Missing,
+    /// A bearer token that is not valid on this host.
+    Invalid,
+    /// A valid token.
+    Valid(Principal),
+}
+
+/// Which rules a path falls under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Signup: the platform host, the login quota.
+    Signup,
+    /// Login: a tenant host, the login quota.
+    Login,
+    /// Everything else under `/v1`: a tenant host, the tenant or IP quota.
+    Tenant,
+}
+
+fn classify(path: &str) -> Class {
+    match path {
+        "/v1/signup" => Class::Signup,
+        "/v1/auth/login" => Class::Login,
+        _ => Class::Tenant,
+    }
+}
+
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// The `Bearer` token of the `Authorization` header, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Tenant, auth and rate limit for one request.
+pub async fn gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, ActixError> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::Domain(Error::internal("application state is missing")).into());
+    };
+    let class = classify(req.path());
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let target = state.base_domain.classify(host.or_else(|| req.uri().host()));
+
+    let tenant = match (class, target) {
+        (Class::Signup, HostTarget::Platform) => Ok(None),
+        (Class::Signup, _) => Err(Error::NotFound),
+        (_, HostTarget::Tenant(slug)) => state.plinth.resolve_tenant(&slug).await.map(Some),
+        (_, _) => Err(Error::TenantNotFound),
+    };
+
+    let auth = match (&tenant, class, bearer(req.headers())) {
+        (_, _, None) => AuthState::Missing,
+        (Ok(Some(t)), Class::Tenant, Some(token)) => match state.plinth.authenticate(t.id, token).await {
+            Ok(p) => AuthState::Valid(p),
+            Err(Error::InvalidToken) => AuthState::Invalid,
+            Err(e) => return Ok(reject(req, ApiError::Domain(e), None)),
+        },
+        (_, _, Some(_)) => AuthState::Invalid,
+    };
+
+    let peer = req.peer_addr().map(|a| canonical(a.ip())).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    let ip = client_ip(peer, forwarded, &state.trusted_proxies);
+    let subject = match (class, auth, &tenant) {
+        (Class::Signup | Class::Login, _, _) => Subject::Login(ip),
+        (Class::Tenant, AuthState::Valid(_), Ok(Some(t))) => Subject::Tenant(t),
+        _ => Subject::Ip(ip),
+    };
+    let (policy, quota) = state.plinth.quota(&subject);
+    let limit = match state.plinth.admit(subject).await {
+        Ok((_, decision)) => Some(decision),
+        Err(e) => {
+            // The limiter already falls back to the local one; failing open beats failing all.
+            tracing::warn!(error = %e, "rate limiter failed; admitting the request");
+            None
+        }
+    };
+    let limit = limit.map(|d| (policy, quota, d));
+    if let Some((_, _, d)) = &limit
+        && !d.allowed
+    {
+        return Ok(reject(req, ApiError::RateLimited { retry_after: d.retry_after_secs }, limit));
+    }
+    let tenant = match tenant {
+        Ok(t) => t,
+        Err(e) => return Ok(reject(req, ApiError::Domain(e), limit)),
+    };
+
+    req.extensions_mut().insert(RequestCtx { tenant, auth });
+    let mut res = next.call(req).await?.map_into_left_body();
+    if let Some((policy, quota, d)) = &limit {
+        ratelimit_headers(res.headers_mut(), *policy, *quota, d);
+    }
+    if matches!(auth, AuthState::Valid(_)) {
+        let cc = res.headers().get(header::CACHE_CONTROL);
+        if cc.is_none_or(|v| v.as_bytes().starts_with(b"public")) {
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+        }
+    }
+    Ok(res)
+}
+
+fn reject<B>(
+    req: ServiceRequest,
+    error: ApiError,
+    limit: Option<(Policy, Quota, Decision)>,
+) -> ServiceResponse<EitherBody<B>> {
+    let mut res = req.into_response(error.error_response()).map_into_right_body();
+    if let Some((policy, quota, d)) = &limit {
+        ratelimit_headers(res.headers_mut(), *policy, *quota, d);
+    }
+    res
+}
+
+/// `RateLimit-Policy: "tenant";q=300;w=60` and `RateLimit: "tenant";r=299;t=1`.
+fn ratelimit_headers(headers: &mut HeaderMap, policy: Policy, quota: Quota, d: &Decision) {
+    let name = policy.as_str();
+    let policy_value = format!("\"{name}\";q={};w={}", quota.per_minute, Quota::WINDOW_SECS);
+    let value = format!("\"{name}\";r={};t={}", d.remaining, d.reset_secs);
+    if let (Ok(p), Ok(v)) = (HeaderValue::from_str(&policy_value), HeaderValue::from_str(&value)) {
+        headers.insert(RATELIMIT_POLICY, p);
+        headers.insert(RATELIMIT, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_token_is_found_whatever_the_scheme_case() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc.def.ghi"));
+        assert_eq!(bearer(&h), Some("abc.def.ghi"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer xyz"));
+        assert_eq!(bearer(&h), Some("xyz"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic dXNlcjpwYXNz"));
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn signup_and_login_are_their_own_classes() {
+        assert_eq!(classify("/v1/signup"), Class::Signup);
+        assert_eq!(classify("/v1/auth/login"), Class::Login);
+        assert_eq!(classify("/v1/projects"), Class::Tenant);
+        assert_eq!(classify("/v1/signup/"), Class::Tenant);
+    }
+}

@@ -1,0 +1,85 @@
+//! The request id, and one access-log line per request.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage as _};
+use tracing::Instrument as _;
+
+use super::gate::RequestCtx;
+
+/// The header that carries the request id both ways.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// This request's id, in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// A client's id is kept when it is 1–128 characters of `A-Za-z0-9._-`.
+fn acceptable(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    (1..=128).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+fn new_id() -> HeaderValue {
+    let mut buf = [0u8; 32];
+    let id = uuid::Uuid::now_v7();
+    HeaderValue::from_str(id.simple().encode_lower(&mut buf)).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Gives every request an id, answers with it, and logs the request once it is answered.
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let id = req.headers().get(&X_REQUEST_ID).filter(|v| acceptable(v)).cloned().unwrap_or_else(new_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default());
+    // Inner services answer their errors themselves (handlers and extractors turn them into
+    // responses); an `Err` here would come from a middleware and carries its own response.
+    let mut res = next.call(req).instrument(span).await?;
+    res.headers_mut().insert(X_REQUEST_ID, id.clone());
+    log_request(&res, &id, started);
+    Ok(res)
+}
+
+fn log_request<B>(res: &ServiceResponse<B>, id: &HeaderValue, started: Instant) {
+    let req = res.request();
+    let route = req.match_pattern();
+    let ext = req.extensions();
+    let tenant = ext.get::<RequestCtx>().and_then(|c| c.tenant.as_ref()).map(|t| t.slug.as_str());
+    tracing::info!(
+        request_id = id.to_str().unwrap_or_default(),
+        method = %req.method(),
+        route = route.as_deref().unwrap_or("unmatched"),
+        tenant = tenant.unwrap_or("-"),
+        status = res.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_ids_of_up_to_128_characters_are_kept() {
+        assert!(acceptable(&HeaderValue::from_static("abc-123_X.y")));
+        assert!(acceptable(&HeaderValue::from_str(&"a".repeat(128)).unwrap_or_else(|_| new_id())));
+        assert!(!acceptable(&HeaderValue::from_str(&"a".repeat(129)).unwrap_or_else(|_| new_id())));
+        assert!(!acceptable(&HeaderValue::from_static("")));
+        assert!(!acceptable(&HeaderValue::from_static("a b")));
+        assert!(!acceptable(&HeaderValue::from_static("a/b")));
+    }
+
+    #[test]
+    fn new_ids_are_acceptable_and_distinct() {
+        let (a, b) = (new_id(), new_id());
+        assert!(acceptable(&a) && a != b);
+    }
+}

@@ -1,0 +1,216 @@
+//! The one place where errors become RFC 9457 problem documents.
+//!
+//! Every error the API answers with goes through [`ApiError`]. A 500 logs its whole cause
+//! chain and tells the client nothing of it; no detail ever carries SQL, a secret, or another
+//! tenant's data.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use plinth_domain::Error;
+use plinth_domain::error::{Conflict, FieldError};
+use serde::Serialize;
+
+/// The media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error as the API answers it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A use case or port failed.
+    #[error(transparent)]
+    Domain(#[from] Error),
+    /// A malformed body: not JSON at all.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The body is over the limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// A body without `Content-Type: application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// A known path with a method it doesn't have; carries the `Allow` value.
+    #[error("method not allowed")]
+    MethodNotAllowed(String),
+    /// A quota is exhausted.
+    #[error("rate limited")]
+    RateLimited {
+        /// Whole seconds until a request is admitted again.
+        retry_after: u64,
+    },
+}
+
+/// The problem document's body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: `code` says what happened.
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    pub kind: &'static str,
+    /// The status's reason phrase.
+    #[schema(example = "Too Many Requests")]
+    pub title: &'static str,
+    /// The HTTP status.
+    #[schema(example = 429)]
+    pub status: u16,
+    /// What happened, for a human.
+    pub detail: String,
+    /// Stable and machine-readable.
+    #[schema(example = "rate_limited")]
+    pub code: &'static str,
+    /// Per-field failures, for `validation_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// Seconds a client should wait after a 503.
+const UNAVAILABLE_RETRY_AFTER: &str = "1";
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        use StatusCode as S;
+        match self {
+            Self::Malformed(m) => (S::BAD_REQUEST, "bad_request", m.clone()),
+            Self::PayloadTooLarge => {
+                (S::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is over 64 KiB.".into())
+            }
+            Self::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the body as JSON with Content-Type: application/json.".into(),
+            ),
+            Self::MethodNotAllowed(_) => {
+                (S::METHOD_NOT_ALLOWED, "method_not_allowed", "This path does not support this method.".into())
+            }
+            Self::RateLimited { .. } => {
+                (S::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded. Please slow down.".into())
+            }
+            Self::Domain(e) => match e {
+                Error::Validation(_) => {
+                    (S::UNPROCESSABLE_ENTITY, "validation_failed", "The request breaks a validation rule.".into())
+                }
+                Error::BadRequest(m) => (S::BAD_REQUEST, "bad_request", capitalise(m)),
+                Error::Unauthorized => (S::UNAUTHORIZED, "unauthorized", "A bearer token is required.".into()),
+                Error::InvalidToken => (S::UNAUTHORIZED, "invalid_token", "The bearer token is not valid here.".into()),
+                Error::InvalidCredentials => {
+                    (S::UNAUTHORIZED, "invalid_credentials", "The email or the password is wrong.".into())
+                }
+                Error::Forbidden(m) => (S::FORBIDDEN, "forbidden", capitalise(m)),
+                Error::TenantNotFound => (S::NOT_FOUND, "tenant_not_found", "No tenant is served at this host.".into()),
+                Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
+                Error::Conflict(c) => (S::CONFLICT, "conflict", capitalise(&c.to_string())),
+                Error::IdempotencyKeyReused => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different request.".into(),
+                ),
+                Error::Unavailable { .. } => (
+                    S::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "A dependency is unavailable. Please retry shortly.".into(),
+                ),
+                Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "An internal error occurred.".into()),
+            },
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let (status, code, detail) = self.parts();
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            code,
+            errors: match self {
+                Self::Domain(Error::Validation(errors)) => Some(errors.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).chain(std::iter::once('.')).collect(),
+        None => String::new(),
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Domain(e @ Error::Internal(_)) => log_cause("internal error", e),
+            Self::Domain(e @ Error::Unavailable { .. }) => log_cause("dependency unavailable", e),
+            _ => {}
+        }
+        let problem = self.problem();
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        match self {
+            Self::Domain(Error::Unauthorized) => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::Domain(Error::InvalidToken) => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+            }
+            Self::Domain(Error::Unavailable { .. }) => {
+                res.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER));
+            }
+            Self::RateLimited { retry_after } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.max(&1).to_string()));
+            }
+            Self::MethodNotAllowed(allow) => {
+                res.insert_header((header::ALLOW, allow.as_str()));
+            }
+            _ => {}
+        }
+        res.body(serde_json::to_vec(&problem).unwrap_or_default())
+    }
+}
+
+/// Logs an error with its whole cause chain.
+fn log_cause(what: &str, e: &Error) {
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::error!(error = %chain, "{what}");
+}
+
+impl From<Conflict> for ApiError {
+    fn from(c: Conflict) -> Self {
+        Self::Domain(Error::Conflict(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_tells_the_client_nothing_of_its_cause() {
+        let e = ApiError::Domain(Error::internal("relation \"projects\" does not exist at SELECT secret"));
+        let body = serde_json::to_string(&e.problem()).unwrap_or_default();
+        assert!(!body.contains("SELECT") && !body.contains("projects"), "{body}");
+        assert!(body.contains("\"code\":\"internal\""));
+    }
+
+    #[test]
+    fn validation_failures_list_their_fields() {
+        let e = ApiError::Domain(Error::invalid("name", "must be 1 to 255 characters"));
+        let p = e.problem();
+        assert_eq!((p.status, p.code), (422, "validation_failed"));
+        assert_eq!(p.errors.map(|e| e[0].field.clone()).as_deref(), Some("name"));
+    }
+}
