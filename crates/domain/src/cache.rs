@@ -34,7 +34,8 @@ impl Degraded {
 
     pub(crate) fn failed(&self, error: &Error) {
         if !self.down.swap(true, Ordering::Relaxed) {
-            tracing::warn!(error = %error, "{} failing; degrading until it recovers", self.what);
+            let cause = std::error::Error::source(error).map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(error = %error, cause = %cause, "{} failing; degrading until it recovers", self.what);
         }
     }
 
@@ -107,8 +108,9 @@ impl CacheStore for TieredStore {
     }
 }
 
-/// How long an entry found in L2 stays in L1.
-const L1_FILL_TTL: Duration = Duration::from_secs(10);
+/// How long an entry found in L2 stays in L1: short, so that even an entry whose tenant
+/// generation changed unheard is not served from L1 for long.
+const L1_FILL_TTL: Duration = Duration::from_secs(3);
 
 /// Whose data a cache entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

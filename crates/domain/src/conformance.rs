@@ -1,1 +1,110 @@
-//! Port conformance suites (filled in below).
+//! Port conformance suites: one per port, written once here, run against every adapter.
+//!
+//! Each port has a module of `pub async fn`s, one behaviour each, named as a sentence, and an
+//! exported macro that expands to one `#[test]` per behaviour (each on its own current-thread
+//! tokio runtime, like `#[tokio::test]`), inside a module named after the port, so that a
+//! failure names the adapter's broken behaviour:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//! use plinth_domain::conformance::Storage;
+//!
+//! plinth_domain::tenant_repository_suite!(Storage::shared(Arc::new(MemoryStore::new())));
+//! plinth_domain::cache_store_suite!(Arc::new(L1Cache::with_capacity_bytes(1 << 20)));
+//! ```
+//!
+//! The macro's argument is an expression evaluated afresh inside every test, in async context
+//! (it may `.await`), so each test gets its own fixture. It is pasted into a module that
+//! glob-imports the invoking module, so names imported there can be used in it.
+//!
+//! The suites assume nothing about a fresh backend: every test makes its own tenants, keys and
+//! subjects with random names, so a suite may also run against one shared database or Redis.
+//!
+//! | macro | fixture expression |
+//! | --- | --- |
+//! | `tenant_repository_suite!` | [`Storage`] |
+//! | `user_repository_suite!` | [`Storage`] |
+//! | `project_repository_suite!` | [`Storage`] |
+//! | `idempotency_store_suite!` | [`Storage`] |
+//! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
+//! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
+//! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
+
+// Test support: a failed expectation here is a failed test, which is what panicking reports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cache;
+pub mod fixtures;
+pub mod generations;
+pub mod idempotency;
+pub mod projects;
+pub mod rate_limit;
+pub mod tenants;
+pub mod users;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::ports::{IdempotencyStore, ProjectRepository, TenantRepository, UserRepository};
+
+/// The storage ports of one backend, sharing one store: the repository suites create tenants
+/// (and users) first, as a database with foreign keys requires.
+#[derive(Clone)]
+pub struct Storage {
+    /// Tenants.
+    pub tenants: Arc<dyn TenantRepository>,
+    /// Users.
+    pub users: Arc<dyn UserRepository>,
+    /// Projects.
+    pub projects: Arc<dyn ProjectRepository>,
+    /// Idempotency keys (which belong to a tenant's user).
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Whatever must live as long as the test (a test database), dropped with the fixture.
+    pub guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Storage {
+    /// Every storage port from one adapter that implements them all.
+    pub fn shared<S>(store: Arc<S>) -> Self
+    where
+        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + 'static,
+    {
+        Self { tenants: store.clone(), users: store.clone(), projects: store.clone(), idempotency: store, guard: None }
+    }
+
+    /// Keeps `guard` alive until the test that uses this fixture ends.
+    pub fn keep_alive(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.guard = Some(Arc::new(guard));
+        self
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage").finish_non_exhaustive()
+    }
+}
+
+/// Runs one test on a fresh current-thread runtime with every driver enabled, as
+/// `#[tokio::test]` does; the suites' macros call it so adapters need no tokio macros.
+#[doc(hidden)]
+pub fn run<F: Future>(test: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the test runtime starts").block_on(test)
+}
+
+/// One `#[test]` per named behaviour of `$suite`, each with a fresh `$fixture`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($suite:ident, $fixture:expr, $($test:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::conformance::run(async {
+                    $crate::conformance::$suite::$test($fixture).await;
+                });
+            }
+        )+
+    };
+}

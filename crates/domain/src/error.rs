@@ -66,10 +66,7 @@ impl Error {
     }
 
     /// A dependency failure, keeping the cause for the logs.
-    pub fn unavailable(
-        dependency: &'static str,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn unavailable(dependency: &'static str, source: impl Into<BoxError>) -> Self {
         Self::Unavailable { dependency, source: Some(source.into()) }
     }
 
@@ -138,11 +135,7 @@ impl Validator {
     }
 
     /// Keeps `result`'s value, or records its error against `field`.
-    pub fn check<T, E: fmt::Display>(
-        &mut self,
-        field: &'static str,
-        result: std::result::Result<T, E>,
-    ) -> Option<T> {
+    pub fn check<T, E: fmt::Display>(&mut self, field: &'static str, result: std::result::Result<T, E>) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {

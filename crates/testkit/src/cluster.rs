@@ -31,7 +31,7 @@ fn is_root() -> bool {
 }
 
 /// Runs a PostgreSQL tool, as `postgres` when we are root.
-fn pg(bin: &PathBuf, tool: &str, args: &[&str]) -> std::process::Output {
+fn pg(bin: &std::path::Path, tool: &str, args: &[&str]) -> std::process::Output {
     let exe = bin.join(tool);
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");

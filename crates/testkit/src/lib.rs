@@ -5,13 +5,15 @@
 //! The server is `PLINTH_TEST_PG` (an admin URL, default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! A test that can't reach it fails with a message that says how to start it; it never skips.
 
-#![allow(clippy::expect_used, clippy::panic)]
+#![allow(clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 mod cluster;
+mod redis;
 
 use std::time::Duration;
 
 pub use cluster::PrivateCluster;
+pub use redis::{PrivateRedis, RedisCluster, shared_redis_url};
 
 use tokio_postgres::{Client, Config, NoTls};
 

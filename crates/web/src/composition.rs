@@ -3,14 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use plinth_domain::cache::Cache;
+use plinth_domain::cache::{Cache, TieredStore};
 use plinth_domain::ports::{
-    CacheStore, IdempotencyStore, PasswordHasher, ProjectRepository, TenantRepository, TokenService, UserRepository,
+    CacheStore, GenerationStore, IdempotencyStore, PasswordHasher, ProjectRepository, TenantRepository, TokenService,
+    UserRepository,
 };
+use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{CacheTtls, Plinth, Ports, Settings, SignupInput};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 use plinth_postgres::{PgSettings, PgStore};
+use plinth_redis::{RedisCache, RedisConn, RedisGenerations, RedisLimiter, RedisSettings};
 
 use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
 
@@ -29,6 +32,9 @@ pub enum StartupError {
     /// The database settings are unusable.
     #[error("DATABASE_URL: {0}")]
     Database(#[source] plinth_postgres::PgError),
+    /// The Redis settings are unusable.
+    #[error("REDIS_URL: {0}")]
+    Redis(String),
     /// Seeding the demo tenant failed.
     #[error("seeding the demo tenant failed: {0}")]
     Seed(#[source] plinth_domain::Error),
@@ -62,6 +68,8 @@ pub struct Composed {
     pub demo: Option<DemoLogin>,
     /// The PostgreSQL pool, when configured (for readiness and shutdown).
     pub database: Option<PgStore>,
+    /// The Redis connection, when configured (for readiness).
+    pub redis: Option<RedisConn>,
 }
 
 pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
@@ -97,47 +105,27 @@ pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
 
 /// Picks the adapters the configuration asks for.
 pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
-    if !config.redis_urls.is_empty() {
-        return Err(StartupError::Unsupported("REDIS_URL is set, but this build has no Redis adapter yet"));
-    }
     let local_limiter = Arc::new(GovernorLimiter::new());
     let passwords: Arc<dyn PasswordHasher> =
         Arc::new(Argon2Hasher::new(hash_permits()).map_err(|e| StartupError::Keys(e.to_string()))?);
-    let (tenants, users, projects, idempotency, database): (
-        Arc<dyn TenantRepository>,
-        Arc<dyn UserRepository>,
-        Arc<dyn ProjectRepository>,
-        Arc<dyn IdempotencyStore>,
-        Option<PgStore>,
-    ) = match &config.database {
-        Some(db) => {
-            let settings = PgSettings {
-                pool_size: db.pool_size,
-                pool_timeout: db.pool_timeout,
-                statement_timeout: db.statement_timeout,
-                application_name: "plinth-api".into(),
-            };
-            let pg = PgStore::connect(db.url.expose(), &settings).map_err(StartupError::Database)?;
-            let shared = Arc::new(pg.clone());
-            (shared.clone(), shared.clone(), shared.clone(), shared, Some(pg))
-        }
-        None => {
-            let store = Arc::new(MemoryStore::new());
-            (store.clone(), store.clone(), store.clone(), store, None)
-        }
-    };
-    let ports = Ports {
-        tenants,
-        users,
-        projects,
-        idempotency,
+    let (repos, database) = repositories(config)?;
+    let mut ports = Ports {
+        tenants: repos.tenants,
+        users: repos.users,
+        projects: repos.projects,
+        idempotency: repos.idempotency,
         tokens: tokens(config)?,
         passwords,
         limiter: local_limiter.clone(),
     };
-    let l1: Option<Arc<dyn CacheStore>> =
-        config.cache.l1.then(|| Arc::new(L1Cache::with_capacity_bytes(L1_BYTES)) as Arc<dyn CacheStore>);
-    let cache = Cache::new(l1, None, Arc::new(MemoryGenerations::new()));
+    let redis = redis_conn(config)?;
+    if let Some(conn) = &redis {
+        conn.warm_up(Duration::from_secs(2)).await;
+        // One quota for the fleet; the local limiter takes over while Redis is away.
+        ports.limiter =
+            Arc::new(FallbackLimiter::new(Arc::new(RedisLimiter::new(conn.clone())), local_limiter.clone()));
+    }
+    let cache = cache(config, redis.as_ref());
     let settings =
         Settings { quotas: config.quotas, ttls: CacheTtls::default(), idempotency_ttl: Duration::from_secs(24 * 3600) };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
@@ -145,7 +133,64 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
         None => Some(seed_demo(&plinth).await?),
         Some(_) => None,
     };
-    Ok(Composed { plinth, local_limiter, demo, database })
+    Ok(Composed { plinth, local_limiter, demo, database, redis })
+}
+
+/// The storage ports, all from one adapter.
+struct Repositories {
+    tenants: Arc<dyn TenantRepository>,
+    users: Arc<dyn UserRepository>,
+    projects: Arc<dyn ProjectRepository>,
+    idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl Repositories {
+    fn of<S>(store: Arc<S>) -> Self
+    where
+        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + 'static,
+    {
+        Self { tenants: store.clone(), users: store.clone(), projects: store.clone(), idempotency: store }
+    }
+}
+
+/// PostgreSQL when `DATABASE_URL` is set, else memory.
+fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), StartupError> {
+    let Some(db) = &config.database else {
+        return Ok((Repositories::of(Arc::new(MemoryStore::new())), None));
+    };
+    let settings = PgSettings {
+        pool_size: db.pool_size,
+        pool_timeout: db.pool_timeout,
+        statement_timeout: db.statement_timeout,
+        application_name: "plinth-api".into(),
+    };
+    let pg = PgStore::connect(db.url.expose(), &settings).map_err(StartupError::Database)?;
+    Ok((Repositories::of(Arc::new(pg.clone())), Some(pg)))
+}
+
+fn redis_conn(config: &Config) -> Result<Option<RedisConn>, StartupError> {
+    if config.redis_urls.is_empty() {
+        return Ok(None);
+    }
+    let mut settings = RedisSettings::new(config.redis_urls.iter().map(|u| u.expose().clone()).collect());
+    settings.prefix.clone_from(&config.redis_prefix);
+    RedisConn::new(&settings).map(Some).map_err(|e| StartupError::Redis(e.to_string()))
+}
+
+/// The cache levels the configuration asks for, over the generations that key them.
+fn cache(config: &Config, redis: Option<&RedisConn>) -> Cache {
+    let l1 = config.cache.l1.then(|| Arc::new(L1Cache::with_capacity_bytes(L1_BYTES)) as Arc<dyn CacheStore>);
+    let Some(conn) = redis else {
+        return Cache::new(l1, None, Arc::new(MemoryGenerations::new()));
+    };
+    let generations: Arc<dyn GenerationStore> = Arc::new(RedisGenerations::start(conn.clone()));
+    let l2 = config.cache.l2.then(|| Arc::new(RedisCache::new(conn.clone())) as Arc<dyn CacheStore>);
+    let store = match (l1, &l2) {
+        (Some(l1), Some(l2)) => Some(Arc::new(TieredStore::new(l1, l2.clone())) as Arc<dyn CacheStore>),
+        (Some(l1), None) => Some(l1),
+        (None, l2) => l2.clone(),
+    };
+    Cache::new(store, l2, generations)
 }
 
 /// How many password hashes may run at once: one per core, so logins can't starve requests.

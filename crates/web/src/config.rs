@@ -110,6 +110,8 @@ pub struct Config {
     pub database: Option<DatabaseConfig>,
     /// `REDIS_URL`: one URL, or several for a cluster; empty for none.
     pub redis_urls: Vec<Secret<String>>,
+    /// `PLINTH_REDIS_PREFIX`: every Redis key starts with it (default `plinth:`).
+    pub redis_prefix: String,
     /// `PLINTH_CACHE`.
     pub cache: CacheLevels,
     /// The `PLINTH_JWT_*` settings and `PLINTH_TOKEN_TTL`.
@@ -173,6 +175,7 @@ impl Config {
                     }
                 })
                 .collect::<Result<_, _>>()?,
+            redis_prefix: env.string("PLINTH_REDIS_PREFIX").unwrap_or_else(|| "plinth:".into()),
             cache: cache_levels(&env)?,
             jwt: jwt_config(&env, persistent)?,
             quotas: Quotas {

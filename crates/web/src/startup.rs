@@ -43,7 +43,7 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Composes the adapters, binds `config.listen` and prepares the server.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let Composed { plinth, local_limiter, demo, database: _ } = composition::compose(&config).await?;
+        let Composed { plinth, local_limiter, demo, database, redis: _ } = composition::compose(&config).await?;
         let doc = openapi_document();
         let routes = Arc::new(RouteTable::from_openapi(&doc));
         let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()));
@@ -52,6 +52,7 @@ impl Application {
             base_domain: config.base_domain.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             routes: routes.clone(),
+            database,
         });
         let listener = TcpListener::bind(config.listen).map_err(StartupError::Listen)?;
         let port = listener.local_addr().map_err(StartupError::Listen)?.port();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use plinth_domain::host::BaseDomain;
 use plinth_domain::usecases::Plinth;
+use plinth_postgres::PgStore;
 
 use crate::api::fallback::RouteTable;
 
@@ -19,4 +20,6 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpNet>,
     /// Known paths and their methods, for 405 answers.
     pub routes: Arc<RouteTable>,
+    /// The PostgreSQL pool, when configured: `/readyz` checks that it answers.
+    pub database: Option<PgStore>,
 }

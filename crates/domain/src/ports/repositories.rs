@@ -46,22 +46,11 @@ pub trait UserRepository: Send + Sync {
     /// Changes a user's role, atomically with `check`, which sees the user as it is before the
     /// change and may refuse it. Errors: `NotFound`; `Conflict(LastOwner)` when the tenant's
     /// last owner would be demoted; whatever `check` returns.
-    async fn update_role(
-        &self,
-        tenant: TenantId,
-        id: UserId,
-        role: Role,
-        check: UserCheck<'_>,
-    ) -> Result<User>;
+    async fn update_role(&self, tenant: TenantId, id: UserId, role: Role, check: UserCheck<'_>) -> Result<User>;
 
     /// Deletes a user, atomically with `check` as for `update_role`.
     /// Errors: `NotFound`; `Conflict(LastOwner)`; whatever `check` returns.
-    async fn delete(
-        &self,
-        tenant: TenantId,
-        id: UserId,
-        check: UserCheck<'_>,
-    ) -> Result<()>;
+    async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>) -> Result<()>;
 }
 
 /// A tenant's projects. Writes store the events they cause in the same transaction.

@@ -24,11 +24,7 @@ pub struct Principal {
 impl Principal {
     /// `Ok` when this principal manages users (owner or admin), else `Forbidden`.
     pub fn require_manager(&self) -> Result<()> {
-        if self.role.manages_users() {
-            Ok(())
-        } else {
-            Err(Error::Forbidden("only an owner or an admin may do this"))
-        }
+        if self.role.manages_users() { Ok(()) } else { Err(Error::Forbidden("only an owner or an admin may do this")) }
     }
 }
 

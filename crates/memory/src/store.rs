@@ -1,0 +1,119 @@
+//! `MemoryStore`: tenants, users, projects and idempotency keys in process memory.
+//!
+//! Each tenant's rows live in that tenant's own map, so a call that names one tenant can't
+//! reach another's rows: isolation by construction, as RLS gives it in PostgreSQL. One lock
+//! guards the tenants, so every write (with its events, its caller's check and the last-owner
+//! rule) is atomic.
+
+mod idempotency;
+mod projects;
+mod rows;
+mod tenants;
+mod users;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use plinth_domain::entities::{Project, Tenant, User};
+use plinth_domain::events::DomainEvent;
+use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::values::{Email, Slug};
+use plinth_domain::{Error, Result};
+
+use self::idempotency::Keys;
+use self::rows::Rows;
+
+/// Every storage port in memory: `TenantRepository`, `UserRepository`, `ProjectRepository`
+/// and `IdempotencyStore`. Share one as `Arc<MemoryStore>` and coerce it to each port.
+pub struct MemoryStore {
+    data: RwLock<Data>,
+    keys: Mutex<Keys>,
+}
+
+#[derive(Default)]
+struct Data {
+    /// Slugs are unique across tenants.
+    slugs: HashMap<Slug, TenantId>,
+    tenants: HashMap<TenantId, TenantData>,
+}
+
+/// One tenant's rows.
+struct TenantData {
+    tenant: Tenant,
+    users: Rows<User>,
+    emails: HashMap<Email, UserId>,
+    projects: Rows<Project>,
+    /// The events its writes caused, in order: the outbox.
+    outbox: Vec<DomainEvent>,
+}
+
+impl TenantData {
+    fn new(tenant: Tenant) -> Self {
+        Self { tenant, users: Rows::default(), emails: HashMap::new(), projects: Rows::default(), outbox: Vec::new() }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self { data: RwLock::new(Data::default()), keys: Mutex::new(Keys::default()) }
+    }
+
+    /// The events `tenant`'s writes have stored, oldest first.
+    pub fn outbox(&self, tenant: TenantId) -> Vec<DomainEvent> {
+        self.read().tenants.get(&tenant).map(|t| t.outbox.clone()).unwrap_or_default()
+    }
+
+    /// Takes the events `tenant`'s writes have stored, oldest first, leaving its outbox empty.
+    pub fn take_outbox(&self, tenant: TenantId) -> Vec<DomainEvent> {
+        self.write().tenants.get_mut(&tenant).map(|t| std::mem::take(&mut t.outbox)).unwrap_or_default()
+    }
+
+    /// Forgets expired idempotency keys; returns how many. Claims also do this now and then.
+    pub fn prune_expired(&self) -> usize {
+        self.keys().prune()
+    }
+
+    // A panic can only happen in a caller's closure, which runs before any change is made, so
+    // a poisoned lock guards consistent data and is safe to take over.
+    fn read(&self) -> RwLockReadGuard<'_, Data> {
+        self.data.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Data> {
+        self.data.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").field("tenants", &self.read().tenants.len()).finish_non_exhaustive()
+    }
+}
+
+impl Data {
+    fn tenant(&self, id: TenantId) -> Option<&TenantData> {
+        self.tenants.get(&id)
+    }
+
+    fn tenant_mut(&mut self, id: TenantId) -> Option<&mut TenantData> {
+        self.tenants.get_mut(&id)
+    }
+
+    /// The tenant a new row goes into; a row for a tenant that doesn't exist is a bug in the
+    /// caller (PostgreSQL's foreign key would refuse it too).
+    fn owner_of_new_row(&mut self, id: TenantId) -> Result<&mut TenantData> {
+        self.tenants.get_mut(&id).ok_or_else(|| Error::internal(format!("no tenant {id}")))
+    }
+}

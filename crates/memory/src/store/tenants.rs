@@ -1,0 +1,36 @@
+//! `TenantRepository` over the store: a tenant and its owner arrive together.
+
+use async_trait::async_trait;
+use plinth_domain::entities::{Tenant, User};
+use plinth_domain::ports::TenantRepository;
+use plinth_domain::values::Slug;
+use plinth_domain::{Conflict, Error, Result};
+
+use super::{MemoryStore, TenantData};
+
+#[async_trait]
+impl TenantRepository for MemoryStore {
+    async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()> {
+        if owner.tenant_id != tenant.id {
+            return Err(Error::internal("the owner belongs to another tenant"));
+        }
+        let mut data = self.write();
+        if data.slugs.contains_key(&tenant.slug) {
+            return Err(Error::Conflict(Conflict::SlugTaken));
+        }
+        if data.tenants.contains_key(&tenant.id) {
+            return Err(Error::internal(format!("tenant {} exists", tenant.id)));
+        }
+        let mut rows = TenantData::new(tenant.clone());
+        rows.emails.insert(owner.email.clone(), owner.id);
+        rows.users.insert(owner.clone());
+        data.slugs.insert(tenant.slug.clone(), tenant.id);
+        data.tenants.insert(tenant.id, rows);
+        Ok(())
+    }
+
+    async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
+        let data = self.read();
+        Ok(data.slugs.get(slug).and_then(|id| data.tenant(*id)).map(|t| t.tenant.clone()))
+    }
+}

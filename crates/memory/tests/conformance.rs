@@ -1,0 +1,20 @@
+//! Every port conformance suite, run against the memory adapters.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use plinth_domain::conformance::Storage;
+use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
+
+fn storage() -> Storage {
+    Storage::shared(Arc::new(MemoryStore::new()))
+}
+
+plinth_domain::tenant_repository_suite!(storage());
+plinth_domain::user_repository_suite!(storage());
+plinth_domain::project_repository_suite!(storage());
+plinth_domain::idempotency_store_suite!(storage());
+plinth_domain::cache_store_suite!(Arc::new(L1Cache::with_capacity_bytes(1 << 20)));
+plinth_domain::generation_store_suite!(Arc::new(MemoryGenerations::new()), always_local);
+plinth_domain::rate_limiter_suite!(Arc::new(GovernorLimiter::new()));

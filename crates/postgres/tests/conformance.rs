@@ -1,0 +1,28 @@
+//! Every storage port's conformance suite, run against the PostgreSQL adapters, each test on
+//! a fresh database of its own, connected as `plinth_app` (so RLS applies throughout).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plinth_domain::conformance::Storage;
+use plinth_postgres::{PgSettings, PgStore};
+use plinth_testkit::TestDatabase;
+
+async fn storage() -> Storage {
+    let db = TestDatabase::new().await;
+    let settings = PgSettings {
+        pool_size: 4,
+        pool_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        application_name: "plinth-conformance".into(),
+    };
+    let store = PgStore::connect(&db.app_url, &settings).unwrap();
+    Storage::shared(Arc::new(store)).keep_alive(db)
+}
+
+plinth_domain::tenant_repository_suite!(storage().await);
+plinth_domain::user_repository_suite!(storage().await);
+plinth_domain::project_repository_suite!(storage().await);
+plinth_domain::idempotency_store_suite!(storage().await);

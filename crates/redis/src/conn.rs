@@ -1,0 +1,197 @@
+//! One handle over a single node or a cluster, with timeouts and a circuit breaker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use plinth_domain::Error;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, RedisError};
+
+/// The dependency's name in errors and readiness answers.
+pub(crate) const REDIS: &str = "redis";
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// One URL for a single node; several for a cluster.
+    pub urls: Vec<String>,
+    /// Every key starts with this (tests use their own).
+    pub prefix: String,
+    /// Longest wait for one command.
+    pub command_timeout: Duration,
+    /// How long to stop trying after a failure.
+    pub breaker: Duration,
+}
+
+impl RedisSettings {
+    /// Settings for `urls` with production defaults: 250 ms per command, 1 s breaker.
+    pub fn new(urls: Vec<String>) -> Self {
+        Self {
+            urls,
+            prefix: "plinth:".into(),
+            command_timeout: Duration::from_millis(250),
+            breaker: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A cloneable connection to Redis. Connects lazily and reconnects by itself.
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: Inner,
+    /// A plain client of the first node, for pub/sub (a cluster relays PUBLISH to every node).
+    pubsub_client: redis::Client,
+    prefix: Arc<str>,
+    timeout: Duration,
+    breaker: Duration,
+    /// Milliseconds since `epoch` before which no command is tried; 0 when closed.
+    open_until: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.inner {
+            Inner::Single(_) => "single",
+            Inner::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisConn").field("kind", &kind).field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl RedisConn {
+    /// A connection per `settings`; nothing is contacted yet, so Redis being down at start-up
+    /// is not an error.
+    pub fn new(settings: &RedisSettings) -> Result<Self, Error> {
+        let first = settings.urls.first().ok_or_else(|| Error::internal("no Redis URL"))?;
+        let pubsub_client = redis::Client::open(first.as_str()).map_err(|e| Error::internal(without_url(e)))?;
+        let inner = if settings.urls.len() == 1 {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(settings.command_timeout))
+                .set_response_timeout(Some(settings.command_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            Inner::Single(
+                ConnectionManager::new_lazy_with_config(pubsub_client.clone(), config)
+                    .map_err(|e| Error::internal(without_url(e)))?,
+            )
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(settings.urls.iter().map(String::as_str))
+                .connection_timeout(settings.command_timeout)
+                .response_timeout(settings.command_timeout)
+                .retries(1)
+                .build()
+                .map_err(|e| Error::internal(without_url(e)))?;
+            Inner::Cluster(client.get_pending_async_connection_with_config(redis::cluster::ClusterConfig::default()))
+        };
+        Ok(Self {
+            inner,
+            pubsub_client,
+            prefix: settings.prefix.as_str().into(),
+            timeout: settings.command_timeout,
+            breaker: settings.breaker,
+            open_until: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// `key` with this connection's prefix.
+    pub(crate) fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub(crate) fn pubsub_client(&self) -> &redis::Client {
+        &self.pubsub_client
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn breaker_open(&self) -> bool {
+        self.now_ms() < self.open_until.load(Ordering::Relaxed)
+    }
+
+    fn trip(&self) {
+        let until = self.now_ms() + u64::try_from(self.breaker.as_millis()).unwrap_or(1000);
+        self.open_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Runs one command; any failure is `Unavailable` and opens the breaker.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        self.guarded(async {
+            match &self.inner {
+                Inner::Single(c) => cmd.query_async(&mut c.clone()).await,
+                Inner::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            }
+        })
+        .await
+    }
+
+    /// Runs a Lua script.
+    pub(crate) async fn script<T: FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Result<T, Error> {
+        self.guarded(async {
+            match &self.inner {
+                Inner::Single(c) => invocation.invoke_async(&mut c.clone()).await,
+                Inner::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
+            }
+        })
+        .await
+    }
+
+    async fn guarded<T>(&self, call: impl Future<Output = Result<T, RedisError>>) -> Result<T, Error> {
+        if self.breaker_open() {
+            return Err(Error::Unavailable { dependency: REDIS, source: None });
+        }
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::unavailable(REDIS, without_url(e))),
+            Err(elapsed) => Err(Error::unavailable(REDIS, elapsed)),
+        };
+        if result.is_err() {
+            self.trip();
+        }
+        result
+    }
+
+    /// Connects now rather than on the first request, waiting up to `within`; a failure is
+    /// only logged (Redis being down at start-up is not fatal: the adapters degrade).
+    pub async fn warm_up(&self, within: Duration) {
+        if let Err(e) = self.ping_within(within).await {
+            tracing::warn!(error = %e, "Redis is not answering at start-up; continuing without it");
+        }
+    }
+
+    /// Whether Redis answers PING now (bypassing the breaker).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.ping_within(self.timeout).await
+    }
+
+    async fn ping_within(&self, within: Duration) -> Result<(), Error> {
+        let cmd = redis::cmd("PING");
+        let call = async {
+            match &self.inner {
+                Inner::Single(c) => cmd.query_async::<String>(&mut c.clone()).await,
+                Inner::Cluster(c) => cmd.query_async::<String>(&mut c.clone()).await,
+            }
+        };
+        match tokio::time::timeout(within, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::unavailable(REDIS, without_url(e))),
+            Err(elapsed) => Err(Error::unavailable(REDIS, elapsed)),
+        }
+    }
+}
+
+/// Redis errors can quote the URL they failed on, password included: keep only the kind.
+fn without_url(e: RedisError) -> String {
+    format!("{:?}: {}", e.kind(), e.detail().unwrap_or("no detail"))
+}
