@@ -1,15 +1,15 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
 
-use crate::util::{cargo, has_cargo_subcommand, run};
+use crate::util::{cargo, has_cargo_subcommand, run as step};
 
 /// fmt, clippy, cargo-deny, then the tests.
 pub fn run() -> Result<(), String> {
-    run("format", cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))?;
+    step("format", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))?;
     if !has_cargo_subcommand("deny") {
-        run("install cargo-deny", cargo().args(["install", "cargo-deny", "--locked"]))?;
+        step("install cargo-deny", cargo().args(["install", "cargo-deny", "--locked"]))?;
     }
     // Advisories need the advisory database from the network, which CI can't reach.
-    run("cargo-deny", cargo().args(["deny", "--all-features", "check", "licenses", "bans", "sources"]))?;
+    step("cargo-deny", cargo().args(["deny", "--all-features", "check", "licenses", "bans", "sources"]))?;
     crate::test::run_tests(&[])
 }

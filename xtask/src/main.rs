@@ -3,6 +3,7 @@
 //! Architecture invariant: no dependencies beyond std, so `cargo xtask` builds in seconds.
 
 mod ci;
+mod db;
 mod test;
 mod util;
 
@@ -14,6 +15,10 @@ usage: cargo xtask <command>
 commands:
   ci      everything CI checks: fmt, clippy, cargo-deny (licenses, bans, sources), tests
   test    the tests alone (cargo nextest when installed, else cargo test)
+  migrate [--status]
+          apply the migrations (as PLINTH_DATABASE_OWNER_URL), or list them
+  seed [--tenants N] [--users-per-tenant M] [--projects-per-tenant K] [--tokens-file F]
+          bulk-load a data set (default 10,000 x 10 x 100) and write one token per tenant
 ";
 
 fn main() -> ExitCode {
@@ -21,6 +26,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("test") => test::run(&args[1..]),
+        Some("migrate") => db::migrate(&args[1..]),
+        Some("seed") => db::seed(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             return ExitCode::SUCCESS;
