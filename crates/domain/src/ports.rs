@@ -9,9 +9,11 @@ mod credentials;
 mod idempotency;
 mod rate_limit;
 mod repositories;
+mod webhooks;
 
 pub use cache::{CacheStore, Generation, GenerationStore};
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use idempotency::{Claim, IdempotencyKey, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
 pub use repositories::{EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository};
+pub use webhooks::{AttemptOutcome, OutboundWebhook, WebhookSender, WebhookUrlGuard};

@@ -1,0 +1,68 @@
+//! `Plinth-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+
+/// The signature header's name.
+pub const SIGNATURE_HEADER: &str = "Plinth-Signature";
+/// The event id header's name.
+pub const EVENT_ID_HEADER: &str = "Plinth-Event-Id";
+
+/// The `Plinth-Signature` value for `body` sent at `timestamp` (Unix seconds).
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    // HMAC takes keys of any length, so this can't fail; an empty MAC would only fail to verify.
+    let hex = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(timestamp.to_string().as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            to_hex(&mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    };
+    format!("t={timestamp},v1={hex}")
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // RFC 4231 test case 2 keys HMAC-SHA256("Jefe", "what do ya want for nothing?").
+        let sig = signature(b"Jefe", 0, b"what do ya want for nothing?");
+        // "0." is prepended to the message, so compare against a recomputation instead.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap_or_else(|_| unreachable!());
+        mac.update(b"0.what do ya want for nothing?");
+        assert_eq!(sig, format!("t=0,v1={}", to_hex(&mac.finalize().into_bytes())));
+    }
+
+    #[test]
+    fn hex_matches_a_known_vector() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap_or_else(|_| unreachable!());
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            to_hex(&mac.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn another_secret_or_body_changes_the_signature() {
+        let a = signature(b"secret-a", 1700000000, b"{}");
+        assert_ne!(a, signature(b"secret-b", 1700000000, b"{}"));
+        assert_ne!(a, signature(b"secret-a", 1700000000, b"{ }"));
+        assert_ne!(a, signature(b"secret-a", 1700000001, b"{}"));
+        assert!(a.starts_with("t=1700000000,v1=") && a.len() == "t=1700000000,v1=".len() + 64);
+    }
+}
