@@ -26,6 +26,7 @@
 //! | `user_repository_suite!` | [`Storage`] |
 //! | `project_repository_suite!` | [`Storage`] |
 //! | `idempotency_store_suite!` | [`Storage`] |
+//! | `webhook_repository_suite!` | [`Storage`] |
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
@@ -41,12 +42,13 @@ pub mod projects;
 pub mod rate_limit;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::ports::{IdempotencyStore, ProjectRepository, TenantRepository, UserRepository};
+use crate::ports::{IdempotencyStore, ProjectRepository, TenantRepository, UserRepository, WebhookRepository};
 
 /// The storage ports of one backend, sharing one store: the repository suites create tenants
 /// (and users) first, as a database with foreign keys requires.
@@ -60,6 +62,8 @@ pub struct Storage {
     pub projects: Arc<dyn ProjectRepository>,
     /// Idempotency keys (which belong to a tenant's user).
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Webhooks and the deliveries project writes create.
+    pub webhooks: Arc<dyn WebhookRepository>,
     /// Whatever must live as long as the test (a test database), dropped with the fixture.
     pub guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -68,9 +72,16 @@ impl Storage {
     /// Every storage port from one adapter that implements them all.
     pub fn shared<S>(store: Arc<S>) -> Self
     where
-        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + 'static,
+        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + WebhookRepository + 'static,
     {
-        Self { tenants: store.clone(), users: store.clone(), projects: store.clone(), idempotency: store, guard: None }
+        Self {
+            tenants: store.clone(),
+            users: store.clone(),
+            projects: store.clone(),
+            idempotency: store.clone(),
+            webhooks: store,
+            guard: None,
+        }
     }
 
     /// Keeps `guard` alive until the test that uses this fixture ends.

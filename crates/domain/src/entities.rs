@@ -62,3 +62,79 @@ pub struct Project {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: OffsetDateTime,
 }
+
+/// A tenant's subscription: events of these kinds are POSTed to `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Webhook {
+    /// The webhook's id.
+    pub id: crate::ids::WebhookId,
+    /// The owning tenant.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// The event kinds it receives.
+    pub events: Vec<crate::events::EventKind>,
+    /// When it was registered (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// A 2xx answer was received.
+    Delivered,
+    /// Every attempt failed.
+    Dead,
+}
+
+impl DeliveryState {
+    /// The state's wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// The state named `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Dead].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One event on its way to one webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Delivery {
+    /// The delivery's id.
+    pub id: crate::ids::DeliveryId,
+    /// The owning tenant.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// The webhook it goes to.
+    #[serde(skip)]
+    pub webhook_id: crate::ids::WebhookId,
+    /// The event's id (`Plinth-Event-Id`).
+    pub event_id: crate::ids::EventId,
+    /// The event's kind.
+    pub event: crate::events::EventKind,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// When the event happened (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}

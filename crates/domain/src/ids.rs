@@ -81,6 +81,14 @@ id_type!(
     ProjectId
 );
 id_type!(
+    /// A webhook subscription's id.
+    WebhookId
+);
+id_type!(
+    /// One delivery (of one event to one webhook)'s id.
+    DeliveryId
+);
+id_type!(
     /// A domain event's id: stable across every delivery attempt of that event.
     EventId
 );

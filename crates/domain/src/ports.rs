@@ -15,5 +15,5 @@ pub use cache::{CacheStore, Generation, GenerationStore};
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use idempotency::{Claim, IdempotencyKey, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
-pub use repositories::{EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository};
-pub use webhooks::{AttemptOutcome, OutboundWebhook, WebhookSender, WebhookUrlGuard};
+pub use repositories::{EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository, WebhookRepository};
+pub use webhooks::{AttemptOutcome, OutboundWebhook, SecretCipher, WebhookSender, WebhookUrlGuard};

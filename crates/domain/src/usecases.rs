@@ -6,6 +6,7 @@ mod projects;
 mod signup;
 mod tenants;
 mod users;
+mod webhooks;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,11 +16,12 @@ pub use auth::Principal;
 pub use limits::Subject;
 pub use signup::{SignupInput, SignupOutput};
 pub use users::NewUserInput;
+pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    IdempotencyStore, PasswordHasher, ProjectRepository, Quota, RateLimiter, TenantRepository, TokenService,
-    UserRepository,
+    IdempotencyStore, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, TenantRepository,
+    TokenService, UserRepository, WebhookRepository, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -39,6 +41,12 @@ pub struct Ports {
     pub passwords: Arc<dyn PasswordHasher>,
     /// Rate limiting.
     pub limiter: Arc<dyn RateLimiter>,
+    /// Webhooks and their deliveries.
+    pub webhooks: Arc<dyn WebhookRepository>,
+    /// Which webhook URLs are allowed.
+    pub url_guard: Arc<dyn WebhookUrlGuard>,
+    /// Webhook secrets at rest.
+    pub secrets: Arc<dyn SecretCipher>,
 }
 
 impl fmt::Debug for Ports {

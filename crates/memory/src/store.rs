@@ -10,14 +10,15 @@ mod projects;
 mod rows;
 mod tenants;
 mod users;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use plinth_domain::entities::{Project, Tenant, User};
+use plinth_domain::entities::{Delivery, DeliveryState, Project, Tenant, User, Webhook};
 use plinth_domain::events::DomainEvent;
-use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::ids::{DeliveryId, TenantId, UserId, WebhookId};
 use plinth_domain::values::{Email, Slug};
 use plinth_domain::{Error, Result};
 
@@ -46,11 +47,46 @@ struct TenantData {
     projects: Rows<Project>,
     /// The events its writes caused, in order: the outbox.
     outbox: Vec<DomainEvent>,
+    webhooks: Rows<Webhook>,
+    /// Each webhook's sealed secret.
+    secrets: HashMap<WebhookId, Vec<u8>>,
+    deliveries: Rows<Delivery>,
 }
 
 impl TenantData {
     fn new(tenant: Tenant) -> Self {
-        Self { tenant, users: Rows::default(), emails: HashMap::new(), projects: Rows::default(), outbox: Vec::new() }
+        Self {
+            tenant,
+            users: Rows::default(),
+            emails: HashMap::new(),
+            projects: Rows::default(),
+            outbox: Vec::new(),
+            webhooks: Rows::default(),
+            secrets: HashMap::new(),
+            deliveries: Rows::default(),
+        }
+    }
+
+    /// Stores `events` in the outbox with one pending delivery per subscribed webhook.
+    fn record(&mut self, events: &[DomainEvent]) {
+        for event in events {
+            let subscribed: Vec<WebhookId> =
+                self.webhooks.iter().filter(|w| w.events.contains(&event.kind)).map(|w| w.id).collect();
+            for webhook_id in subscribed {
+                self.deliveries.insert(Delivery {
+                    id: DeliveryId::new(),
+                    tenant_id: event.tenant_id,
+                    webhook_id,
+                    event_id: event.id,
+                    event: event.kind,
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    last_error: None,
+                    created_at: event.created_at,
+                });
+            }
+            self.outbox.push(event.clone());
+        }
     }
 }
 

@@ -18,3 +18,4 @@ plinth_domain::idempotency_store_suite!(storage());
 plinth_domain::cache_store_suite!(Arc::new(L1Cache::with_capacity_bytes(1 << 20)));
 plinth_domain::generation_store_suite!(Arc::new(MemoryGenerations::new()), always_local);
 plinth_domain::rate_limiter_suite!(Arc::new(GovernorLimiter::new()));
+plinth_domain::webhook_repository_suite!(storage());

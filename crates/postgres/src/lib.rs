@@ -13,6 +13,7 @@ mod projects;
 pub mod seed;
 mod tenants;
 mod users;
+mod webhooks;
 
 pub use error::PgError;
 pub use pool::{PgSettings, PgStore};

@@ -47,6 +47,7 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
         )
         .await
         .map_err(error::db)?;
+        crate::webhooks::create_deliveries(tx, event).await?;
     }
     Ok(())
 }

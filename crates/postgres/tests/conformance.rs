@@ -26,3 +26,4 @@ plinth_domain::tenant_repository_suite!(storage().await);
 plinth_domain::user_repository_suite!(storage().await);
 plinth_domain::project_repository_suite!(storage().await);
 plinth_domain::idempotency_store_suite!(storage().await);
+plinth_domain::webhook_repository_suite!(storage().await);

@@ -14,6 +14,7 @@ mod projects;
 mod respond;
 mod signup;
 mod users;
+mod webhooks;
 
 use actix_web::middleware::from_fn;
 use utoipa_actix_web::scope;
@@ -38,6 +39,10 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(projects::create)
             .service(projects::get)
             .service(projects::update)
-            .service(projects::remove),
+            .service(projects::remove)
+            .service(webhooks::create)
+            .service(webhooks::list)
+            .service(webhooks::remove)
+            .service(webhooks::deliveries),
     );
 }

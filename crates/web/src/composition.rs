@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use plinth_domain::cache::{Cache, TieredStore};
 use plinth_domain::ports::{
-    CacheStore, GenerationStore, IdempotencyStore, PasswordHasher, ProjectRepository, TenantRepository, TokenService,
+    CacheStore, GenerationStore, IdempotencyStore, WebhookRepository, PasswordHasher, ProjectRepository, TenantRepository, TokenService,
     UserRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
@@ -13,6 +13,7 @@ use plinth_domain::usecases::{CacheTtls, Plinth, Ports, Settings, SignupInput};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 use plinth_postgres::{PgSettings, PgStore};
+use plinth_webhooks::{AddressPolicy, SecretBox, UrlGuard};
 use plinth_redis::{RedisCache, RedisConn, RedisGenerations, RedisLimiter, RedisSettings};
 
 use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
@@ -114,6 +115,9 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
         users: repos.users,
         projects: repos.projects,
         idempotency: repos.idempotency,
+        webhooks: repos.webhooks,
+        url_guard: Arc::new(UrlGuard::new(address_policy(config))),
+        secrets: Arc::new(SecretBox::new(&encryption_key(config))),
         tokens: tokens(config)?,
         passwords,
         limiter: local_limiter.clone(),
@@ -142,14 +146,21 @@ struct Repositories {
     users: Arc<dyn UserRepository>,
     projects: Arc<dyn ProjectRepository>,
     idempotency: Arc<dyn IdempotencyStore>,
+    webhooks: Arc<dyn WebhookRepository>,
 }
 
 impl Repositories {
     fn of<S>(store: Arc<S>) -> Self
     where
-        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + 'static,
+        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + WebhookRepository + 'static,
     {
-        Self { tenants: store.clone(), users: store.clone(), projects: store.clone(), idempotency: store }
+        Self {
+            tenants: store.clone(),
+            users: store.clone(),
+            projects: store.clone(),
+            idempotency: store.clone(),
+            webhooks: store,
+        }
     }
 }
 
@@ -166,6 +177,16 @@ fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), Star
     };
     let pg = PgStore::connect(db.url.expose(), &settings).map_err(StartupError::Database)?;
     Ok((Repositories::of(Arc::new(pg.clone())), Some(pg)))
+}
+
+/// Where webhooks may go (`PLINTH_WEBHOOK_ALLOW_PRIVATE`, `PLINTH_WEBHOOK_ALLOWED_CIDRS`).
+pub fn address_policy(config: &Config) -> AddressPolicy {
+    AddressPolicy { allow_private: config.webhooks.allow_private, allowed: config.webhooks.allowed_cidrs.clone() }
+}
+
+/// The configured encryption key, or (embedded mode only) a random one for this run.
+fn encryption_key(config: &Config) -> [u8; 32] {
+    config.encryption_key.as_ref().map_or_else(rand::random, |k| *k.expose())
 }
 
 fn redis_conn(config: &Config) -> Result<Option<RedisConn>, StartupError> {

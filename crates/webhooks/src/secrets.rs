@@ -82,3 +82,13 @@ mod tests {
         assert_ne!(a.seal(b"s", b"c"), a.seal(b"s", b"c"));
     }
 }
+
+impl plinth_domain::ports::SecretCipher for SecretBox {
+    fn seal(&self, secret: &[u8], context: &[u8]) -> Vec<u8> {
+        SecretBox::seal(self, secret, context)
+    }
+
+    fn open(&self, sealed: &[u8], context: &[u8]) -> plinth_domain::Result<Vec<u8>> {
+        SecretBox::open(self, sealed, context).map_err(plinth_domain::Error::internal)
+    }
+}

@@ -84,3 +84,8 @@ pub fn project_cursor(project: &Project) -> Cursor {
 pub fn user_cursor(user: &User) -> Cursor {
     Cursor { created_at: user.created_at, id: *user.id.as_uuid() }
 }
+
+/// The keyset cursor after a row created at `created_at` with `id`.
+pub fn cursor_of(created_at: OffsetDateTime, id: uuid::Uuid) -> Cursor {
+    Cursor { created_at, id }
+}

@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 
-use crate::entities::{Project, Tenant, User};
+use crate::entities::{Delivery, Project, Tenant, User, Webhook};
 use crate::error::Result;
 use crate::events::DomainEvent;
-use crate::ids::{ProjectId, TenantId, UserId};
+use crate::ids::{ProjectId, TenantId, UserId, WebhookId};
 use crate::page::Cursor;
 use crate::values::{Email, ProjectName, Role, Slug};
 
@@ -78,4 +78,28 @@ pub trait ProjectRepository: Send + Sync {
     /// Deletes a project and stores the events `events` builds from the deleted row,
     /// atomically. Errors: `NotFound`.
     async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()>;
+}
+
+/// A tenant's webhooks and their deliveries. Deliveries are created by the project
+/// repository's writes (one per subscribed webhook and event, in the write's transaction).
+#[async_trait]
+pub trait WebhookRepository: Send + Sync {
+    /// Stores a webhook with its sealed secret.
+    async fn create(&self, webhook: &Webhook, sealed_secret: &[u8]) -> Result<()>;
+
+    /// Up to `limit` of the tenant's webhooks, newest first, strictly after `after`.
+    async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>>;
+
+    /// Deletes a webhook and its deliveries. Errors: `NotFound`.
+    async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<()>;
+
+    /// Up to `limit` of a webhook's deliveries, newest first, strictly after `after`.
+    /// Errors: `NotFound` when the tenant has no such webhook.
+    async fn deliveries(
+        &self,
+        tenant: TenantId,
+        webhook: WebhookId,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
 }

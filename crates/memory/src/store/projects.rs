@@ -29,7 +29,7 @@ impl ProjectRepository for MemoryStore {
         if !rows.projects.insert(project.clone()) {
             return Err(Error::internal(format!("project {} exists", project.id)));
         }
-        rows.outbox.extend_from_slice(events);
+        rows.record(events);
         Ok(())
     }
 
@@ -49,7 +49,7 @@ impl ProjectRepository for MemoryStore {
         // Built before anything changes: if building panics, nothing is half-written.
         let caused = events(&updated);
         rows.projects.replace(updated.clone());
-        rows.outbox.extend(caused);
+        rows.record(&caused);
         Ok(updated)
     }
 
@@ -59,7 +59,7 @@ impl ProjectRepository for MemoryStore {
         let current = rows.projects.get(*id.as_uuid()).ok_or(Error::NotFound)?;
         let caused = events(current);
         rows.projects.remove(*id.as_uuid());
-        rows.outbox.extend(caused);
+        rows.record(&caused);
         Ok(())
     }
 }

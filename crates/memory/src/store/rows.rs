@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use plinth_domain::entities::{Project, User};
+use plinth_domain::entities::{Delivery, Project, User, Webhook};
 use plinth_domain::page::Cursor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -26,6 +26,26 @@ impl Row for User {
 }
 
 impl Row for Project {
+    fn id(&self) -> Uuid {
+        *self.id.as_uuid()
+    }
+
+    fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+}
+
+impl Row for Webhook {
+    fn id(&self) -> Uuid {
+        *self.id.as_uuid()
+    }
+
+    fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+}
+
+impl Row for Delivery {
     fn id(&self) -> Uuid {
         *self.id.as_uuid()
     }

@@ -100,23 +100,24 @@ fn is_json(req: &HttpRequest) -> bool {
             && essence.to_ascii_lowercase().ends_with("+json"))
 }
 
-/// Parses `bytes` as `T`: malformed JSON is 400, well-formed JSON of the wrong shape is 422
-/// naming the field.
+/// Parses `bytes` as the JSON object `T`: malformed JSON (trailing garbage included) is 400,
+/// well-formed JSON of the wrong shape is 422 naming the field (`body` for the whole of it).
+///
+/// The bytes are parsed as JSON first and only then shaped into `T`, so that every shape
+/// error is a 422 (serde_json reports some of them, such as a number where an enum belongs,
+/// as syntax errors when it deserializes `T` straight from the bytes).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|_| ApiError::Malformed("The body is not valid JSON.".into()))?;
+    if !value.is_object() {
+        // Also keeps serde from reading an array as a struct's fields in order.
+        return Err(Error::invalid("body", "must be a JSON object").into());
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = if field == "." { "body".to_owned() } else { field };
-                let message = inner.to_string();
-                // serde appends " at line L column C": position is noise to an API consumer.
-                let message = message.split(" at line ").next().unwrap_or_default().to_owned();
-                ApiError::Domain(Error::Validation(vec![plinth_domain::FieldError::new(field, message)]))
-            }
-            _ => ApiError::Malformed("The body is not valid JSON.".into()),
-        }
+        let field = if field == "." { "body".to_owned() } else { field };
+        let message = e.into_inner().to_string();
+        ApiError::Domain(Error::Validation(vec![plinth_domain::FieldError::new(field, message)]))
     })
 }
 
@@ -159,6 +160,18 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
+    enum Role {
+        Owner,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct WithRole {
+        role: Role,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
     struct Body {
         name: String,
         count: u8,
@@ -168,6 +181,7 @@ mod tests {
     fn malformed_json_is_a_bad_request_and_the_wrong_shape_names_its_field() {
         assert!(matches!(parse_json::<Body>(b"{\"name\": "), Err(ApiError::Malformed(_))));
         assert!(matches!(parse_json::<Body>(b"not json"), Err(ApiError::Malformed(_))));
+        assert!(matches!(parse_json::<Body>(br#"{"name": "x", "count": 1} trailing"#), Err(ApiError::Malformed(_))));
         match parse_json::<Body>(br#"{"name": "x", "count": 300}"#) {
             Err(ApiError::Domain(Error::Validation(e))) => assert_eq!(e[0].field, "count"),
             other => panic!("{other:?}"),
@@ -175,6 +189,16 @@ mod tests {
         match parse_json::<Body>(br#"{"count": 1}"#) {
             Err(ApiError::Domain(Error::Validation(e))) => assert!(e[0].message.contains("name"), "{e:?}"),
             other => panic!("{other:?}"),
+        }
+        match parse_json::<WithRole>(br#"{"role": 1}"#) {
+            Err(ApiError::Domain(Error::Validation(e))) => assert_eq!(e[0].field, "role"),
+            other => panic!("{other:?}"),
+        }
+        for not_an_object in [&b"1"[..], b"null", b"\"name\""] {
+            match parse_json::<Body>(not_an_object) {
+                Err(ApiError::Domain(Error::Validation(e))) => assert_eq!(e[0].field, "body"),
+                other => panic!("{other:?}"),
+            }
         }
         match parse_json::<Body>(b"[1]") {
             Err(ApiError::Domain(Error::Validation(e))) => assert_eq!(e[0].field, "body"),

@@ -26,6 +26,9 @@ pub struct Created {
     pub body: Bytes,
     /// The `Location` header.
     pub location: Option<String>,
+    /// What a replay gets instead of `body`, when the first answer holds something that must
+    /// not be kept (a webhook's secret).
+    pub replay_body: Option<Bytes>,
 }
 
 fn to_response(r: &StoredResponse, replayed: bool) -> HttpResponse {
@@ -63,10 +66,7 @@ where
 {
     let Some(raw) = req.headers().get(HEADER) else {
         let c = handler().await?;
-        return Ok(to_response(
-            &StoredResponse { status: c.status.as_u16(), body: c.body, location: c.location },
-            false,
-        ));
+        return Ok(to_response(&StoredResponse { status: c.status.as_u16(), body: c.body, location: c.location }, false));
     };
     let key =
         raw.to_str().ok().and_then(|s| IdempotencyKey::parse(s).ok()).ok_or(ApiError::Domain(Error::BadRequest(
@@ -81,8 +81,12 @@ where
         Claim::Mismatch => Err(Error::IdempotencyKeyReused.into()),
         Claim::InProgress => Err(Error::Conflict(Conflict::RequestInProgress).into()),
         Claim::Acquired => {
-            let stored = match handler().await {
-                Ok(c) => StoredResponse { status: c.status.as_u16(), body: c.body, location: c.location },
+            let (stored, first) = match handler().await {
+                Ok(c) => {
+                    let first = StoredResponse { status: c.status.as_u16(), body: c.body, location: c.location };
+                    let kept = c.replay_body.map(|body| StoredResponse { body, ..first.clone() });
+                    (kept.unwrap_or_else(|| first.clone()), first)
+                }
                 Err(e) if e.status_code().is_server_error() => {
                     // A retry may succeed where this failed: let it run again.
                     if let Err(release) = ports.idempotency.release(&scope).await {
@@ -90,10 +94,13 @@ where
                     }
                     return Err(e);
                 }
-                Err(e) => stored_error(e).await,
+                Err(e) => {
+                    let stored = stored_error(e).await;
+                    (stored.clone(), stored)
+                }
             };
             ports.idempotency.complete(&scope, &stored).await?;
-            Ok(to_response(&stored, false))
+            Ok(to_response(&first, false))
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::problem::Problem;
         (name = "tenant", description = "The tenant a host names"),
         (name = "users", description = "A tenant's users (owners and admins)"),
         (name = "projects", description = "A tenant's projects"),
+        (name = "webhooks", description = "A tenant's webhooks and their deliveries (owners and admins)"),
     )
 )]
 #[derive(Debug)]
@@ -43,10 +44,10 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "login" => &[BODY, (401, "Wrong email or password (`invalid_credentials`)"), TENANT, TOO_LARGE, MEDIA, INVALID],
         "getTenant" => &[TENANT],
         "me" => &[UNAUTH, TENANT],
-        "listUsers" | "listProjects" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
+        "listUsers" | "listProjects" | "listWebhooks" | "listDeliveries" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
         "createUser" | "createProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
         "updateUser" | "updateProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
-        "deleteUser" | "deleteProject" | "getProject" => &[UNAUTH, FORBIDDEN, TENANT, CONFLICT],
+        "deleteUser" | "deleteProject" | "getProject" | "deleteWebhook" => &[UNAUTH, FORBIDDEN, TENANT, CONFLICT],
         _ => &[],
     }
 }
@@ -78,7 +79,10 @@ fn add_common(path: &str, op: &mut Operation) {
             .or_insert_with(|| problem_response("A dependency is unavailable; see Retry-After"));
     }
     responses.responses.entry("500".into()).or_insert_with(|| problem_response("Internal error"));
-    let get = matches!(id.as_str(), "getTenant" | "me" | "listUsers" | "listProjects" | "getProject");
+    let get = matches!(
+        id.as_str(),
+        "getTenant" | "me" | "listUsers" | "listProjects" | "getProject" | "listWebhooks" | "listDeliveries"
+    );
     if get {
         responses.responses.entry("304".into()).or_insert_with(|| {
             ResponseBuilder::new().description("Not modified: the If-None-Match ETag is current").into()

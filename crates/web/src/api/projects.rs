@@ -78,6 +78,7 @@ pub async fn create(
             status: StatusCode::CREATED,
             body: Bytes::from(body),
             location: Some(format!("/v1/projects/{}", project.id)),
+            replay_body: None,
         })
     })
     .await

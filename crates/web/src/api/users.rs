@@ -89,7 +89,7 @@ pub async fn create(
         let input = NewUserInput { email: value.email, password: value.password, role: value.role };
         let user = state.plinth.create_user(&who.0, input).await?;
         let body = serde_json::to_vec(&user).map_err(Error::internal)?;
-        Ok(Created { status: StatusCode::CREATED, body: Bytes::from(body), location: None })
+        Ok(Created { status: StatusCode::CREATED, body: Bytes::from(body), location: None, replay_body: None })
     })
     .await
 }

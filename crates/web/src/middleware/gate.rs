@@ -117,7 +117,11 @@ pub async fn gate(
     if let Some((_, _, d)) = &limit
         && !d.allowed
     {
-        return Ok(reject(req, ApiError::RateLimited { retry_after: d.retry_after_secs }, limit));
+        let mut res = reject(req, ApiError::RateLimited { retry_after: d.retry_after_secs }, limit);
+        if matches!(auth, AuthState::Valid(_)) {
+            make_private(res.headers_mut());
+        }
+        return Ok(res);
     }
     let tenant = match tenant {
         Ok(t) => t,
@@ -130,12 +134,27 @@ pub async fn gate(
         ratelimit_headers(res.headers_mut(), *policy, *quota, d);
     }
     if matches!(auth, AuthState::Valid(_)) {
-        let cc = res.headers().get(header::CACHE_CONTROL);
-        if cc.is_none_or(|v| v.as_bytes().starts_with(b"public")) {
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
-        }
+        make_private(res.headers_mut());
     }
     Ok(res)
+}
+
+/// An authenticated answer is `private` and never `public`: `private` replaces a `public`
+/// value and is added to any other (`no-store` becomes `private, no-store`).
+fn make_private(headers: &mut HeaderMap) {
+    let directives = |v: &HeaderValue| -> Vec<String> {
+        v.to_str().unwrap_or_default().split(',').map(|d| d.trim().to_ascii_lowercase()).collect()
+    };
+    let value = match headers.get(header::CACHE_CONTROL).map(directives) {
+        None => HeaderValue::from_static("private"),
+        Some(d) if d.iter().any(|d| d == "public") => HeaderValue::from_static("private"),
+        Some(d) if d.iter().any(|d| d == "private") => return,
+        Some(d) => match HeaderValue::from_str(&format!("private, {}", d.join(", "))) {
+            Ok(v) => v,
+            Err(_) => HeaderValue::from_static("private"),
+        },
+    };
+    headers.insert(header::CACHE_CONTROL, value);
 }
 
 fn reject<B>(
@@ -177,6 +196,23 @@ mod tests {
         assert_eq!(bearer(&h), None);
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
         assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn an_authenticated_answer_is_private_and_never_public() {
+        let private = |cc: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(cc) = cc {
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
+            }
+            make_private(&mut h);
+            h.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+        };
+        assert_eq!(private(None), "private");
+        assert_eq!(private(Some("public, max-age=60")), "private");
+        assert_eq!(private(Some("max-age=60, Public")), "private");
+        assert_eq!(private(Some("no-store")), "private, no-store");
+        assert_eq!(private(Some("private, max-age=5")), "private, max-age=5");
     }
 
     #[test]

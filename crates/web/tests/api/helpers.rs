@@ -187,3 +187,48 @@ macro_rules! on_every_backend {
         )*
     };
 }
+
+/// The HS256 secret tests configure when they mint tokens of their own.
+pub const JWT_SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
+
+/// Header `name` of `res` as text, if present.
+pub fn header(res: &Response, name: &str) -> Option<String> {
+    res.headers().get(name).map(|v| v.to_str().expect("a text header").to_owned())
+}
+
+impl TestApp {
+    /// Every item of a `/v1/...` list, walking its pages.
+    pub async fn all(&self, slug: &str, token: &str, path: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{path}?limit=100&cursor={c}"),
+                None => format!("{path}?limit=100"),
+            };
+            let res = self.on(Method::GET, slug, &url, Some(token)).send().await.expect("list");
+            assert_eq!(res.status(), StatusCode::OK, "list {path}");
+            let page: Value = res.json().await.expect("page");
+            items.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return items,
+            }
+        }
+    }
+
+    /// How many projects tenant `slug` has.
+    pub async fn project_count(&self, slug: &str, token: &str) -> usize {
+        self.all(slug, token, "/v1/projects").await.len()
+    }
+
+    /// How many users tenant `slug` has.
+    pub async fn user_count(&self, slug: &str, token: &str) -> usize {
+        self.all(slug, token, "/v1/users").await.len()
+    }
+
+    /// The port the app listens on.
+    pub fn port(&self) -> u16 {
+        self.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
+    }
+}

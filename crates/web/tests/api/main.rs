@@ -4,5 +4,17 @@
 
 mod helpers;
 
+mod auth;
+mod errors;
 mod faults;
+mod headers;
+mod hosts;
+mod idempotency;
+mod platform;
+mod projects;
+mod rate_limit;
+mod shared;
+mod signup;
 mod smoke;
+mod users;
+mod webhooks;

@@ -1,0 +1,117 @@
+//! Webhook subscriptions: registered with a guarded URL and a secret shown once.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::Plinth;
+use crate::clock;
+use crate::entities::{Delivery, Webhook};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::ids::WebhookId;
+use crate::page::{Cursor, Page, PageRequest};
+use crate::usecases::Principal;
+
+/// A new webhook and its secret, which is never shown again.
+#[derive(Clone)]
+pub struct CreatedWebhook {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// The signing secret (`whsec_…`).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedWebhook").field("webhook", &self.webhook).finish_non_exhaustive()
+    }
+}
+
+/// How many webhooks a tenant may register.
+const MAX_WEBHOOKS: usize = 100;
+
+fn parse_events(events: &[String]) -> Result<Vec<EventKind>> {
+    if events.is_empty() {
+        return Err(Error::invalid("events", "must name at least one event"));
+    }
+    let mut kinds = Vec::new();
+    for e in events {
+        let kind = EventKind::parse(e).ok_or_else(|| {
+            Error::invalid("events", "must be among project.created, project.updated, project.deleted")
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
+fn webhook_cursor(w: &Webhook) -> Cursor {
+    Cursor { created_at: w.created_at, id: *w.id.as_uuid() }
+}
+
+fn delivery_cursor(d: &Delivery) -> Cursor {
+    Cursor { created_at: d.created_at, id: *d.id.as_uuid() }
+}
+
+impl Plinth {
+    /// Registers a webhook. Errors: `Forbidden`; `Validation` (a URL the guard refuses,
+    /// unknown events); `Conflict` past the per-tenant limit.
+    #[tracing::instrument(skip(self, url, events))]
+    pub async fn create_webhook(&self, who: &Principal, url: &str, events: &[String]) -> Result<CreatedWebhook> {
+        who.require_manager()?;
+        let kinds = parse_events(events)?;
+        self.ports.url_guard.check(url).await?;
+        let existing = self.ports.webhooks.list(who.tenant, None, MAX_WEBHOOKS).await?;
+        if existing.len() >= MAX_WEBHOOKS {
+            return Err(Error::invalid("url", "a tenant may register at most 100 webhooks"));
+        }
+        let webhook = Webhook {
+            id: WebhookId::new(),
+            tenant_id: who.tenant,
+            url: url.to_owned(),
+            events: kinds,
+            created_at: clock::now(),
+        };
+        let secret = format!("whsec_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+        let sealed = self.ports.secrets.seal(secret.as_bytes(), webhook.id.as_uuid().as_bytes());
+        self.ports.webhooks.create(&webhook, &sealed).await?;
+        Ok(CreatedWebhook { webhook, secret })
+    }
+
+    /// A page of the tenant's webhooks (no secrets). Errors: `Forbidden`.
+    #[tracing::instrument(skip(self))]
+    pub async fn list_webhooks(&self, who: &Principal, page: &PageRequest) -> Result<Page<Webhook>> {
+        who.require_manager()?;
+        let rows = self.ports.webhooks.list(who.tenant, page.after.as_ref(), page.fetch_limit()).await?;
+        Ok(Page::from_rows(rows, page, webhook_cursor))
+    }
+
+    /// Deletes a webhook. Errors: `Forbidden`; `NotFound`.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_webhook(&self, who: &Principal, id: WebhookId) -> Result<()> {
+        who.require_manager()?;
+        self.ports.webhooks.delete(who.tenant, id).await
+    }
+
+    /// A page of a webhook's deliveries. Errors: `Forbidden`; `NotFound`.
+    #[tracing::instrument(skip(self))]
+    pub async fn list_deliveries(&self, who: &Principal, id: WebhookId, page: &PageRequest) -> Result<Page<Delivery>> {
+        who.require_manager()?;
+        let rows = self.ports.webhooks.deliveries(who.tenant, id, page.after.as_ref(), page.fetch_limit()).await?;
+        Ok(Page::from_rows(rows, page, delivery_cursor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_validated_and_deduplicated() {
+        let ok = parse_events(&["project.created".into(), "project.created".into(), "project.deleted".into()]);
+        assert_eq!(ok.ok(), Some(vec![EventKind::ProjectCreated, EventKind::ProjectDeleted]));
+        assert!(parse_events(&[]).is_err());
+        assert!(parse_events(&["project.exploded".into()]).is_err());
+    }
+}

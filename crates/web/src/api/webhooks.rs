@@ -1,0 +1,163 @@
+//! `/v1/webhooks`: owners and admins subscribe URLs to events and watch their deliveries.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use bytes::Bytes;
+use plinth_domain::Error;
+use plinth_domain::entities::{Delivery, Webhook};
+use plinth_domain::ids::WebhookId;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Auth, JsonBody, Paging};
+use super::idempotency::{self, Created};
+use super::respond;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// A webhook to register.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateWebhookRequest {
+    /// An http(s) URL on a public address.
+    #[schema(example = "https://hooks.example.com/plinth")]
+    pub url: String,
+    /// The events to receive.
+    #[schema(example = json!(["project.created", "project.deleted"]))]
+    pub events: Vec<String>,
+}
+
+/// A new webhook, with its secret: shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedWebhookResponse {
+    /// The webhook's id.
+    pub id: WebhookId,
+    /// Where deliveries go.
+    pub url: String,
+    /// The events it receives.
+    pub events: Vec<plinth_domain::events::EventKind>,
+    /// The signing secret; a replay of this request (same Idempotency-Key) leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// When it was registered.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: time::OffsetDateTime,
+}
+
+/// A page of webhooks (never with secrets).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookPage {
+    /// Newest first.
+    pub items: Vec<Webhook>,
+    /// Pass back as `cursor`; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of deliveries.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryPage {
+    /// Newest first.
+    pub items: Vec<Delivery>,
+    /// Pass back as `cursor`; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
+    raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
+}
+
+/// Registers a webhook; the response is the only time its secret is shown.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "createWebhook",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters")),
+    request_body = CreateWebhookRequest,
+    responses((status = 201, body = CreatedWebhookResponse))
+)]
+#[post("/webhooks")]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    body: JsonBody<CreateWebhookRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let JsonBody { value, fingerprint } = body;
+    idempotency::once(&state.plinth, &req, &who.0, fingerprint, || async {
+        let created = state.plinth.create_webhook(&who.0, &value.url, &value.events).await?;
+        let w = created.webhook;
+        let mut response = CreatedWebhookResponse {
+            id: w.id,
+            url: w.url,
+            events: w.events,
+            secret: Some(created.secret),
+            created_at: w.created_at,
+        };
+        let body = serde_json::to_vec(&response).map_err(Error::internal)?;
+        response.secret = None;
+        let replay = serde_json::to_vec(&response).map_err(Error::internal)?;
+        Ok(Created {
+            status: StatusCode::CREATED,
+            body: Bytes::from(body),
+            location: None,
+            replay_body: Some(Bytes::from(replay)),
+        })
+    })
+    .await
+}
+
+/// The tenant's webhooks, newest first, without secrets.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "listWebhooks",
+    security(("bearer" = [])),
+    params(("limit" = Option<u16>, Query, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
+    responses((status = 200, body = WebhookPage))
+)]
+#[get("/webhooks")]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    page: Paging,
+) -> Result<HttpResponse, ApiError> {
+    let page = state.plinth.list_webhooks(&who.0, &page.0).await?;
+    respond::get(&req, &page)
+}
+
+/// Deletes a webhook and its deliveries.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "deleteWebhook",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses((status = 204, description = "Deleted"))
+)]
+#[delete("/webhooks/{id}")]
+pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.plinth.delete_webhook(&who.0, webhook_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A webhook's deliveries, newest first, with their attempts.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "listDeliveries",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The webhook's id"),
+        ("limit" = Option<u16>, Query, description = "1–100, default 50"),
+        ("cursor" = Option<String>, Query, description = "From `next_cursor`"),
+    ),
+    responses((status = 200, body = DeliveryPage))
+)]
+#[get("/webhooks/{id}/deliveries")]
+pub async fn deliveries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+    page: Paging,
+) -> Result<HttpResponse, ApiError> {
+    let page = state.plinth.list_deliveries(&who.0, webhook_id(&id)?, &page.0).await?;
+    respond::get(&req, &page)
+}

@@ -1,0 +1,155 @@
+//! Several instances sharing PostgreSQL and Redis, as a fleet runs; and Redis blinking.
+
+use std::time::{Duration, Instant};
+
+use plinth_testkit::{PrivateRedis, RedisCluster, redis_prefix, shared_redis_url};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp};
+
+const SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
+const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/// A second instance on `first`'s database, with `vars` on top.
+async fn sibling(first: &TestApp, vars: &[(&str, &str)]) -> TestApp {
+    let db = first.db.as_ref().expect("the first instance has a database");
+    let mut all = vec![
+        ("DATABASE_URL", db.app_url.as_str()),
+        ("PLINTH_DATABASE_OWNER_URL", db.owner_url.as_str()),
+        ("PLINTH_JWT_SECRET", SECRET),
+        ("PLINTH_ENCRYPTION_KEY", KEY),
+    ];
+    all.extend_from_slice(vars);
+    TestApp::spawn_with(Backend::Memory, &all).await
+}
+
+async fn names(app: &TestApp, token: &str) -> Vec<String> {
+    let res = app.on(Method::GET, "fleet", "/v1/projects", Some(token)).send().await.expect("list");
+    assert_eq!(res.status(), StatusCode::OK);
+    let page: Value = res.json().await.expect("page");
+    page["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_is_seen_by_another_within_a_second() {
+    let redis = shared_redis_url();
+    let prefix = redis_prefix();
+    let vars = [("REDIS_URL", redis.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str())];
+    let a = TestApp::spawn_with(Backend::Postgres, &vars).await;
+    let b = sibling(&a, &vars).await;
+    let token = a.signup("fleet").await.token;
+    // Let both instances subscribe, then warm B's caches with the empty list.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(names(&b, &token).await.is_empty());
+    assert!(names(&b, &token).await.is_empty());
+
+    a.project("fleet", &token, "Seen everywhere").await;
+    assert_eq!(names(&a, &token).await, ["Seen everywhere"], "the writer sees it at once");
+    let written = Instant::now();
+    loop {
+        if names(&b, &token).await == ["Seen everywhere"] {
+            break;
+        }
+        assert!(written.elapsed() < Duration::from_secs(1), "B still serves the old list after a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_together_admit_one_quota() {
+    let redis = shared_redis_url();
+    let prefix = redis_prefix();
+    let vars = [("REDIS_URL", redis.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str()), ("PLINTH_QUOTA_FREE", "300")];
+    let a = TestApp::spawn_with(Backend::Postgres, &vars).await;
+    let b = sibling(&a, &vars).await;
+    let token = a.signup("fleet").await.token;
+    let started = Instant::now();
+    let mut admitted = 0u32;
+    let mut limited = 0u32;
+    for i in 0..330 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let res = app.on(Method::GET, "fleet", "/v1/projects", Some(&token)).send().await.expect("list");
+        match res.status() {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // GCRA earns back one request every 200 ms at 300/min.
+    let earned = u32::try_from(started.elapsed().as_millis() / 200).unwrap_or(u32::MAX) + 1;
+    assert!(admitted >= 300, "the whole quota is admitted: {admitted}");
+    assert!(admitted <= 300 + earned, "admitted {admitted}, more than one quota (+{earned} earned back)");
+    assert_eq!(admitted + limited, 330);
+}
+
+#[tokio::test]
+async fn with_redis_killed_nothing_fails_limits_hold_locally_and_the_cache_refills_after() {
+    let mut redis = PrivateRedis::start();
+    let url = redis.url();
+    let vars = [("REDIS_URL", url.as_str()), ("PLINTH_QUOTA_FREE", "40")];
+    let app = TestApp::spawn_with(Backend::Postgres, &vars).await;
+    let token = app.signup("fleet").await.token;
+    app.project("fleet", &token, "Survivor").await;
+    assert_eq!(names(&app, &token).await, ["Survivor"]);
+
+    redis.kill();
+    let mut statuses = Vec::new();
+    for i in 0..60 {
+        let started = Instant::now();
+        let res = app.on(Method::GET, "fleet", "/v1/projects", Some(&token)).send().await.expect("list");
+        assert!(started.elapsed() < Duration::from_secs(2), "request {i} hung for {:?}", started.elapsed());
+        statuses.push(res.status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "no 5xx while Redis is down: {statuses:?}");
+    assert!(statuses.contains(&429), "the local limiter still limits: {statuses:?}");
+    // Writes still work and are seen at once (the cache is a pass-through meanwhile).
+    let writes = app.on(Method::POST, "fleet", "/v1/projects", Some(&token)).json(&serde_json::json!({"name": "x"}));
+    let res = writes.send().await.expect("create");
+    assert!(res.status() == StatusCode::CREATED || res.status() == StatusCode::TOO_MANY_REQUESTS, "{}", res.status());
+
+    redis.restart();
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let res = app.on(Method::GET, "fleet", "/v1/projects", Some(&token)).send().await.expect("list");
+        assert!(res.status() == StatusCode::OK || res.status() == StatusCode::TOO_MANY_REQUESTS);
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+        let keys: Vec<String> = redis::cmd("KEYS").arg("plinth:*").query_async(&mut conn).await.expect("keys");
+        if keys.iter().any(|k| k.contains(":projects:")) && keys.iter().any(|k| k.contains("rl:tenant")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache and the limiter went back to Redis: {keys:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_cache_and_the_limiter_work_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let app = TestApp::spawn_with(Backend::Postgres, &[("REDIS_URL", urls.as_str()), ("PLINTH_QUOTA_FREE", "8")]).await;
+    let token = app.signup("fleet").await.token;
+    app.project("fleet", &token, "Clustered").await;
+    assert_eq!(names(&app, &token).await, ["Clustered"]);
+    assert_eq!(names(&app, &token).await, ["Clustered"]);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let res = app.on(Method::GET, "fleet", "/v1/projects", Some(&token)).send().await.expect("list");
+        statuses.push(res.status().as_u16());
+        let policy = res.headers().get("ratelimit-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert_eq!(policy, "\"tenant\";q=8;w=60");
+    }
+    assert!(statuses.contains(&429), "the shared limiter limits on a cluster: {statuses:?}");
+    let first = urls.split(',').next().expect("a node").to_owned();
+    let nodes: Vec<String> = urls.split(',').map(String::from).collect();
+    let mut found = Vec::new();
+    for node in nodes {
+        let client = redis::Client::open(node.as_str()).expect("client");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+        let keys: Vec<String> = redis::cmd("KEYS").arg("plinth:*").query_async(&mut conn).await.expect("keys");
+        found.extend(keys);
+    }
+    assert!(found.iter().any(|k| k.contains(":projects:")), "cached pages live in the cluster: {found:?} ({first})");
+    assert!(found.iter().any(|k| k.contains("rl:tenant")), "limiter state lives in the cluster: {found:?}");
+}
