@@ -7,6 +7,7 @@ mod signup;
 mod tenants;
 mod users;
 mod webhooks;
+mod worker;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    IdempotencyStore, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, TenantRepository,
-    TokenService, UserRepository, WebhookRepository, WebhookUrlGuard,
+    DeliveryStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher,
+    TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -47,6 +48,12 @@ pub struct Ports {
     pub url_guard: Arc<dyn WebhookUrlGuard>,
     /// Webhook secrets at rest.
     pub secrets: Arc<dyn SecretCipher>,
+    /// The durable job queue.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Deliveries, as the worker sees them.
+    pub deliveries: Arc<dyn DeliveryStore>,
+    /// Outbound webhook requests.
+    pub sender: Arc<dyn WebhookSender>,
 }
 
 impl fmt::Debug for Ports {
@@ -105,6 +112,17 @@ pub struct Settings {
     pub ttls: CacheTtls,
     /// How long an idempotency key and its answer are kept.
     pub idempotency_ttl: Duration,
+    /// Webhook delivery.
+    pub delivery: DeliverySettings,
+}
+
+/// How webhook deliveries are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// Attempts before a delivery is `dead`.
+    pub max_attempts: u32,
+    /// The first retry's delay; doubled for each further attempt, with jitter.
+    pub backoff: Duration,
 }
 
 /// The application: use cases over the ports.

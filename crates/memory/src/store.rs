@@ -6,6 +6,7 @@
 //! rule) is atomic.
 
 mod idempotency;
+mod jobs;
 mod projects;
 mod rows;
 mod tenants;
@@ -30,6 +31,7 @@ use self::rows::Rows;
 pub struct MemoryStore {
     data: RwLock<Data>,
     keys: Mutex<Keys>,
+    wakeups: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -37,6 +39,8 @@ struct Data {
     /// Slugs are unique across tenants.
     slugs: HashMap<Slug, TenantId>,
     tenants: HashMap<TenantId, TenantData>,
+    /// The job queue: one job per pending delivery.
+    jobs: jobs::Jobs,
 }
 
 /// One tenant's rows.
@@ -67,14 +71,18 @@ impl TenantData {
         }
     }
 
-    /// Stores `events` in the outbox with one pending delivery per subscribed webhook.
-    fn record(&mut self, events: &[DomainEvent]) {
+    /// Stores `events` in the outbox with one pending delivery per subscribed webhook; returns
+    /// the new deliveries, for the caller to enqueue.
+    fn record(&mut self, events: &[DomainEvent]) -> Vec<DeliveryId> {
+        let mut created = Vec::new();
         for event in events {
             let subscribed: Vec<WebhookId> =
                 self.webhooks.iter().filter(|w| w.events.contains(&event.kind)).map(|w| w.id).collect();
             for webhook_id in subscribed {
+                let id = DeliveryId::new();
+                created.push(id);
                 self.deliveries.insert(Delivery {
-                    id: DeliveryId::new(),
+                    id,
                     tenant_id: event.tenant_id,
                     webhook_id,
                     event_id: event.id,
@@ -87,13 +95,18 @@ impl TenantData {
             }
             self.outbox.push(event.clone());
         }
+        created
     }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        Self { data: RwLock::new(Data::default()), keys: Mutex::new(Keys::default()) }
+        Self {
+            data: RwLock::new(Data::default()),
+            keys: Mutex::new(Keys::default()),
+            wakeups: tokio::sync::Notify::new(),
+        }
     }
 
     /// The events `tenant`'s writes have stored, oldest first.

@@ -7,6 +7,7 @@
 
 mod error;
 mod idempotency;
+mod jobs;
 pub mod migrate;
 mod pool;
 mod projects;

@@ -88,6 +88,16 @@ pub async fn migrate(owner_url: &str, app_password: Option<&str>) -> Result<Vec<
         return Err(PgError::Other(format!("migrations run as the schema owner, never as {APP_ROLE}")));
     }
     let mut client = connect(owner_url).await?;
+    // Slug resolution and retention run as the owner across tenants: it must bypass RLS.
+    let bypasses: bool = client
+        .query_one("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user", &[])
+        .await?
+        .get(0);
+    if !bypasses {
+        return Err(PgError::Other(
+            "the schema owner must be a superuser or have BYPASSRLS (ALTER ROLE … BYPASSRLS)".into(),
+        ));
+    }
     ensure_app_role(&client, app_password).await?;
     let report = embedded::migrations::runner()
         .set_target(Target::Latest)

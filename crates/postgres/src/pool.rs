@@ -26,6 +26,9 @@ pub struct PgSettings {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// For the LISTEN connection the job queue wakes on.
+    pub(crate) listen_config: tokio_postgres::Config,
+    pub(crate) wakeups: std::sync::Arc<crate::jobs::Wakeups>,
     /// Bounds a whole port call, so a database that stops answering can't hang a request.
     call_timeout: Duration,
 }
@@ -62,6 +65,7 @@ impl PgStore {
                 statement_ms * 2
             ))
             .connect_timeout(settings.pool_timeout);
+        let listen_config = config.clone();
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)
@@ -71,7 +75,12 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| PgError::Pool(e.to_string()))?;
-        Ok(Self { pool, call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500) })
+        Ok(Self {
+            pool,
+            listen_config,
+            wakeups: std::sync::Arc::default(),
+            call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500),
+        })
     }
 
     /// The pool's numbers, for metrics.

@@ -29,7 +29,7 @@ fn webhook_from_row(row: &Row) -> Result<Webhook> {
     })
 }
 
-fn delivery_from_row(row: &Row) -> Result<Delivery> {
+pub(crate) fn delivery_from_row(row: &Row) -> Result<Delivery> {
     let attempts: i32 = row.try_get("attempts").map_err(error::db)?;
     Ok(Delivery {
         tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(error::db)?),
@@ -63,11 +63,12 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
         .map_err(error::db)?;
     for hook in hooks {
         let webhook: Uuid = hook.try_get(0).map_err(error::db)?;
+        let delivery = DeliveryId::new();
         tx.execute(
             &insert,
             &[
                 event.tenant_id.as_uuid(),
-                DeliveryId::new().as_uuid(),
+                delivery.as_uuid(),
                 &webhook,
                 event.id.as_uuid(),
                 &event.kind.as_str(),
@@ -76,6 +77,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
         )
         .await
         .map_err(error::db)?;
+        crate::jobs::enqueue_delivery(tx, event.tenant_id, delivery).await?;
     }
     Ok(())
 }

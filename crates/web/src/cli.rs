@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Run only the job worker, until SIGTERM or SIGINT.
+    Worker,
     /// Apply pending migrations as PLINTH_DATABASE_OWNER_URL; create the role plinth_app.
     Migrate {
         /// List the migrations and whether each is applied, changing nothing.
@@ -121,5 +123,20 @@ pub async fn run_seed(config: &Config, command: &Command) -> Result<(), String> 
         file.flush().map_err(|e| e.to_string())?;
         eprintln!("wrote {} tokens to {}", seeded.len(), path.display());
     }
+    Ok(())
+}
+
+/// `plinth worker`: works the queue until SIGTERM or SIGINT, then finishes the jobs in hand.
+pub async fn run_worker(config: &Config) -> Result<(), String> {
+    let composed = composition::compose(config).await.map_err(|e| e.to_string())?;
+    let worker = crate::worker::WorkerHandle::spawn(composed.plinth, config.worker_settings);
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("worker stopping: finishing the jobs in hand");
+    worker.stop().await;
     Ok(())
 }

@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use plinth_domain::cache::{Cache, TieredStore};
 use plinth_domain::ports::{
-    CacheStore, GenerationStore, IdempotencyStore, WebhookRepository, PasswordHasher, ProjectRepository, TenantRepository, TokenService,
+    CacheStore, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, WebhookRepository, PasswordHasher, ProjectRepository, TenantRepository, TokenService,
     UserRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
-use plinth_domain::usecases::{CacheTtls, Plinth, Ports, Settings, SignupInput};
+use plinth_domain::usecases::{CacheTtls, DeliverySettings, Plinth, Ports, Settings, SignupInput};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 use plinth_postgres::{PgSettings, PgStore};
-use plinth_webhooks::{AddressPolicy, SecretBox, UrlGuard};
+use plinth_webhooks::{AddressPolicy, HttpSender, SecretBox, UrlGuard};
 use plinth_redis::{RedisCache, RedisConn, RedisGenerations, RedisLimiter, RedisSettings};
 
 use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
@@ -118,6 +118,9 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
         webhooks: repos.webhooks,
         url_guard: Arc::new(UrlGuard::new(address_policy(config))),
         secrets: Arc::new(SecretBox::new(&encryption_key(config))),
+        jobs: repos.jobs,
+        deliveries: repos.deliveries,
+        sender: Arc::new(HttpSender::new(address_policy(config), None).map_err(StartupError::Keys)?),
         tokens: tokens(config)?,
         passwords,
         limiter: local_limiter.clone(),
@@ -130,8 +133,12 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
             Arc::new(FallbackLimiter::new(Arc::new(RedisLimiter::new(conn.clone())), local_limiter.clone()));
     }
     let cache = cache(config, redis.as_ref());
-    let settings =
-        Settings { quotas: config.quotas, ttls: CacheTtls::default(), idempotency_ttl: Duration::from_secs(24 * 3600) };
+    let settings = Settings {
+        quotas: config.quotas,
+        ttls: CacheTtls::default(),
+        idempotency_ttl: Duration::from_secs(24 * 3600),
+        delivery: DeliverySettings { max_attempts: config.webhooks.max_attempts, backoff: config.webhooks.backoff },
+    };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
     let demo = match database {
         None => Some(seed_demo(&plinth).await?),
@@ -147,19 +154,30 @@ struct Repositories {
     projects: Arc<dyn ProjectRepository>,
     idempotency: Arc<dyn IdempotencyStore>,
     webhooks: Arc<dyn WebhookRepository>,
+    jobs: Arc<dyn JobQueue>,
+    deliveries: Arc<dyn DeliveryStore>,
 }
 
 impl Repositories {
     fn of<S>(store: Arc<S>) -> Self
     where
-        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + WebhookRepository + 'static,
+        S: TenantRepository
+            + UserRepository
+            + ProjectRepository
+            + IdempotencyStore
+            + WebhookRepository
+            + JobQueue
+            + DeliveryStore
+            + 'static,
     {
         Self {
             tenants: store.clone(),
             users: store.clone(),
             projects: store.clone(),
             idempotency: store.clone(),
-            webhooks: store,
+            webhooks: store.clone(),
+            jobs: store.clone(),
+            deliveries: store,
         }
     }
 }

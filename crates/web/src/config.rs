@@ -128,6 +128,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// `PLINTH_WORKER`.
     pub worker: bool,
+    /// `PLINTH_WORKER_CONCURRENCY`, `PLINTH_JOB_RESCUE_AFTER_S`, `PLINTH_RETENTION_DAYS`.
+    pub worker_settings: crate::worker::WorkerSettings,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -195,6 +197,11 @@ impl Config {
                 backoff: Duration::from_millis(env.parse_in("PLINTH_WEBHOOK_BACKOFF_MS", 1000, 1..=3_600_000)?),
             },
             worker: env.parse("PLINTH_WORKER", true)?,
+            worker_settings: crate::worker::WorkerSettings {
+                concurrency: env.parse_in("PLINTH_WORKER_CONCURRENCY", 4, 1..=256)?,
+                rescue_after: Duration::from_secs(env.parse_in("PLINTH_JOB_RESCUE_AFTER_S", 60, 1..=86_400)?),
+                retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_RETENTION_DAYS", 30, 1..=3650)?),
+            },
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
             log: LogConfig {

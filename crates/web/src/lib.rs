@@ -13,6 +13,7 @@ pub mod problem;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod worker;
 
 pub use config::Config;
 pub use startup::Application;

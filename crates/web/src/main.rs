@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
     telemetry::init(&config.log);
     let result = match &cli.command {
         None | Some(Command::Serve) => serve(config).await,
+        Some(Command::Worker) => cli::run_worker(&config).await,
         Some(Command::Migrate { status }) => cli::run_migrate(&config, *status).await,
         Some(seed @ Command::Seed { .. }) => cli::run_seed(&config, seed).await,
     };

@@ -17,6 +17,7 @@ use crate::composition::{self, Composed, DemoLogin, StartupError};
 use crate::config::Config;
 use crate::middleware::request_id::request_id;
 use crate::state::AppState;
+use crate::worker::WorkerHandle;
 
 /// How often the in-process limiter's idle keys are pruned.
 const LIMITER_PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -26,6 +27,7 @@ pub struct Application {
     server: Server,
     port: u16,
     demo: Option<DemoLogin>,
+    worker: Option<WorkerHandle>,
 }
 
 /// The complete OpenAPI document of every registered route.
@@ -44,6 +46,7 @@ impl Application {
     /// Composes the adapters, binds `config.listen` and prepares the server.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let Composed { plinth, local_limiter, demo, database, redis: _ } = composition::compose(&config).await?;
+        let worker = config.worker.then(|| WorkerHandle::spawn(plinth.clone(), config.worker_settings));
         let doc = openapi_document();
         let routes = Arc::new(RouteTable::from_openapi(&doc));
         let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()));
@@ -83,7 +86,7 @@ impl Application {
         .listen(listener)
         .map_err(StartupError::Listen)?
         .run();
-        Ok(Self { server, port, demo })
+        Ok(Self { server, port, demo, worker })
     }
 
     /// The port the server listens on.
@@ -98,6 +101,10 @@ impl Application {
 
     /// Serves until the server is stopped (SIGINT, SIGTERM).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(worker) = self.worker {
+            worker.stop().await;
+        }
+        served
     }
 }

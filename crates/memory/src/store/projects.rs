@@ -29,7 +29,9 @@ impl ProjectRepository for MemoryStore {
         if !rows.projects.insert(project.clone()) {
             return Err(Error::internal(format!("project {} exists", project.id)));
         }
-        rows.record(events);
+        let deliveries = rows.record(events);
+        data.enqueue(project.tenant_id, deliveries);
+        self.wake();
         Ok(())
     }
 
@@ -49,7 +51,9 @@ impl ProjectRepository for MemoryStore {
         // Built before anything changes: if building panics, nothing is half-written.
         let caused = events(&updated);
         rows.projects.replace(updated.clone());
-        rows.record(&caused);
+        let deliveries = rows.record(&caused);
+        data.enqueue(tenant, deliveries);
+        self.wake();
         Ok(updated)
     }
 
@@ -59,7 +63,9 @@ impl ProjectRepository for MemoryStore {
         let current = rows.projects.get(*id.as_uuid()).ok_or(Error::NotFound)?;
         let caused = events(current);
         rows.projects.remove(*id.as_uuid());
-        rows.record(&caused);
+        let deliveries = rows.record(&caused);
+        data.enqueue(tenant, deliveries);
+        self.wake();
         Ok(())
     }
 }

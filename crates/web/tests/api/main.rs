@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod errors;
+mod deliveries;
 mod faults;
 mod headers;
 mod hosts;

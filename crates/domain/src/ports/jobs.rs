@@ -1,0 +1,122 @@
+//! The durable job queue and the delivery records the worker reads and writes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use crate::entities::Delivery;
+use crate::error::Result;
+use crate::ids::{DeliveryId, TenantId};
+use crate::ports::AttemptOutcome;
+
+/// One claimed unit of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The job's id in the queue.
+    pub id: i64,
+    /// Whose work it is.
+    pub tenant: TenantId,
+    /// What to do.
+    pub work: Work,
+}
+
+/// The kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Attempt this webhook delivery once.
+    Deliver(DeliveryId),
+    /// Nothing: measures the queue itself (`cargo xtask bench jobs`).
+    Noop,
+}
+
+/// How deep the queue is, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Jobs due now and not claimed.
+    pub ready: u64,
+    /// Jobs claimed by a worker.
+    pub running: u64,
+    /// How long the oldest due job has waited.
+    pub oldest_ready: Option<Duration>,
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    /// Finished deliveries.
+    pub deliveries: u64,
+    /// Events no delivery needs any more.
+    pub events: u64,
+    /// Expired idempotency keys.
+    pub idempotency_keys: u64,
+}
+
+/// A durable queue: jobs are enqueued by the writes that cause them (in the same
+/// transaction), claimed by one worker at a time, and rescued when their worker died.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Claims the next due job for `worker`, skipping tenants that already have one in flight
+    /// (so one tenant's backlog can't hold every worker); `None` when nothing is due.
+    async fn claim(&self, worker: &str) -> Result<Option<Job>>;
+
+    /// Returns when new work may have arrived, or after `max`.
+    async fn wait_for_work(&self, max: Duration);
+
+    /// Gives a claimed job back untouched (the worker is shutting down).
+    async fn release(&self, job: &Job) -> Result<()>;
+
+    /// Frees jobs claimed longer than `after` ago (their worker died); returns how many.
+    async fn rescue(&self, after: Duration) -> Result<u64>;
+
+    /// The queue's depth.
+    async fn stats(&self) -> Result<QueueStats>;
+
+    /// Deletes finished deliveries and unneeded events older than `before`, and expired
+    /// idempotency keys.
+    async fn prune(&self, before: OffsetDateTime) -> Result<Pruned>;
+}
+
+/// A delivery with everything needed to attempt it.
+#[derive(Clone)]
+pub struct OutgoingDelivery {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// The webhook's URL.
+    pub url: String,
+    /// The webhook's sealed secret.
+    pub sealed_secret: Vec<u8>,
+    /// The event's JSON body.
+    pub body: Bytes,
+}
+
+impl std::fmt::Debug for OutgoingDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingDelivery").field("delivery", &self.delivery).finish_non_exhaustive()
+    }
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// It was delivered: done.
+    Delivered,
+    /// Try again at this time.
+    RetryAt(OffsetDateTime),
+    /// That was the last attempt: `dead`.
+    Dead,
+}
+
+/// The worker's view of deliveries.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// The pending delivery, if it (and its webhook) still exist.
+    async fn load(&self, tenant: TenantId, delivery: DeliveryId) -> Result<Option<OutgoingDelivery>>;
+
+    /// Records an attempt on `delivery` and moves `job` on (done, retried or dead), atomically.
+    async fn record(&self, job: &Job, delivery: DeliveryId, outcome: &AttemptOutcome, next: NextStep) -> Result<()>;
+
+    /// Drops a job that has nothing (left) to do.
+    async fn discard(&self, job: &Job) -> Result<()>;
+}
