@@ -18,7 +18,10 @@ fn plinth(command: &[&str], args: &[String]) -> Result<(), String> {
     require("DATABASE_URL")?;
     run(
         &format!("plinth {}", command.join(" ")),
-        cargo().args(["run", "--quiet", "--release", "-p", "plinth-web", "--bin", "plinth", "--"]).args(command).args(args),
+        cargo()
+            .args(["run", "--quiet", "--release", "-p", "plinth-web", "--bin", "plinth", "--"])
+            .args(command)
+            .args(args),
     )
 }
 

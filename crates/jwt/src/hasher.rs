@@ -36,9 +36,42 @@ const DUMMY_PASSWORD: &[u8] = b"plinth: the dummy password of no user";
 pub struct Argon2Hasher {
     argon2: Argon2<'static>,
     permits: Arc<Semaphore>,
+    /// Hands jobs to the hashing threads.
+    jobs: std::sync::mpsc::Sender<HashJob>,
     /// A hash made at start with the same parameters as real ones, verified against when
     /// there is no user, so that an unknown email costs what a wrong password costs.
     dummy: PasswordHash,
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Starts `n` threads that run hashing jobs, and returns the queue that feeds them.
+///
+/// Dedicated threads rather than tokio's blocking pool: argon2 allocates ~19 MiB per hash, and
+/// the allocator keeps freed memory in per-thread arenas, so hashing on an ever-changing set of
+/// blocking threads would grow RSS by that much per thread ever used. A fixed set bounds it.
+fn start_threads(n: usize) -> std::sync::mpsc::Sender<HashJob> {
+    let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..n {
+        let rx = Arc::clone(&rx);
+        let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+            loop {
+                let job = match rx.lock() {
+                    Ok(guard) => guard.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return, // the hasher is gone
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a hashing thread");
+        }
+    }
+    tx
 }
 
 /// Why a hasher could not be built.
@@ -63,7 +96,8 @@ impl Argon2Hasher {
     pub fn with_params(params: Argon2Params, permits: usize) -> Result<Self, HasherError> {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy = PasswordHash::new(hash_with(&argon2, DUMMY_PASSWORD)?);
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits.max(1))), dummy })
+        let permits = permits.max(1);
+        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), jobs: start_threads(permits), dummy })
     }
 
     /// The default number of permits: one per CPU the process may use.
@@ -71,8 +105,8 @@ impl Argon2Hasher {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     }
 
-    /// Runs `job` on the blocking pool once a permit is free. The permit moves into the
-    /// job, so it is held until the hash is done even if the caller stops waiting.
+    /// Runs `job` on a hashing thread once a permit is free. The permit moves into the job, so
+    /// it is held until the hash is done even if the caller stops waiting.
     async fn run<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
@@ -80,12 +114,13 @@ impl Argon2Hasher {
     {
         let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(Error::internal)?;
         let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let work: HashJob = Box::new(move || {
             let _permit = permit;
-            job(&argon2)
-        })
-        .await
-        .map_err(Error::internal)
+            let _ = done.send(job(&argon2));
+        });
+        self.jobs.send(work).map_err(|_| Error::internal("the hashing threads are gone"))?;
+        result.await.map_err(Error::internal)
     }
 }
 

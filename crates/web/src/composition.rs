@@ -5,16 +5,16 @@ use std::time::Duration;
 
 use plinth_domain::cache::{Cache, TieredStore};
 use plinth_domain::ports::{
-    CacheStore, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, WebhookRepository, PasswordHasher, ProjectRepository, TenantRepository, TokenService,
-    UserRepository,
+    CacheStore, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
+    TenantRepository, TokenService, UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{CacheTtls, DeliverySettings, Plinth, Ports, Settings, SignupInput};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 use plinth_postgres::{PgSettings, PgStore};
-use plinth_webhooks::{AddressPolicy, HttpSender, SecretBox, UrlGuard};
 use plinth_redis::{RedisCache, RedisConn, RedisGenerations, RedisLimiter, RedisSettings};
+use plinth_webhooks::{AddressPolicy, HttpSender, SecretBox, UrlGuard};
 
 use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
 

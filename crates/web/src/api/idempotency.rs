@@ -66,7 +66,10 @@ where
 {
     let Some(raw) = req.headers().get(HEADER) else {
         let c = handler().await?;
-        return Ok(to_response(&StoredResponse { status: c.status.as_u16(), body: c.body, location: c.location }, false));
+        return Ok(to_response(
+            &StoredResponse { status: c.status.as_u16(), body: c.body, location: c.location },
+            false,
+        ));
     };
     let key =
         raw.to_str().ok().and_then(|s| IdempotencyKey::parse(s).ok()).ok_or(ApiError::Domain(Error::BadRequest(

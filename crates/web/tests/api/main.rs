@@ -5,8 +5,8 @@
 mod helpers;
 
 mod auth;
-mod errors;
 mod deliveries;
+mod errors;
 mod faults;
 mod headers;
 mod hosts;
