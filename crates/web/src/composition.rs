@@ -82,9 +82,12 @@ pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
             let read = |p: &std::path::Path| {
                 std::fs::read(p).map_err(|e| StartupError::Keys(format!("can't read {}: {e}", p.display())))
             };
-            // A key's id is its file name without the extension: `keys/2026-01.pem` and
-            // `public/2026-01.pem` are the two halves of key `2026-01`.
-            let kid = |p: &std::path::Path| p.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // A key's id is its file name up to the first dot: `2026-01.pem` and
+            // `2026-01.pub.pem` are the two halves of key `2026-01`.
+            let kid = |p: &std::path::Path| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                name.split('.').next().unwrap_or_default().to_owned()
+            };
             let verification_keys =
                 public_key_files.iter().map(|p| Ok((kid(p), read(p)?))).collect::<Result<_, StartupError>>()?;
             plinth_jwt::KeySource::Asymmetric {
