@@ -4,6 +4,7 @@
 
 mod ci;
 mod db;
+mod soak;
 mod test;
 mod util;
 
@@ -19,6 +20,9 @@ commands:
           apply the migrations (as PLINTH_DATABASE_OWNER_URL), or list them
   seed [--tenants N] [--users-per-tenant M] [--projects-per-tenant K] [--tokens-file F]
           bulk-load a data set (default 10,000 x 10 x 100) and write one token per tenant
+  soak [SECONDS]
+          two instances under a mixed load for SECONDS (default 300), checking errors,
+          isolation, webhook delivery and memory growth
 ";
 
 fn main() -> ExitCode {
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("migrate") => db::migrate(&args[1..]),
         Some("seed") => db::seed(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -147,7 +147,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Domain(e @ Error::Internal(_)) => log_cause("internal error", e),
-            Self::Domain(e @ Error::Unavailable { .. }) => log_cause("dependency unavailable", e),
+            Self::Domain(e @ Error::Unavailable { .. }) => log_unavailable(e),
             _ => {}
         }
         let problem = self.problem();
@@ -174,6 +174,12 @@ impl ResponseError for ApiError {
         }
         res.body(serde_json::to_vec(&problem).unwrap_or_default())
     }
+}
+
+/// A dependency outage is expected operation, not a bug: a warning, with its cause.
+fn log_unavailable(e: &Error) {
+    let cause = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
+    tracing::warn!(error = %e, cause = %cause, "answered 503");
 }
 
 /// Logs an error with its whole cause chain.

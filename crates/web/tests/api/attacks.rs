@@ -19,7 +19,11 @@ async fn rs256_app() -> TestApp {
     let public = fixture("rsa-a.pub.pem");
     TestApp::spawn_with(
         Backend::Memory,
-        &[("PLINTH_JWT_ALGORITHM", "RS256"), ("PLINTH_JWT_PRIVATE_KEY_FILE", &private), ("PLINTH_JWT_PUBLIC_KEY_FILES", &public)],
+        &[
+            ("PLINTH_JWT_ALGORITHM", "RS256"),
+            ("PLINTH_JWT_PRIVATE_KEY_FILE", &private),
+            ("PLINTH_JWT_PUBLIC_KEY_FILES", &public),
+        ],
     )
     .await
 }
@@ -29,9 +33,10 @@ async fn rs256_tokens_work_end_to_end() {
     let app = rs256_app().await;
     let token = app.signup("rsa").await.token;
     let header = token.split('.').next().unwrap();
-    let header: serde_json::Value =
-        serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap())
-            .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+    )
+    .unwrap();
     assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some("RS256"), Some("rsa-a")));
     let res = app.on(Method::GET, "rsa", "/v1/me", Some(&token)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -82,12 +87,20 @@ async fn a_token_signed_by_a_key_outside_the_verification_set_is_refused() {
 
 #[tokio::test]
 async fn keys_rotate_old_tokens_keep_working_while_their_key_is_trusted() {
-    let (a_priv, a_pub, b_priv, b_pub) =
-        (fixture("ed25519-a.pem"), fixture("ed25519-a.pub.pem"), fixture("ed25519-b.pem"), fixture("ed25519-b.pub.pem"));
+    let (a_priv, a_pub, b_priv, b_pub) = (
+        fixture("ed25519-a.pem"),
+        fixture("ed25519-a.pub.pem"),
+        fixture("ed25519-b.pem"),
+        fixture("ed25519-b.pub.pem"),
+    );
     let both = format!("{a_pub},{b_pub}");
     let before = TestApp::spawn_with(
         Backend::Postgres,
-        &[("PLINTH_JWT_ALGORITHM", "EdDSA"), ("PLINTH_JWT_PRIVATE_KEY_FILE", &a_priv), ("PLINTH_JWT_PUBLIC_KEY_FILES", &a_pub)],
+        &[
+            ("PLINTH_JWT_ALGORITHM", "EdDSA"),
+            ("PLINTH_JWT_PRIVATE_KEY_FILE", &a_priv),
+            ("PLINTH_JWT_PUBLIC_KEY_FILES", &a_pub),
+        ],
     )
     .await;
     let old = before.signup("rotate").await.token;

@@ -8,6 +8,7 @@ mod attacks;
 mod auth;
 mod deliveries;
 mod errors;
+mod fault_load;
 mod faults;
 mod headers;
 mod hosts;
