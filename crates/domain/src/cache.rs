@@ -1,8 +1,9 @@
 //! `cached(key, ttl, fetch)`: L1, then L2, then `fetch` once per key however many wait.
 //!
-//! Two pieces: [`TieredStore`], a decorator that puts one [`CacheStore`] in front of another,
-//! and [`Cache`], which names keys (with the tenant's generation in them), coalesces
-//! concurrent misses (single flight) and never lets a cache failure fail a request.
+//! Three pieces: [`TieredStore`], a decorator that puts one [`CacheStore`] in front of another,
+//! [`MeteredStore`], which counts one level's reads, and [`Cache`], which names keys (with the
+//! tenant's generation in them), coalesces concurrent misses (single flight) and never lets a
+//! cache failure fail a request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,23 +18,29 @@ use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
+use crate::metric;
 use crate::ports::{CacheStore, GenerationStore};
 
 /// Logs a dependency's failure once when it starts failing and once when it recovers, not on
-/// every request.
+/// every request; counts every failure (`redis_errors_total`) and shows the state
+/// (`redis_degraded`), labelled with `component`.
 #[derive(Debug)]
 pub(crate) struct Degraded {
     what: &'static str,
+    component: &'static str,
     down: AtomicBool,
 }
 
 impl Degraded {
-    pub(crate) const fn new(what: &'static str) -> Self {
-        Self { what, down: AtomicBool::new(false) }
+    /// `what` names the dependency in logs; `component` is its metric label (snake case).
+    pub(crate) const fn new(what: &'static str, component: &'static str) -> Self {
+        Self { what, component, down: AtomicBool::new(false) }
     }
 
     pub(crate) fn failed(&self, error: &Error) {
+        metrics::counter!(metric::REDIS_ERRORS, "component" => self.component).increment(1);
         if !self.down.swap(true, Ordering::Relaxed) {
+            metrics::gauge!(metric::REDIS_DEGRADED, "component" => self.component).set(1.0);
             let cause = std::error::Error::source(error).map(ToString::to_string).unwrap_or_default();
             tracing::warn!(error = %error, cause = %cause, "{} failing; degrading until it recovers", self.what);
         }
@@ -41,8 +48,56 @@ impl Degraded {
 
     pub(crate) fn ok(&self) {
         if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+            metrics::gauge!(metric::REDIS_DEGRADED, "component" => self.component).set(0.0);
             tracing::info!("{} recovered", self.what);
         }
+    }
+
+    /// Counts one request served by this component's fallback.
+    pub(crate) fn fell_back(&self) {
+        metrics::counter!(metric::REDIS_FALLBACKS, "component" => self.component).increment(1);
+    }
+}
+
+/// Counts the reads of one cache level in `cache_requests_total{layer, result}`; everything
+/// else passes through untouched.
+pub struct MeteredStore {
+    layer: &'static str,
+    inner: Arc<dyn CacheStore>,
+}
+
+impl std::fmt::Debug for MeteredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteredStore").field("layer", &self.layer).finish_non_exhaustive()
+    }
+}
+
+impl MeteredStore {
+    /// `inner`, counted as `layer` (`l1`, `l2`).
+    pub fn new(layer: &'static str, inner: Arc<dyn CacheStore>) -> Self {
+        Self { layer, inner }
+    }
+}
+
+#[async_trait]
+impl CacheStore for MeteredStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let found = self.inner.get(key).await;
+        let result = match &found {
+            Ok(Some(_)) => "hit",
+            Ok(None) => "miss",
+            Err(_) => "error",
+        };
+        metrics::counter!(metric::CACHE_REQUESTS, "layer" => self.layer, "result" => result).increment(1);
+        found
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+        self.inner.set(key, value, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
     }
 }
 
@@ -63,7 +118,7 @@ impl std::fmt::Debug for TieredStore {
 impl TieredStore {
     /// `l1` in front of `l2`.
     pub fn new(l1: Arc<dyn CacheStore>, l2: Arc<dyn CacheStore>) -> Self {
-        Self { l1, l2, l2_health: Degraded::new("L2 cache") }
+        Self { l1, l2, l2_health: Degraded::new("L2 cache", "l2_cache") }
     }
 
     fn l2_result<T: Default>(&self, r: Result<T>) -> T {
@@ -74,6 +129,7 @@ impl TieredStore {
             }
             Err(e) => {
                 self.l2_health.failed(&e);
+                self.l2_health.fell_back();
                 T::default()
             }
         }
@@ -148,7 +204,13 @@ impl Cache {
         shared: Option<Arc<dyn CacheStore>>,
         generations: Arc<dyn GenerationStore>,
     ) -> Self {
-        Self { store, shared, generations, flights: Mutex::new(HashMap::new()), health: Degraded::new("cache") }
+        Self {
+            store,
+            shared,
+            generations,
+            flights: Mutex::new(HashMap::new()),
+            health: Degraded::new("cache", "cache"),
+        }
     }
 
     /// The value of `key` in `scope`: from the cache if present, else from `fetch`, which runs
@@ -173,6 +235,7 @@ impl Cache {
         };
         let result = flight
             .get_or_try_init(|| async {
+                metrics::counter!(metric::CACHE_FETCHES).increment(1);
                 let value = fetch().await?;
                 if let Err(e) = store.set(&full_key, value.clone(), jitter(ttl)).await {
                     self.health.failed(&e);
@@ -218,6 +281,7 @@ impl Cache {
                     Ok(g) => g,
                     Err(e) => {
                         self.health.failed(&e);
+                        self.health.fell_back();
                         return None;
                     }
                 };
@@ -226,6 +290,7 @@ impl Cache {
                 if generation.local_ok {
                     Some((store, full_key))
                 } else {
+                    self.health.fell_back();
                     self.shared.as_ref().map(|shared| (shared, full_key))
                 }
             }

@@ -1,7 +1,8 @@
 //! plinth's domain: validated values, entities, the ports adapters implement, and the use cases.
 //!
 //! Architecture invariant: this crate performs no I/O and depends on no I/O crate (no actix,
-//! tokio-postgres, redis, quick_cache, governor or jsonwebtoken). Adapters depend on it, never
+//! tokio-postgres, redis, quick_cache, governor or jsonwebtoken; the `metrics` facade is not one: it
+//! only hands numbers to whatever recorder the binary installs). Adapters depend on it, never
 //! the other way round. What combines two adapters of one port (the tiered cache, the fallback
 //! limiter) is a decorator written here, over the port.
 
@@ -12,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod ids;
+pub mod metric;
 pub mod page;
 pub mod ports;
 pub mod rate_limit;

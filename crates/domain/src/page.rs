@@ -14,8 +14,49 @@ pub const DEFAULT_LIMIT: u16 = 50;
 /// The largest page size.
 pub const MAX_LIMIT: u16 = 100;
 
-const CURSOR_VERSION: u8 = 1;
-const CURSOR_LEN: usize = 1 + 8 + 16;
+const CURSOR_VERSION: u8 = 2;
+const PAYLOAD_LEN: usize = 1 + 8 + 16;
+const TAG_LEN: usize = 16;
+const CURSOR_LEN: usize = PAYLOAD_LEN + TAG_LEN;
+
+/// The key cursors are signed with, so that a cursor plinth did not issue is refused. Every
+/// instance must share it (the composition root derives it from the encryption key).
+#[derive(Clone)]
+pub struct CursorKey([u8; 32]);
+
+impl CursorKey {
+    /// A key from 32 bytes of secret.
+    pub const fn new(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+
+    /// A key derived from another secret, so the secret itself is never used for two jobs.
+    pub fn derive(secret: &[u8]) -> Self {
+        use hmac::Mac as _;
+        let mut key = [0u8; 32];
+        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) {
+            mac.update(b"plinth list cursors v1");
+            key.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        Self(key)
+    }
+
+    fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
+        use hmac::Mac as _;
+        let mut out = [0u8; TAG_LEN];
+        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) {
+            mac.update(payload);
+            out.copy_from_slice(&mac.finalize().into_bytes()[..TAG_LEN]);
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey(***)")
+    }
+}
 
 /// The position after which the next page starts: the last item's sort key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,30 +68,47 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The opaque text form handed to clients.
-    pub fn encode(&self) -> String {
-        let mut raw = [0u8; CURSOR_LEN];
+    fn payload(&self) -> [u8; PAYLOAD_LEN] {
+        let mut raw = [0u8; PAYLOAD_LEN];
         raw[0] = CURSOR_VERSION;
         raw[1..9].copy_from_slice(&clock::to_micros(self.created_at).to_be_bytes());
         raw[9..].copy_from_slice(self.id.as_bytes());
+        raw
+    }
+
+    /// The opaque, signed text form handed to clients.
+    pub fn encode(&self, key: &CursorKey) -> String {
+        let payload = self.payload();
+        let mut raw = [0u8; CURSOR_LEN];
+        raw[..PAYLOAD_LEN].copy_from_slice(&payload);
+        raw[PAYLOAD_LEN..].copy_from_slice(&key.tag(&payload));
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// Parses a cursor that [`Cursor::encode`] produced; anything else is `BadRequest`.
-    pub fn decode(s: &str) -> Result<Self> {
+    /// A stable text form for cache keys (not for clients).
+    pub fn cache_key(&self) -> String {
+        format!("{}.{}", clock::to_micros(self.created_at), self.id.simple())
+    }
+
+    /// Parses a cursor that [`Cursor::encode`] produced with `key`; anything else (garbage,
+    /// another version, a cursor signed with another key) is `BadRequest`.
+    pub fn decode(s: &str, key: &CursorKey) -> Result<Self> {
         const BAD: Error = Error::BadRequest("cursor is not valid");
-        if s.len() > 64 {
+        if s.len() > 96 {
             return Err(BAD);
         }
         let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| BAD)?;
         let raw: [u8; CURSOR_LEN] = raw.try_into().map_err(|_| BAD)?;
-        if raw[0] != CURSOR_VERSION {
+        let (payload, tag) = raw.split_at(PAYLOAD_LEN);
+        // Constant time, so the tag can't be guessed byte by byte.
+        let expected = key.tag(payload);
+        if raw[0] != CURSOR_VERSION || tag.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
             return Err(BAD);
         }
         let mut micros = [0u8; 8];
         micros.copy_from_slice(&raw[1..9]);
         let created_at = clock::from_micros(i64::from_be_bytes(micros)).ok_or(BAD)?;
-        let id = Uuid::from_slice(&raw[9..]).map_err(|_| BAD)?;
+        let id = Uuid::from_slice(&raw[9..PAYLOAD_LEN]).map_err(|_| BAD)?;
         Ok(Self { created_at, id })
     }
 }
@@ -66,7 +124,7 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// Validates the raw query parameters: `limit` 1–100 (default 50) and a cursor plinth issued.
-    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self> {
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>, key: &CursorKey) -> Result<Self> {
         let limit = match limit {
             None => DEFAULT_LIMIT,
             Some(l) => l
@@ -75,7 +133,7 @@ impl PageRequest {
                 .filter(|l| (1..=MAX_LIMIT).contains(l))
                 .ok_or(Error::BadRequest("limit must be an integer from 1 to 100"))?,
         };
-        let after = cursor.map(Cursor::decode).transpose()?;
+        let after = cursor.map(|c| Cursor::decode(c, key)).transpose()?;
         Ok(Self { limit, after })
     }
 
@@ -93,7 +151,7 @@ impl PageRequest {
     pub fn cache_key(&self) -> String {
         match &self.after {
             None => format!("l{}", self.limit),
-            Some(c) => format!("l{}:{}", self.limit, c.encode()),
+            Some(c) => format!("l{}:{}", self.limit, c.cache_key()),
         }
     }
 }
@@ -110,11 +168,16 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from up to `fetch_limit()` rows: the extra row, if present, proves that a
     /// next page exists and is dropped.
-    pub fn from_rows(mut rows: Vec<T>, request: &PageRequest, key: impl Fn(&T) -> Cursor) -> Self {
+    pub fn from_rows(
+        mut rows: Vec<T>,
+        request: &PageRequest,
+        position: impl Fn(&T) -> Cursor,
+        key: &CursorKey,
+    ) -> Self {
         let limit = usize::from(request.limit);
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);
-            rows.last().map(|last| key(last).encode())
+            rows.last().map(|last| position(last).encode(key))
         } else {
             None
         };
@@ -126,30 +189,37 @@ impl<T> Page<T> {
 mod tests {
     use super::*;
 
+    const KEY: CursorKey = CursorKey::new([3; 32]);
+
     #[test]
     fn a_cursor_round_trips() {
         let c = Cursor { created_at: clock::now(), id: Uuid::now_v7() };
-        assert_eq!(Cursor::decode(&c.encode()).ok(), Some(c));
+        assert_eq!(Cursor::decode(&c.encode(&KEY), &KEY).ok(), Some(c));
     }
 
     #[test]
     fn a_cursor_plinth_did_not_issue_is_a_bad_request() {
-        let good = Cursor { created_at: clock::now(), id: Uuid::now_v7() }.encode();
+        let good = Cursor { created_at: clock::now(), id: Uuid::now_v7() }.encode(&KEY);
         for bad in ["", "x", "%%%", &good[1..], &format!("{good}A"), &"A".repeat(1000)] {
-            assert!(matches!(Cursor::decode(bad), Err(Error::BadRequest(_))), "{bad}");
+            assert!(matches!(Cursor::decode(bad, &KEY), Err(Error::BadRequest(_))), "{bad}");
         }
         let mut other_version = URL_SAFE_NO_PAD.decode(&good).unwrap_or_default();
         other_version[0] = 9;
-        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(other_version)).is_err());
+        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(other_version), &KEY).is_err());
+        let other_key = CursorKey::new([4; 32]);
+        assert!(Cursor::decode(&good, &other_key).is_err(), "a cursor signed with another key");
+        let mut forged = URL_SAFE_NO_PAD.decode(&good).unwrap_or_default();
+        forged[5] ^= 1;
+        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(forged), &KEY).is_err(), "an altered position");
     }
 
     #[test]
     fn limits_outside_one_to_a_hundred_are_bad_requests() {
-        assert_eq!(PageRequest::parse(None, None).map(|p| p.limit).ok(), Some(50));
-        assert_eq!(PageRequest::parse(Some("1"), None).map(|p| p.limit).ok(), Some(1));
-        assert_eq!(PageRequest::parse(Some("100"), None).map(|p| p.limit).ok(), Some(100));
+        assert_eq!(PageRequest::parse(None, None, &KEY).map(|p| p.limit).ok(), Some(50));
+        assert_eq!(PageRequest::parse(Some("1"), None, &KEY).map(|p| p.limit).ok(), Some(1));
+        assert_eq!(PageRequest::parse(Some("100"), None, &KEY).map(|p| p.limit).ok(), Some(100));
         for bad in ["0", "101", "-1", "ten", "", "1.5", "99999999999"] {
-            assert!(PageRequest::parse(Some(bad), None).is_err(), "{bad}");
+            assert!(PageRequest::parse(Some(bad), None, &KEY).is_err(), "{bad}");
         }
     }
 
@@ -159,10 +229,10 @@ mod tests {
         let t = clock::now();
         let key = |id: &Uuid| Cursor { created_at: t, id: *id };
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-        let page = Page::from_rows(ids.clone(), &req, key);
+        let page = Page::from_rows(ids.clone(), &req, key, &KEY);
         assert_eq!(page.items, ids[..2]);
-        assert_eq!(page.next_cursor, Some(key(&ids[1]).encode()));
-        let last = Page::from_rows(ids[..2].to_vec(), &req, key);
+        assert_eq!(page.next_cursor, Some(key(&ids[1]).encode(&KEY)));
+        let last = Page::from_rows(ids[..2].to_vec(), &req, key, &KEY);
         assert_eq!(last.next_cursor, None);
     }
 }

@@ -25,7 +25,7 @@ impl std::fmt::Debug for FallbackLimiter {
 impl FallbackLimiter {
     /// `primary`, falling back to `fallback`.
     pub fn new(primary: Arc<dyn RateLimiter>, fallback: Arc<dyn RateLimiter>) -> Self {
-        Self { primary, fallback, health: Degraded::new("shared rate limiter") }
+        Self { primary, fallback, health: Degraded::new("shared rate limiter", "rate_limiter") }
     }
 }
 
@@ -39,6 +39,7 @@ impl RateLimiter for FallbackLimiter {
             }
             Err(e) if e.is_unavailable() => {
                 self.health.failed(&e);
+                self.health.fell_back();
                 self.fallback.check(policy, subject, quota).await
             }
             Err(e) => Err(e),

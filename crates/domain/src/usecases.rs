@@ -104,7 +104,7 @@ impl Default for CacheTtls {
 }
 
 /// Settings the use cases need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Rate limits.
     pub quotas: Quotas,
@@ -114,6 +114,8 @@ pub struct Settings {
     pub idempotency_ttl: Duration,
     /// Webhook delivery.
     pub delivery: DeliverySettings,
+    /// Signs list cursors.
+    pub cursor_key: crate::page::CursorKey,
 }
 
 /// How webhook deliveries are retried.

@@ -17,4 +17,4 @@ mod users;
 mod webhooks;
 
 pub use error::PgError;
-pub use pool::{PgSettings, PgStore};
+pub use pool::{PgSettings, PgStore, PoolStatus};

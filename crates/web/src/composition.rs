@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plinth_domain::cache::{Cache, TieredStore};
+use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
     CacheStore, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
     TenantRepository, TokenService, UserRepository, WebhookRepository,
@@ -113,6 +114,7 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
     let passwords: Arc<dyn PasswordHasher> =
         Arc::new(Argon2Hasher::new(hash_permits()).map_err(|e| StartupError::Keys(e.to_string()))?);
     let (repos, database) = repositories(config)?;
+    let key = encryption_key(config);
     let mut ports = Ports {
         tenants: repos.tenants,
         users: repos.users,
@@ -120,7 +122,7 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
         idempotency: repos.idempotency,
         webhooks: repos.webhooks,
         url_guard: Arc::new(UrlGuard::new(address_policy(config))),
-        secrets: Arc::new(SecretBox::new(&encryption_key(config))),
+        secrets: Arc::new(SecretBox::new(&key)),
         jobs: repos.jobs,
         deliveries: repos.deliveries,
         sender: Arc::new(HttpSender::new(address_policy(config), None).map_err(StartupError::Keys)?),
@@ -141,6 +143,7 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
         ttls: CacheTtls::default(),
         idempotency_ttl: Duration::from_secs(24 * 3600),
         delivery: DeliverySettings { max_attempts: config.webhooks.max_attempts, backoff: config.webhooks.backoff },
+        cursor_key: CursorKey::derive(&key),
     };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
     let demo = match database {

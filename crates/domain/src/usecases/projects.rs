@@ -33,7 +33,7 @@ impl Plinth {
         self.cache
             .cached(Scope::Tenant(tenant), &key, self.settings.ttls.projects, || async {
                 let rows = self.ports.projects.list(tenant, page.after.as_ref(), page.fetch_limit()).await?;
-                to_json(&Page::from_rows(rows, page, project_cursor))
+                to_json(&Page::from_rows(rows, page, project_cursor, &self.settings.cursor_key))
             })
             .await
     }

@@ -50,7 +50,7 @@ impl Plinth {
     pub async fn list_users(&self, who: &Principal, page: &PageRequest) -> Result<Page<User>> {
         who.require_manager()?;
         let rows = self.ports.users.list(who.tenant, page.after.as_ref(), page.fetch_limit()).await?;
-        Ok(Page::from_rows(rows, page, user_cursor))
+        Ok(Page::from_rows(rows, page, user_cursor, &self.settings.cursor_key))
     }
 
     /// Adds a user. Errors: `Forbidden` (an admin creating an owner, or a member);

@@ -84,7 +84,7 @@ impl Plinth {
     pub async fn list_webhooks(&self, who: &Principal, page: &PageRequest) -> Result<Page<Webhook>> {
         who.require_manager()?;
         let rows = self.ports.webhooks.list(who.tenant, page.after.as_ref(), page.fetch_limit()).await?;
-        Ok(Page::from_rows(rows, page, webhook_cursor))
+        Ok(Page::from_rows(rows, page, webhook_cursor, &self.settings.cursor_key))
     }
 
     /// Deletes a webhook. Errors: `Forbidden`; `NotFound`.
@@ -99,7 +99,7 @@ impl Plinth {
     pub async fn list_deliveries(&self, who: &Principal, id: WebhookId, page: &PageRequest) -> Result<Page<Delivery>> {
         who.require_manager()?;
         let rows = self.ports.webhooks.deliveries(who.tenant, id, page.after.as_ref(), page.fetch_limit()).await?;
-        Ok(Page::from_rows(rows, page, delivery_cursor))
+        Ok(Page::from_rows(rows, page, delivery_cursor, &self.settings.cursor_key))
     }
 }
 

@@ -16,7 +16,9 @@ pub struct Email(String);
 impl Email {
     /// Validates and normalises `s`.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let s = s.trim();
+        // Checked after lowercasing: some characters lowercase to longer strings ('İ' becomes
+        // "i\u{307}"), and the stored form must itself be a valid address.
+        let s = s.trim().to_lowercase();
         if s.is_empty() || s.chars().count() > 254 {
             return Err(InvalidValue("must be 1 to 254 characters"));
         }
@@ -24,9 +26,7 @@ impl Email {
             return Err(InvalidValue("must not contain spaces or control characters"));
         }
         match s.split_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
-                Ok(Self(s.to_lowercase()))
-            }
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => Ok(Self(s)),
             _ => Err(InvalidValue("must contain exactly one '@' with text on both sides")),
         }
     }
@@ -64,6 +64,15 @@ mod tests {
         for bad in ["", "   ", "ada", "@example.com", "ada@", "a@b@c", "a da@b.c", "ada@b\u{0}c", long.as_str()] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_limit_applies_to_the_lowercased_address() {
+        // 'İ' lowercases to two characters: 253 of them in the input would be 506 stored.
+        let expanding = format!("a@{}", "İ".repeat(252));
+        assert!(Email::parse(&expanding).is_err());
+        let at_limit = format!("a@{}", "İ".repeat(126));
+        assert_eq!(Email::parse(&at_limit).map(|e| e.as_str().chars().count()), Ok(254));
     }
 
     #[test]

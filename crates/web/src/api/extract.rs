@@ -67,8 +67,12 @@ impl FromRequest for Paging {
             limit: Option<String>,
             cursor: Option<String>,
         }
+        let Some(state) = req.app_data::<web::Data<crate::state::AppState>>() else {
+            return ready(Err(ApiError::Domain(Error::internal("application state is missing"))));
+        };
+        let key = &state.plinth.settings().cursor_key;
         let parsed = serde_urlencoded_query::<Raw>(req.query_string())
-            .and_then(|raw| PageRequest::parse(raw.limit.as_deref(), raw.cursor.as_deref()).map_err(ApiError::from));
+            .and_then(|raw| PageRequest::parse(raw.limit.as_deref(), raw.cursor.as_deref(), key).map_err(ApiError::from));
         ready(parsed.map(Paging))
     }
 }

@@ -1,0 +1,26 @@
+//! The names of the metrics the domain records through the `metrics` facade. The facade does
+//! no I/O: whoever installs a recorder (the web layer, for `GET /metrics`) exports them, and
+//! without one they cost next to nothing.
+//!
+//! Labels take only values from small fixed sets (a cache layer, a component, a job kind):
+//! never a tenant id, a user id, a key or a path.
+
+/// Counter `{layer, result}`: cache reads by level (`l1`, `l2`) and result (`hit`, `miss`, `error`).
+pub const CACHE_REQUESTS: &str = "cache_requests_total";
+/// Counter: misses that ran the origin fetch (once per key however many requests waited).
+pub const CACHE_FETCHES: &str = "cache_fetches_total";
+/// Counter `{component}`: failed calls of a Redis-backed component (`l2_cache`, `cache`,
+/// `rate_limiter`); each one degraded to a fallback rather than failing a request.
+pub const REDIS_ERRORS: &str = "redis_errors_total";
+/// Counter `{component}`: requests served by a fallback because Redis could not be used: the
+/// local limiter (`rate_limiter`), the cache bypassed or narrowed to L2 (`cache`), or L2 skipped
+/// (`l2_cache`).
+pub const REDIS_FALLBACKS: &str = "redis_fallbacks_total";
+/// Gauge `{component}`: 1 while the component is degraded, 0 once it has recovered.
+pub const REDIS_DEGRADED: &str = "redis_degraded";
+/// Counter `{kind, outcome}`: jobs worked, by kind (`deliver`, `noop`) and outcome (`ok`, `error`).
+pub const JOBS: &str = "jobs_total";
+/// Histogram `{kind}`: how long working one job took, in seconds.
+pub const JOB_DURATION: &str = "job_duration_seconds";
+/// Counter `{result}`: webhook delivery attempts by result (`delivered`, `retry`, `dead`).
+pub const WEBHOOK_ATTEMPTS: &str = "webhook_attempts_total";
