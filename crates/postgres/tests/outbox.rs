@@ -28,9 +28,8 @@ async fn counts(db: &TestDatabase) -> (i64, i64, i64, i64) {
     )
 }
 
-#[tokio::test]
-async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
-    let db = TestDatabase::new().await;
+/// A store on `db` with one tenant whose webhook subscribes to every event.
+async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::entities::Tenant) {
     let settings = PgSettings {
         pool_size: 2,
         pool_timeout: Duration::from_secs(5),
@@ -49,6 +48,13 @@ async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
         created_at: plinth_domain::clock::now(),
     };
     WebhookRepository::create(&store, &hook, b"sealed").await.unwrap();
+    (store, tenant)
+}
+
+#[tokio::test]
+async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
+    let db = TestDatabase::new().await;
+    let (store, tenant) = tenant_with_webhook(&db).await;
 
     let first = fixtures::project_at(tenant.id, "Committed", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &first);
@@ -67,24 +73,7 @@ async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
 async fn retention_prunes_finished_deliveries_their_events_and_expired_keys_but_not_pending_work() {
     use plinth_domain::ports::{AttemptOutcome, DeliveryStore, JobQueue, NextStep};
     let db = TestDatabase::new().await;
-    let settings = PgSettings {
-        pool_size: 2,
-        pool_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(5),
-        application_name: "plinth-retention-test".into(),
-    };
-    let store = PgStore::connect(&db.app_url, &settings).unwrap();
-    let tenant = fixtures::tenant();
-    let owner = fixtures::user(tenant.id, "owner", Role::Owner);
-    TenantRepository::create_with_owner(&store, &tenant, &owner).await.unwrap();
-    let hook = Webhook {
-        id: WebhookId::new(),
-        tenant_id: tenant.id,
-        url: "https://hooks.example.com/x".into(),
-        events: EventKind::ALL.to_vec(),
-        created_at: plinth_domain::clock::now(),
-    };
-    WebhookRepository::create(&store, &hook, b"sealed").await.unwrap();
+    let (store, tenant) = tenant_with_webhook(&db).await;
     for name in ["done", "waiting"] {
         let p = fixtures::project_at(tenant.id, name, fixtures::ago(1));
         ProjectRepository::insert(&store, &p, &[DomainEvent::project(EventKind::ProjectCreated, &p)]).await.unwrap();
