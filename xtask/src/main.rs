@@ -2,8 +2,10 @@
 //!
 //! Architecture invariant: no dependencies beyond std, so `cargo xtask` builds in seconds.
 
+mod bench;
 mod ci;
 mod db;
+mod schemathesis;
 mod soak;
 mod test;
 mod util;
@@ -23,6 +25,11 @@ commands:
   soak [SECONDS]
           two instances under a mixed load for SECONDS (default 300), checking errors,
           isolation, webhook delivery and memory growth
+  schemathesis [ARGS]
+          Schemathesis (pinned, in a venv under target/) against a Postgres+Redis-backed plinth:
+          no 5xx, every response true to /openapi.json; ARGS go to `schemathesis run`
+  bench [SCENARIO...] [--quick] [--duration S] [--connections C] [--tenants N] ...
+          how fast plinth is, against a bare actix-web server and pgbench (`bench --help`)
 ";
 
 fn main() -> ExitCode {
@@ -32,6 +39,8 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("migrate") => db::migrate(&args[1..]),
         Some("seed") => db::seed(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some("schemathesis") => schemathesis::run(&args[1..]),
         Some("soak") => soak::soak(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");

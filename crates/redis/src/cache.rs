@@ -24,16 +24,19 @@ impl RedisCache {
 
 #[async_trait]
 impl CacheStore for RedisCache {
+    #[tracing::instrument(name = "redis_cache_get", level = "debug", skip_all)]
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let value: Option<Vec<u8>> = self.conn.query(redis::cmd("GET").arg(self.conn.key(key))).await?;
         Ok(value.map(Bytes::from))
     }
 
+    #[tracing::instrument(name = "redis_cache_set", level = "debug", skip_all)]
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.conn.query::<()>(redis::cmd("SET").arg(self.conn.key(key)).arg(value.as_ref()).arg("PX").arg(ms)).await
     }
 
+    #[tracing::instrument(name = "redis_cache_delete", level = "debug", skip_all)]
     async fn delete(&self, key: &str) -> Result<()> {
         self.conn.query::<()>(redis::cmd("DEL").arg(self.conn.key(key))).await
     }

@@ -99,6 +99,7 @@ async fn subscribe(conn: RedisConn, channel: String, known: Known, subscribed: A
 
 #[async_trait]
 impl GenerationStore for RedisGenerations {
+    #[tracing::instrument(name = "redis_generation", level = "debug", skip(self))]
     async fn current(&self, tenant: TenantId) -> Result<Generation> {
         let local_ok = self.is_subscribed();
         if local_ok && let Some(value) = read(&self.known).get(&tenant).copied() {
@@ -120,6 +121,7 @@ impl GenerationStore for RedisGenerations {
         Ok(Generation { value, local_ok })
     }
 
+    #[tracing::instrument(name = "redis_generation_bump", skip(self))]
     async fn bump(&self, tenant: TenantId) -> Result<()> {
         let value: u64 = rand::random();
         // This instance sees its own write at once, whatever Redis says.

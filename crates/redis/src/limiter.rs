@@ -49,6 +49,7 @@ fn whole_secs(micros: i64) -> u64 {
 
 #[async_trait]
 impl RateLimiter for RedisLimiter {
+    #[tracing::instrument(name = "redis_rate_limit", level = "debug", skip(self, subject), fields(policy = policy.as_str()))]
     async fn check(&self, policy: Policy, subject: &str, quota: Quota) -> Result<Decision> {
         let q = quota.per_minute.get();
         let interval_us = 60_000_000 / u64::from(q);

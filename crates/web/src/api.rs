@@ -1,7 +1,8 @@
 //! The HTTP API: handlers, their extractors, and the one function that registers them.
 //!
 //! Routes are added only through [`configure`], with utoipa-actix-web's `service`, so that the
-//! OpenAPI document lists every one of them.
+//! OpenAPI document lists every one of them. `clippy.toml` forbids the other ways (`.route`,
+//! actix's own `service`), and the `ops` tests call every documented operation.
 
 pub mod extract;
 pub mod fallback;
@@ -24,6 +25,7 @@ use crate::middleware::gate::gate;
 
 /// Registers every route.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(platform::scrape);
     cfg.service(platform::healthz).service(platform::readyz).service(platform::openapi).service(
         scope("/v1")
             .wrap(from_fn(gate))

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use plinth_domain::cache::{Cache, TieredStore};
+use plinth_domain::cache::{Cache, MeteredStore, TieredStore};
 use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
     CacheStore, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
@@ -224,12 +224,14 @@ fn redis_conn(config: &Config) -> Result<Option<RedisConn>, StartupError> {
 
 /// The cache levels the configuration asks for, over the generations that key them.
 fn cache(config: &Config, redis: Option<&RedisConn>) -> Cache {
-    let l1 = config.cache.l1.then(|| Arc::new(L1Cache::with_capacity_bytes(L1_BYTES)) as Arc<dyn CacheStore>);
+    // Each level is metered on its own (`cache_requests_total{layer}`).
+    let metered = |layer, store: Arc<dyn CacheStore>| Arc::new(MeteredStore::new(layer, store)) as Arc<dyn CacheStore>;
+    let l1 = config.cache.l1.then(|| metered("l1", Arc::new(L1Cache::with_capacity_bytes(L1_BYTES))));
     let Some(conn) = redis else {
         return Cache::new(l1, None, Arc::new(MemoryGenerations::new()));
     };
     let generations: Arc<dyn GenerationStore> = Arc::new(RedisGenerations::start(conn.clone()));
-    let l2 = config.cache.l2.then(|| Arc::new(RedisCache::new(conn.clone())) as Arc<dyn CacheStore>);
+    let l2 = config.cache.l2.then(|| metered("l2", Arc::new(RedisCache::new(conn.clone()))));
     let store = match (l1, &l2) {
         (Some(l1), Some(l2)) => Some(Arc::new(TieredStore::new(l1, l2.clone())) as Arc<dyn CacheStore>),
         (Some(l1), None) => Some(l1),

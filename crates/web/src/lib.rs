@@ -10,6 +10,7 @@ pub mod composition;
 pub mod config;
 pub mod middleware;
 pub mod problem;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! Building and running the HTTP server: `Application::build(config)` binds (port 0 in tests)
-//! and exposes `port()`; `run_until_stopped()` serves.
+//! and exposes `port()`; `run_until_stopped()` serves until a graceful shutdown (SIGTERM,
+//! SIGINT, or [`Application::shutdown_handle`]) has run its course; see [`crate::shutdown`].
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use plinth_postgres::PgStore;
 use utoipa_actix_web::AppExt as _;
 
 use crate::api::fallback::{RouteTable, unmatched};
@@ -15,8 +17,11 @@ use crate::api::platform::OpenApiJson;
 use crate::api::{configure, extract, openapi};
 use crate::composition::{self, Composed, DemoLogin, StartupError};
 use crate::config::Config;
+use crate::middleware::metrics::track;
 use crate::middleware::request_id::request_id;
+use crate::shutdown::{self, Phase, ShutdownHandle, ShutdownSignal};
 use crate::state::AppState;
+use crate::telemetry::metrics::{self as telemetry_metrics, MetricsEndpoint};
 use crate::worker::WorkerHandle;
 
 /// How often the in-process limiter's idle keys are pruned.
@@ -28,6 +33,10 @@ pub struct Application {
     port: u16,
     demo: Option<DemoLogin>,
     worker: Option<WorkerHandle>,
+    shutdown: ShutdownHandle,
+    database: Option<PgStore>,
+    drain: Duration,
+    grace: Duration,
 }
 
 /// The complete OpenAPI document of every registered route.
@@ -45,8 +54,10 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Composes the adapters, binds `config.listen` and prepares the server.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let Composed { plinth, local_limiter, demo, database, redis: _ } = composition::compose(&config).await?;
+        let Composed { plinth, local_limiter, demo, database, redis } = composition::compose(&config).await?;
         let worker = config.worker.then(|| WorkerHandle::spawn(plinth.clone(), config.worker_settings));
+        let (shutdown, signal) = shutdown::channel();
+        let metrics = MetricsEndpoint::new(config.metrics_token.as_ref());
         let doc = openapi_document();
         let routes = Arc::new(RouteTable::from_openapi(&doc));
         let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()));
@@ -55,18 +66,18 @@ impl Application {
             base_domain: config.base_domain.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             routes: routes.clone(),
-            database,
+            database: database.clone(),
+            redis,
+            shutdown: signal.clone(),
+            metrics: metrics.clone(),
         });
         let listener = TcpListener::bind(config.listen).map_err(StartupError::Listen)?;
         let port = listener.local_addr().map_err(StartupError::Listen)?.port();
 
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(LIMITER_PRUNE_EVERY);
-            loop {
-                tick.tick().await;
-                local_limiter.retain_recent();
-            }
+        every(LIMITER_PRUNE_EVERY, signal.clone(), move || {
+            local_limiter.retain_recent();
         });
+        every(telemetry_metrics::UPKEEP_EVERY, signal, move || metrics.upkeep());
 
         let routes = web::Data::new(routes);
         let doc_json = web::Data::new(doc_json);
@@ -81,12 +92,24 @@ impl Application {
                 .into_app()
                 .default_service(web::to(unmatched))
                 .wrap(from_fn(request_id))
+                .wrap(from_fn(track))
         })
+        // Signals are ours (see `run_until_stopped`): actix would stop accepting at once.
+        .disable_signals()
         .shutdown_timeout(config.shutdown_grace.as_secs())
         .listen(listener)
         .map_err(StartupError::Listen)?
         .run();
-        Ok(Self { server, port, demo, worker })
+        Ok(Self {
+            server,
+            port,
+            demo,
+            worker,
+            shutdown,
+            database,
+            drain: config.shutdown_drain,
+            grace: config.shutdown_grace,
+        })
     }
 
     /// The port the server listens on.
@@ -99,12 +122,110 @@ impl Application {
         self.demo.as_ref()
     }
 
-    /// Serves until the server is stopped (SIGINT, SIGTERM).
+    /// Starts a graceful shutdown when triggered, as SIGTERM does (tests, embedders). A second
+    /// trigger cuts the drain short.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Observes the shutdown: what must wind down with the server (a worker, a periodic task)
+    /// waits on [`ShutdownSignal::stopping`].
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        self.shutdown.signal()
+    }
+
+    /// Serves until shut down by SIGTERM or SIGINT, or through [`Self::shutdown_handle`]:
+    ///
+    /// 1. draining: `/readyz` answers 503 at once while the API serves everything for
+    ///    `PLINTH_SHUTDOWN_DRAIN_S` (a second signal ends the drain early);
+    /// 2. stopping: the listener closes; in-flight requests and the worker's jobs in hand get
+    ///    `PLINTH_SHUTDOWN_GRACE_S` to finish;
+    /// 3. the pools close, and this returns `Ok(())`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        if let Some(worker) = self.worker {
-            worker.stop().await;
+        let Self { server, worker, shutdown, database, drain, grace, .. } = self;
+        let signals = listen_for_signals(shutdown.clone());
+        let server_handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let signal = shutdown.signal();
+
+        tokio::select! {
+            served = &mut server => {
+                // Stopped on its own (it only does on a fatal error): wind down all the same.
+                signals.abort();
+                wind_down(worker, database.as_ref(), grace).await;
+                return served;
+            }
+            () = signal.draining() => {}
         }
+        telemetry_metrics::record_shutting_down();
+        tracing::info!(
+            drain_s = drain.as_secs(),
+            grace_s = grace.as_secs(),
+            "shutting down: draining (readiness fails, requests are still served)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain) => {}
+            () = signal.stopping() => tracing::info!("drain cut short"),
+        }
+        shutdown.advance(Phase::Stopping);
+        tracing::info!("shutting down: the listener is closed; finishing in-flight requests and jobs");
+        let (served, (), ()) = tokio::join!(&mut server, server_handle.stop(true), wind_down(worker, None, grace));
+        signals.abort();
+        if let Some(db) = &database {
+            db.close();
+        }
+        tracing::info!("shut down");
         served
     }
+}
+
+/// Stops the worker (letting it finish the jobs in hand, for up to `grace`) and closes the pool.
+async fn wind_down(worker: Option<WorkerHandle>, database: Option<&PgStore>, grace: Duration) {
+    if let Some(worker) = worker
+        && tokio::time::timeout(grace, worker.stop()).await.is_err()
+    {
+        tracing::warn!(grace_s = grace.as_secs(), "the worker did not finish its jobs within the grace period");
+    }
+    if let Some(db) = database {
+        db.close();
+    }
+}
+
+/// Triggers `shutdown` on every SIGTERM and SIGINT: the first starts draining, the next ends
+/// the drain. The handlers are installed before this returns (so before the server serves a
+/// request): a signal that arrives once plinth answers is never met by the default action.
+fn listen_for_signals(shutdown: ShutdownHandle) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "can't listen for SIGTERM and SIGINT; shut down through the handle only");
+            return tokio::spawn(async {});
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                Some(()) = term.recv() => "SIGTERM",
+                Some(()) = int.recv() => "SIGINT",
+                else => return,
+            };
+            let phase = shutdown.trigger();
+            tracing::info!(signal = name, ?phase, "shutdown requested");
+        }
+    })
+}
+
+/// Runs `task` every `period` until the shutdown reaches [`Phase::Stopping`].
+fn every(period: Duration, signal: ShutdownSignal, mut task: impl FnMut() + Send + 'static) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => task(),
+                () = signal.stopping() => return,
+            }
+        }
+    });
 }

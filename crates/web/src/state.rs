@@ -6,8 +6,11 @@ use ipnet::IpNet;
 use plinth_domain::host::BaseDomain;
 use plinth_domain::usecases::Plinth;
 use plinth_postgres::PgStore;
+use plinth_redis::RedisConn;
 
 use crate::api::fallback::RouteTable;
+use crate::shutdown::ShutdownSignal;
+use crate::telemetry::metrics::MetricsEndpoint;
 
 /// Shared by every worker thread, behind `web::Data`.
 #[derive(Debug)]
@@ -22,4 +25,10 @@ pub struct AppState {
     pub routes: Arc<RouteTable>,
     /// The PostgreSQL pool, when configured: `/readyz` checks that it answers.
     pub database: Option<PgStore>,
+    /// The Redis connection, when configured: `/readyz` checks that it answers.
+    pub redis: Option<RedisConn>,
+    /// Graceful shutdown: `/readyz` fails from the moment it begins.
+    pub shutdown: ShutdownSignal,
+    /// `GET /metrics`: the recorder and the token it requires.
+    pub metrics: MetricsEndpoint,
 }

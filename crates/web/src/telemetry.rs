@@ -1,4 +1,11 @@
-//! Structured logs: JSON lines by default, human-friendly text on request.
+//! Structured logs (JSON lines by default, human-friendly text on request) and, in
+//! [`metrics`], the Prometheus metrics.
+//!
+//! Logs never carry a token, a password, a secret or a request body: spans record ids, slugs
+//! and route templates only, and the one access-log line per request is written by
+//! [`crate::middleware::request_id`].
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

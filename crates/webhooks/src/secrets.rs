@@ -56,6 +56,16 @@ impl SecretBox {
     }
 }
 
+impl plinth_domain::ports::SecretCipher for SecretBox {
+    fn seal(&self, secret: &[u8], context: &[u8]) -> Vec<u8> {
+        SecretBox::seal(self, secret, context)
+    }
+
+    fn open(&self, sealed: &[u8], context: &[u8]) -> plinth_domain::Result<Vec<u8>> {
+        SecretBox::open(self, sealed, context).map_err(plinth_domain::Error::internal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,15 +90,5 @@ mod tests {
     fn sealing_twice_gives_different_ciphertexts() {
         let a = SecretBox::new(&[1; 32]);
         assert_ne!(a.seal(b"s", b"c"), a.seal(b"s", b"c"));
-    }
-}
-
-impl plinth_domain::ports::SecretCipher for SecretBox {
-    fn seal(&self, secret: &[u8], context: &[u8]) -> Vec<u8> {
-        SecretBox::seal(self, secret, context)
-    }
-
-    fn open(&self, sealed: &[u8], context: &[u8]) -> plinth_domain::Result<Vec<u8>> {
-        SecretBox::open(self, sealed, context).map_err(plinth_domain::Error::internal)
     }
 }

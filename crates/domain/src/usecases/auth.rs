@@ -60,6 +60,7 @@ impl Plinth {
     /// The principal `token` establishes on `tenant`'s host. Refuses a token issued for another
     /// tenant, and one whose user was deleted or changed role since it was issued (seen within
     /// `ttls.user_marker`). Errors: `InvalidToken`.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     pub async fn authenticate(&self, tenant: TenantId, token: &str) -> Result<Principal> {
         let claims = self.ports.tokens.verify(token)?;
         if claims.tenant != tenant {

@@ -38,6 +38,7 @@ impl Plinth {
     }
 
     /// Counts one request of `subject`.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn admit(&self, subject: Subject<'_>) -> Result<(Policy, Decision)> {
         let (policy, quota) = self.quota(&subject);
         let decision = match subject {

@@ -1,7 +1,7 @@
 //! Working the queue: one job at a time, one attempt per job, retries scheduled here with
 //! exponential backoff and jitter.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
@@ -9,6 +9,7 @@ use super::Plinth;
 use crate::clock;
 use crate::error::Result;
 use crate::ids::DeliveryId;
+use crate::metric;
 use crate::ports::{AttemptOutcome, Job, NextStep, OutboundWebhook, Work};
 
 /// The longest wait between two attempts.
@@ -29,10 +30,14 @@ impl Plinth {
         let Some(job) = self.ports.jobs.claim(worker).await? else {
             return Ok(false);
         };
-        let done = match job.work {
-            Work::Deliver(delivery) => self.deliver(&job, delivery).await,
-            Work::Noop => self.ports.deliveries.discard(&job).await,
+        let started = Instant::now();
+        let (kind, done) = match job.work {
+            Work::Deliver(delivery) => ("deliver", self.deliver(&job, delivery).await),
+            Work::Noop => ("noop", self.ports.deliveries.discard(&job).await),
         };
+        let outcome = if done.is_ok() { "ok" } else { "error" };
+        metrics::counter!(metric::JOBS, "kind" => kind, "outcome" => outcome).increment(1);
+        metrics::histogram!(metric::JOB_DURATION, "kind" => kind).record(started.elapsed().as_secs_f64());
         if let Err(e) = done {
             // Leave the job claimed: rescue frees it after the delay; meanwhile log why.
             tracing::warn!(job = job.id, error = %e, "job failed; it will be rescued");
@@ -59,6 +64,12 @@ impl Plinth {
             NextStep::RetryAt(clock::now() + backoff(settings.backoff, attempts))
         };
         tracing::info!(job = job.id, attempts, delivered = outcome.delivered, status = ?outcome.status, "webhook attempt");
+        let result = match next {
+            NextStep::Delivered => "delivered",
+            NextStep::RetryAt(_) => "retry",
+            NextStep::Dead => "dead",
+        };
+        metrics::counter!(metric::WEBHOOK_ATTEMPTS, "result" => result).increment(1);
         self.ports.deliveries.record(job, delivery, &outcome, next).await
     }
 }

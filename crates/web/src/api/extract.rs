@@ -71,8 +71,9 @@ impl FromRequest for Paging {
             return ready(Err(ApiError::Domain(Error::internal("application state is missing"))));
         };
         let key = &state.plinth.settings().cursor_key;
-        let parsed = serde_urlencoded_query::<Raw>(req.query_string())
-            .and_then(|raw| PageRequest::parse(raw.limit.as_deref(), raw.cursor.as_deref(), key).map_err(ApiError::from));
+        let parsed = serde_urlencoded_query::<Raw>(req.query_string()).and_then(|raw| {
+            PageRequest::parse(raw.limit.as_deref(), raw.cursor.as_deref(), key).map_err(ApiError::from)
+        });
         ready(parsed.map(Paging))
     }
 }

@@ -29,10 +29,7 @@ impl RouteTable {
             .paths
             .iter()
             .map(|(path, item)| {
-                let segments = path
-                    .split('/')
-                    .map(|s| if s.starts_with('{') { Segment::Param } else { Segment::Literal(s.to_owned()) })
-                    .collect();
+                let segments = segments(path);
                 let mut methods: Vec<String> = [
                     ("GET", item.get.is_some()),
                     ("POST", item.post.is_some()),
@@ -49,6 +46,13 @@ impl RouteTable {
             })
             .collect();
         Self { routes }
+    }
+
+    /// Whether `template` (`/v1/projects/{id}`, as actix's `match_pattern` gives it) is a
+    /// documented path template. Parameter names are not compared.
+    pub fn knows(&self, template: &str) -> bool {
+        let wanted = segments(template);
+        self.routes.iter().any(|(known, _)| *known == wanted)
     }
 
     /// The methods `path` supports; empty for an unknown path.
@@ -70,6 +74,14 @@ impl RouteTable {
         found.dedup();
         found
     }
+}
+
+/// The segments of a path template: `{name}` is a parameter.
+fn segments(template: &str) -> Vec<Segment> {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') { Segment::Param } else { Segment::Literal(s.to_owned()) })
+        .collect()
 }
 
 /// The default service: 405 with `Allow` for a known path, else 404 `not_found`.

@@ -16,7 +16,7 @@ use crate::problem::Problem;
     info(title = "plinth", description = "A multi-tenant SaaS API: tenants by host, JWT auth, per-plan rate limits."),
     components(schemas(Problem, plinth_domain::FieldError)),
     tags(
-        (name = "platform", description = "Health, readiness and this document; any host, never rate-limited"),
+        (name = "platform", description = "Health, readiness, metrics and this document; any host, never rate-limited"),
         (name = "auth", description = "Signup (platform host), login and the caller"),
         (name = "tenant", description = "The tenant a host names"),
         (name = "users", description = "A tenant's users (owners and admins)"),
@@ -46,6 +46,7 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "me" => &[UNAUTH, TENANT],
         "listUsers" | "listProjects" | "listWebhooks" | "listDeliveries" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
         "createUser" | "createProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "createWebhook" => &[BODY, UNAUTH, FORBIDDEN, TENANT, TOO_LARGE, MEDIA, INVALID],
         "updateUser" | "updateProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
         "deleteUser" | "deleteProject" | "getProject" | "deleteWebhook" => &[UNAUTH, FORBIDDEN, TENANT, CONFLICT],
         _ => &[],

@@ -40,7 +40,7 @@ fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
     tag = "projects",
     operation_id = "listProjects",
     security(("bearer" = [])),
-    params(("limit" = Option<u16>, Query, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
+    params(("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
     responses((status = 200, body = ProjectPage))
 )]
 #[get("/projects")]

@@ -54,7 +54,7 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     tag = "users",
     operation_id = "listUsers",
     security(("bearer" = [])),
-    params(("limit" = Option<u16>, Query, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
+    params(("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
     responses((status = 200, body = UserPage))
 )]
 #[get("/users")]

@@ -110,7 +110,7 @@ pub async fn create(
     tag = "webhooks",
     operation_id = "listWebhooks",
     security(("bearer" = [])),
-    params(("limit" = Option<u16>, Query, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
+    params(("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
     responses((status = 200, body = WebhookPage))
 )]
 #[get("/webhooks")]
@@ -145,7 +145,7 @@ pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>
     security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "The webhook's id"),
-        ("limit" = Option<u16>, Query, description = "1–100, default 50"),
+        ("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"),
         ("cursor" = Option<String>, Query, description = "From `next_cursor`"),
     ),
     responses((status = 200, body = DeliveryPage))

@@ -8,13 +8,15 @@ use ipnet::IpNet;
 ///
 /// Only a peer inside `trusted` is believed; then the list is read from the right, skipping
 /// trusted proxies, and the first address that is not one is the client. A malformed entry
-/// stops the walk at the last address believed, so garbage can't choose the answer.
+/// stops the walk at the last address believed, so garbage can't choose the answer. Empty list
+/// elements (`a, , b`, a trailing comma, an empty header) are no entries: RFC 9110 §5.6.1 has
+/// recipients ignore them.
 pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).map(str::trim).collect();
+    let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).map(str::trim).filter(|h| !h.is_empty()).collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
         match hop.parse::<IpAddr>() {
@@ -74,6 +76,13 @@ mod tests {
         let trusted = nets(&["10.0.0.0/8"]);
         assert_eq!(client_ip(ip("10.0.0.2"), ["6.6.6.6, nonsense"].into_iter(), &trusted), ip("10.0.0.2"));
         assert_eq!(client_ip(ip("10.0.0.2"), std::iter::empty(), &trusted), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn empty_list_elements_are_skipped() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let got = client_ip(ip("10.0.0.2"), ["198.51.100.7, ,10.0.0.5,", ""].into_iter(), &trusted);
+        assert_eq!(got, ip("198.51.100.7"));
     }
 
     #[test]

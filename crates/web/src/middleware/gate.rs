@@ -16,6 +16,7 @@ use plinth_domain::usecases::{Principal, Subject};
 use super::client_ip::{canonical, client_ip};
 use crate::problem::ApiError;
 use crate::state::AppState;
+use crate::telemetry::metrics::{RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS};
 
 /// What the gate found out about a request.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 /// The `Bearer` token of the `Authorization` header, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -110,13 +111,15 @@ pub async fn gate(
         Err(e) => {
             // The limiter already falls back to the local one; failing open beats failing all.
             tracing::warn!(error = %e, "rate limiter failed; admitting the request");
+            metrics::counter!(RATE_LIMIT_FAIL_OPEN).increment(1);
             None
         }
     };
     let limit = limit.map(|d| (policy, quota, d));
-    if let Some((_, _, d)) = &limit
+    if let Some((policy, _, d)) = &limit
         && !d.allowed
     {
+        metrics::counter!(RATE_LIMIT_REJECTIONS, "policy" => policy.as_str()).increment(1);
         let mut res = reject(req, ApiError::RateLimited { retry_after: d.retry_after_secs }, limit);
         if matches!(auth, AuthState::Valid(_)) {
             make_private(res.headers_mut());

@@ -26,7 +26,7 @@ async fn load(app: Arc<TestApp>, token: String, seen: Arc<Mutex<Seen>>, stop: Ar
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         n += 1;
         let started = Instant::now();
-        let res = if n % 3 == 0 {
+        let res = if n.is_multiple_of(3) {
             app.on(Method::POST, "loaded", "/v1/projects", Some(&token))
                 .json(&json!({"name": format!("p{n}")}))
                 .send()

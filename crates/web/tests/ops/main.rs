@@ -1,0 +1,13 @@
+//! Operations, black-box: metrics, logs, readiness, graceful shutdown and the OpenAPI
+//! document's completeness. Tests that read metrics, logs or exit codes run the real `plinth`
+//! binary (the metrics recorder is process-wide); the others run it in this process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod logs;
+mod openapi;
+mod readiness;
+mod scrape;
+mod shutdown;

@@ -1,0 +1,73 @@
+"""Schemathesis hooks for `cargo xtask schemathesis` (tenant routes).
+
+Every request goes to the tenant's host with its owner's bearer token. The fuzzer may take
+that token away: it can make another user owner and then demote or delete ours, and the
+contract revokes a token when its user is changed or deleted. From then on every answer would
+be 401 and the rest of the run would test nothing. So the token comes from this provider: when
+an answer is 401, Schemathesis asks for a token again (and replays the request once); if the
+owner's token no longer works, this signs up a fresh tenant and goes on there. Requests whose
+credentials Schemathesis left out on purpose (negative tests of security) get no token, but
+still the tenant's host.
+
+Set by the xtask: PLINTH_ST_BASE (http://127.0.0.1:PORT), PLINTH_ST_SLUG and PLINTH_ST_TOKEN
+(the tenant it signed up, and its owner's token).
+"""
+
+import os
+import sys
+import threading
+
+import requests
+import schemathesis
+
+BASE = os.environ["PLINTH_ST_BASE"]
+FIRST_SLUG = os.environ["PLINTH_ST_SLUG"]
+
+_lock = threading.Lock()
+_state = {"slug": FIRST_SLUG, "token": os.environ["PLINTH_ST_TOKEN"], "tenants": 1}
+
+
+def _host(slug):
+    return f"{slug}.localhost"
+
+
+def _is_owner(slug, token):
+    r = requests.get(
+        f"{BASE}/v1/me", headers={"Host": _host(slug), "Authorization": f"Bearer {token}"}, timeout=30
+    )
+    return r.status_code == 200 and r.json().get("user", {}).get("role") == "owner"
+
+
+def _signup(slug):
+    body = {
+        "tenant_slug": slug,
+        "tenant_name": "Schemathesis",
+        "email": "owner@example.com",
+        "password": "correct horse battery staple",
+    }
+    r = requests.post(f"{BASE}/v1/signup", headers={"Host": "localhost"}, json=body, timeout=30)
+    if r.status_code != 201:
+        raise RuntimeError(f"signup of {slug} answered {r.status_code}: {r.text}")
+    return r.json()["access_token"]
+
+
+@schemathesis.auth(refresh_interval=3000)
+class OwnerToken:
+    def get(self, case, context):
+        with _lock:
+            if not _is_owner(_state["slug"], _state["token"]):
+                n = _state["tenants"] + 1
+                slug = f"{FIRST_SLUG}-{n}"
+                _state.update(slug=slug, token=_signup(slug), tenants=n)
+                print(f"\n(hooks: the owner's token was revoked; going on as tenant {slug})", file=sys.stderr)
+            return _state["token"]
+
+    def set(self, case, data, context):
+        case.headers = case.headers or {}
+        case.headers["Authorization"] = f"Bearer {data}"
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    case.headers = case.headers or {}
+    case.headers["Host"] = _host(_state["slug"])

@@ -1,0 +1,110 @@
+//! The scenarios: what load each applies and how plinth is configured for it.
+
+/// One way of loading plinth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Cached,
+    CachedShared,
+    L2,
+    Db,
+    Tenant,
+    Mixed,
+    Jobs,
+}
+
+/// What a scenario's clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// `GET /v1/projects` with each tenant's token and host.
+    List,
+    /// `GET /v1/tenant` with each tenant's host, no token.
+    Tenant,
+    /// 9 lists, then 1 `POST /v1/projects`, over and over.
+    Mixed,
+    /// No HTTP: a backlog of no-op jobs the worker drains.
+    Jobs,
+}
+
+/// What a scenario is compared to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    Ceiling,
+    Pgbench,
+}
+
+impl Reference {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ceiling => "ceiling",
+            Self::Pgbench => "pgbench",
+        }
+    }
+}
+
+impl Scenario {
+    /// Every scenario, in the order a full run measures them (references are interleaved).
+    pub const ALL: [Self; 7] =
+        [Self::Cached, Self::CachedShared, Self::L2, Self::Db, Self::Tenant, Self::Mixed, Self::Jobs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cached => "cached",
+            Self::CachedShared => "cached-shared",
+            Self::L2 => "l2",
+            Self::Db => "db",
+            Self::Tenant => "tenant",
+            Self::Mixed => "mixed",
+            Self::Jobs => "jobs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether plinth gets `REDIS_URL` (the shared limiter, L2 and generations through Redis).
+    pub fn redis(self) -> bool {
+        !matches!(self, Self::Cached | Self::Db)
+    }
+
+    /// `PLINTH_CACHE`.
+    pub fn cache(self) -> &'static str {
+        match self {
+            Self::Cached => "l1",
+            Self::L2 => "l2",
+            Self::Db => "off",
+            Self::CachedShared | Self::Tenant | Self::Mixed | Self::Jobs => "l1,l2",
+        }
+    }
+
+    pub fn load(self) -> Load {
+        match self {
+            Self::Cached | Self::CachedShared | Self::L2 | Self::Db => Load::List,
+            Self::Tenant => Load::Tenant,
+            Self::Mixed => Load::Mixed,
+            Self::Jobs => Load::Jobs,
+        }
+    }
+
+    /// The reference measured just before this scenario, which its ratio is taken against.
+    pub fn reference(self) -> Option<Reference> {
+        match self {
+            Self::Cached | Self::CachedShared => Some(Reference::Ceiling),
+            Self::Db => Some(Reference::Pgbench),
+            _ => None,
+        }
+    }
+
+    /// The configuration, in words, for the report.
+    pub fn setup(self) -> String {
+        let limiter = if self.redis() { "Redis GCRA limiter" } else { "in-process limiter (governor)" };
+        let what = match self.load() {
+            Load::List => "GET /v1/projects (first page, 50 items)",
+            Load::Tenant => "GET /v1/tenant (no token)",
+            Load::Mixed => "90% GET /v1/projects, 10% POST /v1/projects",
+            Load::Jobs => "no-op jobs drained by the in-process worker (PLINTH_WORKER_CONCURRENCY default 4)",
+        };
+        let redis = if self.redis() { "PostgreSQL + Redis" } else { "PostgreSQL, no REDIS_URL" };
+        format!("{what}; {redis}; PLINTH_CACHE={}; {limiter}", self.cache())
+    }
+}

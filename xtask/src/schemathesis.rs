@@ -1,0 +1,321 @@
+//! `cargo xtask schemathesis [ARGS]`: Schemathesis against `/openapi.json` of a running,
+//! PostgreSQL- and Redis-backed `plinth`, stateful phase included. Passes only with no 5xx and
+//! no response that breaks the document's own schemas.
+//!
+//! It installs Schemathesis (pinned) into a venv under `target/`, makes a fresh database, runs
+//! `plinth migrate`, starts the debug `plinth` on a free loopback port, signs a tenant up, and
+//! runs Schemathesis twice: on the tenant's host with the owner's token (every route but
+//! signup; `xtask/schemathesis/hooks.py` supplies both, and a new tenant when the fuzzer has
+//! revoked the token), and on the platform host (signup). Webhook targets are restricted to loopback and
+//! private addresses stay refused, so nothing the fuzzer registers can reach past this machine.
+//! Extra `ARGS` go to both `schemathesis run`s (e.g. `--max-examples 500 --seed 1`). The server's
+//! log is `target/schemathesis/plinth.log`.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::util::{cargo, root, run as step};
+
+/// The Schemathesis release this was verified with.
+const VERSION: &str = "4.32.5";
+/// Examples per operation and phase; the stateful phase runs as many scenarios.
+const MAX_EXAMPLES: &str = "100";
+/// A run that takes longer than this is stopped and fails.
+const TIME_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+const DATABASE: &str = "plinth_schemathesis";
+const SLUG: &str = "schemathesis";
+
+/// `cargo xtask schemathesis [ARGS]`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    let target = target_dir();
+    let work = target.join("schemathesis");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+
+    let schemathesis = install(&target)?;
+    step("build plinth", cargo().args(["build", "-p", "plinth-web", "--bin", "plinth"]))?;
+    let plinth = target.join("debug").join("plinth");
+
+    fresh_database()?;
+    let addr = free_port()?;
+    let env = environment(addr)?;
+    step("plinth migrate", plinth_command(&plinth, &env).arg("migrate"))?;
+
+    let mut server = Server::start(&plinth, &env, &work.join("plinth.log"))?;
+    server.wait_until_healthy(addr)?;
+    let token = signup(addr)?;
+
+    let schema = format!("http://{addr}/openapi.json");
+    // The tenant's host and its owner's token come from the hooks (see hooks.py: the fuzzer
+    // can revoke the token, and then they sign up another tenant).
+    let hooks = root().join("xtask").join("schemathesis").join("hooks.py");
+    let tenant_env = [
+        ("SCHEMATHESIS_HOOKS", hooks.display().to_string()),
+        ("PLINTH_ST_BASE", format!("http://{addr}")),
+        ("PLINTH_ST_SLUG", SLUG.to_owned()),
+        ("PLINTH_ST_TOKEN", token),
+    ];
+    fuzz(
+        "schemathesis (tenant routes)",
+        &schemathesis,
+        &work,
+        &[&schema, "--exclude-path", "/v1/signup"],
+        &tenant_env,
+        args,
+    )?;
+    fuzz(
+        "schemathesis (signup, platform host)",
+        &schemathesis,
+        &work,
+        &[&schema, "--header", "Host: localhost", "--include-path", "/v1/signup"],
+        &[],
+        args,
+    )?;
+    drop(server);
+    eprintln!("\nschemathesis: passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `CARGO_TARGET_DIR`, or the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// The venv's `schemathesis`, installed at [`VERSION`] when missing or another version.
+fn install(target: &Path) -> Result<PathBuf, String> {
+    let venv = target.join("venv");
+    let bin = venv.join("bin").join("schemathesis");
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim().ends_with(VERSION));
+    if installed {
+        return Ok(bin);
+    }
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        step("create venv", Command::new("python3").arg("-m").arg("venv").arg(&venv)).map_err(|e| {
+            format!("{e}: `python3 -m venv` needs the venv module (Debian: apt-get install -y python3-venv)")
+        })?;
+    }
+    step(
+        "install schemathesis",
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("schemathesis=={VERSION}"),
+        ]),
+    )?;
+    Ok(bin)
+}
+
+/// Drops and creates [`DATABASE`], as `postgres` on 127.0.0.1:5432.
+fn fresh_database() -> Result<(), String> {
+    step(
+        "fresh database",
+        Command::new("psql").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
+            "-c",
+            &format!("CREATE DATABASE {DATABASE}"),
+        ]),
+    )
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_port() -> Result<SocketAddr, String> {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("no free port: {e}"))
+}
+
+/// plinth's configuration for the run: the database and Redis, fresh secrets, quotas no
+/// fuzzer exhausts, and webhook targets confined to loopback (and refused there too, since
+/// private addresses are not allowed): nothing the fuzzer registers can leave this machine.
+fn environment(addr: SocketAddr) -> Result<Vec<(&'static str, String)>, String> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let unlimited = "10000000".to_owned();
+    Ok(vec![
+        ("DATABASE_URL", format!("postgres://plinth_app:st@127.0.0.1:5432/{DATABASE}")),
+        ("PLINTH_DATABASE_OWNER_URL", format!("postgres://postgres@127.0.0.1:5432/{DATABASE}")),
+        ("REDIS_URL", "redis://127.0.0.1:6379".into()),
+        ("PLINTH_REDIS_PREFIX", format!("plinth-schemathesis:{}-{nanos}:", std::process::id())),
+        ("PLINTH_JWT_SECRET", hex(&random::<32>()?)),
+        ("PLINTH_ENCRYPTION_KEY", base64(&random::<32>()?)),
+        ("PLINTH_LISTEN", addr.to_string()),
+        ("PLINTH_BASE_DOMAIN", "localhost".into()),
+        ("PLINTH_QUOTA_FREE", unlimited.clone()),
+        ("PLINTH_IP_QUOTA", unlimited.clone()),
+        ("PLINTH_LOGIN_QUOTA", unlimited),
+        ("PLINTH_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128".into()),
+        ("PLINTH_LOG", "warn".into()),
+    ])
+}
+
+/// `plinth` with exactly `env` of the PLINTH_* variables (none inherited: in particular never
+/// `PLINTH_WEBHOOK_ALLOW_PRIVATE`).
+fn plinth_command(plinth: &Path, env: &[(&'static str, String)]) -> Command {
+    let mut cmd = Command::new(plinth);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PLINTH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v))).current_dir(root());
+    cmd
+}
+
+/// The running server; stopped when dropped.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(plinth: &Path, env: &[(&'static str, String)], log: &Path) -> Result<Self, String> {
+        let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
+        eprintln!("\n==> start plinth (log: {})", log.display());
+        let child = plinth_command(plinth, env)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("could not start {}: {e}", plinth.display()))?;
+        Ok(Self { child, log: log.to_path_buf() })
+    }
+
+    fn wait_until_healthy(&mut self, addr: SocketAddr) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("plinth exited ({status}); see {}", self.log.display()));
+            }
+            if http(addr, "GET", "/healthz", "localhost", None).is_ok_and(|(status, _)| status == 200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(format!("plinth did not become healthy in 60 s; see {}", self.log.display()))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs the tenant up on the platform host; its owner's access token.
+fn signup(addr: SocketAddr) -> Result<String, String> {
+    let body = format!(
+        r#"{{"tenant_slug":"{SLUG}","tenant_name":"Schemathesis","email":"owner@example.com","password":"correct horse battery staple"}}"#
+    );
+    let (status, response) = http(addr, "POST", "/v1/signup", "localhost", Some(&body))?;
+    if status != 201 {
+        return Err(format!("signup answered {status}: {response}"));
+    }
+    let start = response.find(r#""access_token":""#).map(|i| i + r#""access_token":""#.len());
+    let token = start.and_then(|s| response[s..].split('"').next()).filter(|t| !t.is_empty());
+    token.map(str::to_owned).ok_or_else(|| format!("no access_token in the signup answer: {response}"))
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: the status and the whole answer.
+fn http(addr: SocketAddr, method: &str, path: &str, host: &str, body: Option<&str>) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let body = body.unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    let status =
+        answer.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad answer: {answer}"))?;
+    Ok((status, answer))
+}
+
+/// Runs `schemathesis run` with the checks and phases this project holds itself to, and `env`,
+/// stopping it after [`TIME_LIMIT`].
+fn fuzz(
+    name: &str,
+    schemathesis: &Path,
+    work: &Path,
+    target: &[&str],
+    env: &[(&str, String)],
+    extra: &[String],
+) -> Result<(), String> {
+    let mut cmd = Command::new(schemathesis);
+    cmd.env_remove("SCHEMATHESIS_HOOKS")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .arg("run")
+        .args(target)
+        .args(["--checks", "not_a_server_error,response_schema_conformance"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        .args(["--max-examples", MAX_EXAMPLES])
+        .args(["--request-timeout", "10"])
+        .args(extra)
+        // Hypothesis and Schemathesis keep their caches in the working directory.
+        .current_dir(work);
+    eprintln!("\n==> {name}: {cmd:?}");
+    let mut child = cmd.spawn().map_err(|e| format!("{name}: could not start: {e}"))?;
+    let deadline = Instant::now() + TIME_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{name} failed ({status})")),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{name} took more than {TIME_LIMIT:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut bytes = [0u8; N];
+    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| usize::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { char::from(ALPHABET[(n >> (18 - 6 * i)) & 63]) } else { '=' });
+        }
+    }
+    out
+}
