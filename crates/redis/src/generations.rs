@@ -20,7 +20,34 @@ use tokio::task::JoinHandle;
 
 use crate::conn::RedisConn;
 
-type Known = Arc<RwLock<HashMap<TenantId, u64>>>;
+/// A generation and its sequence number: messages can arrive late, so a lower sequence never
+/// replaces a higher one.
+type Known = Arc<RwLock<HashMap<TenantId, (u64, u64)>>>;
+
+/// Sets a new generation with the next sequence number and announces it, atomically, so the
+/// order of announcements is the order of writes. KEYS: the generation, the sequence.
+/// ARGV: the new value, the channel, the tenant.
+const BUMP: &str = r"
+local seq = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. seq)
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. seq)
+return seq
+";
+
+/// Keeps `(value, seq)` for `tenant` unless what is known is newer.
+fn learn(known: &Known, tenant: TenantId, value: u64, seq: u64) {
+    let mut map = write(known);
+    let entry = map.entry(tenant).or_insert((value, seq));
+    if seq >= entry.1 {
+        *entry = (value, seq);
+    }
+}
+
+/// `value:seq` as stored.
+fn parse_stored(s: &str) -> Option<(u64, u64)> {
+    let (v, seq) = s.split_once(':')?;
+    Some((v.parse().ok()?, seq.parse().ok()?))
+}
 
 /// [`GenerationStore`] over Redis, with a background subscriber.
 #[derive(Debug)]
@@ -30,6 +57,7 @@ pub struct RedisGenerations {
     known: Known,
     subscribed: Arc<AtomicBool>,
     subscriber: JoinHandle<()>,
+    bump: redis::Script,
 }
 
 impl Drop for RedisGenerations {
@@ -38,11 +66,11 @@ impl Drop for RedisGenerations {
     }
 }
 
-fn read(known: &Known) -> std::sync::RwLockReadGuard<'_, HashMap<TenantId, u64>> {
+fn read(known: &Known) -> std::sync::RwLockReadGuard<'_, HashMap<TenantId, (u64, u64)>> {
     known.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn write(known: &Known) -> std::sync::RwLockWriteGuard<'_, HashMap<TenantId, u64>> {
+fn write(known: &Known) -> std::sync::RwLockWriteGuard<'_, HashMap<TenantId, (u64, u64)>> {
     known.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -53,7 +81,7 @@ impl RedisGenerations {
         let known: Known = Arc::default();
         let subscribed = Arc::new(AtomicBool::new(false));
         let subscriber = tokio::spawn(subscribe(conn.clone(), channel.clone(), known.clone(), subscribed.clone()));
-        Self { conn, channel, known, subscribed, subscriber }
+        Self { conn, channel, known, subscribed, subscriber, bump: redis::Script::new(BUMP) }
     }
 
     /// Whether this instance currently hears other instances' writes.
@@ -63,6 +91,10 @@ impl RedisGenerations {
 
     fn key(&self, tenant: TenantId) -> String {
         self.conn.key(&format!("{{t:{tenant}}}:generation"))
+    }
+
+    fn seq_key(&self, tenant: TenantId) -> String {
+        self.conn.key(&format!("{{t:{tenant}}}:generation-seq"))
     }
 }
 
@@ -82,10 +114,13 @@ async fn subscribe(conn: RedisConn, channel: String, known: Known, subscribed: A
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 let Ok(payload) = msg.get_payload::<String>() else { continue };
-                if let Some((tenant, generation)) = payload.split_once(' ')
-                    && let (Ok(tenant), Ok(generation)) = (tenant.parse::<TenantId>(), generation.parse::<u64>())
-                {
-                    write(&known).insert(tenant, generation);
+                let mut parts = payload.split(' ');
+                if let (Some(Ok(tenant)), Some(Ok(value)), Some(Ok(seq))) = (
+                    parts.next().map(str::parse::<TenantId>),
+                    parts.next().map(str::parse::<u64>),
+                    parts.next().map(str::parse::<u64>),
+                ) {
+                    learn(&known, tenant, value, seq);
                 }
             }
         }
@@ -102,32 +137,50 @@ impl GenerationStore for RedisGenerations {
     #[tracing::instrument(name = "redis_generation", level = "debug", skip(self))]
     async fn current(&self, tenant: TenantId) -> Result<Generation> {
         let local_ok = self.is_subscribed();
-        if local_ok && let Some(value) = read(&self.known).get(&tenant).copied() {
+        if local_ok && let Some((value, _)) = read(&self.known).get(&tenant).copied() {
             return Ok(Generation { value, local_ok });
         }
         // First sight of this tenant (or unsubscribed): the shared value, created if missing.
         let candidate: u64 = rand::random();
         let previous: Option<String> = self
             .conn
-            .query(redis::cmd("SET").arg(self.key(tenant)).arg(candidate.to_string()).arg("NX").arg("GET"))
+            .query(redis::cmd("SET").arg(self.key(tenant)).arg(format!("{candidate}:0")).arg("NX").arg("GET"))
             .await?;
-        let value = match previous {
-            Some(v) => v.parse().map_err(|_| Error::internal("a stored cache generation is not a number"))?,
-            None => candidate,
+        let (value, seq) = match previous {
+            Some(v) => parse_stored(&v).ok_or_else(|| Error::internal("a stored cache generation is malformed"))?,
+            None => (candidate, 0),
         };
         if local_ok {
-            write(&self.known).entry(tenant).or_insert(value);
+            learn(&self.known, tenant, value, seq);
         }
+        // A newer generation may have been heard meanwhile: answer the newest known.
+        let value = if local_ok { read(&self.known).get(&tenant).map_or(value, |(v, _)| *v) } else { value };
         Ok(Generation { value, local_ok })
     }
 
     #[tracing::instrument(name = "redis_generation_bump", skip(self))]
     async fn bump(&self, tenant: TenantId) -> Result<()> {
         let value: u64 = rand::random();
-        // This instance sees its own write at once, whatever Redis says.
-        write(&self.known).insert(tenant, value);
-        // Two commands, not a pipeline: in a cluster the channel and the key live in other slots.
-        self.conn.query::<()>(redis::cmd("SET").arg(self.key(tenant)).arg(value.to_string())).await?;
-        self.conn.query::<()>(redis::cmd("PUBLISH").arg(&self.channel).arg(format!("{tenant} {value}"))).await
+        let mut invocation = self.bump.prepare_invoke();
+        invocation
+            .key(self.key(tenant))
+            .key(self.seq_key(tenant))
+            .arg(value.to_string())
+            .arg(&self.channel)
+            .arg(tenant.to_string());
+        match self.conn.script::<u64>(invocation).await {
+            // This instance sees its own write at once, in order with everyone else's.
+            Ok(seq) => {
+                learn(&self.known, tenant, value, seq);
+                Ok(())
+            }
+            Err(e) => {
+                // Unheard by others; at least stop serving this instance's own stale entries.
+                let mut map = write(&self.known);
+                let seq = map.get(&tenant).map_or(0, |(_, seq)| *seq);
+                map.insert(tenant, (value, seq));
+                Err(e)
+            }
+        }
     }
 }

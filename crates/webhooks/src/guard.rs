@@ -91,7 +91,12 @@ impl AddressPolicy {
     /// `Ok` when `ip` may be reached, else why not.
     pub fn check(&self, ip: IpAddr) -> std::result::Result<(), String> {
         if !self.allow_private {
-            if METADATA.contains(&ip) {
+            // Also the IPv4 address an IPv6 form embeds (mapped, NAT64, 6to4…).
+            let embedded = match ip {
+                IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
+                IpAddr::V4(_) => None,
+            };
+            if METADATA.contains(&ip) || embedded.is_some_and(|v4| METADATA.contains(&v4)) {
                 return Err(format!("{ip} is a cloud metadata address"));
             }
             let why = match ip {
