@@ -417,7 +417,7 @@ fn plan(opts: &Options) -> Vec<Step> {
             }
             steps.push(Step::Measure(Subject::Plinth(s), data, is_main));
         }
-        if is_main && opts.profile {
+        if is_main && opts.profile.is_some() {
             steps.push(Step::Profile);
         }
     }
@@ -755,8 +755,15 @@ impl Bench {
     /// else valgrind's callgrind (slow: 8 connections; counters zeroed after the warm-up).
     /// Writes `target/bench/profile.txt` and returns its top lines.
     fn profile(&mut self, tokens: &Path) -> Result<String, String> {
-        let perf = services::output("perf", Command::new("sh").args(["-c", "perf stat -e instructions true 2>&1"]))
+        let counters = services::output("perf", Command::new("sh").args(["-c", "perf stat -e instructions true 2>&1"]))
             .is_ok_and(|o| o.contains("instructions") && !o.contains("not supported"));
+        let perf = match self.opts.profile.as_deref() {
+            Some("perf") => true,
+            Some("callgrind") => false,
+            _ => counters,
+        };
+        // Without hardware counters (most VMs) perf can still sample the kernel's cpu-clock.
+        let event = if counters { "cycles" } else { "cpu-clock" };
         let text_out = self.out.join("profile.txt");
         // Under callgrind plinth serves a few hundred requests a second: a warm-up over 10,000
         // tenants would leave most of them uncached, so the profile spreads over the first 100.
@@ -780,7 +787,7 @@ impl Bench {
             load::wrk(&run, "profile warm-up", &self.progress)?;
             let data_file = self.out.join("perf.data");
             let mut rec = Command::new("perf");
-            rec.args(["record", "-g", "-F", "999", "-o"])
+            rec.args(["record", "-e", event, "-g", "-F", "999", "-o"])
                 .arg(&data_file)
                 .args(["-p", &server.pid().to_string(), "--", "sleep", &seconds.to_string()])
                 .stdout(std::process::Stdio::null())
@@ -796,7 +803,7 @@ impl Bench {
                     .args(["report", "--no-children", "--stdio", "--percent-limit", "0.5", "-i"])
                     .arg(&data_file),
             )?;
-            ("perf record -g (cpu cycles)", report)
+            (if counters { "perf record -g -e cycles" } else { "perf record -g -e cpu-clock" }, report)
         } else {
             let out_file = self.out.join("callgrind.out");
             let wrapper = [

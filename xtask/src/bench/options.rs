@@ -32,6 +32,8 @@ options:
   --quick                   small data and short runs, for development
   --profile                 also profile the cached scenario once (perf when hardware counters
                             work, else valgrind --tool=callgrind) into target/bench/profile.txt
+  --profile-with TOOL       the same with TOOL: perf (sampling cpu-clock when there are no
+                            hardware counters) or callgrind
   --port P                  plinth listens on 127.0.0.1:P, the ceiling on P+1 (default 18080)
   --no-build                use the release binaries already built
 
@@ -59,7 +61,8 @@ pub struct Options {
     pub connections: u32,
     pub threads: u32,
     pub quick: bool,
-    pub profile: bool,
+    /// Profile `cached` once: `Some("auto" | "perf" | "callgrind")`.
+    pub profile: Option<String>,
     pub port: u16,
     pub build: bool,
     /// The command line, for the report.
@@ -87,7 +90,7 @@ impl Options {
             connections: 64,
             threads: 2,
             quick,
-            profile: false,
+            profile: None,
             port: 18080,
             build: true,
             command_line: std::iter::once("cargo xtask bench")
@@ -118,7 +121,11 @@ impl Options {
                     named_scale = true;
                 }
                 "--no-scale" => no_scale = true,
-                "--profile" => o.profile = true,
+                "--profile" => o.profile = Some("auto".into()),
+                "--profile-with" => match it.next().map(String::as_str) {
+                    Some(tool @ ("perf" | "callgrind")) => o.profile = Some(tool.into()),
+                    _ => return Err("--profile-with needs perf or callgrind".into()),
+                },
                 "--no-build" => o.build = false,
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 "scale" => named_scale = true,

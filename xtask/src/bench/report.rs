@@ -348,6 +348,22 @@ fn derived(r: &Report) -> Vec<String> {
             ms(shared.m.p99_us),
         ));
     }
+    for s in [Scenario::Cached, Scenario::CachedShared, Scenario::L2, Scenario::Tenant] {
+        let Some(f) = get(s) else { continue };
+        let fetches = f.cache_per_req.iter().find(|(k, _)| k == "fetch").map_or(0.0, |(_, v)| *v);
+        if fetches > 0.25 {
+            out.push(format!(
+                "`{}` is mostly not served from its cache on this data set: {fetches:.2} fetches from the origin per request \
+                 ({} PostgreSQL transactions per request). With {} tenants visited in turn at {} req/s, each tenant \
+                 comes back every {:.1} s: compare with the cache TTLs and the L1 size bound.",
+                s.name(),
+                opt(f.pg_tx_per_req, 2),
+                rate(f64::from(r.options.tenants)),
+                rate(f.m.rate),
+                f64::from(r.options.tenants) / f.m.rate.max(1e-9),
+            ));
+        }
+    }
     if let Some(db) = get(Scenario::Db) {
         out.push(format!(
             "`db` at {} projects (caching off): p50 {} ms, p99 {} ms, p99.9 {} ms, {} req/s; {} PostgreSQL \

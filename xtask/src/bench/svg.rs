@@ -52,7 +52,11 @@ pub fn chart(r: &Report) -> String {
         "title",
         &format!(
             "plinth bench: {} tenants × {} projects, {} connections, {} s runs ({})",
-            r.options.tenants, r.options.projects_per_tenant, r.options.connections, r.options.duration, r.started_at
+            rate(f64::from(r.options.tenants)),
+            r.options.projects_per_tenant,
+            r.options.connections,
+            r.options.duration,
+            r.started_at
         ),
     );
     y += 20.0;
