@@ -797,12 +797,32 @@ impl Bench {
             let _ = rec.wait_with_output();
             server.stop(Duration::from_secs(10))?;
             m?;
-            let report = services::output(
-                "perf report",
-                Command::new("perf")
-                    .args(["report", "--no-children", "--stdio", "--percent-limit", "0.5", "-i"])
-                    .arg(&data_file),
-            )?;
+            let perf_report = |sort: &str| {
+                services::output(
+                    "perf report",
+                    Command::new("perf")
+                        .args([
+                            "report",
+                            "--no-children",
+                            "-g",
+                            "none",
+                            "--stdio",
+                            "--percent-limit",
+                            "0.5",
+                            "--sort",
+                            sort,
+                            "-i",
+                        ])
+                        .arg(&data_file),
+                )
+            };
+            let by_object = perf_report("dso")?;
+            let by_symbol = perf_report("dso,sym")?;
+            let report = format!(
+                "by object:\n{}\n\nby symbol:\n{}\n\n== perf report --sort dso ==\n{by_object}\n\n== perf report --sort dso,sym ==\n{by_symbol}",
+                top_lines(&by_object, 8),
+                top_lines(&by_symbol, 30)
+            );
             (if counters { "perf record -g -e cycles" } else { "perf record -g -e cpu-clock" }, report)
         } else {
             let out_file = self.out.join("callgrind.out");
@@ -838,13 +858,16 @@ impl Bench {
             ("valgrind --tool=callgrind (instructions)", report)
         };
         std::fs::write(&text_out, &report).map_err(|e| format!("{}: {e}", text_out.display()))?;
-        let summary =
-            if perf { top_lines(&report, 30) } else { report.split("\n\n==").next().unwrap_or_default().to_owned() };
+        let summary = report.split("\n\n==").next().unwrap_or_default();
         Ok(format!("{tool}; full output in {}\n{summary}", text_out.display()))
     }
 
     /// Writes the report files and prints the table.
     fn finish(self) -> Result<(), String> {
+        // Leave nothing behind in the shared Redis (the database stays, for inspection).
+        if let Err(e) = self.redis.flush_prefix() {
+            eprintln!("could not delete the bench's Redis keys: {e}");
+        }
         let md = report::markdown(&self.report);
         let json = report::json(&self.report);
         let chart = svg::chart(&self.report);
