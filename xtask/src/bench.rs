@@ -534,6 +534,9 @@ impl Bench {
         ] {
             cmd.env(quota, NO_LIMIT);
         }
+        if scenario.holds_the_hot_set_in_l1() {
+            cmd.env("PLINTH_L1_CACHE_MB", self.l1_mb().to_string());
+        }
         if scenario.redis() {
             cmd.env("REDIS_URL", &self.redis.url).env("PLINTH_REDIS_PREFIX", services::REDIS_PREFIX);
             self.redis.flush_prefix()?;
@@ -545,6 +548,14 @@ impl Bench {
         let patience = if wrapper.is_empty() { 60 } else { 600 };
         server.wait_ready(Duration::from_secs(patience), &stderr)?;
         Ok(server)
+    }
+
+    /// An L1 bound that holds every tenant's first page, marker and tenant entry of the largest
+    /// data set this run uses (16 KiB a tenant: about twice what they weigh), and never below
+    /// the default 64 MiB.
+    fn l1_mb(&self) -> u64 {
+        let tenants = self.opts.scale_tenants.iter().copied().chain([self.opts.tenants]).max().unwrap_or(0);
+        (u64::from(tenants) * 16 / 1024).max(64)
     }
 
     /// One authenticated list request, to learn the response's size for the ceiling.
@@ -601,6 +612,7 @@ impl Bench {
         server: &Server,
         script: &Path,
         label: &str,
+        settle: bool,
     ) -> Result<(u64, Measured, Option<f64>, Option<f64>), String> {
         let mut run = WrkRun {
             port: server.port,
@@ -609,14 +621,39 @@ impl Bench {
             seconds: self.opts.warmup,
             script,
         };
-        let warm = if self.opts.warmup > 0 {
-            load::wrk(&run, &format!("{label} warm-up"), &self.progress)?.requests
-        } else {
-            0
-        };
+        let mut warm = 0;
+        if self.opts.warmup > 0 {
+            // A cache serving 10,000 tenants fills at the speed of the database: one warm-up may
+            // end before every tenant's entries are in, and the misses would then be measured.
+            // Scenarios served from a cache warm up until a round fetches for under 1% of its
+            // requests (or for MAX_WARMUP_ROUNDS rounds).
+            for round in 1..=MAX_WARMUP_ROUNDS {
+                let before = if settle { fetches(server.port) } else { None };
+                let requests = load::wrk(&run, &format!("{label} warm-up {round}"), &self.progress)?.requests;
+                warm += requests;
+                let settled = match (before, fetches(server.port)) {
+                    (Some(b), Some(a)) if settle => {
+                        let per_request = (a - b) / (requests.max(1) as f64);
+                        self.progress.result(&format!(
+                            "{label} warm-up {round}: {requests} requests, {per_request:.4} fetches per request"
+                        ));
+                        per_request < 0.01
+                    }
+                    _ => true,
+                };
+                if settled {
+                    break;
+                }
+            }
+        }
         run.seconds = self.opts.duration;
+        let fetches_before = if settle { fetches(server.port) } else { None };
         let cpu_before = services::cpu_ticks(server.pid())?;
         let m = load::wrk(&run, label, &self.progress)?;
+        if let (Some(b), Some(a)) = (fetches_before, fetches(server.port).filter(|_| settle)) {
+            let per_request = (a - b) / (m.requests.max(1) as f64);
+            self.progress.result(&format!("{label}: {per_request:.4} fetches per request while measured"));
+        }
         let cpu_after = services::cpu_ticks(server.pid())?;
         let cpu_seconds = (cpu_after - cpu_before) as f64 / self.clk_tck as f64;
         let cpu_per_1k = (m.requests > 0).then(|| cpu_seconds * 1000.0 / m.requests as f64);
@@ -648,7 +685,7 @@ impl Bench {
             let script = self.out.join(format!("{}.lua", scenario.name()));
             std::fs::write(&script, load::lua_script(tokens, scenario.load(), BASE_DOMAIN))
                 .map_err(|e| format!("{}: {e}", script.display()))?;
-            let (warm, m, cpu, rss) = self.drive(&server, &script, scenario.name())?;
+            let (warm, m, cpu, rss) = self.drive(&server, &script, scenario.name(), scenario.settles())?;
             cache = http::get("127.0.0.1", server.port, "/metrics", BASE_DOMAIN, None)
                 .ok()
                 .filter(|r| r.status == 200)
@@ -701,7 +738,7 @@ impl Bench {
         let script = self.out.join("ceiling.lua");
         std::fs::write(&script, load::lua_script(tokens, Load::List, BASE_DOMAIN))
             .map_err(|e| format!("{}: {e}", script.display()))?;
-        let (_, m, cpu, rss) = self.drive(&server, &script, "ceiling")?;
+        let (_, m, cpu, rss) = self.drive(&server, &script, "ceiling", false)?;
         server.stop(Duration::from_secs(5))?;
         Ok(Some(Figures {
             m,
@@ -884,6 +921,21 @@ impl Bench {
 
 /// `cache_requests_total{layer="l1",result="hit"} 12` and `cache_fetches_total 3` from a
 /// Prometheus exposition, as `("l1 hit", 12)` and `("fetch", 3)`.
+/// Warm-up rounds at most, for scenarios that warm up until their cache has settled.
+const MAX_WARMUP_ROUNDS: u32 = 8;
+
+/// plinth's origin fetches so far (`cache_fetches_total`), if its `/metrics` answers.
+fn fetches(port: u16) -> Option<f64> {
+    let r = http::get("127.0.0.1", port, "/metrics", BASE_DOMAIN, None).ok().filter(|r| r.status == 200)?;
+    // No series yet is no fetch yet.
+    Some(
+        cache_counters(&String::from_utf8_lossy(&r.body))
+            .into_iter()
+            .find(|(k, _)| k == "fetch")
+            .map_or(0.0, |(_, v)| v),
+    )
+}
+
 fn cache_counters(exposition: &str) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::new();
     for line in exposition.lines() {

@@ -5,7 +5,7 @@
 //! tenant's generation in them), coalesces concurrent misses (single flight) and never lets a
 //! cache failure fail a request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +64,10 @@ impl Degraded {
 pub struct MeteredStore {
     layer: &'static str,
     inner: Arc<dyn CacheStore>,
+    /// Made once: building a labelled series' key on every read cost more than the read.
+    hit: metrics::Counter,
+    miss: metrics::Counter,
+    error: metrics::Counter,
 }
 
 impl std::fmt::Debug for MeteredStore {
@@ -75,7 +79,9 @@ impl std::fmt::Debug for MeteredStore {
 impl MeteredStore {
     /// `inner`, counted as `layer` (`l1`, `l2`).
     pub fn new(layer: &'static str, inner: Arc<dyn CacheStore>) -> Self {
-        Self { layer, inner }
+        let counter =
+            |result: &'static str| metrics::counter!(metric::CACHE_REQUESTS, "layer" => layer, "result" => result);
+        Self { layer, inner, hit: counter("hit"), miss: counter("miss"), error: counter("error") }
     }
 }
 
@@ -83,12 +89,12 @@ impl MeteredStore {
 impl CacheStore for MeteredStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let found = self.inner.get(key).await;
-        let result = match &found {
-            Ok(Some(_)) => "hit",
-            Ok(None) => "miss",
-            Err(_) => "error",
-        };
-        metrics::counter!(metric::CACHE_REQUESTS, "layer" => self.layer, "result" => result).increment(1);
+        match &found {
+            Ok(Some(_)) => &self.hit,
+            Ok(None) => &self.miss,
+            Err(_) => &self.error,
+        }
+        .increment(1);
         found
     }
 
@@ -187,8 +193,17 @@ pub struct Cache {
     shared: Option<Arc<dyn CacheStore>>,
     generations: Arc<dyn GenerationStore>,
     flights: Mutex<HashMap<String, Flight>>,
+    /// Tenants whose invalidation failed (the generation store was down), to be invalidated
+    /// again as soon as it answers: until then other instances may still address their old
+    /// entries once they hear the store again.
+    pending: Mutex<HashSet<TenantId>>,
+    has_pending: AtomicBool,
     health: Degraded,
 }
+
+/// At most this many failed invalidations are remembered for a retry; past it, entries age out
+/// by their TTL alone (and a warning says so).
+const MAX_PENDING: usize = 100_000;
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -209,6 +224,8 @@ impl Cache {
             shared,
             generations,
             flights: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
+            has_pending: AtomicBool::new(false),
             health: Degraded::new("cache", "cache"),
         }
     }
@@ -257,8 +274,51 @@ impl Cache {
         if self.store.is_none() {
             return;
         }
-        if let Err(e) = self.generations.bump(tenant).await {
-            self.health.failed(&e);
+        match self.generations.bump(tenant).await {
+            Ok(()) => self.retry_pending().await,
+            Err(e) => {
+                self.health.failed(&e);
+                self.remember_failed(tenant);
+            }
+        }
+    }
+
+    fn remember_failed(&self, tenant: TenantId) {
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.len() < MAX_PENDING {
+            pending.insert(tenant);
+            self.has_pending.store(true, Ordering::Release);
+        } else if !pending.contains(&tenant) {
+            tracing::warn!("too many failed cache invalidations to retry; a tenant's entries will age out by TTL");
+        }
+    }
+
+    /// Invalidates again the tenants whose invalidation failed, if the generation store answers
+    /// now. Cheap when there are none (one atomic load); called on the next invalidation, on
+    /// the next cache read that trusts L1 again, and periodically.
+    pub async fn retry_pending(&self) {
+        if !self.has_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let tenants: Vec<TenantId> = {
+            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.has_pending.store(false, Ordering::Release);
+            pending.drain().collect()
+        };
+        for (i, tenant) in tenants.iter().enumerate() {
+            if let Err(e) = self.generations.bump(*tenant).await {
+                self.health.failed(&e);
+                for t in &tenants[i..] {
+                    self.remember_failed(*t);
+                }
+                return;
+            }
+        }
+        if !tenants.is_empty() {
+            tracing::info!(
+                tenants = tenants.len(),
+                "cache invalidations that failed while the store was down are done"
+            );
         }
     }
 
@@ -288,6 +348,7 @@ impl Cache {
                 // The braces are a Redis Cluster hash tag: a tenant's keys share one node.
                 let full_key = format!("{{t:{tenant}}}:{:x}:{key}", generation.value);
                 if generation.local_ok {
+                    self.retry_pending().await;
                     Some((store, full_key))
                 } else {
                     self.health.fell_back();
@@ -305,8 +366,108 @@ fn jitter(ttl: Duration) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::ports::Generation;
+
+    /// Generations in a map, and a switch that makes the store fail like Redis does when it is
+    /// unreachable: the fault this module must survive. (The adapters' own behaviour is tested
+    /// against real Redis in their crates.)
+    #[derive(Default)]
+    struct SwitchableGenerations {
+        down: AtomicBool,
+        values: Mutex<HashMap<TenantId, u64>>,
+        bumps: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SwitchableGenerations {
+        fn check(&self) -> Result<()> {
+            if self.down.load(Ordering::SeqCst) { Err(Error::unavailable("redis", "switched off")) } else { Ok(()) }
+        }
+    }
+
+    #[async_trait]
+    impl GenerationStore for SwitchableGenerations {
+        async fn current(&self, tenant: TenantId) -> Result<Generation> {
+            self.check()?;
+            let value = *self.values.lock().unwrap().entry(tenant).or_insert(1);
+            Ok(Generation { value, local_ok: true })
+        }
+
+        async fn bump(&self, tenant: TenantId) -> Result<()> {
+            self.check()?;
+            self.bumps.fetch_add(1, Ordering::SeqCst);
+            *self.values.lock().unwrap().entry(tenant).or_insert(1) += 1;
+            Ok(())
+        }
+    }
+
+    /// A plain map: the cache level under test.
+    #[derive(Default)]
+    struct MapStore(Mutex<HashMap<String, Bytes>>);
+
+    #[async_trait]
+    impl CacheStore for MapStore {
+        async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+        async fn set(&self, key: &str, value: Bytes, _ttl: Duration) -> Result<()> {
+            self.0.lock().unwrap().insert(key.to_owned(), value);
+            Ok(())
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.0.lock().unwrap().remove(key);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_that_failed_is_redone_once_the_store_answers() {
+        let generations = Arc::new(SwitchableGenerations::default());
+        let cache = Cache::new(Some(Arc::new(MapStore::default())), None, generations.clone());
+        let tenant = TenantId::new();
+        let read = |value: &'static str| {
+            cache.cached(Scope::Tenant(tenant), "role", Duration::from_secs(60), move || async move {
+                Ok(Bytes::from_static(value.as_bytes()))
+            })
+        };
+        assert_eq!(read("admin").await.unwrap(), "admin");
+
+        // The role changes while the generation store is down: the invalidation fails.
+        generations.down.store(true, Ordering::SeqCst);
+        cache.invalidate(tenant).await;
+        assert_eq!(generations.bumps.load(Ordering::SeqCst), 0);
+
+        // Back up: the periodic retry redoes it, so the stale entry is no longer addressed.
+        generations.down.store(false, Ordering::SeqCst);
+        cache.retry_pending().await;
+        assert_eq!(generations.bumps.load(Ordering::SeqCst), 1);
+        assert_eq!(read("member").await.unwrap(), "member");
+
+        // Done once: nothing is retried again.
+        cache.retry_pending().await;
+        assert_eq!(generations.bumps.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_trusts_the_store_again_redoes_failed_invalidations_first() {
+        let generations = Arc::new(SwitchableGenerations::default());
+        let cache = Cache::new(Some(Arc::new(MapStore::default())), None, generations.clone());
+        let (a, b) = (TenantId::new(), TenantId::new());
+        generations.down.store(true, Ordering::SeqCst);
+        cache.invalidate(a).await;
+        cache.invalidate(b).await;
+        // Still down: the retry fails and keeps both.
+        cache.retry_pending().await;
+        generations.down.store(false, Ordering::SeqCst);
+        let fetched = cache
+            .cached(Scope::Tenant(a), "k", Duration::from_secs(60), || async { Ok(Bytes::from_static(b"v")) })
+            .await
+            .unwrap();
+        assert_eq!(fetched, "v");
+        assert_eq!(generations.bumps.load(Ordering::SeqCst), 2, "both tenants are invalidated again");
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

@@ -17,6 +17,7 @@ pub mod metric;
 pub mod page;
 pub mod ports;
 pub mod rate_limit;
+pub mod tagged;
 pub mod usecases;
 pub mod values;
 

@@ -86,8 +86,11 @@ pub struct CacheTtls {
     pub missing_tenant: Duration,
     /// Project pages and single projects (writes invalidate them anyway).
     pub projects: Duration,
-    /// A user's current role, checked against every token. Bounds how long a token of a
-    /// deleted or changed user keeps working where an instance missed the invalidation.
+    /// A user's current role, checked against every token. Deleting a user or changing their
+    /// role invalidates it on every instance at once (the tenant's generation); this bounds
+    /// only the double fault where Redis is down during the change and the instance that made
+    /// it dies before Redis is back (otherwise that instance redoes the invalidation within a
+    /// second of Redis answering again).
     pub user_marker: Duration,
 }
 
@@ -97,8 +100,7 @@ impl Default for CacheTtls {
             tenant: Duration::from_secs(60),
             missing_tenant: Duration::from_secs(1),
             projects: Duration::from_secs(30),
-            // With ±10% jitter this stays under the contract's 5 seconds.
-            user_marker: Duration::from_secs(4),
+            user_marker: Duration::from_secs(30),
         }
     }
 }
@@ -139,6 +141,12 @@ impl Plinth {
     /// Wires the use cases to their ports.
     pub fn new(ports: Ports, cache: Cache, settings: Settings) -> Self {
         Self { ports, cache, settings }
+    }
+
+    /// Retries the cache invalidations that failed while the generation store was down; the
+    /// server calls this every second.
+    pub async fn retry_failed_invalidations(&self) {
+        self.cache.retry_pending().await;
     }
 
     /// The ports, for the web layer's own needs (idempotency, rate limiting).

@@ -126,14 +126,14 @@ impl Argon2Hasher {
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
-    #[tracing::instrument(name = "argon2_hash", skip_all)]
+    #[tracing::instrument(level = "debug", name = "argon2_hash", skip_all)]
     async fn hash(&self, password: &Password) -> Result<PasswordHash> {
         let password = password.clone();
         let phc = self.run(move |argon2| hash_with(argon2, password.expose().as_bytes())).await?;
         Ok(PasswordHash::new(phc.map_err(Error::internal)?))
     }
 
-    #[tracing::instrument(name = "argon2_verify", skip_all)]
+    #[tracing::instrument(level = "debug", name = "argon2_verify", skip_all)]
     async fn verify(&self, password: &Password, hash: Option<&PasswordHash>) -> Result<bool> {
         let password = password.clone();
         let (stored, known) = match hash {

@@ -13,7 +13,7 @@ use crate::pool::{PgStore, tenant_tx};
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
-    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant))]
     async fn claim(&self, scope: &IdempotencyScope, fingerprint: u128, ttl: Duration) -> Result<Claim> {
         let now = clock::now();
         let expires_at = now + ttl;
@@ -71,7 +71,7 @@ impl IdempotencyStore for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant))]
     async fn complete(&self, scope: &IdempotencyScope, response: &StoredResponse) -> Result<()> {
         let status = i16::try_from(response.status).map_err(Error::internal)?;
         self.bounded(async {
@@ -103,7 +103,7 @@ impl IdempotencyStore for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant))]
     async fn release(&self, scope: &IdempotencyScope) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;

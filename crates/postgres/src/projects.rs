@@ -54,7 +54,7 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
 
 #[async_trait]
 impl ProjectRepository for PgStore {
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.bounded(async {
@@ -93,7 +93,7 @@ impl ProjectRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -110,7 +110,7 @@ impl ProjectRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %project.tenant_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %project.tenant_id))]
     async fn insert(&self, project: &Project, events: &[DomainEvent]) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -139,7 +139,7 @@ impl ProjectRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self, events))]
+    #[tracing::instrument(level = "debug", skip(self, events))]
     async fn rename(
         &self,
         tenant: TenantId,
@@ -170,7 +170,7 @@ impl ProjectRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self, events))]
+    #[tracing::instrument(level = "debug", skip(self, events))]
     async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;

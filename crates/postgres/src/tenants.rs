@@ -24,7 +24,7 @@ fn tenant_from_row(row: &Row) -> Result<Tenant> {
 
 #[async_trait]
 impl TenantRepository for PgStore {
-    #[tracing::instrument(skip_all, fields(tenant = %tenant.slug))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
     async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -51,7 +51,7 @@ impl TenantRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(slug = %slug))]
+    #[tracing::instrument(level = "debug", skip_all, fields(slug = %slug))]
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
         self.bounded(async {
             let client = self.conn().await?;

@@ -89,7 +89,7 @@ async fn lock_target(
 
 #[async_trait]
 impl UserRepository for PgStore {
-    #[tracing::instrument(skip_all, fields(tenant = %user.tenant_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %user.tenant_id))]
     async fn create(&self, user: &User) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -100,7 +100,7 @@ impl UserRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -117,7 +117,7 @@ impl UserRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     async fn find_by_email(&self, tenant: TenantId, email: &Email) -> Result<Option<User>> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -134,7 +134,7 @@ impl UserRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<User>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.bounded(async {
@@ -174,7 +174,7 @@ impl UserRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self, check))]
+    #[tracing::instrument(level = "debug", skip(self, check))]
     async fn update_role(&self, tenant: TenantId, id: UserId, role: Role, check: UserCheck<'_>) -> Result<User> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -194,7 +194,7 @@ impl UserRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self, check))]
+    #[tracing::instrument(level = "debug", skip(self, check))]
     async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;

@@ -84,7 +84,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
 
 #[async_trait]
 impl WebhookRepository for PgStore {
-    #[tracing::instrument(skip_all, fields(tenant = %webhook.tenant_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %webhook.tenant_id))]
     async fn create(&self, webhook: &Webhook, sealed_secret: &[u8]) -> Result<()> {
         let events: Vec<&str> = webhook.events.iter().map(|e| e.as_str()).collect();
         self.bounded(async {
@@ -115,7 +115,7 @@ impl WebhookRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (at, id) = after.map_or((None, None), |c| (Some(c.created_at), Some(c.id)));
@@ -138,7 +138,7 @@ impl WebhookRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;
@@ -152,7 +152,7 @@ impl WebhookRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn deliveries(
         &self,
         tenant: TenantId,

@@ -158,7 +158,7 @@ impl GenerationStore for RedisGenerations {
         Ok(Generation { value, local_ok })
     }
 
-    #[tracing::instrument(name = "redis_generation_bump", skip(self))]
+    #[tracing::instrument(level = "debug", name = "redis_generation_bump", skip(self))]
     async fn bump(&self, tenant: TenantId) -> Result<()> {
         let value: u64 = rand::random();
         let mut invocation = self.bump.prepare_invoke();

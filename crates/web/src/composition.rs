@@ -19,9 +19,6 @@ use plinth_webhooks::{AddressPolicy, HttpSender, SecretBox, UrlGuard};
 
 use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
 
-/// The in-process cache's size bound.
-const L1_BYTES: u64 = 64 << 20;
-
 /// Why start-up failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -226,7 +223,7 @@ fn redis_conn(config: &Config) -> Result<Option<RedisConn>, StartupError> {
 fn cache(config: &Config, redis: Option<&RedisConn>) -> Cache {
     // Each level is metered on its own (`cache_requests_total{layer}`).
     let metered = |layer, store: Arc<dyn CacheStore>| Arc::new(MeteredStore::new(layer, store)) as Arc<dyn CacheStore>;
-    let l1 = config.cache.l1.then(|| metered("l1", Arc::new(L1Cache::with_capacity_bytes(L1_BYTES))));
+    let l1 = config.cache.l1.then(|| metered("l1", Arc::new(L1Cache::with_capacity_bytes(config.cache.l1_bytes))));
     let Some(conn) = redis else {
         return Cache::new(l1, None, Arc::new(MemoryGenerations::new()));
     };

@@ -22,6 +22,8 @@ pub struct CacheLevels {
     pub l1: bool,
     /// The shared (Redis) cache.
     pub l2: bool,
+    /// The in-process cache's bound, in bytes (`PLINTH_L1_CACHE_MB`).
+    pub l1_bytes: u64,
 }
 
 /// How access tokens are signed.
@@ -223,7 +225,8 @@ fn quota(env: &Env<impl Fn(&str) -> Option<String>>, name: &'static str, default
 
 fn cache_levels(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<CacheLevels, ConfigError> {
     let raw = env.string("PLINTH_CACHE").unwrap_or_else(|| "l1,l2".into());
-    let mut levels = CacheLevels { l1: false, l2: false };
+    let l1_mb: u64 = env.parse_in("PLINTH_L1_CACHE_MB", 64, 1..=1_048_576)?;
+    let mut levels = CacheLevels { l1: false, l2: false, l1_bytes: l1_mb << 20 };
     if raw.trim() == "off" {
         return Ok(levels);
     }

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log);
+    let _logs = telemetry::init(&config.log);
     let result = match &cli.command {
         None | Some(Command::Serve) => serve(config).await,
         Some(Command::Worker) => cli::run_worker(&config).await,

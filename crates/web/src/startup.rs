@@ -26,6 +26,8 @@ use crate::worker::WorkerHandle;
 
 /// How often the in-process limiter's idle keys are pruned.
 const LIMITER_PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often cache invalidations that failed while Redis was down are retried.
+const RETRY_INVALIDATIONS_EVERY: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -54,10 +56,12 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Composes the adapters, binds `config.listen` and prepares the server.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        // The recorder first: the adapters take their metric handles as they are made, and a
+        // handle taken before the recorder is installed records nothing.
+        let metrics = MetricsEndpoint::new(config.metrics_token.as_ref());
         let Composed { plinth, local_limiter, demo, database, redis } = composition::compose(&config).await?;
         let worker = config.worker.then(|| WorkerHandle::spawn(plinth.clone(), config.worker_settings));
         let (shutdown, signal) = shutdown::channel();
-        let metrics = MetricsEndpoint::new(config.metrics_token.as_ref());
         let doc = openapi_document();
         let routes = Arc::new(RouteTable::from_openapi(&doc));
         let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()));
@@ -76,8 +80,17 @@ impl Application {
 
         every(LIMITER_PRUNE_EVERY, signal.clone(), move || {
             local_limiter.retain_recent();
+            std::future::ready(())
         });
-        every(telemetry_metrics::UPKEEP_EVERY, signal, move || metrics.upkeep());
+        every(telemetry_metrics::UPKEEP_EVERY, signal.clone(), move || {
+            metrics.upkeep();
+            std::future::ready(())
+        });
+        let app = state.plinth.clone();
+        every(RETRY_INVALIDATIONS_EVERY, signal, move || {
+            let app = app.clone();
+            async move { app.retry_failed_invalidations().await }
+        });
 
         let routes = web::Data::new(routes);
         let doc_json = web::Data::new(doc_json);
@@ -217,13 +230,17 @@ fn listen_for_signals(shutdown: ShutdownHandle) -> tokio::task::JoinHandle<()> {
 }
 
 /// Runs `task` every `period` until the shutdown reaches [`Phase::Stopping`].
-fn every(period: Duration, signal: ShutdownSignal, mut task: impl FnMut() + Send + 'static) {
+fn every<F, Fut>(period: Duration, signal: ShutdownSignal, mut task: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => task(),
+                _ = tick.tick() => task().await,
                 () = signal.stopping() => return,
             }
         }

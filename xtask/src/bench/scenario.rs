@@ -67,6 +67,19 @@ impl Scenario {
         !matches!(self, Self::Cached | Self::Db)
     }
 
+    /// Whether `PLINTH_L1_CACHE_MB` is raised to hold every tenant's page: the scenarios that
+    /// measure serving from L1. The others (`mixed` among them, whose RSS has a target) keep the
+    /// default 64 MiB.
+    pub fn holds_the_hot_set_in_l1(self) -> bool {
+        matches!(self, Self::Cached | Self::CachedShared)
+    }
+
+    /// Whether its warm-up goes on until the cache has settled: the read-only loads served from
+    /// a cache (`mixed` invalidates as it writes, so it never settles).
+    pub fn settles(self) -> bool {
+        self.cache() != "off" && matches!(self.load(), Load::List | Load::Tenant)
+    }
+
     /// `PLINTH_CACHE`.
     pub fn cache(self) -> &'static str {
         match self {
@@ -105,6 +118,7 @@ impl Scenario {
             Load::Jobs => "no-op jobs drained by the in-process worker (PLINTH_WORKER_CONCURRENCY default 4)",
         };
         let redis = if self.redis() { "PostgreSQL + Redis" } else { "PostgreSQL, no REDIS_URL" };
-        format!("{what}; {redis}; PLINTH_CACHE={}; {limiter}", self.cache())
+        let l1 = if self.holds_the_hot_set_in_l1() { " (L1 sized to hold every tenant's page)" } else { "" };
+        format!("{what}; {redis}; PLINTH_CACHE={}{l1}; {limiter}", self.cache())
     }
 }

@@ -34,7 +34,7 @@ const DELETED: &[u8] = b"-";
 impl Plinth {
     /// Signs in `email` of `tenant`. An unknown email and a wrong password get the same
     /// answer after about the same time. Errors: `InvalidCredentials`.
-    #[tracing::instrument(skip_all, fields(tenant = %tenant.slug))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
     pub async fn login(&self, tenant: &Tenant, email: &str, password: &str) -> Result<AccessToken> {
         // Malformed input still spends a hash, like an unknown email.
         let password = Password::parse(password).ok();

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventKind};
 use crate::ids::{ProjectId, TenantId};
 use crate::page::{Cursor, Page, PageRequest};
+use crate::tagged::TaggedJson;
 use crate::usecases::Principal;
 use crate::values::ProjectName;
 
@@ -17,8 +18,13 @@ fn project_cursor(p: &Project) -> Cursor {
     Cursor { created_at: p.created_at, id: *p.id.as_uuid() }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Bytes> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(Error::internal)
+fn to_tagged_json<T: serde::Serialize>(value: &T) -> Result<Bytes> {
+    let body = serde_json::to_vec(value).map_err(Error::internal)?;
+    Ok(TaggedJson::new(&body).into_stored())
+}
+
+fn tagged(stored: Bytes) -> Result<TaggedJson> {
+    TaggedJson::from_stored(stored).ok_or_else(|| Error::internal("a cached body has no entity tag"))
 }
 
 fn parse_name(name: &str) -> Result<ProjectName> {
@@ -26,35 +32,39 @@ fn parse_name(name: &str) -> Result<ProjectName> {
 }
 
 impl Plinth {
-    /// A page of the tenant's projects, as the API's JSON (`{items, next_cursor}`).
-    #[tracing::instrument(skip(self))]
-    pub async fn list_projects(&self, tenant: TenantId, page: &PageRequest) -> Result<Bytes> {
-        let key = format!("projects:{}", page.cache_key());
-        self.cache
+    /// A page of the tenant's projects, as the API's JSON (`{items, next_cursor}`) with its
+    /// entity tag.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn list_projects(&self, tenant: TenantId, page: &PageRequest) -> Result<TaggedJson> {
+        // Cached values are tagged bodies (the key's `tagged` says so to older instances).
+        let key = format!("tagged:projects:{}", page.cache_key());
+        let stored = self
+            .cache
             .cached(Scope::Tenant(tenant), &key, self.settings.ttls.projects, || async {
                 let rows = self.ports.projects.list(tenant, page.after.as_ref(), page.fetch_limit()).await?;
-                to_json(&Page::from_rows(rows, page, project_cursor, &self.settings.cursor_key))
+                to_tagged_json(&Page::from_rows(rows, page, project_cursor, &self.settings.cursor_key))
             })
-            .await
+            .await?;
+        tagged(stored)
     }
 
-    /// One project, as the API's JSON. Errors: `NotFound`.
-    #[tracing::instrument(skip(self))]
-    pub async fn get_project(&self, tenant: TenantId, id: ProjectId) -> Result<Bytes> {
-        let bytes = self
+    /// One project, as the API's JSON with its entity tag. Errors: `NotFound`.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn get_project(&self, tenant: TenantId, id: ProjectId) -> Result<TaggedJson> {
+        let stored = self
             .cache
-            .cached(Scope::Tenant(tenant), &format!("project:{id}"), self.settings.ttls.projects, || async {
+            .cached(Scope::Tenant(tenant), &format!("tagged:project:{id}"), self.settings.ttls.projects, || async {
                 match self.ports.projects.get(tenant, id).await? {
-                    Some(p) => to_json(&p),
+                    Some(p) => to_tagged_json(&p),
                     None => Ok(Bytes::new()),
                 }
             })
             .await?;
-        if bytes.is_empty() { Err(Error::NotFound) } else { Ok(bytes) }
+        if stored.is_empty() { Err(Error::NotFound) } else { tagged(stored) }
     }
 
     /// Creates a project. Errors: `Validation`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn create_project(&self, who: &Principal, name: &str) -> Result<Project> {
         let name = parse_name(name)?;
         let now = clock::now();
@@ -66,7 +76,7 @@ impl Plinth {
     }
 
     /// Renames a project. Errors: `Validation`; `NotFound`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn rename_project(&self, who: &Principal, id: ProjectId, name: &str) -> Result<Project> {
         let name = parse_name(name)?;
         let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p)];
@@ -76,7 +86,7 @@ impl Plinth {
     }
 
     /// Deletes a project. Errors: `Forbidden` (a member); `NotFound`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_project(&self, who: &Principal, id: ProjectId) -> Result<()> {
         if !who.role.manages_users() {
             return Err(Error::Forbidden("only an owner or an admin may delete a project"));

@@ -45,7 +45,7 @@ pub struct SignupOutput {
 impl Plinth {
     /// Creates a tenant on the free plan with `email` as its owner, and signs the owner in.
     /// Errors: `Validation`; `Conflict(SlugTaken)`.
-    #[tracing::instrument(skip_all, fields(slug = %input.tenant_slug))]
+    #[tracing::instrument(level = "debug", skip_all, fields(slug = %input.tenant_slug))]
     pub async fn signup(&self, input: SignupInput) -> Result<SignupOutput> {
         let mut v = Validator::new();
         let slug = v.check("tenant_slug", Slug::parse(&input.tenant_slug));

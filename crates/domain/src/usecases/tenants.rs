@@ -21,7 +21,7 @@ struct CachedTenant<'a> {
 
 impl Plinth {
     /// The tenant with this slug. Errors: `TenantNotFound`.
-    #[tracing::instrument(skip(self), fields(slug = %slug))]
+    #[tracing::instrument(level = "debug", skip(self), fields(slug = %slug))]
     pub async fn resolve_tenant(&self, slug: &Slug) -> Result<Tenant> {
         let ttls = self.settings.ttls;
         let bytes = self

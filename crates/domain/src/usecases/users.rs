@@ -40,13 +40,13 @@ fn guard_owner(actor: &Principal, target: &User) -> Result<()> {
 
 impl Plinth {
     /// The caller and its tenant. Errors: `InvalidToken` when the user is gone.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn me(&self, who: &Principal) -> Result<User> {
         self.ports.users.get(who.tenant, who.user).await?.ok_or(Error::InvalidToken)
     }
 
     /// A page of the tenant's users. Errors: `Forbidden`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_users(&self, who: &Principal, page: &PageRequest) -> Result<Page<User>> {
         who.require_manager()?;
         let rows = self.ports.users.list(who.tenant, page.after.as_ref(), page.fetch_limit()).await?;
@@ -55,7 +55,7 @@ impl Plinth {
 
     /// Adds a user. Errors: `Forbidden` (an admin creating an owner, or a member);
     /// `Validation`; `Conflict(EmailTaken)`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn create_user(&self, who: &Principal, input: NewUserInput) -> Result<User> {
         who.require_manager()?;
         if who.role == Role::Admin && input.role == Role::Owner {
@@ -80,7 +80,7 @@ impl Plinth {
     }
 
     /// Changes a user's role. Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn change_role(&self, who: &Principal, id: UserId, role: Role) -> Result<User> {
         who.require_manager()?;
         if who.role == Role::Admin && role == Role::Owner {
@@ -93,7 +93,7 @@ impl Plinth {
     }
 
     /// Deletes a user. Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_user(&self, who: &Principal, id: UserId) -> Result<()> {
         who.require_manager()?;
         self.ports.users.delete(who.tenant, id, &|target| guard_owner(who, target)).await?;

@@ -57,7 +57,7 @@ fn delivery_cursor(d: &Delivery) -> Cursor {
 impl Plinth {
     /// Registers a webhook. Errors: `Forbidden`; `Validation` (a URL the guard refuses,
     /// unknown events); `Conflict` past the per-tenant limit.
-    #[tracing::instrument(skip(self, url, events))]
+    #[tracing::instrument(level = "debug", skip(self, url, events))]
     pub async fn create_webhook(&self, who: &Principal, url: &str, events: &[String]) -> Result<CreatedWebhook> {
         who.require_manager()?;
         let kinds = parse_events(events)?;
@@ -80,7 +80,7 @@ impl Plinth {
     }
 
     /// A page of the tenant's webhooks (no secrets). Errors: `Forbidden`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_webhooks(&self, who: &Principal, page: &PageRequest) -> Result<Page<Webhook>> {
         who.require_manager()?;
         let rows = self.ports.webhooks.list(who.tenant, page.after.as_ref(), page.fetch_limit()).await?;
@@ -88,14 +88,14 @@ impl Plinth {
     }
 
     /// Deletes a webhook. Errors: `Forbidden`; `NotFound`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_webhook(&self, who: &Principal, id: WebhookId) -> Result<()> {
         who.require_manager()?;
         self.ports.webhooks.delete(who.tenant, id).await
     }
 
     /// A page of a webhook's deliveries. Errors: `Forbidden`; `NotFound`.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_deliveries(&self, who: &Principal, id: WebhookId, page: &PageRequest) -> Result<Page<Delivery>> {
         who.require_manager()?;
         let rows = self.ports.webhooks.deliveries(who.tenant, id, page.after.as_ref(), page.fetch_limit()).await?;

@@ -25,7 +25,7 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 
 impl Plinth {
     /// Claims and works one job as `worker`; `false` when nothing was due.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn work_one(&self, worker: &str) -> Result<bool> {
         let Some(job) = self.ports.jobs.claim(worker).await? else {
             return Ok(false);

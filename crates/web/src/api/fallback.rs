@@ -3,6 +3,8 @@
 //! actix-web can't list its routes, so the table of known paths is read from the OpenAPI
 //! document, which lists every route (they are registered only through it).
 
+use std::collections::HashMap;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use plinth_domain::Error;
 use utoipa::openapi::OpenApi;
@@ -13,6 +15,8 @@ use crate::problem::ApiError;
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<(Vec<Segment>, Vec<String>)>,
+    /// Each documented template as a metric and log label, by the template itself.
+    labels: HashMap<String, &'static str>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -45,14 +49,26 @@ impl RouteTable {
                 (segments, methods)
             })
             .collect();
-        Self { routes }
+        // Leaked once per table: a few dozen short strings, so labels cost no allocation.
+        let labels = doc.paths.paths.keys().map(|p| (p.clone(), &*Box::leak(p.clone().into_boxed_str()))).collect();
+        Self { routes, labels }
     }
 
     /// Whether `template` (`/v1/projects/{id}`, as actix's `match_pattern` gives it) is a
     /// documented path template. Parameter names are not compared.
     pub fn knows(&self, template: &str) -> bool {
+        self.label(template).is_some()
+    }
+
+    /// The documented template `template` is, as a label; `None` when it is not documented.
+    /// Parameter names are not compared.
+    pub fn label(&self, template: &str) -> Option<&'static str> {
+        if let Some(label) = self.labels.get(template) {
+            return Some(label);
+        }
         let wanted = segments(template);
-        self.routes.iter().any(|(known, _)| *known == wanted)
+        let (known, _) = self.routes.iter().find(|(known, _)| *known == wanted)?;
+        self.labels.iter().find(|(t, _)| segments(t) == *known).map(|(_, label)| *label)
     }
 
     /// The methods `path` supports; empty for an unknown path.

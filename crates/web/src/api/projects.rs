@@ -51,7 +51,7 @@ pub async fn list(
     page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     let body = state.plinth.list_projects(who.0.tenant, &page.0).await?;
-    Ok(respond::get_json(&req, body))
+    Ok(respond::get_tagged(&req, &body))
 }
 
 /// Creates a project.
@@ -100,7 +100,7 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let body = state.plinth.get_project(who.0.tenant, project_id(&id)?).await?;
-    Ok(respond::get_json(&req, body))
+    Ok(respond::get_tagged(&req, &body))
 }
 
 /// Renames a project.

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
+use plinth_domain::tagged::TaggedJson;
 use serde::Serialize;
 
 use crate::problem::ApiError;
@@ -38,6 +39,18 @@ fn none_match(req: &HttpRequest, tag: &HeaderValue) -> bool {
 /// A successful GET of JSON `body`: 200 with an `ETag`, or 304 when the client has it.
 pub fn get_json(req: &HttpRequest, body: Bytes) -> HttpResponse {
     let tag = etag(&body);
+    answer(req, tag, body)
+}
+
+/// A successful GET of a body that comes with its tag, as [`get_json`].
+pub fn get_tagged(req: &HttpRequest, json: &TaggedJson) -> HttpResponse {
+    match HeaderValue::from_maybe_shared(json.etag()) {
+        Ok(tag) => answer(req, tag, json.body()),
+        Err(_) => get_json(req, json.body()),
+    }
+}
+
+fn answer(req: &HttpRequest, tag: HeaderValue, body: Bytes) -> HttpResponse {
     if none_match(req, &tag) {
         return HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish();
     }

@@ -22,7 +22,7 @@ fn an_empty_environment_is_the_embedded_default() {
     assert_eq!(c.base_domain.as_str(), "localhost");
     assert!(c.database.is_none());
     assert!(c.redis_urls.is_empty());
-    assert_eq!(c.cache, CacheLevels { l1: true, l2: true });
+    assert_eq!(c.cache, CacheLevels { l1: true, l2: true, l1_bytes: 64 << 20 });
     assert_eq!(c.jwt.keys, JwtKeys::Hs256(None));
     assert_eq!((c.jwt.issuer.as_str(), c.jwt.audience.as_str()), ("plinth", "plinth-api"));
     assert_eq!(c.jwt.ttl.as_secs(), 3600);
@@ -85,9 +85,20 @@ fn lists_and_levels_parse() {
         ("PLINTH_BASE_DOMAIN", "Example.COM"),
     ])
     .unwrap();
-    assert_eq!(c.cache, CacheLevels { l1: false, l2: true });
+    assert_eq!(c.cache, CacheLevels { l1: false, l2: true, l1_bytes: 64 << 20 });
     assert_eq!(c.trusted_proxies.len(), 2);
     assert_eq!(c.redis_urls.len(), 2);
     assert_eq!(c.base_domain.as_str(), "example.com");
-    assert_eq!(config(&[("PLINTH_CACHE", "off")]).unwrap().cache, CacheLevels { l1: false, l2: false });
+    assert_eq!(
+        config(&[("PLINTH_CACHE", "off")]).unwrap().cache,
+        CacheLevels { l1: false, l2: false, l1_bytes: 64 << 20 }
+    );
+}
+
+#[test]
+fn the_l1_bound_is_configurable_in_mebibytes() {
+    assert_eq!(config(&[("PLINTH_L1_CACHE_MB", "256")]).unwrap().cache.l1_bytes, 256 << 20);
+    for bad in ["0", "-1", "lots", "2000000"] {
+        assert!(config(&[("PLINTH_L1_CACHE_MB", bad)]).is_err(), "{bad} was accepted");
+    }
 }

@@ -4,13 +4,16 @@
 //! `route` is the template the request matched (`/v1/projects/{id}`), and `unmatched` for any
 //! path that is not a documented route, so a client sending random paths creates no series.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpRequest, web};
+use actix_web::{Error, HttpMessage as _, HttpRequest, web};
+use metrics::{Counter, Gauge, Histogram};
 
 use crate::state::AppState;
 use crate::telemetry::metrics::{HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS, method_label};
@@ -18,15 +21,53 @@ use crate::telemetry::metrics::{HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS, me
 /// The label of requests that matched no documented route.
 pub const UNMATCHED: &str = "unmatched";
 
-/// The route template `req` matches, or [`UNMATCHED`]: never the raw path.
-pub fn route_label(req: &HttpRequest) -> String {
-    let known = |pattern: &str| req.app_data::<web::Data<AppState>>().is_some_and(|state| state.routes.knows(pattern));
+/// The route label of a request, found once by [`track`] and left in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
+/// The route template `req` matches, or [`UNMATCHED`]: never the raw path. Found once per
+/// request (by [`track`], which leaves it in the extensions); actix walks its routes again for it.
+pub fn route_label(req: &HttpRequest) -> &'static str {
+    if let Some(RouteLabel(label)) = req.extensions().get::<RouteLabel>() {
+        return label;
+    }
     // actix answers the pattern of the deepest node that matched, which for a path under a
     // scope but no resource of it is the scope's prefix: only documented templates count.
-    match req.match_pattern() {
-        Some(pattern) if known(&pattern) => pattern,
-        _ => UNMATCHED.to_owned(),
+    let label = req
+        .match_pattern()
+        .and_then(|pattern| req.app_data::<web::Data<AppState>>().and_then(|state| state.routes.label(&pattern)));
+    label.unwrap_or(UNMATCHED)
+}
+
+/// The metric handles of every `(method, route, status)` seen so far, so that recording a
+/// request costs a map lookup, not building a labelled key and finding it in the registry.
+#[derive(Default)]
+struct Handles {
+    durations: RwLock<HashMap<(&'static str, &'static str), Histogram>>,
+    requests: RwLock<HashMap<(&'static str, &'static str, u16), Counter>>,
+}
+
+fn handles() -> &'static Handles {
+    static HANDLES: OnceLock<Handles> = OnceLock::new();
+    HANDLES.get_or_init(Handles::default)
+}
+
+fn in_flight() -> &'static Gauge {
+    static GAUGE: OnceLock<Gauge> = OnceLock::new();
+    GAUGE.get_or_init(|| metrics::gauge!(HTTP_IN_FLIGHT))
+}
+
+/// The handle under `key`, made by `make` on first use. Labels come from small fixed sets
+/// (methods, documented routes, statuses), so the maps stay small.
+fn handle<K: std::hash::Hash + Eq + Copy, H: Clone>(
+    map: &RwLock<HashMap<K, H>>,
+    key: K,
+    make: impl FnOnce() -> H,
+) -> H {
+    if let Some(h) = map.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        return h.clone();
     }
+    map.write().unwrap_or_else(PoisonError::into_inner).entry(key).or_insert_with(make).clone()
 }
 
 /// Counts one request in `http_requests_in_flight` while it lives.
@@ -34,14 +75,14 @@ struct InFlight;
 
 impl InFlight {
     fn enter() -> Self {
-        metrics::gauge!(HTTP_IN_FLIGHT).increment(1.0);
+        in_flight().increment(1.0);
         Self
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(HTTP_IN_FLIGHT).decrement(1.0);
+        in_flight().decrement(1.0);
     }
 }
 
@@ -53,6 +94,7 @@ pub async fn track(
     let started = Instant::now();
     let method = method_label(req.method());
     let route = route_label(req.request());
+    req.extensions_mut().insert(RouteLabel(route));
     let _in_flight = InFlight::enter();
     let res = next.call(req).await;
     let status = match &res {
@@ -63,8 +105,12 @@ pub async fn track(
     res
 }
 
-fn record(method: &'static str, route: String, status: StatusCode, took: Duration) {
-    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route.clone()).record(took.as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status.as_str().to_owned())
-        .increment(1);
+fn record(method: &'static str, route: &'static str, status: StatusCode, took: Duration) {
+    let h = handles();
+    handle(&h.durations, (method, route), || metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route))
+        .record(took.as_secs_f64());
+    handle(&h.requests, (method, route, status.as_u16()), || {
+        metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status.as_str().to_owned())
+    })
+    .increment(1);
 }

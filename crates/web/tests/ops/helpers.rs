@@ -75,7 +75,8 @@ impl TestApp {
             env.insert((*k).into(), (*v).into());
         }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
-        plinth_web::telemetry::init(&config.log);
+        // The first app's log writer serves every test of this process.
+        std::mem::forget(plinth_web::telemetry::init(&config.log));
         let app = Application::build(config).await.expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_handle();

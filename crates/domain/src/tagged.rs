@@ -1,0 +1,72 @@
+//! JSON bodies kept with their entity tag, so that an answer served from the cache doesn't hash
+//! its body again on every request.
+
+use bytes::Bytes;
+
+/// The tag's length: 16 hex digits between double quotes, as `ETag` carries it.
+const TAG_LEN: usize = 18;
+
+/// A JSON body and its strong entity tag (a hash of the body), stored as one buffer: the quoted
+/// tag, then the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedJson(Bytes);
+
+impl TaggedJson {
+    /// Tags `body`.
+    pub fn new(body: &[u8]) -> Self {
+        let hash = xxhash_rust::xxh3::xxh3_64(body);
+        let mut buf = Vec::with_capacity(TAG_LEN + body.len());
+        buf.push(b'"');
+        buf.extend_from_slice(format!("{hash:016x}").as_bytes());
+        buf.push(b'"');
+        buf.extend_from_slice(body);
+        Self(Bytes::from(buf))
+    }
+
+    /// A tagged body from its stored form ([`TaggedJson::into_stored`]); `None` when `stored`
+    /// is not one.
+    pub fn from_stored(stored: Bytes) -> Option<Self> {
+        let tag = stored.get(..TAG_LEN)?;
+        let well_formed =
+            tag[0] == b'"' && tag[TAG_LEN - 1] == b'"' && tag[1..TAG_LEN - 1].iter().all(u8::is_ascii_hexdigit);
+        well_formed.then_some(Self(stored))
+    }
+
+    /// The stored form: one buffer, for a cache.
+    pub fn into_stored(self) -> Bytes {
+        self.0
+    }
+
+    /// The entity tag, quoted (`"0123456789abcdef"`).
+    pub fn etag(&self) -> Bytes {
+        self.0.slice(..TAG_LEN)
+    }
+
+    /// The JSON body (no copy).
+    pub fn body(&self) -> Bytes {
+        self.0.slice(TAG_LEN..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tag_is_the_bodys_hash_and_survives_storage() {
+        let tagged = TaggedJson::new(br#"{"items":[]}"#);
+        assert_eq!(&tagged.body()[..], br#"{"items":[]}"#);
+        let etag = tagged.etag();
+        assert_eq!(etag.len(), 18);
+        assert_eq!(etag, format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(br#"{"items":[]}"#)));
+        assert_eq!(TaggedJson::from_stored(tagged.clone().into_stored()), Some(tagged));
+        assert_ne!(TaggedJson::new(b"{}").etag(), TaggedJson::new(b"[]").etag());
+    }
+
+    #[test]
+    fn anything_else_is_not_a_stored_tagged_body() {
+        for raw in [&b""[..], b"{}", br#""0123456789abcdeX"{}"#, br#"0123456789abcdef00{}"#] {
+            assert_eq!(TaggedJson::from_stored(Bytes::copy_from_slice(raw)), None, "{raw:?}");
+        }
+    }
+}
