@@ -534,6 +534,9 @@ impl Bench {
         ] {
             cmd.env(quota, NO_LIMIT);
         }
+        if let Some(ttl) = scenario.data_ttl() {
+            cmd.env("PLINTH_CACHE_TTL_S", ttl);
+        }
         if scenario.holds_the_hot_set_in_l1() {
             cmd.env("PLINTH_L1_CACHE_MB", self.l1_mb().to_string());
         }

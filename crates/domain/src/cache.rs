@@ -232,12 +232,16 @@ impl Cache {
 
     /// The value of `key` in `scope`: from the cache if present, else from `fetch`, which runs
     /// once per key in this process however many requests wait for it, and whose answer is
-    /// kept for about `ttl` (±10%, so entries made together don't expire together).
+    /// kept for about `ttl` (±10%, so entries made together don't expire together). A zero
+    /// `ttl` caches nothing: `fetch` answers every call.
     pub async fn cached<F, Fut>(&self, scope: Scope, key: &str, ttl: Duration, fetch: F) -> Result<Bytes>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes>>,
     {
+        if ttl.is_zero() {
+            return fetch().await;
+        }
         let Some((store, full_key)) = self.resolve(scope, key).await else {
             return fetch().await;
         };
@@ -420,6 +424,25 @@ mod tests {
             self.0.lock().unwrap().remove(key);
             Ok(())
         }
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_caches_nothing() {
+        let store = Arc::new(MapStore::default());
+        let cache = Cache::new(Some(store.clone()), None, Arc::new(SwitchableGenerations::default()));
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..3 {
+            let value = cache
+                .cached(Scope::Tenant(TenantId::new()), "k", Duration::ZERO, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(Bytes::from_static(b"v"))
+                })
+                .await
+                .unwrap();
+            assert_eq!(value, "v");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(store.0.lock().unwrap().is_empty(), "nothing was stored");
     }
 
     #[tokio::test]

@@ -40,6 +40,10 @@ pub struct User {
     /// When the user was created; orders the users list.
     #[serde(skip)]
     pub created_at: OffsetDateTime,
+    /// Raised whenever the user's role changes; their access tokens carry it, and a token of
+    /// another version is refused.
+    #[serde(skip)]
+    pub token_version: u32,
 }
 
 /// A project: the example resource every tenant owns many of.

@@ -34,8 +34,16 @@ const LEEWAY_SECS: i64 = 5;
 /// 342 characters); anything far longer is refused before it is decoded or hashed.
 const MAX_TOKEN_LEN: usize = 4096;
 
+/// Tokens whose verification is remembered: a token is presented on every request, and
+/// decoding and checking it again each time cost more than the rest of a cached answer.
+const VERIFIED_TOKENS: usize = 32_768;
+
 /// Issues and verifies access tokens with one pinned algorithm.
 pub struct JwtTokens {
+    /// Tokens that passed every check, with their claims: the exact same bytes verify the same
+    /// way until `exp` (which is checked again on every use). Bounded; nothing else is cached
+    /// (a refused token is checked afresh each time).
+    verified: quick_cache::sync::Cache<String, Claims>,
     keys: KeySet,
     validation: Validation,
     issuer: String,
@@ -69,15 +77,23 @@ impl JwtTokens {
         validation.validate_exp = true;
         validation.validate_nbf = false;
 
-        Ok(Self { keys, validation, issuer: config.issuer, audience: config.audience, ttl_secs })
+        Ok(Self {
+            verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS),
+            keys,
+            validation,
+            issuer: config.issuer,
+            audience: config.audience,
+            ttl_secs,
+        })
     }
 
     /// A token as `issue` makes it, but issued at `iat` (Unix seconds).
-    fn issue_at(&self, user: UserId, tenant: TenantId, role: Role, iat: i64) -> Result<AccessToken> {
+    fn issue_at(&self, user: UserId, tenant: TenantId, role: Role, version: u32, iat: i64) -> Result<AccessToken> {
         let claims = Issued {
             sub: user,
             tid: tenant,
             role,
+            ver: version,
             iat,
             exp: iat.saturating_add(self.ttl_secs),
             iss: &self.issuer,
@@ -103,15 +119,28 @@ impl JwtTokens {
 }
 
 impl TokenService for JwtTokens {
-    fn issue(&self, user: UserId, tenant: TenantId, role: Role) -> Result<AccessToken> {
-        self.issue_at(user, tenant, role, unix_now())
+    fn issue(&self, user: UserId, tenant: TenantId, role: Role, version: u32) -> Result<AccessToken> {
+        self.issue_at(user, tenant, role, version, unix_now())
     }
 
     fn verify(&self, token: &str) -> Result<Claims> {
-        self.check(token).map_err(|reason| {
-            tracing::debug!(reason = reason.as_str(), "access token refused");
-            Error::InvalidToken
-        })
+        let now = unix_now();
+        if let Some(claims) = self.verified.get(token) {
+            if claims.expires_at.saturating_add(LEEWAY_SECS) >= now {
+                return Ok(claims);
+            }
+            self.verified.remove(token);
+        }
+        match self.check(token) {
+            Ok(claims) => {
+                self.verified.insert(token.to_owned(), claims);
+                Ok(claims)
+            }
+            Err(reason) => {
+                tracing::debug!(reason = reason.as_str(), "access token refused");
+                Err(Error::InvalidToken)
+            }
+        }
     }
 }
 

@@ -117,10 +117,48 @@ impl PgStore {
     }
 }
 
+/// Sets the transaction's tenant: every statement after it sees only that tenant's rows.
+const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
+
 /// Begins a transaction whose every statement sees only `tenant`'s rows.
 pub(crate) async fn tenant_tx(client: &mut Object, tenant: TenantId) -> Result<Transaction<'_>, Error> {
     let tx = client.transaction().await.map_err(error::db)?;
-    let set = tx.prepare_cached("SELECT set_config('app.current_tenant', $1, true)").await.map_err(error::db)?;
+    let set = tx.prepare_cached(SET_TENANT).await.map_err(error::db)?;
     tx.execute(&set, &[&tenant.to_string()]).await.map_err(error::db)?;
     Ok(tx)
+}
+
+/// Runs one read-only statement in a transaction scoped to `tenant`, as [`tenant_tx`] would,
+/// but pipelined: `BEGIN READ ONLY`, the tenant, the statement and `COMMIT` go out together,
+/// one round trip instead of four.
+///
+/// A failure anywhere fails the call: a statement after a failed one meets an aborted
+/// transaction, and the `COMMIT` of an aborted transaction rolls it back, so the connection
+/// goes back to the pool idle whatever happened. (Should `BEGIN` itself fail, the tenant
+/// setting is local to a one-statement transaction and the statement runs with no tenant, which
+/// the policies answer with no rows.)
+pub(crate) async fn tenant_read(
+    client: &Object,
+    tenant: TenantId,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    let begin = client.prepare_cached("BEGIN READ ONLY").await.map_err(error::db)?;
+    let set = client.prepare_cached(SET_TENANT).await.map_err(error::db)?;
+    let statement = client.prepare_cached(sql).await.map_err(error::db)?;
+    let commit = client.prepare_cached("COMMIT").await.map_err(error::db)?;
+    let tenant = tenant.to_string();
+    let tenant_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
+    // Futures polled together are sent in the order they are first polled, without waiting.
+    let (began, set, rows, committed) = tokio::join!(
+        client.execute(&begin, &[]),
+        client.execute(&set, &tenant_param),
+        client.query(&statement, params),
+        client.execute(&commit, &[]),
+    );
+    began.map_err(error::db)?;
+    set.map_err(error::db)?;
+    let rows = rows.map_err(error::db)?;
+    committed.map_err(error::db)?;
+    Ok(rows)
 }

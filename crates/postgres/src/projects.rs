@@ -12,7 +12,7 @@ use plinth_domain::{Error, Result, clock};
 use tokio_postgres::Row;
 
 use crate::error::{self, corrupt};
-use crate::pool::{PgStore, tenant_tx};
+use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
@@ -58,37 +58,27 @@ impl ProjectRepository for PgStore {
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
+            let client = self.conn().await?;
             let rows = match after {
                 None => {
-                    let q = tx
-                        .prepare_cached(concat!(
-                            "SELECT ",
-                            columns!(),
-                            " FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
-                        ))
-                        .await
-                        .map_err(error::db)?;
-                    tx.query(&q, &[tenant.as_uuid(), &limit]).await
+                    let sql = concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+                    );
+                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &limit]).await?
                 }
                 Some(c) => {
-                    let q = tx
-                        .prepare_cached(concat!(
-                            "SELECT ",
-                            columns!(),
-                            " FROM projects WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
-                             ORDER BY created_at DESC, id DESC LIMIT $4"
-                        ))
-                        .await
-                        .map_err(error::db)?;
-                    tx.query(&q, &[tenant.as_uuid(), &c.created_at, &c.id, &limit]).await
+                    let sql = concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM projects WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
+                         ORDER BY created_at DESC, id DESC LIMIT $4"
+                    );
+                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &c.created_at, &c.id, &limit]).await?
                 }
-            }
-            .map_err(error::db)?;
-            let projects = rows.iter().map(project_from_row).collect::<Result<Vec<_>>>()?;
-            tx.commit().await.map_err(error::db)?;
-            Ok(projects)
+            };
+            rows.iter().map(project_from_row).collect::<Result<Vec<_>>>()
         })
         .await
     }
@@ -96,16 +86,10 @@ impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>> {
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
-            let q = tx
-                .prepare_cached(concat!("SELECT ", columns!(), " FROM projects WHERE tenant_id = $1 AND id = $2"))
-                .await
-                .map_err(error::db)?;
-            let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
-            let project = row.as_ref().map(project_from_row).transpose()?;
-            tx.commit().await.map_err(error::db)?;
-            Ok(project)
+            let client = self.conn().await?;
+            let sql = concat!("SELECT ", columns!(), " FROM projects WHERE tenant_id = $1 AND id = $2");
+            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()]).await?;
+            rows.first().map(project_from_row).transpose()
         })
         .await
     }

@@ -13,11 +13,11 @@ use plinth_domain::{Error, Result, clock};
 use tokio_postgres::Row;
 
 use crate::error::{self, corrupt};
-use crate::pool::{PgStore, tenant_tx};
+use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
-        "tenant_id, id, email, role, password_hash, created_at"
+        "tenant_id, id, email, role, password_hash, created_at, token_version"
     };
 }
 
@@ -29,6 +29,8 @@ fn user_from_row(row: &Row) -> Result<User> {
         role: row.try_get::<_, &str>("role").map_err(error::db)?.parse().map_err(|_| corrupt("role"))?,
         password_hash: PasswordHash::new(row.try_get("password_hash").map_err(error::db)?),
         created_at: row.try_get("created_at").map_err(error::db)?,
+        token_version: u32::try_from(row.try_get::<_, i32>("token_version").map_err(error::db)?)
+            .map_err(|_| corrupt("token_version"))?,
     })
 }
 
@@ -36,8 +38,8 @@ fn user_from_row(row: &Row) -> Result<User> {
 pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()> {
     let insert = tx
         .prepare_cached(
-            "INSERT INTO users (tenant_id, id, email, role, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO users (tenant_id, id, email, role, password_hash, created_at, updated_at, token_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
         )
         .await
         .map_err(error::db)?;
@@ -51,6 +53,7 @@ pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()>
                 &user.role.as_str(),
                 &user.password_hash.as_str(),
                 &user.created_at,
+                &i32::try_from(user.token_version).map_err(Error::internal)?,
             ],
         )
         .await;
@@ -103,16 +106,10 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>> {
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
-            let get = tx
-                .prepare_cached(concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND id = $2"))
-                .await
-                .map_err(error::db)?;
-            let row = tx.query_opt(&get, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
-            let user = row.as_ref().map(user_from_row).transpose()?;
-            tx.commit().await.map_err(error::db)?;
-            Ok(user)
+            let client = self.conn().await?;
+            let sql = concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND id = $2");
+            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()]).await?;
+            rows.first().map(user_from_row).transpose()
         })
         .await
     }
@@ -120,16 +117,10 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     async fn find_by_email(&self, tenant: TenantId, email: &Email) -> Result<Option<User>> {
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
-            let find = tx
-                .prepare_cached(concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND email = $2"))
-                .await
-                .map_err(error::db)?;
-            let row = tx.query_opt(&find, &[tenant.as_uuid(), &email.as_str()]).await.map_err(error::db)?;
-            let user = row.as_ref().map(user_from_row).transpose()?;
-            tx.commit().await.map_err(error::db)?;
-            Ok(user)
+            let client = self.conn().await?;
+            let sql = concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND email = $2");
+            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &email.as_str()]).await?;
+            rows.first().map(user_from_row).transpose()
         })
         .await
     }
@@ -181,14 +172,21 @@ impl UserRepository for PgStore {
             let tx = tenant_tx(&mut client, tenant).await?;
             let mut user = lock_target(&tx, tenant, id, role == Role::Owner, check).await?;
             let update = tx
-                .prepare_cached("UPDATE users SET role = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
+                .prepare_cached(
+                    "UPDATE users SET role = $3, updated_at = $4, \
+                     token_version = token_version + CASE WHEN role = $3 THEN 0 ELSE 1 END \
+                     WHERE tenant_id = $1 AND id = $2 RETURNING token_version",
+                )
                 .await
                 .map_err(error::db)?;
-            tx.execute(&update, &[tenant.as_uuid(), id.as_uuid(), &role.as_str(), &clock::now()])
+            let row = tx
+                .query_one(&update, &[tenant.as_uuid(), id.as_uuid(), &role.as_str(), &clock::now()])
                 .await
                 .map_err(error::db)?;
             tx.commit().await.map_err(error::db)?;
             user.role = role;
+            user.token_version =
+                u32::try_from(row.try_get::<_, i32>(0).map_err(error::db)?).map_err(|_| corrupt("token_version"))?;
             Ok(user)
         })
         .await

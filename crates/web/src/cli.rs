@@ -116,7 +116,7 @@ pub async fn run_seed(config: &Config, command: &Command) -> Result<(), String> 
         let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
         for t in &seeded {
             let token = tokens
-                .issue(UserId::from_uuid(t.owner), TenantId::from_uuid(t.id), Role::Owner)
+                .issue(UserId::from_uuid(t.owner), TenantId::from_uuid(t.id), Role::Owner, 0)
                 .map_err(|e| e.to_string())?;
             writeln!(file, "{}\t{}", t.slug, token.token).map_err(|e| e.to_string())?;
         }

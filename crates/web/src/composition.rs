@@ -137,7 +137,7 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
     let cache = cache(config, redis.as_ref());
     let settings = Settings {
         quotas: config.quotas,
-        ttls: CacheTtls::default(),
+        ttls: CacheTtls { projects: config.cache.data_ttl, ..CacheTtls::default() },
         idempotency_ttl: Duration::from_secs(24 * 3600),
         delivery: DeliverySettings { max_attempts: config.webhooks.max_attempts, backoff: config.webhooks.backoff },
         cursor_key: CursorKey::derive(&key),

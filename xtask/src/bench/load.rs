@@ -253,16 +253,19 @@ fn to_u64(x: f64) -> u64 {
 }
 
 /// The pgbench script: the db scenario's transaction, with a tenant chosen at random among the
-/// seeded ones (`bench_tenants`, looked up inside the set_config statement so the round trips
-/// are the same four as plinth's: BEGIN, set_config, the list query, COMMIT).
+/// seeded ones (`bench_tenants`, looked up inside the set_config statement so the statements
+/// are the same four as plinth's: BEGIN READ ONLY, set_config, the list query, COMMIT), sent
+/// as one pipeline, as plinth sends them.
 pub fn pgbench_script() -> &'static str {
     "\\set n random(1, :ntenants)\n\
-     BEGIN;\n\
+     \\startpipeline\n\
+     BEGIN READ ONLY;\n\
      SELECT set_config('app.current_tenant', (SELECT id::text FROM bench_tenants WHERE n = :n), true);\n\
      SELECT tenant_id, id, name, created_at, updated_at FROM projects \
      WHERE tenant_id = current_setting('app.current_tenant')::uuid \
      ORDER BY created_at DESC, id DESC LIMIT 51;\n\
-     COMMIT;\n"
+     COMMIT;\n\
+     \\endpipeline\n"
 }
 
 /// How a pgbench run is set up.

@@ -9,7 +9,8 @@ scenarios (default: all of them, their references and the scale curve):
   cached         GET /v1/projects from L1, one instance, in-process limiter (no Redis)
   cached-shared  the same with Redis configured: L1 hits, the shared Redis limiter
   l2             L1 disabled: served from Redis (Redis limiter)
-  db             caching off: PostgreSQL with RLS every time (in-process limiter)
+  db             lists from PostgreSQL with RLS every time (PLINTH_CACHE_TTL_S=0; tenant and
+                 token checks cached), in-process limiter
   tenant         GET /v1/tenant (public, counted by client IP)
   mixed          90% list / 10% create, spread over tenants
   jobs           no-op jobs completed per second by the in-process worker

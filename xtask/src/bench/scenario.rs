@@ -80,12 +80,18 @@ impl Scenario {
         self.cache() != "off" && matches!(self.load(), Load::List | Load::Tenant)
     }
 
+    /// `PLINTH_CACHE_TTL_S`: `db` caches no tenant data (every list is read from PostgreSQL
+    /// under RLS) while the tenant and token checks stay cached, as they are in production.
+    pub fn data_ttl(self) -> Option<&'static str> {
+        matches!(self, Self::Db).then_some("0")
+    }
+
     /// `PLINTH_CACHE`.
     pub fn cache(self) -> &'static str {
         match self {
             Self::Cached => "l1",
             Self::L2 => "l2",
-            Self::Db => "off",
+            Self::Db => "l1",
             Self::CachedShared | Self::Tenant | Self::Mixed | Self::Jobs => "l1,l2",
         }
     }
@@ -119,6 +125,10 @@ impl Scenario {
         };
         let redis = if self.redis() { "PostgreSQL + Redis" } else { "PostgreSQL, no REDIS_URL" };
         let l1 = if self.holds_the_hot_set_in_l1() { " (L1 sized to hold every tenant's page)" } else { "" };
-        format!("{what}; {redis}; PLINTH_CACHE={}{l1}; {limiter}", self.cache())
+        let ttl = self
+            .data_ttl()
+            .map(|t| format!(", PLINTH_CACHE_TTL_S={t} (lists from PostgreSQL every time)"))
+            .unwrap_or_default();
+        format!("{what}; {redis}; PLINTH_CACHE={}{l1}{ttl}; {limiter}", self.cache())
     }
 }

@@ -48,6 +48,7 @@ pub fn user_at(tenant: TenantId, local: &str, role: Role, created_at: OffsetDate
         role,
         password_hash: PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_owned()),
         created_at: clock::truncate(created_at),
+        token_version: 0,
     }
 }
 

@@ -161,8 +161,15 @@ pub async fn changing_a_role_returns_the_updated_user(storage: Storage) {
     create(&storage, &ada).await;
     let updated =
         storage.users.update_role(tenant.id, ada.id, Role::Admin, &allow).await.expect("update_role succeeds");
-    assert_eq!(updated, User { role: Role::Admin, ..ada.clone() });
+    assert_eq!(updated, User { role: Role::Admin, token_version: 1, ..ada.clone() });
     assert_eq!(get(&storage, tenant.id, ada.id).await, Some(updated));
+    // Back to the first role: a new version again, never an old one.
+    let back = storage.users.update_role(tenant.id, ada.id, Role::Member, &allow).await.expect("update_role succeeds");
+    assert_eq!(back, User { role: Role::Member, token_version: 2, ..ada.clone() });
+    // The same role again is no change: the version stays.
+    let same = storage.users.update_role(tenant.id, ada.id, Role::Member, &allow).await.expect("update_role succeeds");
+    assert_eq!(same.token_version, 2);
+    assert_eq!(get(&storage, tenant.id, ada.id).await, Some(same));
 }
 
 /// The check of `update_role` and `delete` sees the user as it is before the change.
@@ -178,7 +185,7 @@ pub async fn the_check_sees_the_user_before_the_change(storage: Storage) {
     storage.users.update_role(tenant.id, ada.id, Role::Admin, &record).await.expect("update_role succeeds");
     storage.users.delete(tenant.id, ada.id, &record).await.expect("delete succeeds");
     let seen = seen.into_inner().expect("not poisoned");
-    assert_eq!(seen, vec![ada.clone(), User { role: Role::Admin, ..ada }]);
+    assert_eq!(seen, vec![ada.clone(), User { role: Role::Admin, token_version: 1, ..ada }]);
 }
 
 /// A check that refuses makes `update_role` and `delete` return its error and change nothing.

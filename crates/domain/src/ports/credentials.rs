@@ -17,6 +17,8 @@ pub struct Claims {
     pub tenant: TenantId,
     /// The user's role when the token was issued.
     pub role: Role,
+    /// The user's token version when the token was issued (`ver`).
+    pub version: u32,
     /// Issued at, Unix seconds.
     pub issued_at: i64,
     /// Expires at, Unix seconds.
@@ -40,8 +42,8 @@ impl fmt::Debug for AccessToken {
 
 /// Issues and verifies access tokens. Pure computation, so not async.
 pub trait TokenService: Send + Sync {
-    /// A token for `user` of `tenant` with `role`.
-    fn issue(&self, user: UserId, tenant: TenantId, role: Role) -> Result<AccessToken>;
+    /// A token for `user` of `tenant` with `role`, at the user's token `version`.
+    fn issue(&self, user: UserId, tenant: TenantId, role: Role, version: u32) -> Result<AccessToken>;
 
     /// The claims of a token this service (or a key it trusts) signed, with the pinned
     /// algorithm, unexpired, with the expected issuer and audience.

@@ -28,8 +28,16 @@ impl Principal {
     }
 }
 
-/// The marker cached for "user deleted".
+/// The marker cached for "user deleted"; a user's marker is otherwise `<role>:<token version>`.
 const DELETED: &[u8] = b"-";
+
+/// Whether `marker` (see [`DELETED`]) says `role` at `version`.
+fn marker_matches(marker: &[u8], role: Role, version: u32) -> bool {
+    let Some(rest) = marker.strip_prefix(role.as_str().as_bytes()).and_then(|r| r.strip_prefix(b":")) else {
+        return false;
+    };
+    std::str::from_utf8(rest).ok().and_then(|v| v.parse::<u32>().ok()) == Some(version)
+}
 
 impl Plinth {
     /// Signs in `email` of `tenant`. An unknown email and a wrong password get the same
@@ -52,14 +60,15 @@ impl Plinth {
         };
         let matches = self.ports.passwords.verify(password, user.as_ref().map(|u| &u.password_hash)).await?;
         match user {
-            Some(user) if matches => self.ports.tokens.issue(user.id, tenant.id, user.role),
+            Some(user) if matches => self.ports.tokens.issue(user.id, tenant.id, user.role, user.token_version),
             _ => Err(Error::InvalidCredentials),
         }
     }
 
     /// The principal `token` establishes on `tenant`'s host. Refuses a token issued for another
-    /// tenant, and one whose user was deleted or changed role since it was issued (seen within
-    /// `ttls.user_marker`). Errors: `InvalidToken`.
+    /// tenant, and one whose user was deleted or changed role since it was issued: the token's
+    /// role and version must be the user's current ones (cached as the user's marker, which
+    /// every deletion and role change invalidates). Errors: `InvalidToken`.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     pub async fn authenticate(&self, tenant: TenantId, token: &str) -> Result<Principal> {
         let claims = self.ports.tokens.verify(token)?;
@@ -68,16 +77,32 @@ impl Plinth {
         }
         let marker = self
             .cache
-            .cached(Scope::Tenant(tenant), &format!("role:{}", claims.user), self.settings.ttls.user_marker, || async {
+            .cached(Scope::Tenant(tenant), &format!("user:{}", claims.user), self.settings.ttls.user_marker, || async {
                 Ok(match self.ports.users.get(tenant, claims.user).await? {
-                    Some(u) => Bytes::from_static(u.role.as_str().as_bytes()),
+                    Some(u) => Bytes::from(format!("{}:{}", u.role.as_str(), u.token_version)),
                     None => Bytes::from_static(DELETED),
                 })
             })
             .await?;
-        if marker != claims.role.as_str().as_bytes() {
+        if !marker_matches(&marker, claims.role, claims.version) {
             return Err(Error::InvalidToken);
         }
         Ok(Principal { tenant, user: claims.user, role: claims.role })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_matches_only_its_role_at_its_version() {
+        assert!(marker_matches(b"admin:0", Role::Admin, 0));
+        assert!(marker_matches(b"member:12", Role::Member, 12));
+        assert!(!marker_matches(b"admin:1", Role::Admin, 0));
+        assert!(!marker_matches(b"admin:0", Role::Member, 0));
+        assert!(!marker_matches(b"admin", Role::Admin, 0));
+        assert!(!marker_matches(DELETED, Role::Owner, 0));
+        assert!(!marker_matches(b"owner:", Role::Owner, 0));
     }
 }

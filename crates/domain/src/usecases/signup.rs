@@ -63,10 +63,11 @@ impl Plinth {
             role: Role::Owner,
             password_hash: self.ports.passwords.hash(&password).await?,
             created_at: clock::now(),
+            token_version: 0,
         };
         self.ports.tenants.create_with_owner(&tenant, &user).await?;
         self.cache.forget(&super::tenants::tenant_key(&tenant.slug)).await;
-        let token = self.ports.tokens.issue(user.id, tenant.id, user.role)?;
+        let token = self.ports.tokens.issue(user.id, tenant.id, user.role, user.token_version)?;
         Ok(SignupOutput { tenant, user, token })
     }
 }

@@ -74,6 +74,7 @@ impl Plinth {
             role: input.role,
             password_hash: self.ports.passwords.hash(&password).await?,
             created_at: clock::now(),
+            token_version: 0,
         };
         self.ports.users.create(&user).await?;
         Ok(user)

@@ -11,6 +11,7 @@ pub(super) struct Issued<'a> {
     pub(super) sub: UserId,
     pub(super) tid: TenantId,
     pub(super) role: Role,
+    pub(super) ver: u32,
     pub(super) iat: i64,
     pub(super) exp: i64,
     pub(super) iss: &'a str,
@@ -26,6 +27,10 @@ pub(super) struct Presented {
     sub: String,
     tid: String,
     role: String,
+    /// The user's token version; tokens issued before versions existed carry none and count
+    /// as version 0, the version every user started with.
+    #[serde(default)]
+    ver: u32,
     iat: i64,
     exp: i64,
     #[allow(dead_code, reason = "checked by jsonwebtoken; declared so that it must be a string")]
@@ -44,7 +49,7 @@ impl Presented {
         if self.iat > now.saturating_add(leeway) || self.iat > self.exp {
             return Err(Refusal::IssuedLater);
         }
-        Ok(Claims { user, tenant, role, issued_at: self.iat, expires_at: self.exp })
+        Ok(Claims { user, tenant, role, version: self.ver, issued_at: self.iat, expires_at: self.exp })
     }
 }
 

@@ -62,10 +62,10 @@ fn reason(tokens: &JwtTokens, token: &str) -> Option<Refusal> {
 
 fn round_trip(tokens: &JwtTokens) -> String {
     let (user, tenant) = (UserId::new(), TenantId::new());
-    let access = tokens.issue(user, tenant, Role::Admin).unwrap();
+    let access = tokens.issue(user, tenant, Role::Admin, 7).unwrap();
     assert_eq!(access.expires_in, 3600);
     let claims = tokens.verify(&access.token).unwrap();
-    assert_eq!((claims.user, claims.tenant, claims.role), (user, tenant, Role::Admin));
+    assert_eq!((claims.user, claims.tenant, claims.role, claims.version), (user, tenant, Role::Admin, 7));
     assert_eq!(claims.expires_at - claims.issued_at, 3600);
     assert!((claims.issued_at - unix_now()).abs() <= 5);
     access.token
@@ -121,7 +121,7 @@ fn an_rs256_token_round_trips_and_names_its_key() {
 fn every_role_round_trips() {
     let tokens = hs256(SECRET);
     for role in [Role::Owner, Role::Admin, Role::Member] {
-        let access = tokens.issue(UserId::new(), TenantId::new(), role).unwrap();
+        let access = tokens.issue(UserId::new(), TenantId::new(), role, 0).unwrap();
         assert_eq!(tokens.verify(&access.token).unwrap().role, role);
     }
 }
@@ -129,7 +129,7 @@ fn every_role_round_trips() {
 #[test]
 fn a_token_of_a_retired_key_verifies_until_its_public_key_is_removed() {
     let old = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-a", "a", &[("a", "ed25519-a.pub.pem")]));
-    let token = old.issue(UserId::new(), TenantId::new(), Role::Member).unwrap().token;
+    let token = old.issue(UserId::new(), TenantId::new(), Role::Member, 0).unwrap().token;
 
     let rotated = [("b", "ed25519-b.pub.pem"), ("a", "ed25519-a.pub.pem")];
     let during = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-b", "b", &rotated));
@@ -146,14 +146,14 @@ fn a_token_of_a_retired_key_verifies_until_its_public_key_is_removed() {
 fn a_token_naming_an_unknown_kid_is_refused() {
     let a = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-a", "a", &[("a", "ed25519-a.pub.pem")]));
     let b = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-b", "b", &[("b", "ed25519-b.pub.pem")]));
-    assert!(refused(&b, &a.issue(UserId::new(), TenantId::new(), Role::Owner).unwrap().token));
+    assert!(refused(&b, &a.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap().token));
 }
 
 #[test]
 fn a_token_signed_by_another_key_under_a_trusted_kid_is_refused() {
     let forger = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-a", "b", &[("b", "ed25519-a.pub.pem")]));
     let b = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-b", "b", &[("b", "ed25519-b.pub.pem")]));
-    let forged = forger.issue(UserId::new(), TenantId::new(), Role::Owner).unwrap().token;
+    let forged = forger.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap().token;
     assert!(refused(&b, &forged));
     assert_eq!(reason(&b, &forged), Some(Refusal::Signature));
 }
@@ -165,4 +165,30 @@ fn a_random_secret_works_and_is_not_shared_with_another_instance() {
     let token = round_trip(&one);
     assert!(refused(&two, &token));
     assert_eq!(reason(&two, &token), Some(Refusal::Signature));
+}
+
+#[test]
+fn a_remembered_verification_still_checks_expiry() {
+    let tokens = hs256(SECRET);
+    let access = tokens.issue(UserId::new(), TenantId::new(), Role::Member, 0).unwrap();
+    let claims = tokens.verify(&access.token).unwrap();
+    // The second verification is answered from memory, with the same claims.
+    assert_eq!(tokens.verified.get(access.token.as_str()), Some(claims));
+    assert_eq!(tokens.verify(&access.token).unwrap(), claims);
+    // Remembered claims past `exp` (and the leeway) are not used: the token is checked afresh.
+    let expired = Claims { expires_at: unix_now() - LEEWAY_SECS - 1, ..claims };
+    tokens.verified.insert(access.token.clone(), expired);
+    assert_eq!(tokens.verify(&access.token).unwrap(), claims, "checked again, and valid");
+    tokens.verified.insert("not.a.token".to_owned(), expired);
+    assert!(refused(&tokens, "not.a.token"), "checked again, and refused");
+    assert!(tokens.verified.get("not.a.token").is_none(), "and forgotten");
+}
+
+#[test]
+fn refused_tokens_are_not_remembered() {
+    let tokens = hs256(SECRET);
+    let forged = hs256(b"another secret of at least 32 bytes!").issue(UserId::new(), TenantId::new(), Role::Owner, 0);
+    let forged = forged.unwrap().token;
+    assert!(refused(&tokens, &forged));
+    assert!(tokens.verified.get(forged.as_str()).is_none());
 }

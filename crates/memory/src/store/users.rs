@@ -61,7 +61,8 @@ impl UserRepository for MemoryStore {
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let user = rows.checked_user(id, role == Role::Owner, check)?;
-        let updated = User { role, ..user.clone() };
+        let token_version = if user.role == role { user.token_version } else { user.token_version + 1 };
+        let updated = User { role, token_version, ..user.clone() };
         rows.users.replace(updated.clone());
         Ok(updated)
     }

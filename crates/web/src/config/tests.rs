@@ -22,7 +22,7 @@ fn an_empty_environment_is_the_embedded_default() {
     assert_eq!(c.base_domain.as_str(), "localhost");
     assert!(c.database.is_none());
     assert!(c.redis_urls.is_empty());
-    assert_eq!(c.cache, CacheLevels { l1: true, l2: true, l1_bytes: 64 << 20 });
+    assert_eq!(c.cache, CacheLevels { l1: true, l2: true, l1_bytes: 64 << 20, data_ttl: Duration::from_secs(30) });
     assert_eq!(c.jwt.keys, JwtKeys::Hs256(None));
     assert_eq!((c.jwt.issuer.as_str(), c.jwt.audience.as_str()), ("plinth", "plinth-api"));
     assert_eq!(c.jwt.ttl.as_secs(), 3600);
@@ -85,13 +85,13 @@ fn lists_and_levels_parse() {
         ("PLINTH_BASE_DOMAIN", "Example.COM"),
     ])
     .unwrap();
-    assert_eq!(c.cache, CacheLevels { l1: false, l2: true, l1_bytes: 64 << 20 });
+    assert_eq!(c.cache, CacheLevels { l1: false, l2: true, l1_bytes: 64 << 20, data_ttl: Duration::from_secs(30) });
     assert_eq!(c.trusted_proxies.len(), 2);
     assert_eq!(c.redis_urls.len(), 2);
     assert_eq!(c.base_domain.as_str(), "example.com");
     assert_eq!(
         config(&[("PLINTH_CACHE", "off")]).unwrap().cache,
-        CacheLevels { l1: false, l2: false, l1_bytes: 64 << 20 }
+        CacheLevels { l1: false, l2: false, l1_bytes: 64 << 20, data_ttl: Duration::from_secs(30) }
     );
 }
 
@@ -100,5 +100,14 @@ fn the_l1_bound_is_configurable_in_mebibytes() {
     assert_eq!(config(&[("PLINTH_L1_CACHE_MB", "256")]).unwrap().cache.l1_bytes, 256 << 20);
     for bad in ["0", "-1", "lots", "2000000"] {
         assert!(config(&[("PLINTH_L1_CACHE_MB", bad)]).is_err(), "{bad} was accepted");
+    }
+}
+
+#[test]
+fn the_data_ttl_is_configurable_and_zero_turns_data_caching_off() {
+    assert_eq!(config(&[("PLINTH_CACHE_TTL_S", "0")]).unwrap().cache.data_ttl, Duration::ZERO);
+    assert_eq!(config(&[("PLINTH_CACHE_TTL_S", "5")]).unwrap().cache.data_ttl, Duration::from_secs(5));
+    for bad in ["-1", "soon", "86401"] {
+        assert!(config(&[("PLINTH_CACHE_TTL_S", bad)]).is_err(), "{bad} was accepted");
     }
 }

@@ -54,7 +54,7 @@ async fn an_hs256_token_signed_with_the_public_key_is_refused() {
         ttl: Duration::from_secs(600),
     })
     .unwrap()
-    .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner)
+    .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner, 0)
     .unwrap()
     .token;
     let res = app.on(Method::GET, "confused", "/v1/me", Some(&forged)).send().await.unwrap();
@@ -78,7 +78,7 @@ async fn a_token_signed_by_a_key_outside_the_verification_set_is_refused() {
         ttl: Duration::from_secs(600),
     })
     .unwrap()
-    .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner)
+    .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner, 0)
     .unwrap()
     .token;
     let res = app.on(Method::GET, "outsider", "/v1/me", Some(&other)).send().await.unwrap();

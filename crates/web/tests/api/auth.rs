@@ -22,7 +22,7 @@ fn mint(secret: &str, issuer: &str, audience: &str, user: &str, tenant: &str, ro
         ttl: Duration::from_secs(600),
     })
     .unwrap();
-    tokens.issue(user.parse().unwrap(), tenant.parse().unwrap(), role).unwrap().token
+    tokens.issue(user.parse().unwrap(), tenant.parse().unwrap(), role, 0).unwrap().token
 }
 
 async fn login(app: &TestApp, slug: &str, email: &str, password: &str) -> reqwest::Response {

@@ -266,6 +266,26 @@ on_every_backend! {
         assert_eq!(res.status(), StatusCode::CREATED);
     }
 
+    async fn a_role_changed_and_changed_back_does_not_revive_old_tokens(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let owner = app.signup("acme").await;
+        let (id, member) = app.user("acme", &owner.token, "mia@acme.test", "member").await;
+        let list = |token: String| {
+            let app = &app;
+            async move { app.on(Method::GET, "acme", "/v1/projects", Some(&token)).send().await.unwrap() }
+        };
+        assert_eq!(list(member.clone()).await.status(), StatusCode::OK);
+        assert_eq!(patch(&app, "acme", &owner.token, &id, "admin").await.status(), StatusCode::OK);
+        assert_eq!(patch(&app, "acme", &owner.token, &id, "member").await.status(), StatusCode::OK);
+        // Member again, as the old token says, but the token predates both changes.
+        assert_problem(list(member).await, 401, "invalid_token").await;
+        let fresh = app.login("acme", "mia@acme.test").await;
+        assert_eq!(list(fresh.clone()).await.status(), StatusCode::OK);
+        // Setting the role it already has changes nothing: the fresh token keeps working.
+        assert_eq!(patch(&app, "acme", &owner.token, &id, "member").await.status(), StatusCode::OK);
+        assert_eq!(list(fresh).await.status(), StatusCode::OK);
+    }
+
     async fn a_token_stops_working_at_once_when_its_users_role_changes(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let owner = app.signup("acme").await;

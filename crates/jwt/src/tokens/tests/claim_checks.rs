@@ -10,20 +10,30 @@ fn a_hand_signed_token_with_every_claim_verifies() {
 }
 
 #[test]
+fn a_token_without_a_version_counts_as_version_zero_and_a_malformed_one_is_refused() {
+    // Tokens issued before `ver` existed stay valid for users whose role never changed.
+    assert_eq!(hs256(SECRET).verify(&signed(&claims())).unwrap().version, 0);
+    assert_eq!(hs256(SECRET).verify(&signed(&with("ver", json!(3)))).unwrap().version, 3);
+    for bad in [json!(-1), json!("3"), json!(1.5), json!(u64::MAX)] {
+        assert!(refused(&hs256(SECRET), &signed(&with("ver", bad.clone()))), "ver {bad} was accepted");
+    }
+}
+
+#[test]
 fn an_expired_token_is_refused_after_the_leeway() {
     let tokens = hs256(SECRET);
     let (user, tenant) = (UserId::new(), TenantId::new());
-    let expired = tokens.issue_at(user, tenant, Role::Owner, unix_now() - 3600 - 30).unwrap();
+    let expired = tokens.issue_at(user, tenant, Role::Owner, 0, unix_now() - 3600 - 30).unwrap();
     assert!(refused(&tokens, &expired.token));
     assert_eq!(reason(&tokens, &expired.token), Some(Refusal::Expired));
-    let just_expired = tokens.issue_at(user, tenant, Role::Owner, unix_now() - 3600 - 1).unwrap();
+    let just_expired = tokens.issue_at(user, tenant, Role::Owner, 0, unix_now() - 3600 - 1).unwrap();
     assert!(tokens.verify(&just_expired.token).is_ok(), "within the {LEEWAY_SECS} s leeway");
 }
 
 #[test]
 fn a_token_issued_in_the_future_is_refused() {
     let tokens = hs256(SECRET);
-    let early = tokens.issue_at(UserId::new(), TenantId::new(), Role::Owner, unix_now() + 60).unwrap();
+    let early = tokens.issue_at(UserId::new(), TenantId::new(), Role::Owner, 0, unix_now() + 60).unwrap();
     assert!(refused(&tokens, &early.token));
     assert_eq!(reason(&tokens, &early.token), Some(Refusal::IssuedLater));
     assert!(refused(&tokens, &signed(&with("exp", json!(unix_now() - 100)))));
