@@ -366,7 +366,7 @@ fn derived(r: &Report) -> Vec<String> {
     }
     if let Some(db) = get(Scenario::Db) {
         out.push(format!(
-            "`db` at {} projects (caching off): p50 {} ms, p99 {} ms, p99.9 {} ms, {} req/s; {} PostgreSQL \
+            "`db` at {} projects (lists from PostgreSQL every time): p50 {} ms, p99 {} ms, p99.9 {} ms, {} req/s; {} PostgreSQL \
              transactions per request (pgbench runs 1).",
             rate(r.options.tenants as f64 * f64::from(r.options.projects_per_tenant)),
             ms(db.m.p50_us),
