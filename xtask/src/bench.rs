@@ -625,17 +625,20 @@ impl Bench {
             script,
         };
         let mut warm = 0;
+        // plinth's origin fetches so far, read between runs (not at all unless `settle`).
+        let mut fetched = if settle { fetches(server.port) } else { None };
         if self.opts.warmup > 0 {
             // A cache serving 10,000 tenants fills at the speed of the database: one warm-up may
             // end before every tenant's entries are in, and the misses would then be measured.
             // Scenarios served from a cache warm up until a round fetches for under 1% of its
             // requests (or for MAX_WARMUP_ROUNDS rounds).
             for round in 1..=MAX_WARMUP_ROUNDS {
-                let before = if settle { fetches(server.port) } else { None };
                 let requests = load::wrk(&run, &format!("{label} warm-up {round}"), &self.progress)?.requests;
                 warm += requests;
-                let settled = match (before, fetches(server.port)) {
-                    (Some(b), Some(a)) if settle => {
+                let before = fetched;
+                fetched = if settle { fetches(server.port) } else { None };
+                let settled = match (before, fetched) {
+                    (Some(b), Some(a)) => {
                         let per_request = (a - b) / (requests.max(1) as f64);
                         self.progress.result(&format!(
                             "{label} warm-up {round}: {requests} requests, {per_request:.4} fetches per request"
@@ -650,14 +653,13 @@ impl Bench {
             }
         }
         run.seconds = self.opts.duration;
-        let fetches_before = if settle { fetches(server.port) } else { None };
         let cpu_before = services::cpu_ticks(server.pid())?;
         let m = load::wrk(&run, label, &self.progress)?;
-        if let (Some(b), Some(a)) = (fetches_before, fetches(server.port).filter(|_| settle)) {
+        let cpu_after = services::cpu_ticks(server.pid())?;
+        if let (Some(b), Some(a)) = (fetched, fetched.and_then(|_| fetches(server.port))) {
             let per_request = (a - b) / (m.requests.max(1) as f64);
             self.progress.result(&format!("{label}: {per_request:.4} fetches per request while measured"));
         }
-        let cpu_after = services::cpu_ticks(server.pid())?;
         let cpu_seconds = (cpu_after - cpu_before) as f64 / self.clk_tck as f64;
         let cpu_per_1k = (m.requests > 0).then(|| cpu_seconds * 1000.0 / m.requests as f64);
         let rss = services::peak_rss_kib(server.pid()).map(|k| k as f64 * 1024.0 / 1e6);

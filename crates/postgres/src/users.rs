@@ -170,13 +170,14 @@ impl UserRepository for PgStore {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, tenant).await?;
-            let mut user = lock_target(&tx, tenant, id, role == Role::Owner, check).await?;
+            lock_target(&tx, tenant, id, role == Role::Owner, check).await?;
             let update = tx
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE users SET role = $3, updated_at = $4, \
                      token_version = token_version + CASE WHEN role = $3 THEN 0 ELSE 1 END \
-                     WHERE tenant_id = $1 AND id = $2 RETURNING token_version",
-                )
+                     WHERE tenant_id = $1 AND id = $2 RETURNING ",
+                    columns!()
+                ))
                 .await
                 .map_err(error::db)?;
             let row = tx
@@ -184,10 +185,7 @@ impl UserRepository for PgStore {
                 .await
                 .map_err(error::db)?;
             tx.commit().await.map_err(error::db)?;
-            user.role = role;
-            user.token_version =
-                u32::try_from(row.try_get::<_, i32>(0).map_err(error::db)?).map_err(|_| corrupt("token_version"))?;
-            Ok(user)
+            user_from_row(&row)
         })
         .await
     }

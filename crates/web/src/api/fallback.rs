@@ -3,7 +3,7 @@
 //! actix-web can't list its routes, so the table of known paths is read from the OpenAPI
 //! document, which lists every route (they are registered only through it).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use plinth_domain::Error;
@@ -14,9 +14,19 @@ use crate::problem::ApiError;
 /// Path templates (`/v1/projects/{id}`) and their methods.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    routes: Vec<(Vec<Segment>, Vec<String>)>,
-    /// Each documented template as a metric and log label, by the template itself.
-    labels: HashMap<String, &'static str>,
+    routes: Vec<Route>,
+    /// Every route's label, for the exact lookup every request makes.
+    labels: HashSet<&'static str>,
+}
+
+/// One documented path template.
+#[derive(Debug)]
+struct Route {
+    segments: Vec<Segment>,
+    methods: Vec<String>,
+    /// The template, as a metric and log label: leaked once per table (a few dozen short
+    /// strings), so that labels cost no allocation.
+    label: &'static str,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -46,11 +56,10 @@ impl RouteTable {
                 .map(|(m, _)| m.to_owned())
                 .collect();
                 methods.sort();
-                (segments, methods)
+                Route { segments, methods, label: Box::leak(path.clone().into_boxed_str()) }
             })
-            .collect();
-        // Leaked once per table: a few dozen short strings, so labels cost no allocation.
-        let labels = doc.paths.paths.keys().map(|p| (p.clone(), &*Box::leak(p.clone().into_boxed_str()))).collect();
+            .collect::<Vec<_>>();
+        let labels = routes.iter().map(|r| r.label).collect();
         Self { routes, labels }
     }
 
@@ -67,8 +76,7 @@ impl RouteTable {
             return Some(label);
         }
         let wanted = segments(template);
-        let (known, _) = self.routes.iter().find(|(known, _)| *known == wanted)?;
-        self.labels.iter().find(|(t, _)| segments(t) == *known).map(|(_, label)| *label)
+        self.routes.iter().find(|r| r.segments == wanted).map(|r| r.label)
     }
 
     /// The methods `path` supports; empty for an unknown path.
@@ -77,14 +85,14 @@ impl RouteTable {
         let mut found: Vec<&str> = self
             .routes
             .iter()
-            .filter(|(segments, _)| {
-                segments.len() == parts.len()
-                    && segments.iter().zip(&parts).all(|(seg, part)| match seg {
+            .filter(|r| {
+                r.segments.len() == parts.len()
+                    && r.segments.iter().zip(&parts).all(|(seg, part)| match seg {
                         Segment::Literal(l) => l == part,
                         Segment::Param => !part.is_empty(),
                     })
             })
-            .flat_map(|(_, methods)| methods.iter().map(String::as_str))
+            .flat_map(|r| r.methods.iter().map(String::as_str))
             .collect();
         found.sort_unstable();
         found.dedup();
