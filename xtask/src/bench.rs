@@ -829,7 +829,9 @@ impl Bench {
             load::wrk(&run, "profile warm-up", &self.progress)?;
             let data_file = self.out.join("perf.data");
             let mut rec = Command::new("perf");
-            rec.args(["record", "-e", event, "-g", "-F", "999", "-o"])
+            // DWARF unwinding: release builds keep no frame pointers, and without them the
+            // callers of libc's memmove or malloc are lost.
+            rec.args(["record", "-e", event, "--call-graph", "dwarf,16384", "-F", "499", "-o"])
                 .arg(&data_file)
                 .args(["-p", &server.pid().to_string(), "--", "sleep", &seconds.to_string()])
                 .stdout(std::process::Stdio::null())
@@ -860,12 +862,24 @@ impl Bench {
             };
             let by_object = perf_report("dso")?;
             let by_symbol = perf_report("dso,sym")?;
+            let callers = services::output(
+                "perf report",
+                Command::new("perf")
+                    .args(["report", "--children", "--stdio", "-g", "caller,0.5,callee,function,percent"])
+                    .args(["--percent-limit", "3", "--sort", "sym", "-i"])
+                    .arg(&data_file),
+            )?;
             let report = format!(
-                "by object:\n{}\n\nby symbol:\n{}\n\n== perf report --sort dso ==\n{by_object}\n\n== perf report --sort dso,sym ==\n{by_symbol}",
+                "by object:\n{}\n\nby symbol:\n{}\n\n== perf report --sort dso ==\n{by_object}\n\n== perf report --sort dso,sym ==\n{by_symbol}\n\n== perf report --children (who calls what) ==\n{callers}",
                 top_lines(&by_object, 8),
                 top_lines(&by_symbol, 30)
             );
-            (if counters { "perf record -g -e cycles" } else { "perf record -g -e cpu-clock" }, report)
+            let how = if counters {
+                "perf record --call-graph dwarf -e cycles"
+            } else {
+                "perf record --call-graph dwarf -e cpu-clock"
+            };
+            (how, report)
         } else {
             let out_file = self.out.join("callgrind.out");
             let wrapper = [

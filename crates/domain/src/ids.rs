@@ -34,6 +34,12 @@ macro_rules! id_type {
             pub const fn as_uuid(&self) -> &Uuid {
                 &self.0
             }
+
+            /// Appends the hyphenated form to `out`, without the formatting machinery: cache
+            /// and limiter keys are built from ids on every request.
+            pub fn push_to(&self, out: &mut String) {
+                out.push_str(self.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+            }
         }
 
         impl Default for $name {

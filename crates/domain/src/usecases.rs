@@ -135,12 +135,13 @@ pub struct Plinth {
     ports: Ports,
     cache: Cache,
     settings: Settings,
+    tenants: tenants::Decoded,
 }
 
 impl Plinth {
     /// Wires the use cases to their ports.
     pub fn new(ports: Ports, cache: Cache, settings: Settings) -> Self {
-        Self { ports, cache, settings }
+        Self { ports, cache, settings, tenants: tenants::Decoded::default() }
     }
 
     /// Retries the cache invalidations that failed while the generation store was down; the

@@ -105,7 +105,12 @@ impl RedisConn {
 
     /// `key` with this connection's prefix.
     pub(crate) fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        [&*self.prefix, key].concat()
+    }
+
+    /// Whether this is a cluster (where one script cannot span keys in different slots).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.inner, Inner::Cluster(_))
     }
 
     pub(crate) fn pubsub_client(&self) -> &redis::Client {

@@ -17,3 +17,10 @@ fn conn() -> RedisConn {
 plinth_domain::cache_store_suite!(Arc::new(RedisCache::new(conn())));
 plinth_domain::generation_store_suite!(Arc::new(RedisGenerations::start(conn())));
 plinth_domain::rate_limiter_suite!(Arc::new(RedisLimiter::new(conn())));
+
+/// The same behaviour with leases of up to 5% of a quota (the default).
+mod leasing {
+    use super::*;
+
+    plinth_domain::rate_limiter_suite!(Arc::new(RedisLimiter::leasing(conn(), 5)));
+}

@@ -23,7 +23,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::middleware::gate::gate;
 
-/// Registers every route.
+/// Registers every route. Within `/v1`, paths without parameters come first: actix tries the
+/// routes in order, and a template with a parameter costs a regex match to rule out.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
     cfg.service(platform::scrape);
     cfg.service(platform::healthz).service(platform::readyz).service(platform::openapi).service(
@@ -33,17 +34,17 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(auth::login)
             .service(auth::me)
             .service(auth::get_tenant)
-            .service(users::list)
-            .service(users::create)
-            .service(users::update)
-            .service(users::remove)
             .service(projects::list)
             .service(projects::create)
+            .service(users::list)
+            .service(users::create)
+            .service(webhooks::create)
+            .service(webhooks::list)
             .service(projects::get)
             .service(projects::update)
             .service(projects::remove)
-            .service(webhooks::create)
-            .service(webhooks::list)
+            .service(users::update)
+            .service(users::remove)
             .service(webhooks::remove)
             .service(webhooks::deliveries),
     );

@@ -131,8 +131,10 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
     if let Some(conn) = &redis {
         conn.warm_up(Duration::from_secs(2)).await;
         // One quota for the fleet; the local limiter takes over while Redis is away.
-        ports.limiter =
-            Arc::new(FallbackLimiter::new(Arc::new(RedisLimiter::new(conn.clone())), local_limiter.clone()));
+        ports.limiter = Arc::new(FallbackLimiter::new(
+            Arc::new(RedisLimiter::leasing(conn.clone(), config.limit_lease_percent)),
+            local_limiter.clone(),
+        ));
     }
     let cache = cache(config, redis.as_ref());
     let settings = Settings {

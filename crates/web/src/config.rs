@@ -123,6 +123,9 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// `PLINTH_QUOTA_*`, `PLINTH_IP_QUOTA`, `PLINTH_LOGIN_QUOTA`.
     pub quotas: Quotas,
+    /// `PLINTH_LIMIT_LEASE_PERCENT`: with Redis, the share of a quota one instance may take
+    /// from Redis at once and spend locally; 0 asks Redis for every request.
+    pub limit_lease_percent: u32,
     /// `PLINTH_TRUSTED_PROXIES`.
     pub trusted_proxies: Vec<IpNet>,
     /// `PLINTH_METRICS_TOKEN`.
@@ -192,6 +195,7 @@ impl Config {
                 ip: quota(&env, "PLINTH_IP_QUOTA", 60)?,
                 login: quota(&env, "PLINTH_LOGIN_QUOTA", 10)?,
             },
+            limit_lease_percent: env.parse_in("PLINTH_LIMIT_LEASE_PERCENT", 5, 0..=100)?,
             trusted_proxies: env.cidrs("PLINTH_TRUSTED_PROXIES")?,
             metrics_token: env.string("PLINTH_METRICS_TOKEN").map(Secret::new),
             encryption_key: encryption_key(&env, persistent)?,

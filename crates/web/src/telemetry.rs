@@ -5,6 +5,7 @@
 //! and route templates only, and the one access-log line per request is written by
 //! [`crate::middleware::request_id`].
 
+pub mod access;
 pub mod metrics;
 
 use std::io::BufWriter;
@@ -34,12 +35,15 @@ pub fn init(config: &LogConfig) -> LogGuard {
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("plinth-log")
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone());
     let result = if config.json {
         builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init()
     } else {
         builder.try_init()
     };
+    if result.is_ok() && config.json {
+        access::install(writer);
+    }
     // Already installed: keep the first subscriber (and let this writer stop).
     LogGuard(result.is_ok().then_some(guard))
 }

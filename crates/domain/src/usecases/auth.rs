@@ -39,6 +39,14 @@ fn marker_matches(marker: &[u8], role: Role, version: u32) -> bool {
     std::str::from_utf8(rest).ok().and_then(|v| v.parse::<u32>().ok()) == Some(version)
 }
 
+/// `user:<id>`: the key of a user's marker.
+fn marker_key(user: UserId) -> String {
+    let mut key = String::with_capacity(5 + 36);
+    key.push_str("user:");
+    user.push_to(&mut key);
+    key
+}
+
 impl Plinth {
     /// Signs in `email` of `tenant`. An unknown email and a wrong password get the same
     /// answer after about the same time. Errors: `InvalidCredentials`.
@@ -77,7 +85,7 @@ impl Plinth {
         }
         let marker = self
             .cache
-            .cached(Scope::Tenant(tenant), &format!("user:{}", claims.user), self.settings.ttls.user_marker, || async {
+            .cached(Scope::Tenant(tenant), &marker_key(claims.user), self.settings.ttls.user_marker, || async {
                 Ok(match self.ports.users.get(tenant, claims.user).await? {
                     Some(u) => Bytes::from(format!("{}:{}", u.role.as_str(), u.token_version)),
                     None => Bytes::from_static(DELETED),

@@ -42,7 +42,11 @@ impl Plinth {
     pub async fn admit(&self, subject: Subject<'_>) -> Result<(Policy, Decision)> {
         let (policy, quota) = self.quota(&subject);
         let decision = match subject {
-            Subject::Tenant(t) => self.ports.limiter.check(policy, &t.id.to_string(), quota).await?,
+            Subject::Tenant(t) => {
+                let mut id = uuid::Uuid::encode_buffer();
+                let id = t.id.as_uuid().hyphenated().encode_lower(&mut id);
+                self.ports.limiter.check(policy, id, quota).await?
+            }
             Subject::Ip(ip) | Subject::Login(ip) => self.ports.limiter.check(policy, &ip.to_string(), quota).await?,
         };
         Ok((policy, decision))

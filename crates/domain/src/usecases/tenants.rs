@@ -1,5 +1,8 @@
 //! Resolving the tenant a request's host names: on every request, so cached.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
 use bytes::Bytes;
 use serde::Deserialize;
 
@@ -19,10 +22,35 @@ struct CachedTenant<'a> {
     plan: Plan,
 }
 
+/// Tenants decoded from their cached form, by slug, each with the bytes it was decoded from: a
+/// cached value equal to those bytes decodes to the same tenant, so the JSON is parsed and its
+/// fields checked once per change, not once per request. Holds at most [`Decoded::MAX`]
+/// tenants (then starts again empty).
+#[derive(Debug, Default)]
+pub(super) struct Decoded(RwLock<HashMap<Slug, (Bytes, Arc<Tenant>)>>);
+
+impl Decoded {
+    const MAX: usize = 16_384;
+
+    fn get(&self, slug: &Slug, bytes: &Bytes) -> Option<Arc<Tenant>> {
+        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let (from, tenant) = map.get(slug)?;
+        (from == bytes).then(|| tenant.clone())
+    }
+
+    fn keep(&self, bytes: Bytes, tenant: Arc<Tenant>) {
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(tenant.slug.clone(), (bytes, tenant));
+    }
+}
+
 impl Plinth {
     /// The tenant with this slug. Errors: `TenantNotFound`.
     #[tracing::instrument(level = "debug", skip(self), fields(slug = %slug))]
-    pub async fn resolve_tenant(&self, slug: &Slug) -> Result<Tenant> {
+    pub async fn resolve_tenant(&self, slug: &Slug) -> Result<Arc<Tenant>> {
         let ttls = self.settings.ttls;
         let bytes = self
             .cache
@@ -36,16 +64,23 @@ impl Plinth {
         if bytes.is_empty() {
             return Err(Error::TenantNotFound);
         }
+        if let Some(tenant) = self.tenants.get(slug, &bytes) {
+            return Ok(tenant);
+        }
         let c: CachedTenant<'_> = serde_json::from_slice(&bytes).map_err(Error::internal)?;
-        Ok(Tenant {
+        let tenant = Arc::new(Tenant {
             id: c.id,
             slug: Slug::parse(c.slug).map_err(Error::internal)?,
             name: TenantName::parse(c.name).map_err(Error::internal)?,
             plan: c.plan,
-        })
+        });
+        if tenant.slug == *slug {
+            self.tenants.keep(bytes, tenant.clone());
+        }
+        Ok(tenant)
     }
 }
 
 pub(super) fn tenant_key(slug: &Slug) -> String {
-    format!("tenant:{slug}")
+    ["tenant:", slug.as_str()].concat()
 }

@@ -75,14 +75,14 @@ pub async fn me(
     who: Auth,
 ) -> Result<HttpResponse, ApiError> {
     let user = state.plinth.me(&who.0).await?;
-    respond::get(&req, &MeResponse { user, tenant: tenant.0 })
+    respond::get(&req, &MeResponse { user, tenant: Tenant::clone(&tenant.0) })
 }
 
 /// This host's tenant: public, and cacheable by a CDN.
 #[utoipa::path(tag = "tenant", operation_id = "getTenant", responses((status = 200, body = Tenant)))]
 #[get("/tenant")]
 pub async fn get_tenant(req: HttpRequest, tenant: TenantCtx) -> Result<HttpResponse, ApiError> {
-    let mut res = respond::get(&req, &tenant.0)?;
+    let mut res = respond::get(&req, &*tenant.0)?;
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     h.insert(header::VARY, HeaderValue::from_static("Host"));

@@ -2,6 +2,7 @@
 
 use std::future::{Ready, ready};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -19,20 +20,17 @@ use crate::problem::ApiError;
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-fn ctx(req: &HttpRequest) -> Option<RequestCtx> {
-    req.extensions().get::<RequestCtx>().cloned()
-}
-
 /// The tenant the request's host names.
 #[derive(Debug, Clone)]
-pub struct TenantCtx(pub Tenant);
+pub struct TenantCtx(pub Arc<Tenant>);
 
 impl FromRequest for TenantCtx {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(ctx(req).and_then(|c| c.tenant).map(TenantCtx).ok_or(ApiError::Domain(Error::TenantNotFound)))
+        let tenant = req.extensions().get::<RequestCtx>().and_then(|c| c.tenant.clone());
+        ready(tenant.map(TenantCtx).ok_or(ApiError::Domain(Error::TenantNotFound)))
     }
 }
 
@@ -45,7 +43,7 @@ impl FromRequest for Auth {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match ctx(req).map(|c| c.auth) {
+        ready(match req.extensions().get::<RequestCtx>().map(|c| c.auth) {
             Some(AuthState::Valid(p)) => Ok(Auth(p)),
             Some(AuthState::Invalid) => Err(Error::InvalidToken.into()),
             Some(AuthState::Missing) | None => Err(Error::Unauthorized.into()),

@@ -79,24 +79,41 @@ impl RouteTable {
         self.routes.iter().find(|r| r.segments == wanted).map(|r| r.label)
     }
 
+    /// The documented template `path` (a request's path) falls under, as a label: the one with
+    /// the most literal segments if several do; `None` when none does.
+    pub fn label_of_path(&self, path: &str) -> Option<&'static str> {
+        // A path without parameters is its own template.
+        if let Some(label) = self.labels.get(path) {
+            return Some(label);
+        }
+        self.routes
+            .iter()
+            .filter(|r| r.matches(path))
+            .max_by_key(|r| r.segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count())
+            .map(|r| r.label)
+    }
+
     /// The methods `path` supports; empty for an unknown path.
     pub fn methods(&self, path: &str) -> Vec<&str> {
-        let parts: Vec<&str> = path.split('/').collect();
-        let mut found: Vec<&str> = self
-            .routes
-            .iter()
-            .filter(|r| {
-                r.segments.len() == parts.len()
-                    && r.segments.iter().zip(&parts).all(|(seg, part)| match seg {
-                        Segment::Literal(l) => l == part,
-                        Segment::Param => !part.is_empty(),
-                    })
-            })
-            .flat_map(|r| r.methods.iter().map(String::as_str))
-            .collect();
+        let mut found: Vec<&str> =
+            self.routes.iter().filter(|r| r.matches(path)).flat_map(|r| r.methods.iter().map(String::as_str)).collect();
         found.sort_unstable();
         found.dedup();
         found
+    }
+}
+
+impl Route {
+    /// Whether `path` falls under this template: the same number of segments, the literal ones
+    /// equal, the parameters not empty.
+    fn matches(&self, path: &str) -> bool {
+        let mut parts = path.split('/');
+        let all_match = self.segments.iter().all(|seg| match (seg, parts.next()) {
+            (Segment::Literal(l), Some(part)) => l == part,
+            (Segment::Param, Some(part)) => !part.is_empty(),
+            (_, None) => false,
+        });
+        all_match && parts.next().is_none()
     }
 }
 
@@ -119,4 +136,28 @@ pub async fn unmatched(
     } else {
         ApiError::MethodNotAllowed(methods.join(", "))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_labelled_with_the_template_it_falls_under() {
+        let table = RouteTable::from_openapi(&crate::startup::openapi_document());
+        for (path, label) in [
+            ("/v1/projects", Some("/v1/projects")),
+            ("/v1/projects/0190-abc", Some("/v1/projects/{id}")),
+            ("/v1/webhooks/x/deliveries", Some("/v1/webhooks/{id}/deliveries")),
+            ("/healthz", Some("/healthz")),
+            ("/v1/projects/", None),
+            ("/v1/projects/a/b", None),
+            ("/v1", None),
+            ("/", None),
+        ] {
+            assert_eq!(table.label_of_path(path), label, "{path}");
+        }
+        assert_eq!(table.methods("/v1/projects/x"), ["DELETE", "GET", "PATCH"]);
+        assert!(table.methods("/v1/nothing").is_empty());
+    }
 }

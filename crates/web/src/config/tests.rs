@@ -104,6 +104,15 @@ fn the_l1_bound_is_configurable_in_mebibytes() {
 }
 
 #[test]
+fn the_limiter_lease_is_a_percentage_of_the_quota() {
+    assert_eq!(config(&[]).unwrap().limit_lease_percent, 5);
+    assert_eq!(config(&[("PLINTH_LIMIT_LEASE_PERCENT", "0")]).unwrap().limit_lease_percent, 0);
+    for bad in ["-1", "101", "some"] {
+        assert!(config(&[("PLINTH_LIMIT_LEASE_PERCENT", bad)]).is_err(), "{bad} was accepted");
+    }
+}
+
+#[test]
 fn the_data_ttl_is_configurable_and_zero_turns_data_caching_off() {
     assert_eq!(config(&[("PLINTH_CACHE_TTL_S", "0")]).unwrap().cache.data_ttl, Duration::ZERO);
     assert_eq!(config(&[("PLINTH_CACHE_TTL_S", "5")]).unwrap().cache.data_ttl, Duration::from_secs(5));

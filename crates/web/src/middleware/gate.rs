@@ -2,6 +2,8 @@
 //! limit (by the policy the classification picks). What it learns is left in the request's
 //! extensions as a [`RequestCtx`] for the extractors.
 
+use std::sync::Arc;
+
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -22,7 +24,7 @@ use crate::telemetry::metrics::{RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS};
 #[derive(Debug, Clone)]
 pub struct RequestCtx {
     /// The tenant the host names (none on the platform host).
-    pub tenant: Option<Tenant>,
+    pub tenant: Option<Arc<Tenant>>,
     /// What the `Authorization` header established.
     pub auth: AuthState,
 }
@@ -62,7 +64,9 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 
 /// The `Bearer` token of the `Authorization` header, if any.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    // UTF-8 rather than `to_str`'s visible-ASCII check, which goes byte by byte: anything
+    // else a token holds fails its own decoding.
+    let value = std::str::from_utf8(headers.get(header::AUTHORIZATION)?.as_bytes()).ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -172,12 +176,25 @@ fn reject<B>(
     res
 }
 
-/// `RateLimit-Policy: "tenant";q=300;w=60` and `RateLimit: "tenant";r=299;t=1`.
+/// `RateLimit-Policy: "tenant";q=300;w=60` and `RateLimit: "tenant";r=299;t=1`, written
+/// without `format!` (they go on every answer).
 fn ratelimit_headers(headers: &mut HeaderMap, policy: Policy, quota: Quota, d: &Decision) {
     let name = policy.as_str();
-    let policy_value = format!("\"{name}\";q={};w={}", quota.per_minute, Quota::WINDOW_SECS);
-    let value = format!("\"{name}\";r={};t={}", d.remaining, d.reset_secs);
-    if let (Ok(p), Ok(v)) = (HeaderValue::from_str(&policy_value), HeaderValue::from_str(&value)) {
+    let mut n = itoa::Buffer::new();
+    let mut value = Vec::with_capacity(48);
+    for part in ["\"", name, "\";q=", n.format(quota.per_minute.get()), ";w="] {
+        value.extend_from_slice(part.as_bytes());
+    }
+    value.extend_from_slice(n.format(Quota::WINDOW_SECS).as_bytes());
+    let split = value.len();
+    for part in ["\"", name, "\";r=", n.format(d.remaining), ";t="] {
+        value.extend_from_slice(part.as_bytes());
+    }
+    value.extend_from_slice(n.format(d.reset_secs).as_bytes());
+    let value = bytes::Bytes::from(value);
+    if let (Ok(p), Ok(v)) =
+        (HeaderValue::from_maybe_shared(value.slice(..split)), HeaderValue::from_maybe_shared(value.slice(split..)))
+    {
         headers.insert(RATELIMIT_POLICY, p);
         headers.insert(RATELIMIT, v);
     }
@@ -216,6 +233,16 @@ mod tests {
         assert_eq!(private(Some("max-age=60, Public")), "private");
         assert_eq!(private(Some("no-store")), "private, no-store");
         assert_eq!(private(Some("private, max-age=5")), "private, max-age=5");
+    }
+
+    #[test]
+    fn ratelimit_headers_name_the_policy_quota_and_what_remains() {
+        let mut h = HeaderMap::new();
+        let quota = Quota::per_minute(300).unwrap_or(Quota { per_minute: std::num::NonZeroU32::MIN });
+        let d = Decision { allowed: true, limit: 300, remaining: 299, reset_secs: 1, retry_after_secs: 0 };
+        ratelimit_headers(&mut h, Policy::Tenant, quota, &d);
+        assert_eq!(h.get(RATELIMIT_POLICY).map(HeaderValue::as_bytes), Some(&b"\"tenant\";q=300;w=60"[..]));
+        assert_eq!(h.get(RATELIMIT).map(HeaderValue::as_bytes), Some(&b"\"tenant\";r=299;t=1"[..]));
     }
 
     #[test]

@@ -26,17 +26,19 @@ pub const UNMATCHED: &str = "unmatched";
 pub struct RouteLabel(pub &'static str);
 
 /// The route template `req` matches, or [`UNMATCHED`]: never the raw path. Found once per
-/// request (by [`track`], which leaves it in the extensions); actix walks its routes again for it.
+/// request (by [`track`], which leaves it in the extensions), from the documented templates'
+/// segments; a path that only matches once actix has decoded it is asked of actix's router.
 pub fn route_label(req: &HttpRequest) -> &'static str {
     if let Some(RouteLabel(label)) = req.extensions().get::<RouteLabel>() {
         return label;
     }
+    let Some(state) = req.app_data::<web::Data<AppState>>() else { return UNMATCHED };
+    if let Some(label) = state.routes.label_of_path(req.path()) {
+        return label;
+    }
     // actix answers the pattern of the deepest node that matched, which for a path under a
     // scope but no resource of it is the scope's prefix: only documented templates count.
-    let label = req
-        .match_pattern()
-        .and_then(|pattern| req.app_data::<web::Data<AppState>>().and_then(|state| state.routes.label(&pattern)));
-    label.unwrap_or(UNMATCHED)
+    req.match_pattern().and_then(|pattern| state.routes.label(&pattern)).unwrap_or(UNMATCHED)
 }
 
 /// The metric handles of every `(method, route, status)` seen so far, so that recording a

@@ -14,6 +14,7 @@ use tracing::Instrument as _;
 
 use super::gate::RequestCtx;
 use super::metrics::route_label;
+use crate::telemetry::access::{self, AccessLine};
 
 /// The header that carries the request id both ways.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -65,19 +66,30 @@ pub async fn request_id(
 }
 
 fn log_request<B>(res: &ServiceResponse<B>, id: &HeaderValue, started: Instant) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let req = res.request();
-    let route = route_label(req);
     let ext = req.extensions();
-    let tenant = ext.get::<RequestCtx>().and_then(|c| c.tenant.as_ref()).map(|t| t.slug.as_str());
-    tracing::info!(
-        request_id = id.to_str().unwrap_or_default(),
-        method = %req.method(),
-        route,
-        tenant = tenant.unwrap_or("-"),
-        status = res.status().as_u16(),
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        "request"
-    );
+    let line = AccessLine {
+        request_id: id.to_str().unwrap_or_default(),
+        method: req.method().as_str(),
+        route: route_label(req),
+        tenant: ext.get::<RequestCtx>().and_then(|c| c.tenant.as_ref()).map_or("-", |t| t.slug.as_str()),
+        status: res.status().as_u16(),
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    };
+    if !access::write(&line) {
+        tracing::info!(
+            request_id = line.request_id,
+            method = line.method,
+            route = line.route,
+            tenant = line.tenant,
+            status = line.status,
+            latency_us = line.latency_us,
+            "request"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -279,6 +279,9 @@ async fn a_redis_outage_shows_in_errors_fallbacks_and_the_degraded_gauge_and_the
         ("PLINTH_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY),
         ("REDIS_URL", &url),
         ("PLINTH_DB_POOL_SIZE", "4"),
+        // Every request asks Redis, so each one after the outage counts as a fallback (a lease
+        // would serve a few without asking).
+        ("PLINTH_LIMIT_LEASE_PERCENT", "0"),
     ])
     .await;
     let tenant = crate::helpers::slug("redis-metrics");
