@@ -149,9 +149,30 @@ impl PageRequest {
 
     /// A stable text form of this request, for cache keys.
     pub fn cache_key(&self) -> String {
-        match &self.after {
-            None => format!("l{}", self.limit),
-            Some(c) => format!("l{}:{}", self.limit, c.cache_key()),
+        let mut key = String::new();
+        self.push_cache_key(&mut key);
+        key
+    }
+
+    /// Appends [`PageRequest::cache_key`] to `out`; the first page's costs no formatting (it
+    /// is built on every cached list request).
+    pub fn push_cache_key(&self, out: &mut String) {
+        out.push('l');
+        let mut digits = [0u8; 5];
+        let mut n = self.limit;
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend(digits[at..].iter().map(|&d| char::from(d)));
+        if let Some(c) = &self.after {
+            out.push(':');
+            out.push_str(&c.cache_key());
         }
     }
 }
@@ -211,6 +232,17 @@ mod tests {
         let mut forged = URL_SAFE_NO_PAD.decode(&good).unwrap_or_default();
         forged[5] ^= 1;
         assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(forged), &KEY).is_err(), "an altered position");
+    }
+
+    #[test]
+    fn cache_keys_name_the_limit_and_the_cursor() {
+        let c = Cursor { created_at: clock::now(), id: Uuid::now_v7() };
+        for limit in [1, 9, 10, 50, 100] {
+            let first = PageRequest { limit, after: None };
+            assert_eq!(first.cache_key(), format!("l{limit}"));
+            let next = PageRequest { limit, after: Some(c) };
+            assert_eq!(next.cache_key(), format!("l{limit}:{}", c.cache_key()));
+        }
     }
 
     #[test]

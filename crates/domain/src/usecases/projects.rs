@@ -37,7 +37,9 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_projects(&self, tenant: TenantId, page: &PageRequest) -> Result<TaggedJson> {
         // Cached values are tagged bodies (the key's `tagged` says so to older instances).
-        let key = format!("tagged:projects:{}", page.cache_key());
+        let mut key = String::with_capacity(64);
+        key.push_str("tagged:projects:");
+        page.push_cache_key(&mut key);
         let stored = self
             .cache
             .cached(Scope::Tenant(tenant), &key, self.settings.ttls.projects, || async {
