@@ -13,8 +13,11 @@ use super::*;
 
 /// Cheap parameters, for the tests that are not about cost.
 fn fast() -> Argon2Hasher {
-    let params = Argon2Params::new(1024, 1, 1, None).unwrap();
-    Argon2Hasher::with_params(params, 2).unwrap()
+    fast_with_permits(2)
+}
+
+fn fast_with_permits(permits: usize) -> Argon2Hasher {
+    Argon2Hasher::with_params(Argon2Params::new(1024, 1, 1, None).unwrap(), permits).unwrap()
 }
 
 fn password(s: &str) -> Password {
@@ -77,28 +80,25 @@ async fn a_malformed_stored_hash_is_an_internal_error() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_user_costs_about_as_much_as_a_wrong_password() {
-    let hasher = Argon2Hasher::new(1).unwrap();
-    let hash = hasher.hash(&password("correct horse battery")).await.unwrap();
-    let guess = password("wrong horse battery");
-    let (mut known, mut unknown) = (Duration::ZERO, Duration::ZERO);
-    // Interleaved, so that a burst of load elsewhere falls on both about equally.
-    for _ in 0..3 {
-        let start = Instant::now();
-        assert!(!hasher.verify(&guess, Some(&hash)).await.unwrap());
-        known += start.elapsed();
-        let start = Instant::now();
-        assert!(!hasher.verify(&guess, None).await.unwrap());
-        unknown += start.elapsed();
-    }
-    assert!(unknown * 3 >= known, "unknown email {unknown:?}, wrong password {known:?}");
-    assert!(unknown <= known * 3, "unknown email {unknown:?}, wrong password {known:?}");
+#[tokio::test]
+async fn the_dummy_hash_has_the_parameters_of_a_real_one() {
+    // An unknown email is verified against the dummy with the same parameters a real hash
+    // has, so it costs what a wrong password costs; `a_verification_waits_for_a_free_permit`
+    // shows that it goes through a hashing permit like any other. (The end-to-end timing is
+    // compared in the web crate's auth tests.)
+    let params = Argon2Params::new(2048, 3, 1, None).unwrap();
+    let hasher = Argon2Hasher::with_params(params, 1).unwrap();
+    let real = hasher.hash(&password("correct horse battery")).await.unwrap();
+    let params_of = |phc: &str| phc.split('$').nth(3).unwrap().to_owned();
+    assert_eq!(params_of(hasher.dummy.as_str()), "m=2048,t=3,p=1");
+    assert_eq!(params_of(hasher.dummy.as_str()), params_of(real.as_str()));
+    let parsed = password_hash::PasswordHash::new(hasher.dummy.as_str()).unwrap();
+    assert!(parsed.salt.is_some() && parsed.hash.is_some(), "a complete PHC string");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verification_waits_for_a_free_permit() {
-    let hasher = Arc::new(Argon2Hasher::with_params(Argon2Params::new(1024, 1, 1, None).unwrap(), 1).unwrap());
+    let hasher = Arc::new(fast_with_permits(1));
     let held = Arc::clone(&hasher.permits).acquire_owned().await.unwrap();
     let task = tokio::spawn({
         let hasher = Arc::clone(&hasher);
@@ -111,31 +111,58 @@ async fn a_verification_waits_for_a_free_permit() {
     assert!(!answer.unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_permit_runs_verifications_one_at_a_time() {
-    const N: u32 = 4;
-    let hasher = Arc::new(Argon2Hasher::new(1).unwrap());
-    let guess = password("correct horse battery");
-    let mut single = Duration::MAX;
-    for _ in 0..2 {
-        let start = Instant::now();
-        hasher.verify(&guess, None).await.unwrap();
-        single = single.min(start.elapsed());
-    }
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..N)
+/// Runs `n` jobs on `hasher` at once, each holding its hashing thread until `release` is
+/// set, and returns the most that ever ran together once `n` have started or `wait` passed.
+async fn most_at_once(hasher: &Arc<Argon2Hasher>, n: usize, wait: Duration) -> usize {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (running, most, started) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let release = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..n)
         .map(|_| {
-            let (hasher, guess) = (Arc::clone(&hasher), guess.clone());
-            tokio::spawn(async move { hasher.verify(&guess, None).await })
+            let hasher = Arc::clone(hasher);
+            let (running, most, started, release) =
+                (Arc::clone(&running), Arc::clone(&most), Arc::clone(&started), Arc::clone(&release));
+            tokio::spawn(async move {
+                hasher
+                    .run(move |_| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        started.fetch_add(1, Ordering::SeqCst);
+                        while !release.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+            })
         })
         .collect();
+    let deadline = Instant::now() + wait;
+    while started.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = most.load(Ordering::SeqCst);
+    release.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    let together = start.elapsed();
-    // Serialised, N verifications take N times one; in parallel on two or more cores they
-    // would take at most about half that. The margin absorbs a machine busy with other work.
-    assert!(together >= single * (N - 1), "{N} at once took {together:?}, one took {single:?}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_permit_runs_hashing_jobs_one_at_a_time() {
+    let hasher = Arc::new(fast_with_permits(1));
+    // Only one can start while the jobs are held, so this waits out the whole window; any
+    // second job to run alongside the first in that time is caught.
+    assert_eq!(most_at_once(&hasher, 4, Duration::from_millis(300)).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_permits_run_n_hashing_jobs_at_once() {
+    let hasher = Arc::new(fast_with_permits(3));
+    // All three must be running together before any is released.
+    assert_eq!(most_at_once(&hasher, 3, Duration::from_secs(10)).await, 3);
 }
 
 #[test]
