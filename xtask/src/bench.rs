@@ -230,12 +230,12 @@ struct Bench {
 }
 
 /// One step of the plan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Prepare(DataSet),
-    Probe,
+    Probe(DataSet),
     Measure(Subject, DataSet, bool),
-    Profile,
+    Profile(DataSet),
 }
 
 /// `cargo xtask bench …`.
@@ -315,7 +315,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     let started = Instant::now();
-    let mut current: Option<(DataSet, PathBuf)> = None;
+    bench.pg.drop_bench_dbs()?;
     for step in plan {
         match step {
             Step::Prepare(data) => {
@@ -326,17 +326,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     data.projects_per_tenant,
                     data.projects()
                 ));
-                current = Some((data, bench.prepare(data)?));
+                bench.prepare(data)?;
             }
-            Step::Probe => {
+            Step::Probe(data) => {
                 bench.progress.begin("probe: one list request, to size the ceiling's body");
-                let (_, tokens) = current.as_ref().ok_or("no data set")?;
-                bench.probe(tokens)?;
+                let tokens = bench.select(data);
+                bench.probe(&tokens)?;
             }
             Step::Measure(subject, data, main) => {
-                let (_, tokens) = current.as_ref().ok_or("no data set")?;
-                bench.progress.begin(&format!("{} ({} projects)", subject.name(), data.projects()));
-                let outcome = bench.measure(subject, data, tokens);
+                let tokens = bench.select(data);
+                let what = if main { "" } else { ", scale" };
+                bench.progress.begin(&format!("{} ({} projects{what})", subject.name(), data.projects()));
+                let outcome = bench.measure(subject, data, &tokens);
                 let line = match &outcome {
                     Outcome::Done(f) => report::one_line(subject, f),
                     Outcome::Skipped(why) => format!("{}: skipped: {why}", subject.name()),
@@ -345,8 +346,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 bench.progress.result(&line);
                 bench.report.runs.push(Run { subject, data, main, outcome });
             }
-            Step::Profile => {
-                let (_, tokens) = current.clone().ok_or("no data set")?;
+            Step::Profile(data) => {
+                let tokens = bench.select(data);
                 bench.progress.begin("profile: the cached scenario, once, under a profiler");
                 match bench.profile(&tokens) {
                     Ok(summary) => bench.report.profile = Some(summary),
@@ -379,8 +380,10 @@ fn check_tools(opts: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// The steps: the scale data sets (db and cached on each), then the main data set with every
-/// scenario, each reference measured just before the scenario compared to it.
+/// The steps: every data set seeded into its own database first; then the main data set with
+/// every scenario, each reference measured just before the scenario compared to it; then the
+/// scale curve: `cached` and `db` on every data set, in two rounds, smallest to largest and back,
+/// so that a machine slowing down or speeding up over the run weighs on every size alike.
 fn plan(opts: &Options) -> Vec<Step> {
     let main = DataSet {
         tenants: opts.tenants,
@@ -392,33 +395,30 @@ fn plan(opts: &Options) -> Vec<Step> {
     } else {
         Vec::new()
     };
-    if !sets.contains(&main) {
+    if !opts.scenarios.is_empty() && !sets.contains(&main) {
         sets.push(main);
     }
     sets.sort_by_key(|d| d.tenants);
-    let mut steps = Vec::new();
-    for data in sets {
-        steps.push(Step::Prepare(data));
-        let is_main = data == main;
-        let mut scenarios: Vec<Scenario> = if is_main { opts.scenarios.clone() } else { Vec::new() };
-        if opts.scale {
-            for s in [Scenario::Cached, Scenario::Db] {
-                if !scenarios.contains(&s) {
-                    scenarios.push(s);
+    let mut steps: Vec<Step> = sets.iter().map(|&d| Step::Prepare(d)).collect();
+    if opts.scenarios.iter().any(|s| s.reference() == Some(Reference::Ceiling)) {
+        steps.push(Step::Probe(main));
+    }
+    for &s in &opts.scenarios {
+        if let Some(r) = s.reference() {
+            steps.push(Step::Measure(Subject::Reference(r), main, true));
+        }
+        steps.push(Step::Measure(Subject::Plinth(s), main, true));
+    }
+    if !opts.scenarios.is_empty() && opts.profile.is_some() {
+        steps.push(Step::Profile(main));
+    }
+    if opts.scale && sets.len() > 1 {
+        for round in [sets.clone(), sets.iter().rev().copied().collect()] {
+            for data in round {
+                for s in [Scenario::Cached, Scenario::Db] {
+                    steps.push(Step::Measure(Subject::Plinth(s), data, false));
                 }
             }
-        }
-        if is_main && scenarios.iter().any(|s| s.reference() == Some(Reference::Ceiling)) {
-            steps.push(Step::Probe);
-        }
-        for s in scenarios {
-            if is_main && let Some(r) = s.reference() {
-                steps.push(Step::Measure(Subject::Reference(r), data, true));
-            }
-            steps.push(Step::Measure(Subject::Plinth(s), data, is_main));
-        }
-        if is_main && opts.profile.is_some() {
-            steps.push(Step::Profile);
         }
     }
     steps
@@ -455,8 +455,15 @@ impl Bench {
         cmd
     }
 
-    /// Drops and recreates the database, migrates, seeds (timed), vacuums; returns the tokens file.
-    fn prepare(&mut self, data: DataSet) -> Result<PathBuf, String> {
+    /// Points the bench at `data`'s database, and returns its tokens file.
+    fn select(&mut self, data: DataSet) -> PathBuf {
+        self.pg.use_db(&format!("{}x{}x{}", data.tenants, data.users_per_tenant, data.projects_per_tenant));
+        self.tokens_file(data)
+    }
+
+    /// Creates `data`'s database afresh, migrates, seeds (timed) and vacuums it.
+    fn prepare(&mut self, data: DataSet) -> Result<(), String> {
+        let tokens = self.select(data);
         self.pg.recreate()?;
         let app_url = if self.pg.app_role_exists()? { self.pg.app_url_no_password() } else { self.pg.app_url() };
         services::output(
@@ -467,7 +474,6 @@ impl Bench {
                 .env("DATABASE_URL", app_url)
                 .env("PLINTH_LOG", "warn"),
         )?;
-        let tokens = self.tokens_file(data);
         let mut seed = self.plinth_command();
         seed.arg("seed")
             .args(["--tenants", &data.tenants.to_string()])
@@ -504,7 +510,7 @@ impl Bench {
             data.projects()
         ));
         self.report.seeded.push(Seeded { data, seed_seconds, vacuum_seconds });
-        Ok(tokens)
+        Ok(())
     }
 
     fn first_tenant(tokens: &Path) -> Result<(String, String), String> {
@@ -920,7 +926,7 @@ impl Bench {
 
     /// Writes the report files and prints the table.
     fn finish(self) -> Result<(), String> {
-        // Leave nothing behind in the shared Redis (the database stays, for inspection).
+        // Leave nothing behind in the shared Redis (the databases stay, for inspection, until the next run).
         if let Err(e) = self.redis.flush_prefix() {
             eprintln!("could not delete the bench's Redis keys: {e}");
         }
@@ -1007,6 +1013,7 @@ fn top_lines(report: &str, n: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1018,5 +1025,47 @@ mod tests {
                     cache_fetches_total 4\nhttp_requests_total{route=\"/v1/projects\"} 100\n";
         let c = cache_counters(text);
         assert_eq!(c, vec![("l1 hit".to_owned(), 90.0), ("l1 miss".to_owned(), 10.0), ("fetch".to_owned(), 4.0)]);
+    }
+
+    #[test]
+    fn every_data_set_is_seeded_first_and_the_scale_runs_go_up_and_back_down() {
+        let args: Vec<String> = ["cached", "scale", "--scale", "10,100", "--tenants", "100"].map(String::from).to_vec();
+        let opts = Options::parse(&args).unwrap();
+        let set = |tenants| DataSet { tenants, users_per_tenant: 10, projects_per_tenant: 100 };
+        let (small, main) = (set(10), set(100));
+        let point = |s, d| Step::Measure(Subject::Plinth(s), d, false);
+        assert_eq!(
+            plan(&opts),
+            vec![
+                Step::Prepare(small),
+                Step::Prepare(main),
+                Step::Probe(main),
+                Step::Measure(Subject::Reference(Reference::Ceiling), main, true),
+                Step::Measure(Subject::Plinth(Scenario::Cached), main, true),
+                point(Scenario::Cached, small),
+                point(Scenario::Db, small),
+                point(Scenario::Cached, main),
+                point(Scenario::Db, main),
+                point(Scenario::Cached, main),
+                point(Scenario::Db, main),
+                point(Scenario::Cached, small),
+                point(Scenario::Db, small),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_scale_only_the_main_data_set_is_seeded() {
+        let args: Vec<String> = ["db", "--no-scale"].map(String::from).to_vec();
+        let steps = plan(&Options::parse(&args).unwrap());
+        let main = DataSet { tenants: 10_000, users_per_tenant: 10, projects_per_tenant: 100 };
+        assert_eq!(
+            steps,
+            vec![
+                Step::Prepare(main),
+                Step::Measure(Subject::Reference(Reference::Pgbench), main, true),
+                Step::Measure(Subject::Plinth(Scenario::Db), main, true),
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::load::Measured;
 use super::scenario::{Reference, Scenario};
 use super::{Figures, Outcome, Report, Run, Subject};
 
@@ -62,40 +63,54 @@ fn reference_rates(r: &Report, reference: Reference) -> Vec<f64> {
         .collect()
 }
 
-/// A point of the scale curve: projects, and the p99 (µs) of cached and db there.
-#[derive(Debug, Clone, Copy)]
+/// A point of the scale curve: projects, and the p99 (µs) and rate of cached and db there, each
+/// the mean of that size's scale runs (one per round).
+#[derive(Debug, Clone)]
 pub struct ScalePoint {
     pub projects: u64,
     pub cached_p99_us: Option<f64>,
     pub db_p99_us: Option<f64>,
     pub cached_rate: Option<f64>,
     pub db_rate: Option<f64>,
+    /// Every run's p99 (µs), cached then db, in the order they ran.
+    pub cached_p99s: Vec<f64>,
+    pub db_p99s: Vec<f64>,
 }
 
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The scale curve, from the scale runs (or, in a report without any, the main ones).
 pub fn scale(r: &Report) -> Vec<ScalePoint> {
-    let mut sizes: Vec<u64> = r
-        .runs
-        .iter()
-        .filter(|run| matches!(run.subject, Subject::Plinth(Scenario::Cached | Scenario::Db)))
-        .map(|run| run.data.projects())
-        .collect();
+    let is_point = |run: &&Run| matches!(run.subject, Subject::Plinth(Scenario::Cached | Scenario::Db));
+    let scale_runs: Vec<&Run> = r.runs.iter().filter(is_point).filter(|run| !run.main).collect();
+    let runs = if scale_runs.is_empty() { r.runs.iter().filter(is_point).collect() } else { scale_runs };
+    let mut sizes: Vec<u64> = runs.iter().map(|run| run.data.projects()).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let at = |projects: u64, s: Scenario| {
-        r.runs
-            .iter()
+    let at = |projects: u64, s: Scenario, field: fn(&Measured) -> f64| -> Vec<f64> {
+        runs.iter()
             .filter(|run| run.subject == Subject::Plinth(s) && run.data.projects() == projects)
-            .filter_map(Run::figures)
-            .next_back()
+            .filter_map(|run| run.figures())
+            .map(|f| field(&f.m))
+            .collect()
     };
+    let p99 = |m: &Measured| m.p99_us;
+    let rate = |m: &Measured| m.rate;
     sizes
         .into_iter()
-        .map(|projects| ScalePoint {
-            projects,
-            cached_p99_us: at(projects, Scenario::Cached).map(|f| f.m.p99_us),
-            db_p99_us: at(projects, Scenario::Db).map(|f| f.m.p99_us),
-            cached_rate: at(projects, Scenario::Cached).map(|f| f.m.rate),
-            db_rate: at(projects, Scenario::Db).map(|f| f.m.rate),
+        .map(|projects| {
+            let (cached_p99s, db_p99s) = (at(projects, Scenario::Cached, p99), at(projects, Scenario::Db, p99));
+            ScalePoint {
+                projects,
+                cached_p99_us: mean(&cached_p99s),
+                db_p99_us: mean(&db_p99s),
+                cached_rate: mean(&at(projects, Scenario::Cached, rate)),
+                db_rate: mean(&at(projects, Scenario::Db, rate)),
+                cached_p99s,
+                db_p99s,
+            }
         })
         .collect()
 }
@@ -264,6 +279,14 @@ fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn scale_rows(r: &Report) -> Vec<Vec<String>> {
+    // The mean p99, and each run's when there were several.
+    let p99 = |mean: Option<f64>, each: &[f64]| match mean {
+        None => "–".into(),
+        Some(m) if each.len() > 1 => {
+            format!("{} ({})", ms(m), each.iter().map(|&v| ms(v)).collect::<Vec<_>>().join(", "))
+        }
+        Some(m) => ms(m),
+    };
     scale(r)
         .iter()
         .map(|p| {
@@ -272,9 +295,9 @@ fn scale_rows(r: &Report) -> Vec<Vec<String>> {
             vec![
                 rate(p.projects as f64),
                 p.cached_rate.map(rate).unwrap_or_else(|| "–".into()),
-                p.cached_p99_us.map(ms).unwrap_or_else(|| "–".into()),
+                p99(p.cached_p99_us, &p.cached_p99s),
                 p.db_rate.map(rate).unwrap_or_else(|| "–".into()),
-                p.db_p99_us.map(ms).unwrap_or_else(|| "–".into()),
+                p99(p.db_p99_us, &p.db_p99s),
                 seed.unwrap_or_else(|| "–".into()),
             ]
         })
@@ -299,13 +322,17 @@ pub fn terminal(r: &Report) -> String {
         r.options.warmup,
         r.machine
     );
-    out.push_str(&text_table(&HEADERS, &rows));
+    if !rows.is_empty() {
+        out.push_str(&text_table(&HEADERS, &rows));
+        out.push('\n');
+    }
     let scale_rows = scale_rows(r);
     if scale_rows.len() > 1 {
-        out.push_str("\nscale:\n");
+        out.push_str("scale:\n");
         out.push_str(&text_table(&SCALE_HEADERS, &scale_rows));
+        out.push('\n');
     }
-    out.push_str("\ntargets:\n");
+    out.push_str("targets:\n");
     out.push_str(&text_table(&["target", "measured", ""], &target_rows(r)));
     for s in &r.seeded {
         let _ = writeln!(
@@ -466,6 +493,12 @@ pub fn markdown(r: &Report) -> String {
     let scale_rows = scale_rows(r);
     if !scale_rows.is_empty() {
         let _ = writeln!(md, "\n## Scale\n");
+        let _ = writeln!(
+            md,
+            "`cached` and `db` on every data set, each in its own database, in two rounds (smallest to largest, \
+             then back), so that drift in the machine's speed weighs on every size alike. Rates and p99 are the \
+             means of the rounds; each round's p99 is in brackets.\n"
+        );
         md.push_str(&md_table(&SCALE_HEADERS, &scale_rows));
     }
     let _ = writeln!(md, "\n## Seeding\n");
@@ -623,13 +656,17 @@ pub fn json(r: &Report) -> String {
     let scale: Vec<String> = scale(r)
         .iter()
         .map(|p| {
+            let each = |v: &[f64]| v.iter().map(|&us| json_num(Some(us / 1000.0))).collect::<Vec<_>>().join(",");
             format!(
-                "    {{\"projects\":{},\"cached_p99_ms\":{},\"db_p99_ms\":{},\"cached_rate\":{},\"db_rate\":{}}}",
+                "    {{\"projects\":{},\"cached_p99_ms\":{},\"db_p99_ms\":{},\"cached_rate\":{},\"db_rate\":{},\
+                 \"cached_p99_ms_each\":[{}],\"db_p99_ms_each\":[{}]}}",
                 p.projects,
                 json_num(p.cached_p99_us.map(|v| v / 1000.0)),
                 json_num(p.db_p99_us.map(|v| v / 1000.0)),
                 json_num(p.cached_rate),
-                json_num(p.db_rate)
+                json_num(p.db_rate),
+                each(&p.cached_p99s),
+                each(&p.db_p99s)
             )
         })
         .collect();

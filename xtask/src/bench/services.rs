@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::http;
 
-/// The bench's database; dropped and recreated for every data set.
+/// The bench databases' name: `plinth_bench_{data set}`, one per data set, recreated each run.
 pub const DB_NAME: &str = "plinth_bench";
 /// Every Redis key plinth writes during a bench starts with this; only these are flushed.
 pub const REDIS_PREFIX: &str = "plinth-bench:";
@@ -60,6 +60,8 @@ pub struct PgServer {
     host: String,
     port: String,
     admin_db: String,
+    /// The bench database the URLs below point at: one per data set.
+    db: String,
 }
 
 impl PgServer {
@@ -79,7 +81,7 @@ impl PgServer {
             return Err(bad());
         }
         let admin_db = if db.is_empty() { "postgres".to_owned() } else { db.to_owned() };
-        Ok(Self { user, password, host: host.to_owned(), port: port.to_owned(), admin_db })
+        Ok(Self { user, password, host: host.to_owned(), port: port.to_owned(), admin_db, db: DB_NAME.to_owned() })
     }
 
     fn url(&self, user: &str, password: Option<&str>, db: &str) -> String {
@@ -95,20 +97,37 @@ impl PgServer {
         self.url(&self.user, self.password.as_deref(), &self.admin_db)
     }
 
+    /// Points the URLs below at the database of the data set named `suffix`: `plinth_bench_{suffix}`.
+    pub fn use_db(&mut self, suffix: &str) {
+        self.db = format!("{DB_NAME}_{suffix}");
+    }
+
+    /// Drops every bench database a run left (they stay for inspection until the next run).
+    pub fn drop_bench_dbs(&self) -> Result<(), String> {
+        let names = self.psql(
+            &self.admin_url(),
+            &format!("SELECT datname FROM pg_database WHERE datname = '{DB_NAME}' OR datname LIKE '{DB_NAME}\\_%'"),
+        )?;
+        for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+            self.psql(&self.admin_url(), &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
+        }
+        Ok(())
+    }
+
     /// The bench database, as its owner (the admin role).
     pub fn owner_url(&self) -> String {
-        self.url(&self.user, self.password.as_deref(), DB_NAME)
+        self.url(&self.user, self.password.as_deref(), &self.db)
     }
 
     /// The bench database, as the API role.
     pub fn app_url(&self) -> String {
-        self.url("plinth_app", Some(APP_PASSWORD), DB_NAME)
+        self.url("plinth_app", Some(APP_PASSWORD), &self.db)
     }
 
     /// The bench database as the API role, without a password: `plinth migrate` then leaves an
     /// existing role's password alone (the role is cluster-wide; other databases use it too).
     pub fn app_url_no_password(&self) -> String {
-        self.url("plinth_app", None, DB_NAME)
+        self.url("plinth_app", None, &self.db)
     }
 
     /// Runs SQL through psql as `url`, returning unaligned, tuples-only output.
@@ -122,8 +141,9 @@ impl PgServer {
 
     /// Drops and recreates the bench database.
     pub fn recreate(&self) -> Result<(), String> {
-        self.psql(&self.admin_url(), &format!("DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))?;
-        self.psql(&self.admin_url(), &format!("CREATE DATABASE {DB_NAME}"))?;
+        let db = &self.db;
+        self.psql(&self.admin_url(), &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
+        self.psql(&self.admin_url(), &format!("CREATE DATABASE {db}"))?;
         Ok(())
     }
 
@@ -134,7 +154,7 @@ impl PgServer {
 
     /// Transactions committed in the bench database so far (pg_stat_database).
     pub fn xact_commit(&self) -> Option<u64> {
-        let sql = format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{DB_NAME}'");
+        let sql = format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{}'", self.db);
         self.psql(&self.admin_url(), &sql).ok()?.parse().ok()
     }
 
