@@ -345,6 +345,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 };
                 bench.progress.result(&line);
                 bench.report.runs.push(Run { subject, data, main, outcome });
+                if let Some(line) = bench.bracket() {
+                    bench.progress.result(&line);
+                }
             }
             Step::Profile(data) => {
                 let tokens = bench.select(data);
@@ -403,11 +406,18 @@ fn plan(opts: &Options) -> Vec<Step> {
     if opts.scenarios.iter().any(|s| s.reference() == Some(Reference::Ceiling)) {
         steps.push(Step::Probe(main));
     }
+    // A scenario with a reference runs between two runs of it, and its ratio is to their mean:
+    // drift in the machine's speed while it runs then weighs on both sides alike. One run of a
+    // reference serves as the "after" of one scenario and the "before" of the next.
     for &s in &opts.scenarios {
-        if let Some(r) = s.reference() {
-            steps.push(Step::Measure(Subject::Reference(r), main, true));
+        let reference = s.reference().map(|r| Step::Measure(Subject::Reference(r), main, true));
+        if let Some(before) = reference
+            && steps.last() != Some(&before)
+        {
+            steps.push(before);
         }
         steps.push(Step::Measure(Subject::Plinth(s), main, true));
+        steps.extend(reference);
     }
     if !opts.scenarios.is_empty() && opts.profile.is_some() {
         steps.push(Step::Profile(main));
@@ -453,6 +463,32 @@ impl Bench {
         }
         cmd.env("PLINTH_JWT_SECRET", &self.jwt_secret).env("PLINTH_ENCRYPTION_KEY", &self.encryption_key);
         cmd
+    }
+
+    /// When the last run is a reference that followed a scenario compared to it, which itself
+    /// followed a run of that reference: sets the scenario's ratio to the mean of the two
+    /// reference runs, and says so.
+    fn bracket(&mut self) -> Option<String> {
+        let [before, scenario, after] = self.report.runs.last_chunk_mut::<3>()?;
+        let Subject::Reference(reference) = after.subject else { return None };
+        let Subject::Plinth(s) = scenario.subject else { return None };
+        if before.subject != after.subject || s.reference() != Some(reference) {
+            return None;
+        }
+        let unit = after.figures()?.unit;
+        let (before, after) = (before.figures()?.m.rate, after.figures()?.m.rate);
+        let Outcome::Done(f) = &mut scenario.outcome else { return None };
+        let mean = (before + after) / 2.0;
+        f.vs_reference = Some((reference, mean, f.m.rate / mean));
+        Some(format!(
+            "{}: {:.2} × {} (against the mean of the runs before and after it: {} and {} {})",
+            s.name(),
+            f.m.rate / mean,
+            reference.name(),
+            report::rate(before),
+            report::rate(after),
+            unit
+        ))
     }
 
     /// Points the bench at `data`'s database, and returns its tokens file.
@@ -1042,6 +1078,7 @@ mod tests {
                 Step::Probe(main),
                 Step::Measure(Subject::Reference(Reference::Ceiling), main, true),
                 Step::Measure(Subject::Plinth(Scenario::Cached), main, true),
+                Step::Measure(Subject::Reference(Reference::Ceiling), main, true),
                 point(Scenario::Cached, small),
                 point(Scenario::Db, small),
                 point(Scenario::Cached, main),
@@ -1065,7 +1102,22 @@ mod tests {
                 Step::Prepare(main),
                 Step::Measure(Subject::Reference(Reference::Pgbench), main, true),
                 Step::Measure(Subject::Plinth(Scenario::Db), main, true),
+                Step::Measure(Subject::Reference(Reference::Pgbench), main, true),
             ]
         );
+    }
+
+    #[test]
+    fn scenarios_sharing_a_reference_share_the_run_between_them() {
+        let args: Vec<String> = ["cached", "cached-shared", "--no-scale"].map(String::from).to_vec();
+        let steps = plan(&Options::parse(&args).unwrap());
+        let names: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Measure(subject, _, _) => Some(subject.name()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["ceiling", "cached", "ceiling", "cached-shared", "ceiling"]);
     }
 }

@@ -448,8 +448,8 @@ pub fn markdown(r: &Report) -> String {
         "\nCPU and peak RSS are the server's own (from /proc: utime+stime over the measured window, VmHWM; \
          plinth is restarted for every scenario). PG tx/req counts transactions committed in the bench \
          database per request, warm-up included (pg_stat_database); Redis cmd/req counts every command the \
-         shared Redis processed, so other clients add noise. `vs reference` is taken against the reference \
-         measured just before the scenario."
+         shared Redis processed, so other clients add noise. `vs reference` is taken against the mean of \
+         the reference's runs just before and just after the scenario."
     );
     let redis: Vec<String> = main_runs(r)
         .filter_map(|run| {
