@@ -14,12 +14,33 @@ pub struct TaggedJson(Bytes);
 impl TaggedJson {
     /// Tags `body`.
     pub fn new(body: &[u8]) -> Self {
-        let hash = xxhash_rust::xxh3::xxh3_64(body);
         let mut buf = Vec::with_capacity(TAG_LEN + body.len());
-        buf.push(b'"');
-        buf.extend_from_slice(format!("{hash:016x}").as_bytes());
-        buf.push(b'"');
+        buf.resize(TAG_LEN, 0);
         buf.extend_from_slice(body);
+        Self::tag(buf)
+    }
+
+    /// `value` as JSON, tagged: serialized once into the buffer that is kept, which starts with
+    /// room for `capacity` bytes of JSON.
+    ///
+    /// # Errors
+    /// When `value` can't be serialized (a map with non-string keys, a failing `Serialize`).
+    pub fn to_json<T: serde::Serialize + ?Sized>(value: &T, capacity: usize) -> serde_json::Result<Self> {
+        let mut buf = Vec::with_capacity(TAG_LEN + capacity);
+        buf.resize(TAG_LEN, 0);
+        serde_json::to_writer(&mut buf, value)?;
+        Ok(Self::tag(buf))
+    }
+
+    /// Writes the tag of `buf[TAG_LEN..]` over `buf[..TAG_LEN]`.
+    fn tag(mut buf: Vec<u8>) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let hash = xxhash_rust::xxh3::xxh3_64(&buf[TAG_LEN..]);
+        buf[0] = b'"';
+        for (i, digit) in buf[1..TAG_LEN - 1].iter_mut().enumerate() {
+            *digit = DIGITS[usize::try_from((hash >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
+        }
+        buf[TAG_LEN - 1] = b'"';
         Self(Bytes::from(buf))
     }
 
@@ -49,6 +70,7 @@ impl TaggedJson {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -61,6 +83,20 @@ mod tests {
         assert_eq!(etag, format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(br#"{"items":[]}"#)));
         assert_eq!(TaggedJson::from_stored(tagged.clone().into_stored()), Some(tagged));
         assert_ne!(TaggedJson::new(b"{}").etag(), TaggedJson::new(b"[]").etag());
+    }
+
+    #[test]
+    fn a_serialized_value_is_tagged_like_its_json() {
+        let value = serde_json::json!({"items": [{"name": "a"}, {"name": "b"}], "next_cursor": null});
+        // A capacity too small to hold it grows; the result is the same either way.
+        for capacity in [0, 4, 1024] {
+            let tagged = TaggedJson::to_json(&value, capacity).unwrap();
+            let json = serde_json::to_vec(&value).unwrap();
+            assert_eq!(tagged, TaggedJson::new(&json));
+            assert_eq!(&tagged.body()[..], &json[..]);
+        }
+        let hash = xxhash_rust::xxh3::xxh3_64(b"1");
+        assert_eq!(TaggedJson::to_json(&1, 0).unwrap().etag(), format!("\"{hash:016x}\""));
     }
 
     #[test]

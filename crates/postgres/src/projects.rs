@@ -56,6 +56,7 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
 impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
+        let rows = limit;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.bounded(async {
             let client = self.conn().await?;
@@ -66,7 +67,7 @@ impl ProjectRepository for PgStore {
                         columns!(),
                         " FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
                     );
-                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &limit]).await?
+                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &limit], rows).await?
                 }
                 Some(c) => {
                     let sql = concat!(
@@ -75,10 +76,15 @@ impl ProjectRepository for PgStore {
                         " FROM projects WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
                          ORDER BY created_at DESC, id DESC LIMIT $4"
                     );
-                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &c.created_at, &c.id, &limit]).await?
+                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &c.created_at, &c.id, &limit], rows).await?
                 }
             };
-            rows.iter().map(project_from_row).collect::<Result<Vec<_>>>()
+            // Sized up front: collecting `Result`s can't know the length and would grow it.
+            let mut projects = Vec::with_capacity(rows.len());
+            for row in &rows {
+                projects.push(project_from_row(row)?);
+            }
+            Ok(projects)
         })
         .await
     }
@@ -88,7 +94,7 @@ impl ProjectRepository for PgStore {
         self.bounded(async {
             let client = self.conn().await?;
             let sql = concat!("SELECT ", columns!(), " FROM projects WHERE tenant_id = $1 AND id = $2");
-            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()]).await?;
+            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()], 1).await?;
             rows.first().map(project_from_row).transpose()
         })
         .await

@@ -108,7 +108,7 @@ impl UserRepository for PgStore {
         self.bounded(async {
             let client = self.conn().await?;
             let sql = concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND id = $2");
-            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()]).await?;
+            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()], 1).await?;
             rows.first().map(user_from_row).transpose()
         })
         .await
@@ -119,7 +119,7 @@ impl UserRepository for PgStore {
         self.bounded(async {
             let client = self.conn().await?;
             let sql = concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND email = $2");
-            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &email.as_str()]).await?;
+            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &email.as_str()], 1).await?;
             rows.first().map(user_from_row).transpose()
         })
         .await

@@ -18,9 +18,12 @@ fn project_cursor(p: &Project) -> Cursor {
     Cursor { created_at: p.created_at, id: *p.id.as_uuid() }
 }
 
-fn to_tagged_json<T: serde::Serialize>(value: &T) -> Result<Bytes> {
-    let body = serde_json::to_vec(value).map_err(Error::internal)?;
-    Ok(TaggedJson::new(&body).into_stored())
+/// A project's JSON is about this long; a page's is this per item.
+const PROJECT_JSON_BYTES: usize = 192;
+
+fn to_tagged_json<T: serde::Serialize>(value: &T, items: usize) -> Result<Bytes> {
+    let capacity = PROJECT_JSON_BYTES * items.max(1);
+    Ok(TaggedJson::to_json(value, capacity).map_err(Error::internal)?.into_stored())
 }
 
 fn tagged(stored: Bytes) -> Result<TaggedJson> {
@@ -44,7 +47,8 @@ impl Plinth {
             .cache
             .cached(Scope::Tenant(tenant), &key, self.settings.ttls.projects, || async {
                 let rows = self.ports.projects.list(tenant, page.after.as_ref(), page.fetch_limit()).await?;
-                to_tagged_json(&Page::from_rows(rows, page, project_cursor, &self.settings.cursor_key))
+                let items = rows.len();
+                to_tagged_json(&Page::from_rows(rows, page, project_cursor, &self.settings.cursor_key), items)
             })
             .await?;
         tagged(stored)
@@ -57,7 +61,7 @@ impl Plinth {
             .cache
             .cached(Scope::Tenant(tenant), &format!("tagged:project:{id}"), self.settings.ttls.projects, || async {
                 match self.ports.projects.get(tenant, id).await? {
-                    Some(p) => to_tagged_json(&p),
+                    Some(p) => to_tagged_json(&p, 1),
                     None => Ok(Bytes::new()),
                 }
             })
