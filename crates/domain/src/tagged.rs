@@ -41,6 +41,8 @@ impl TaggedJson {
             *digit = DIGITS[usize::try_from((hash >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
         }
         buf[TAG_LEN - 1] = b'"';
+        // What was reserved and not used would stay allocated as long as the cache holds it.
+        buf.shrink_to_fit();
         Self(Bytes::from(buf))
     }
 
@@ -95,6 +97,9 @@ mod tests {
             assert_eq!(tagged, TaggedJson::new(&json));
             assert_eq!(&tagged.body()[..], &json[..]);
         }
+        // Room reserved and not used is given back: the cache keeps only the body and its tag.
+        let stored = TaggedJson::to_json(&1, 10_000).unwrap().into_stored();
+        assert!(stored.try_into_mut().unwrap().capacity() < 64);
         let hash = xxhash_rust::xxh3::xxh3_64(b"1");
         assert_eq!(TaggedJson::to_json(&1, 0).unwrap().etag(), format!("\"{hash:016x}\""));
     }
