@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
 use futures_util::TryStreamExt as _;
-use plinth_domain::Error;
 use plinth_domain::ids::TenantId;
+use plinth_domain::{Error, affinity};
 use tokio_postgres::NoTls;
 
 use crate::error::{self, DATABASE, PgError};
@@ -74,8 +74,7 @@ impl PgStore {
             ))
             .connect_timeout(settings.pool_timeout);
         let listen_config = config.clone();
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        let pools = shares(settings.pool_size, threads + 1)
+        let pools = shares(settings.pool_size, affinity::slots())
             .into_iter()
             .map(|max_size| {
                 let manager = Manager::from_config(
@@ -131,7 +130,7 @@ impl PgStore {
 
     /// A connection from this thread's pool.
     pub(crate) async fn conn(&self) -> Result<Object, Error> {
-        let pool = &self.pools[thread_number() % self.pools.len()];
+        let pool = &self.pools[affinity::slot(self.pools.len())];
         pool.get().await.map_err(error::pool)
     }
 
@@ -160,15 +159,6 @@ pub(crate) async fn tenant_tx(client: &mut Object, tenant: TenantId) -> Result<T
 fn shares(total: usize, parts: usize) -> Vec<usize> {
     let parts = parts.clamp(1, total.max(1));
     (0..parts).map(|i| total / parts + usize::from(i < total % parts)).collect()
-}
-
-/// A number for the calling thread, given in the order threads first ask: which pool it uses.
-fn thread_number() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        static NUMBER: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    NUMBER.with(|n| *n)
 }
 
 /// Runs one read-only statement in a transaction scoped to `tenant`, as [`tenant_tx`] would,
@@ -237,13 +227,5 @@ mod tests {
                 assert!(s.iter().all(|&n| n >= 1));
             }
         }
-    }
-
-    #[test]
-    fn a_thread_keeps_its_number_and_threads_get_different_ones() {
-        let here = thread_number();
-        assert_eq!(thread_number(), here);
-        let there = std::thread::spawn(thread_number).join().unwrap_or(here);
-        assert_ne!(there, here);
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use plinth_domain::Error;
+use plinth_domain::{Error, affinity};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, RedisError};
@@ -39,7 +39,9 @@ impl RedisSettings {
 
 #[derive(Clone)]
 enum Inner {
-    Single(ConnectionManager),
+    /// One connection per thread slot (see `plinth_domain::affinity`): each is opened, lazily,
+    /// by the thread that uses it, so its I/O runs on that thread's runtime.
+    Single(Arc<[ConnectionManager]>),
     Cluster(ClusterConnection),
 }
 
@@ -80,8 +82,12 @@ impl RedisConn {
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(500));
             Inner::Single(
-                ConnectionManager::new_lazy_with_config(pubsub_client.clone(), config)
-                    .map_err(|e| Error::internal(without_url(e)))?,
+                (0..affinity::slots())
+                    .map(|_| {
+                        ConnectionManager::new_lazy_with_config(pubsub_client.clone(), config.clone())
+                            .map_err(|e| Error::internal(without_url(e)))
+                    })
+                    .collect::<Result<_, _>>()?,
             )
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(settings.urls.iter().map(String::as_str))
@@ -132,9 +138,9 @@ impl RedisConn {
 
     /// Runs one command; any failure is `Unavailable` and opens the breaker.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
-        self.guarded(async {
+        self.guarded(|| async {
             match &self.inner {
-                Inner::Single(c) => cmd.query_async(&mut c.clone()).await,
+                Inner::Single(c) => cmd.query_async(&mut mine(c)).await,
                 Inner::Cluster(c) => cmd.query_async(&mut c.clone()).await,
             }
         })
@@ -143,20 +149,39 @@ impl RedisConn {
 
     /// Runs a Lua script.
     pub(crate) async fn script<T: FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Result<T, Error> {
-        self.guarded(async {
+        self.guarded(|| async {
             match &self.inner {
-                Inner::Single(c) => invocation.invoke_async(&mut c.clone()).await,
+                Inner::Single(c) => invocation.invoke_async(&mut mine(c)).await,
                 Inner::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
             }
         })
         .await
     }
 
-    async fn guarded<T>(&self, call: impl Future<Output = Result<T, RedisError>>) -> Result<T, Error> {
+    /// Runs `call` unless the breaker is open, within the command timeout; a failure opens it.
+    ///
+    /// A connection that died while idle (Redis restarted) or whose last attempt to connect was
+    /// refused answers its next command with that error, unsent, and starts connecting again:
+    /// the command goes once more, on the new connection. Without that, after Redis comes back
+    /// each thread's connection would fail one command and open the breaker for everyone. (A
+    /// command lost in flight when the connection died may be applied twice: the cache's
+    /// commands are idempotent; the limiter's script would count one check twice, and a
+    /// generation bump would bump twice, which only invalidates again.)
+    async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
         if self.breaker_open() {
             return Err(Error::Unavailable { dependency: REDIS, source: None });
         }
-        let result = match tokio::time::timeout(self.timeout, call).await {
+        let attempts = async {
+            match call().await {
+                Err(e) if e.is_connection_dropped() || e.is_connection_refusal() => call().await,
+                other => other,
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::unavailable(REDIS, without_url(e))),
             Err(elapsed) => Err(Error::unavailable(REDIS, elapsed)),
@@ -167,8 +192,10 @@ impl RedisConn {
         result
     }
 
-    /// Connects now rather than on the first request, waiting up to `within`; a failure is
-    /// only logged (Redis being down at start-up is not fatal: the adapters degrade).
+    /// Connects the calling thread's connection now rather than on its first command, waiting
+    /// up to `within` (each worker's connects on the worker's first command, so that it runs on
+    /// the worker's runtime); a failure is only logged (Redis being down at start-up is not
+    /// fatal: the adapters degrade).
     pub async fn warm_up(&self, within: Duration) {
         if let Err(e) = self.ping_within(within).await {
             tracing::warn!(error = %e, "Redis is not answering at start-up; continuing without it");
@@ -184,7 +211,7 @@ impl RedisConn {
         let cmd = redis::cmd("PING");
         let call = async {
             match &self.inner {
-                Inner::Single(c) => cmd.query_async::<String>(&mut c.clone()).await,
+                Inner::Single(c) => cmd.query_async::<String>(&mut mine(c)).await,
                 Inner::Cluster(c) => cmd.query_async::<String>(&mut c.clone()).await,
             }
         };
@@ -194,6 +221,11 @@ impl RedisConn {
             Err(elapsed) => Err(Error::unavailable(REDIS, elapsed)),
         }
     }
+}
+
+/// The calling thread's connection.
+fn mine(connections: &[ConnectionManager]) -> ConnectionManager {
+    connections[affinity::slot(connections.len())].clone()
 }
 
 /// Redis errors can quote the URL they failed on, password included: keep only the kind.

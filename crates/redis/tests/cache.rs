@@ -67,3 +67,17 @@ async fn invalidating_a_tenant_makes_its_next_read_fetch_again() {
     cache.invalidate(tenant).await;
     assert_eq!(read("third").await, "third", "a new generation misses");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_restarts_the_first_command_of_an_idle_connection_succeeds() {
+    let mut redis = plinth_testkit::PrivateRedis::start();
+    let mut settings = RedisSettings::new(vec![redis.url()]);
+    settings.prefix = redis_prefix();
+    let store = RedisCache::new(RedisConn::new(&settings).unwrap());
+    store.set("k", Bytes::from_static(b"before"), Duration::from_secs(30)).await.unwrap();
+    // The connection sits idle while the server dies and comes back empty.
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.set("k", Bytes::from_static(b"after"), Duration::from_secs(30)).await.expect("the first command after");
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"after"[..]));
+}
