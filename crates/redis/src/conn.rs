@@ -158,15 +158,8 @@ impl RedisConn {
         .await
     }
 
-    /// Runs `call` unless the breaker is open, within the command timeout; a failure opens it.
-    ///
-    /// A connection that died while idle (Redis restarted) or whose last attempt to connect was
-    /// refused answers its next command with that error, unsent, and starts connecting again:
-    /// the command goes once more, on the new connection. Without that, after Redis comes back
-    /// each thread's connection would fail one command and open the breaker for everyone. (A
-    /// command lost in flight when the connection died may be applied twice: the cache's
-    /// commands are idempotent; the limiter's script would count one check twice, and a
-    /// generation bump would bump twice, which only invalidates again.)
+    /// Runs `call` unless the breaker is open, within the command timeout (a second attempt
+    /// included, see [`once_more_if_unsent`]); a failure opens it.
     async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
         F: Fn() -> Fut,
@@ -175,13 +168,7 @@ impl RedisConn {
         if self.breaker_open() {
             return Err(Error::Unavailable { dependency: REDIS, source: None });
         }
-        let attempts = async {
-            match call().await {
-                Err(e) if e.is_connection_dropped() || e.is_connection_refusal() => call().await,
-                other => other,
-            }
-        };
-        let result = match tokio::time::timeout(self.timeout, attempts).await {
+        let result = match tokio::time::timeout(self.timeout, once_more_if_unsent(call)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::unavailable(REDIS, without_url(e))),
             Err(elapsed) => Err(Error::unavailable(REDIS, elapsed)),
@@ -209,17 +196,37 @@ impl RedisConn {
 
     async fn ping_within(&self, within: Duration) -> Result<(), Error> {
         let cmd = redis::cmd("PING");
-        let call = async {
+        let call = || async {
             match &self.inner {
                 Inner::Single(c) => cmd.query_async::<String>(&mut mine(c)).await,
                 Inner::Cluster(c) => cmd.query_async::<String>(&mut c.clone()).await,
             }
         };
-        match tokio::time::timeout(within, call).await {
+        match tokio::time::timeout(within, once_more_if_unsent(call)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Error::unavailable(REDIS, without_url(e))),
             Err(elapsed) => Err(Error::unavailable(REDIS, elapsed)),
         }
+    }
+}
+
+/// Runs `call`, and once more if it failed unsent.
+///
+/// A connection that died while idle (Redis restarted) or whose last attempt to connect was
+/// refused answers its next command with that error, unsent, and starts connecting again: the
+/// command goes once more, on the new connection. Without that, after Redis comes back each
+/// thread's connection would fail one command (opening the breaker for everyone, or failing a
+/// readiness check). A command lost in flight when the connection died may be applied twice:
+/// the cache's commands are idempotent; the limiter's script would count one check twice, and a
+/// generation bump would bump twice, which only invalidates again.
+async fn once_more_if_unsent<T, F, Fut>(call: F) -> Result<T, RedisError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, RedisError>>,
+{
+    match call().await {
+        Err(e) if e.is_connection_dropped() || e.is_connection_refusal() => call().await,
+        other => other,
     }
 }
 
