@@ -125,6 +125,10 @@ impl DataSet {
     pub fn users(self) -> u64 {
         u64::from(self.tenants) * u64::from(self.users_per_tenant)
     }
+    /// `{tenants}x{users per tenant}x{projects per tenant}`: names its database and tokens file.
+    pub fn label(self) -> String {
+        format!("{}x{}x{}", self.tenants, self.users_per_tenant, self.projects_per_tenant)
+    }
 }
 
 /// A seeded data set and how long it took.
@@ -384,7 +388,8 @@ fn check_tools(opts: &Options) -> Result<(), String> {
 }
 
 /// The steps: every data set seeded into its own database first; then the main data set with
-/// every scenario, each reference measured just before the scenario compared to it; then the
+/// every scenario, each reference measured just before and just after the scenarios compared
+/// to it; then the
 /// scale curve: `cached` and `db` on every data set, in two rounds, smallest to largest and back,
 /// so that a machine slowing down or speeding up over the run weighs on every size alike.
 fn plan(opts: &Options) -> Vec<Step> {
@@ -437,7 +442,7 @@ fn plan(opts: &Options) -> Vec<Step> {
 impl Bench {
     /// The data set's tokens file.
     fn tokens_file(&self, data: DataSet) -> PathBuf {
-        self.out.join(format!("tokens-{}x{}x{}.tsv", data.tenants, data.users_per_tenant, data.projects_per_tenant))
+        self.out.join(format!("tokens-{}.tsv", data.label()))
     }
 
     /// A `plinth` command with a clean environment of our own.
@@ -493,7 +498,7 @@ impl Bench {
 
     /// Points the bench at `data`'s database, and returns its tokens file.
     fn select(&mut self, data: DataSet) -> PathBuf {
-        self.pg.use_db(&format!("{}x{}x{}", data.tenants, data.users_per_tenant, data.projects_per_tenant));
+        self.pg.use_db(&data.label());
         self.tokens_file(data)
     }
 

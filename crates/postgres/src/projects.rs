@@ -56,7 +56,7 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
 impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
-        let rows = limit;
+        let at_most = limit;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.bounded(async {
             let client = self.conn().await?;
@@ -67,7 +67,7 @@ impl ProjectRepository for PgStore {
                         columns!(),
                         " FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
                     );
-                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &limit], rows).await?
+                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &limit], at_most).await?
                 }
                 Some(c) => {
                     let sql = concat!(
@@ -76,7 +76,8 @@ impl ProjectRepository for PgStore {
                         " FROM projects WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
                          ORDER BY created_at DESC, id DESC LIMIT $4"
                     );
-                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &c.created_at, &c.id, &limit], rows).await?
+                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &c.created_at, &c.id, &limit], at_most)
+                        .await?
                 }
             };
             // Sized up front: collecting `Result`s can't know the length and would grow it.

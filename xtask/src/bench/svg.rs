@@ -143,8 +143,8 @@ fn scale_panel(body: &mut String, points: &[ScalePoint], top: f64) -> f64 {
         "Scale: p99 (ms) against the number of projects (log scale), each with its own axis",
     );
     let half = (WIDTH - 40.0) / 2.0;
-    let cached: Vec<(u64, f64)> = points.iter().filter_map(|p| p.cached_p99_us.map(|v| (p.projects, v))).collect();
-    let db: Vec<(u64, f64)> = points.iter().filter_map(|p| p.db_p99_us.map(|v| (p.projects, v))).collect();
+    let cached: Vec<(u64, f64)> = points.iter().filter_map(|p| p.cached_p99_us().map(|v| (p.projects, v))).collect();
+    let db: Vec<(u64, f64)> = points.iter().filter_map(|p| p.db_p99_us().map(|v| (p.projects, v))).collect();
     curve(body, "cached", PLINTH, &cached, 60.0, top + 20.0, half - 60.0);
     curve(body, "db", DB, &db, 60.0 + half, top + 20.0, half - 60.0);
     top + 20.0 + 230.0 + 30.0
