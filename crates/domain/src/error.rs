@@ -107,8 +107,6 @@ pub enum Conflict {
     EmailTaken,
     /// The change would leave the tenant without an owner.
     LastOwner,
-    /// A request with this idempotency key is still being processed.
-    RequestInProgress,
 }
 
 impl fmt::Display for Conflict {
@@ -117,7 +115,6 @@ impl fmt::Display for Conflict {
             Self::SlugTaken => "this tenant slug is already taken",
             Self::EmailTaken => "a user with this email already exists",
             Self::LastOwner => "the last owner can't be removed or demoted",
-            Self::RequestInProgress => "a request with this Idempotency-Key is still in progress",
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The use cases: what the API does, over the ports. Handlers call exactly one of these.
 
 mod auth;
+mod idempotency;
 mod limits;
 mod projects;
 mod signup;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::Principal;
+pub use idempotency::{Answer, Idempotency, KeptAnswer, RefusedAnswer};
 pub use limits::Subject;
 pub use signup::{SignupInput, SignupOutput};
 pub use users::NewUserInput;

@@ -20,6 +20,7 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use plinth_domain::entities::{Delivery, DeliveryState, Project, Tenant, User, Webhook};
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{DeliveryId, TenantId, UserId, WebhookId};
+use plinth_domain::ports::{IdempotentWrite, Keyed};
 use plinth_domain::values::{Email, Slug};
 use plinth_domain::{Error, Result};
 
@@ -136,6 +137,21 @@ impl MemoryStore {
 
     fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `change` and stores `key` (when given) as one step: nothing changes when the key
+    /// is live already (`KeyTaken`) or `change` fails. Locks the data, then the keys.
+    fn keyed(&self, key: Option<&IdempotentWrite>, change: impl FnOnce(&mut Data) -> Result<()>) -> Result<Keyed> {
+        let mut data = self.write();
+        let mut keys = self.keys();
+        if !keys.is_free(key) {
+            return Ok(Keyed::KeyTaken);
+        }
+        change(&mut data)?;
+        if let Some(key) = key {
+            keys.store(key);
+        }
+        Ok(Keyed::Written)
     }
 }
 

@@ -1,120 +1,96 @@
-//! Idempotency keys: claimed with one upsert, so two concurrent requests can't both run.
-
-use std::time::Duration;
+//! Idempotency keys: stored by the write they guard, in its transaction ([`store_key`]), and
+//! looked up here.
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use plinth_domain::ports::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
+use deadpool_postgres::Transaction;
+use plinth_domain::ports::{IdempotencyScope, IdempotencyStore, IdempotentWrite, Lookup, StoredResponse};
 use plinth_domain::{Error, Result, clock};
 use uuid::Uuid;
 
 use crate::error;
-use crate::pool::{PgStore, tenant_tx};
+use crate::pool::{PgStore, tenant_read, tenant_tx};
+
+/// Stores `write`'s key and answer in the caller's transaction unless the key is live; returns
+/// whether it did. A live key stored by a transaction still open makes this wait for it: if
+/// that one commits, this finds the key taken; if it rolls back, this takes the key.
+///
+/// A row without an answer was left "in progress" by an earlier version of plinth, which
+/// claimed keys in a transaction of their own; such a claim is taken over at once.
+pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite) -> Result<bool> {
+    let q = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys \
+               (tenant_id, user_id, key, fingerprint, status, body, location, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (tenant_id, user_id, key) DO UPDATE \
+               SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, \
+                   location = EXCLUDED.location, created_at = EXCLUDED.created_at, \
+                   expires_at = EXCLUDED.expires_at \
+               WHERE idempotency_keys.expires_at <= EXCLUDED.created_at OR idempotency_keys.status IS NULL \
+             RETURNING 1",
+        )
+        .await
+        .map_err(error::db)?;
+    let scope = &write.scope;
+    let status = i16::try_from(write.response.status).map_err(Error::internal)?;
+    let body: &[u8] = &write.response.body;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+        scope.tenant.as_uuid(),
+        scope.user.as_uuid(),
+        &scope.key.as_str(),
+        &Uuid::from_u128(write.fingerprint),
+        &status,
+        &body,
+        &write.response.location,
+        &clock::now(),
+        &write.expires_at,
+    ];
+    Ok(tx.query_opt(&q, &params).await.map_err(error::db)?.is_some())
+}
+
+/// Stores `key` in the caller's transaction when there is one; `false` when it is live already
+/// (the caller then writes nothing and lets the transaction roll back).
+pub(crate) async fn take_key(tx: &Transaction<'_>, key: Option<&IdempotentWrite>) -> Result<bool> {
+    match key {
+        Some(key) => store_key(tx, key).await,
+        None => Ok(true),
+    }
+}
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant))]
-    async fn claim(&self, scope: &IdempotencyScope, fingerprint: u128, ttl: Duration) -> Result<Claim> {
-        let now = clock::now();
-        let expires_at = now + ttl;
-        let fingerprint = Uuid::from_u128(fingerprint);
+    async fn lookup(&self, scope: &IdempotencyScope, fingerprint: u128) -> Result<Lookup> {
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, scope.tenant).await?;
-            // A new key, or an expired one, is (re)claimed; a live one is left as it is.
-            let claim = tx
-                .prepare_cached(
-                    "INSERT INTO idempotency_keys (tenant_id, user_id, key, fingerprint, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (tenant_id, user_id, key) DO UPDATE \
-                       SET fingerprint = EXCLUDED.fingerprint, status = NULL, body = NULL, location = NULL, \
-                           created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at \
-                       WHERE idempotency_keys.expires_at <= EXCLUDED.created_at \
-                     RETURNING 1",
-                )
-                .await
-                .map_err(error::db)?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                [scope.tenant.as_uuid(), scope.user.as_uuid(), &scope.key.as_str(), &fingerprint, &now, &expires_at];
-            let claimed = tx.query_opt(&claim, &params).await.map_err(error::db)?.is_some();
-            let outcome = if claimed {
-                Claim::Acquired
-            } else {
-                let existing = tx
-                    .prepare_cached(
-                        "SELECT fingerprint, status, body, location FROM idempotency_keys \
-                         WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
-                    )
-                    .await
-                    .map_err(error::db)?;
-                let row = tx
-                    .query_one(&existing, &[scope.tenant.as_uuid(), scope.user.as_uuid(), &scope.key.as_str()])
-                    .await
-                    .map_err(error::db)?;
-                let stored: Uuid = row.try_get(0).map_err(error::db)?;
-                let status: Option<i16> = row.try_get(1).map_err(error::db)?;
-                if stored != fingerprint {
-                    Claim::Mismatch
-                } else if let Some(status) = status {
-                    Claim::Replay(StoredResponse {
-                        status: u16::try_from(status).map_err(Error::internal)?,
-                        body: Bytes::from(row.try_get::<_, Option<Vec<u8>>>(2).map_err(error::db)?.unwrap_or_default()),
-                        location: row.try_get(3).map_err(error::db)?,
-                    })
-                } else {
-                    Claim::InProgress
-                }
-            };
-            tx.commit().await.map_err(error::db)?;
-            Ok(outcome)
+            let client = self.conn().await?;
+            let sql = "SELECT fingerprint, status, body, location FROM idempotency_keys \
+                       WHERE tenant_id = $1 AND user_id = $2 AND key = $3 AND expires_at > $4 \
+                         AND status IS NOT NULL";
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [scope.tenant.as_uuid(), scope.user.as_uuid(), &scope.key.as_str(), &clock::now()];
+            let rows = tenant_read(&client, scope.tenant, sql, &params, 1).await?;
+            let Some(row) = rows.first() else { return Ok(Lookup::New) };
+            let stored: Uuid = row.try_get(0).map_err(error::db)?;
+            if stored != Uuid::from_u128(fingerprint) {
+                return Ok(Lookup::Mismatch);
+            }
+            let status: i16 = row.try_get(1).map_err(error::db)?;
+            Ok(Lookup::Replay(StoredResponse {
+                status: u16::try_from(status).map_err(Error::internal)?,
+                body: Bytes::from(row.try_get::<_, Option<Vec<u8>>>(2).map_err(error::db)?.unwrap_or_default()),
+                location: row.try_get(3).map_err(error::db)?,
+            }))
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant))]
-    async fn complete(&self, scope: &IdempotencyScope, response: &StoredResponse) -> Result<()> {
-        let status = i16::try_from(response.status).map_err(Error::internal)?;
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %write.scope.tenant))]
+    async fn record(&self, write: &IdempotentWrite) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, scope.tenant).await?;
-            let q = tx
-                .prepare_cached(
-                    "UPDATE idempotency_keys SET status = $4, body = $5, location = $6 \
-                     WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
-                )
-                .await
-                .map_err(error::db)?;
-            let body: &[u8] = &response.body;
-            tx.execute(
-                &q,
-                &[
-                    scope.tenant.as_uuid(),
-                    scope.user.as_uuid(),
-                    &scope.key.as_str(),
-                    &status,
-                    &body,
-                    &response.location,
-                ],
-            )
-            .await
-            .map_err(error::db)?;
-            tx.commit().await.map_err(error::db)
-        })
-        .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant))]
-    async fn release(&self, scope: &IdempotencyScope) -> Result<()> {
-        self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, scope.tenant).await?;
-            let q = tx
-                .prepare_cached("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND user_id = $2 AND key = $3")
-                .await
-                .map_err(error::db)?;
-            tx.execute(&q, &[scope.tenant.as_uuid(), scope.user.as_uuid(), &scope.key.as_str()])
-                .await
-                .map_err(error::db)?;
+            let tx = tenant_tx(&mut client, write.scope.tenant).await?;
+            store_key(&tx, write).await?;
             tx.commit().await.map_err(error::db)
         })
         .await

@@ -6,12 +6,13 @@ use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{ProjectId, TenantId};
 use plinth_domain::page::Cursor;
-use plinth_domain::ports::{EventsFor, ProjectRepository};
+use plinth_domain::ports::{EventsFor, IdempotentWrite, Keyed, ProjectRepository};
 use plinth_domain::values::ProjectName;
 use plinth_domain::{Error, Result, clock};
 use tokio_postgres::Row;
 
 use crate::error::{self, corrupt};
+use crate::idempotency::take_key;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
@@ -102,10 +103,13 @@ impl ProjectRepository for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %project.tenant_id))]
-    async fn insert(&self, project: &Project, events: &[DomainEvent]) -> Result<()> {
+    async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed> {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, project.tenant_id).await?;
+            if !take_key(&tx, key).await? {
+                return Ok(Keyed::KeyTaken);
+            }
             let q = tx
                 .prepare_cached(
                     "INSERT INTO projects (tenant_id, id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
@@ -125,7 +129,8 @@ impl ProjectRepository for PgStore {
             .await
             .map_err(error::db)?;
             store_events(&tx, events).await?;
-            tx.commit().await.map_err(error::db)
+            tx.commit().await.map_err(error::db)?;
+            Ok(Keyed::Written)
         })
         .await
     }

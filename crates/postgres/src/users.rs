@@ -7,12 +7,13 @@ use plinth_domain::entities::User;
 use plinth_domain::error::Conflict;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::page::Cursor;
-use plinth_domain::ports::{UserCheck, UserRepository};
+use plinth_domain::ports::{IdempotentWrite, Keyed, UserCheck, UserRepository};
 use plinth_domain::values::{Email, PasswordHash, Role};
 use plinth_domain::{Error, Result, clock};
 use tokio_postgres::Row;
 
 use crate::error::{self, corrupt};
+use crate::idempotency::take_key;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
@@ -93,12 +94,16 @@ async fn lock_target(
 #[async_trait]
 impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %user.tenant_id))]
-    async fn create(&self, user: &User) -> Result<()> {
+    async fn create(&self, user: &User, key: Option<&IdempotentWrite>) -> Result<Keyed> {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, user.tenant_id).await?;
+            if !take_key(&tx, key).await? {
+                return Ok(Keyed::KeyTaken);
+            }
             insert_user(&tx, user).await?;
-            tx.commit().await.map_err(error::db)
+            tx.commit().await.map_err(error::db)?;
+            Ok(Keyed::Written)
         })
         .await
     }

@@ -7,12 +7,13 @@ use plinth_domain::entities::{Delivery, DeliveryState, Webhook};
 use plinth_domain::events::{DomainEvent, EventKind};
 use plinth_domain::ids::{DeliveryId, EventId, TenantId, WebhookId};
 use plinth_domain::page::Cursor;
-use plinth_domain::ports::WebhookRepository;
+use plinth_domain::ports::{CountCheck, IdempotentWrite, Keyed, WebhookRepository};
 use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::{self, corrupt};
+use crate::idempotency::take_key;
 use crate::pool::{PgStore, tenant_tx};
 
 fn webhook_from_row(row: &Row) -> Result<Webhook> {
@@ -85,11 +86,36 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
 #[async_trait]
 impl WebhookRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %webhook.tenant_id))]
-    async fn create(&self, webhook: &Webhook, sealed_secret: &[u8]) -> Result<()> {
+    async fn create(
+        &self,
+        webhook: &Webhook,
+        sealed_secret: &[u8],
+        check: CountCheck<'_>,
+        key: Option<&IdempotentWrite>,
+    ) -> Result<Keyed> {
         let events: Vec<&str> = webhook.events.iter().map(|e| e.as_str()).collect();
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, webhook.tenant_id).await?;
+            if !take_key(&tx, key).await? {
+                return Ok(Keyed::KeyTaken);
+            }
+            // Creations of one tenant take turns from here to their commit, so the count they
+            // check can't be overtaken by another's insert.
+            let lock = tx
+                .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended('plinth.webhooks:' || $1::text, 0))")
+                .await
+                .map_err(error::db)?;
+            tx.execute(&lock, &[&webhook.tenant_id.to_string()]).await.map_err(error::db)?;
+            let count =
+                tx.prepare_cached("SELECT count(*) FROM webhooks WHERE tenant_id = $1").await.map_err(error::db)?;
+            let existing: i64 = tx
+                .query_one(&count, &[webhook.tenant_id.as_uuid()])
+                .await
+                .map_err(error::db)?
+                .try_get(0)
+                .map_err(error::db)?;
+            check(usize::try_from(existing).unwrap_or(usize::MAX))?;
             let q = tx
                 .prepare_cached(
                     "INSERT INTO webhooks (tenant_id, id, url, events, secret_sealed, created_at) \
@@ -110,7 +136,8 @@ impl WebhookRepository for PgStore {
             )
             .await
             .map_err(error::db)?;
-            tx.commit().await.map_err(error::db)
+            tx.commit().await.map_err(error::db)?;
+            Ok(Keyed::Written)
         })
         .await
     }

@@ -85,49 +85,69 @@ impl ApiError {
             Self::RateLimited { .. } => {
                 (S::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded. Please slow down.".into())
             }
-            Self::Domain(e) => match e {
-                Error::Validation(_) => {
-                    (S::UNPROCESSABLE_ENTITY, "validation_failed", "The request breaks a validation rule.".into())
-                }
-                Error::BadRequest(m) => (S::BAD_REQUEST, "bad_request", capitalise(m)),
-                Error::Unauthorized => (S::UNAUTHORIZED, "unauthorized", "A bearer token is required.".into()),
-                Error::InvalidToken => (S::UNAUTHORIZED, "invalid_token", "The bearer token is not valid here.".into()),
-                Error::InvalidCredentials => {
-                    (S::UNAUTHORIZED, "invalid_credentials", "The email or the password is wrong.".into())
-                }
-                Error::Forbidden(m) => (S::FORBIDDEN, "forbidden", capitalise(m)),
-                Error::TenantNotFound => (S::NOT_FOUND, "tenant_not_found", "No tenant is served at this host.".into()),
-                Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
-                Error::Conflict(c) => (S::CONFLICT, "conflict", capitalise(&c.to_string())),
-                Error::IdempotencyKeyReused => (
-                    S::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was used with a different request.".into(),
-                ),
-                Error::Unavailable { .. } => (
-                    S::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "A dependency is unavailable. Please retry shortly.".into(),
-                ),
-                Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "An internal error occurred.".into()),
-            },
+            Self::Domain(e) => domain_parts(e),
         }
     }
 
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
-        let (status, code, detail) = self.parts();
-        Problem {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail,
-            code,
-            errors: match self {
-                Self::Domain(Error::Validation(errors)) => Some(errors.clone()),
-                _ => None,
-            },
+        match self {
+            Self::Domain(e) => domain_problem(e),
+            _ => {
+                let (status, code, detail) = self.parts();
+                problem(status, code, detail, None)
+            }
         }
+    }
+}
+
+/// Status, code and detail of a domain error.
+fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
+    use StatusCode as S;
+    match e {
+        Error::Validation(_) => {
+            (S::UNPROCESSABLE_ENTITY, "validation_failed", "The request breaks a validation rule.".into())
+        }
+        Error::BadRequest(m) => (S::BAD_REQUEST, "bad_request", capitalise(m)),
+        Error::Unauthorized => (S::UNAUTHORIZED, "unauthorized", "A bearer token is required.".into()),
+        Error::InvalidToken => (S::UNAUTHORIZED, "invalid_token", "The bearer token is not valid here.".into()),
+        Error::InvalidCredentials => {
+            (S::UNAUTHORIZED, "invalid_credentials", "The email or the password is wrong.".into())
+        }
+        Error::Forbidden(m) => (S::FORBIDDEN, "forbidden", capitalise(m)),
+        Error::TenantNotFound => (S::NOT_FOUND, "tenant_not_found", "No tenant is served at this host.".into()),
+        Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
+        Error::Conflict(c) => (S::CONFLICT, "conflict", capitalise(&c.to_string())),
+        Error::IdempotencyKeyReused => (
+            S::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request.".into(),
+        ),
+        Error::Unavailable { .. } => {
+            (S::SERVICE_UNAVAILABLE, "service_unavailable", "A dependency is unavailable. Please retry shortly.".into())
+        }
+        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "An internal error occurred.".into()),
+    }
+}
+
+/// The problem document of a domain error: the body `ApiError::Domain(e)` answers with.
+pub fn domain_problem(e: &Error) -> Problem {
+    let (status, code, detail) = domain_parts(e);
+    let errors = match e {
+        Error::Validation(errors) => Some(errors.clone()),
+        _ => None,
+    };
+    problem(status, code, detail, errors)
+}
+
+fn problem(status: StatusCode, code: &'static str, detail: String, errors: Option<Vec<FieldError>>) -> Problem {
+    Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        code,
+        errors,
     }
 }
 

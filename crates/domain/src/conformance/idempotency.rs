@@ -1,13 +1,17 @@
-//! `IdempotencyStore` conformance: claim, replay, mismatch, release and expiry, scoped to the
-//! tenant and the user.
+//! `IdempotencyStore` conformance, with the keyed writes that store keys: lookup, replay,
+//! mismatch, one write per key (also when two race), refusals kept, expiry, and keys scoped to
+//! the tenant and the user.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use time::OffsetDateTime;
 
 use super::Storage;
 use super::fixtures;
-use crate::ports::{Claim, IdempotencyKey, IdempotencyScope, StoredResponse};
+use crate::clock;
+use crate::entities::Project;
+use crate::ports::{IdempotencyKey, IdempotencyScope, IdempotentWrite, Keyed, Lookup, StoredResponse};
 use crate::values::Role;
 
 /// Every `IdempotencyStore` behaviour, as named tests; the argument is a [`Storage`] expression
@@ -21,23 +25,20 @@ macro_rules! idempotency_store_suite {
             $crate::__conformance_tests!(
                 idempotency,
                 $fixture,
-                a_new_key_is_acquired,
-                the_same_request_in_progress_is_reported_in_progress,
-                a_completed_request_is_replayed,
-                another_request_with_the_same_key_is_a_mismatch,
-                a_released_key_can_be_acquired_again,
+                a_key_never_written_is_new,
+                a_keyed_write_is_replayed_and_another_request_is_a_mismatch,
+                a_live_key_lets_no_second_write_through,
+                of_two_racing_writes_with_one_key_exactly_one_is_written,
+                a_refusal_is_kept_but_never_replaces_a_live_answer,
                 keys_are_scoped_to_the_tenant,
                 keys_are_scoped_to_the_user,
-                a_claimed_key_expires_after_its_ttl,
-                a_completed_key_expires_after_its_ttl,
+                an_expired_key_is_new_and_can_be_written_again,
             );
         }
     };
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
-const SHORT: Duration = Duration::from_secs(1);
-const PAST_SHORT: Duration = Duration::from_millis(1300);
 
 /// A fresh key of a new user of a new tenant (both stored).
 async fn scope(storage: &Storage) -> IdempotencyScope {
@@ -53,69 +54,126 @@ fn fingerprint() -> u128 {
     u128::from(rand::random::<u64>()) << 64 | u128::from(rand::random::<u64>())
 }
 
-fn response() -> StoredResponse {
+fn response(project: &Project) -> StoredResponse {
     StoredResponse {
         status: 201,
-        body: Bytes::from_static(br#"{"id":"0190a6f2-0000-7000-8000-000000000000","name":"Apollo"}"#),
-        location: Some("/v1/projects/0190a6f2-0000-7000-8000-000000000000".to_owned()),
+        body: Bytes::from(format!(r#"{{"id":"{}"}}"#, project.id)),
+        location: Some(format!("/v1/projects/{}", project.id)),
     }
 }
 
-async fn claim(storage: &Storage, scope: &IdempotencyScope, fingerprint: u128, ttl: Duration) -> Claim {
-    storage.idempotency.claim(scope, fingerprint, ttl).await.expect("claim succeeds")
+fn write(
+    scope: &IdempotencyScope,
+    fingerprint: u128,
+    response: StoredResponse,
+    expires_at: OffsetDateTime,
+) -> IdempotentWrite {
+    IdempotentWrite { scope: scope.clone(), fingerprint, expires_at, response }
 }
 
-/// A key never seen is `Acquired`.
-pub async fn a_new_key_is_acquired(storage: Storage) {
+fn in_a_day() -> OffsetDateTime {
+    clock::now() + DAY
+}
+
+/// Inserts a new project of `scope`'s tenant guarded by `key`; returns it and the outcome.
+async fn insert(
+    storage: &Storage,
+    scope: &IdempotencyScope,
+    fingerprint: u128,
+    expires_at: OffsetDateTime,
+) -> (Project, Keyed, IdempotentWrite) {
+    let project = fixtures::project_at(scope.tenant, "Apollo", clock::now());
+    let keyed = write(scope, fingerprint, response(&project), expires_at);
+    let outcome = storage.projects.insert(&project, &[], Some(&keyed)).await.expect("insert succeeds");
+    (project, outcome, keyed)
+}
+
+async fn lookup(storage: &Storage, scope: &IdempotencyScope, fingerprint: u128) -> Lookup {
+    storage.idempotency.lookup(scope, fingerprint).await.expect("lookup succeeds")
+}
+
+async fn stored(storage: &Storage, project: &Project) -> bool {
+    storage.projects.get(project.tenant_id, project.id).await.expect("get succeeds").is_some()
+}
+
+/// A key never seen is `New`, for any fingerprint.
+pub async fn a_key_never_written_is_new(storage: Storage) {
     let scope = scope(&storage).await;
-    assert_eq!(claim(&storage, &scope, fingerprint(), DAY).await, Claim::Acquired);
+    assert_eq!(lookup(&storage, &scope, fingerprint()).await, Lookup::New);
 }
 
-/// The same key and fingerprint while the first request runs is `InProgress`.
-pub async fn the_same_request_in_progress_is_reported_in_progress(storage: Storage) {
-    let scope = scope(&storage).await;
-    let fp = fingerprint();
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Acquired);
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::InProgress);
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::InProgress);
-}
-
-/// After `complete`, the same key and fingerprint is `Replay` of the stored response, each time.
-pub async fn a_completed_request_is_replayed(storage: Storage) {
-    let scope = scope(&storage).await;
-    let fp = fingerprint();
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Acquired);
-    storage.idempotency.complete(&scope, &response()).await.expect("complete succeeds");
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Replay(response()));
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Replay(response()));
-    let no_location = StoredResponse { location: None, ..response() };
-    let other = IdempotencyScope { key: key(), ..scope };
-    assert_eq!(claim(&storage, &other, fp, DAY).await, Claim::Acquired);
-    storage.idempotency.complete(&other, &no_location).await.expect("complete succeeds");
-    assert_eq!(claim(&storage, &other, fp, DAY).await, Claim::Replay(no_location));
-}
-
-/// The same key with another fingerprint is `Mismatch`, in progress or completed.
-pub async fn another_request_with_the_same_key_is_a_mismatch(storage: Storage) {
-    let scope = scope(&storage).await;
-    let fp = fingerprint();
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Acquired);
-    assert_eq!(claim(&storage, &scope, fp ^ 1, DAY).await, Claim::Mismatch);
-    storage.idempotency.complete(&scope, &response()).await.expect("complete succeeds");
-    assert_eq!(claim(&storage, &scope, fp ^ 1, DAY).await, Claim::Mismatch);
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Replay(response()));
-}
-
-/// After `release`, the key is new again, for any fingerprint.
-pub async fn a_released_key_can_be_acquired_again(storage: Storage) {
+/// A write stores its key and answer with it: the same request is `Replay` of that answer,
+/// each time; another request with the key is `Mismatch`.
+pub async fn a_keyed_write_is_replayed_and_another_request_is_a_mismatch(storage: Storage) {
     let scope = scope(&storage).await;
     let fp = fingerprint();
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Acquired);
-    storage.idempotency.release(&scope).await.expect("release succeeds");
-    assert_eq!(claim(&storage, &scope, fp ^ 1, DAY).await, Claim::Acquired);
-    storage.idempotency.release(&scope).await.expect("release succeeds");
-    storage.idempotency.release(&scope).await.expect("releasing a missing key succeeds");
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Acquired);
+    let (project, outcome, keyed) = insert(&storage, &scope, fp, in_a_day()).await;
+    assert_eq!(outcome, Keyed::Written);
+    assert!(stored(&storage, &project).await);
+    assert_eq!(lookup(&storage, &scope, fp).await, Lookup::Replay(keyed.response.clone()));
+    assert_eq!(lookup(&storage, &scope, fp).await, Lookup::Replay(keyed.response));
+    assert_eq!(lookup(&storage, &scope, fp ^ 1).await, Lookup::Mismatch);
+}
+
+/// While a key is live, every write it guards (a project, a user, a webhook) is `KeyTaken`
+/// and writes nothing; the first answer stays.
+pub async fn a_live_key_lets_no_second_write_through(storage: Storage) {
+    let scope = scope(&storage).await;
+    let fp = fingerprint();
+    let (_, first, keyed) = insert(&storage, &scope, fp, in_a_day()).await;
+    assert_eq!(first, Keyed::Written);
+    let (second, outcome, _) = insert(&storage, &scope, fp, in_a_day()).await;
+    assert_eq!(outcome, Keyed::KeyTaken);
+    assert!(!stored(&storage, &second).await, "nothing written under a taken key");
+    let user = fixtures::user(scope.tenant, "late", Role::Member);
+    let again = write(&scope, fp, keyed.response.clone(), in_a_day());
+    assert_eq!(storage.users.create(&user, Some(&again)).await.expect("create"), Keyed::KeyTaken);
+    assert_eq!(storage.users.get(scope.tenant, user.id).await.expect("get"), None);
+    let hook = crate::entities::Webhook {
+        id: crate::ids::WebhookId::new(),
+        tenant_id: scope.tenant,
+        url: "https://hooks.example.com/late".into(),
+        events: crate::events::EventKind::ALL.to_vec(),
+        created_at: clock::now(),
+    };
+    assert_eq!(
+        storage.webhooks.create(&hook, b"sealed", &|_| Ok(()), Some(&again)).await.expect("create"),
+        Keyed::KeyTaken
+    );
+    assert!(storage.webhooks.list(scope.tenant, None, 10).await.expect("list").is_empty());
+    assert_eq!(lookup(&storage, &scope, fp).await, Lookup::Replay(keyed.response));
+}
+
+/// Two writes racing with one key: one is written, the other finds the key taken and writes
+/// nothing (on PostgreSQL the second waits for the first's transaction).
+pub async fn of_two_racing_writes_with_one_key_exactly_one_is_written(storage: Storage) {
+    let scope = scope(&storage).await;
+    let fp = fingerprint();
+    let ((a, a_outcome, a_keyed), (b, b_outcome, b_keyed)) =
+        tokio::join!(insert(&storage, &scope, fp, in_a_day()), insert(&storage, &scope, fp, in_a_day()));
+    let mut outcomes = [a_outcome, b_outcome];
+    outcomes.sort_by_key(|o| *o == Keyed::KeyTaken);
+    assert_eq!(outcomes, [Keyed::Written, Keyed::KeyTaken]);
+    let (winner, loser, kept) = if a_outcome == Keyed::Written { (a, b, a_keyed) } else { (b, a, b_keyed) };
+    assert!(stored(&storage, &winner).await);
+    assert!(!stored(&storage, &loser).await);
+    assert_eq!(lookup(&storage, &scope, fp).await, Lookup::Replay(kept.response));
+}
+
+/// `record` keeps a refusal's answer for the key; it never replaces a live answer.
+pub async fn a_refusal_is_kept_but_never_replaces_a_live_answer(storage: Storage) {
+    let scope = scope(&storage).await;
+    let fp = fingerprint();
+    let refusal =
+        StoredResponse { status: 422, body: Bytes::from_static(br#"{"code":"validation_failed"}"#), location: None };
+    storage.idempotency.record(&write(&scope, fp, refusal.clone(), in_a_day())).await.expect("record");
+    assert_eq!(lookup(&storage, &scope, fp).await, Lookup::Replay(refusal.clone()));
+    let (project, outcome, _) = insert(&storage, &scope, fp, in_a_day()).await;
+    assert_eq!(outcome, Keyed::KeyTaken, "a kept refusal is the key's answer");
+    assert!(!stored(&storage, &project).await);
+    let other = StoredResponse { status: 403, ..refusal.clone() };
+    storage.idempotency.record(&write(&scope, fp, other, in_a_day())).await.expect("record");
+    assert_eq!(lookup(&storage, &scope, fp).await, Lookup::Replay(refusal));
 }
 
 /// The same key of another tenant is another key.
@@ -124,45 +182,35 @@ pub async fn keys_are_scoped_to_the_tenant(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
     let second = IdempotencyScope { tenant: tenant.id, user: owner.id, key: first.key.clone() };
     let fp = fingerprint();
-    assert_eq!(claim(&storage, &first, fp, DAY).await, Claim::Acquired);
-    storage.idempotency.complete(&first, &response()).await.expect("complete succeeds");
-    assert_eq!(claim(&storage, &second, fp, DAY).await, Claim::Acquired);
-    assert_eq!(claim(&storage, &second, fp ^ 1, DAY).await, Claim::Mismatch);
-    assert_eq!(claim(&storage, &first, fp, DAY).await, Claim::Replay(response()));
+    let (_, outcome, kept) = insert(&storage, &first, fp, in_a_day()).await;
+    assert_eq!(outcome, Keyed::Written);
+    assert_eq!(lookup(&storage, &second, fp).await, Lookup::New);
+    assert_eq!(insert(&storage, &second, fp ^ 1, in_a_day()).await.1, Keyed::Written);
+    assert_eq!(lookup(&storage, &first, fp).await, Lookup::Replay(kept.response));
 }
 
 /// The same key of another user of the same tenant is another key.
 pub async fn keys_are_scoped_to_the_user(storage: Storage) {
     let first = scope(&storage).await;
     let other_user = fixtures::user(first.tenant, "other", Role::Member);
-    storage.users.create(&other_user).await.expect("create succeeds");
+    storage.users.create(&other_user, None).await.expect("create succeeds");
     let second = IdempotencyScope { user: other_user.id, ..first.clone() };
-    assert_ne!(second.user, first.user);
     let fp = fingerprint();
-    assert_eq!(claim(&storage, &first, fp, DAY).await, Claim::Acquired);
-    assert_eq!(claim(&storage, &second, fp, DAY).await, Claim::Acquired);
-    storage.idempotency.complete(&second, &response()).await.expect("complete succeeds");
-    assert_eq!(claim(&storage, &first, fp, DAY).await, Claim::InProgress);
-    assert_eq!(claim(&storage, &second, fp, DAY).await, Claim::Replay(response()));
+    assert_eq!(insert(&storage, &first, fp, in_a_day()).await.1, Keyed::Written);
+    assert_eq!(lookup(&storage, &second, fp).await, Lookup::New);
+    assert_eq!(insert(&storage, &second, fp, in_a_day()).await.1, Keyed::Written);
 }
 
-/// A claim is forgotten once its ttl has passed: the key is new again, for any fingerprint.
-pub async fn a_claimed_key_expires_after_its_ttl(storage: Storage) {
+/// A key past its expiry is `New` again, for any fingerprint, and a write takes it over.
+pub async fn an_expired_key_is_new_and_can_be_written_again(storage: Storage) {
     let scope = scope(&storage).await;
     let fp = fingerprint();
-    assert_eq!(claim(&storage, &scope, fp, SHORT).await, Claim::Acquired);
-    assert_eq!(claim(&storage, &scope, fp, SHORT).await, Claim::InProgress);
-    tokio::time::sleep(PAST_SHORT).await;
-    assert_eq!(claim(&storage, &scope, fp ^ 1, DAY).await, Claim::Acquired);
-}
-
-/// A completed key is forgotten once the ttl of its claim has passed.
-pub async fn a_completed_key_expires_after_its_ttl(storage: Storage) {
-    let scope = scope(&storage).await;
-    let fp = fingerprint();
-    assert_eq!(claim(&storage, &scope, fp, SHORT).await, Claim::Acquired);
-    storage.idempotency.complete(&scope, &response()).await.expect("complete succeeds");
-    assert_eq!(claim(&storage, &scope, fp, SHORT).await, Claim::Replay(response()));
-    tokio::time::sleep(PAST_SHORT).await;
-    assert_eq!(claim(&storage, &scope, fp, DAY).await, Claim::Acquired);
+    let expired = clock::now() - Duration::from_secs(1);
+    assert_eq!(insert(&storage, &scope, fp, expired).await.1, Keyed::Written);
+    assert_eq!(lookup(&storage, &scope, fp).await, Lookup::New);
+    assert_eq!(lookup(&storage, &scope, fp ^ 1).await, Lookup::New);
+    let (project, outcome, kept) = insert(&storage, &scope, fp ^ 1, in_a_day()).await;
+    assert_eq!(outcome, Keyed::Written);
+    assert!(stored(&storage, &project).await);
+    assert_eq!(lookup(&storage, &scope, fp ^ 1).await, Lookup::Replay(kept.response));
 }

@@ -66,7 +66,7 @@ fn no_events(p: &Project) -> Vec<DomainEvent> {
 
 async fn insert(storage: &Storage, project: &Project) {
     let event = DomainEvent::project(EventKind::ProjectCreated, project);
-    storage.projects.insert(project, &[event]).await.expect("insert succeeds");
+    storage.projects.insert(project, &[event], None).await.expect("insert succeeds");
 }
 
 async fn get(storage: &Storage, tenant: TenantId, id: ProjectId) -> Option<Project> {

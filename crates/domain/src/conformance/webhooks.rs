@@ -24,6 +24,7 @@ macro_rules! webhook_repository_suite {
                 a_deleted_webhook_is_gone,
                 project_writes_create_a_pending_delivery_per_subscribed_webhook,
                 another_tenants_deliveries_are_not_found,
+                a_count_limit_holds_under_concurrent_creates,
             );
         }
     };
@@ -40,7 +41,7 @@ fn webhook(tenant: TenantId, events: &[EventKind], seconds_ago: i64) -> Webhook 
 }
 
 async fn create(storage: &Storage, w: &Webhook) {
-    storage.webhooks.create(w, b"sealed").await.expect("create succeeds");
+    storage.webhooks.create(w, b"sealed", &|_| Ok(()), None).await.expect("create succeeds");
 }
 
 pub async fn a_created_webhook_is_listed_newest_first(storage: Storage) {
@@ -83,7 +84,7 @@ pub async fn project_writes_create_a_pending_delivery_per_subscribed_webhook(sto
     create(&storage, &deletes_only).await;
     let project = fixtures::project_at(tenant.id, "Hooked", fixtures::ago(1));
     let created = DomainEvent::project(EventKind::ProjectCreated, &project);
-    storage.projects.insert(&project, std::slice::from_ref(&created)).await.expect("insert");
+    storage.projects.insert(&project, std::slice::from_ref(&created), None).await.expect("insert");
 
     let to_all = storage.webhooks.deliveries(tenant.id, all.id, None, 10).await.expect("deliveries");
     assert_eq!(to_all.len(), 1);
@@ -110,7 +111,35 @@ pub async fn another_tenants_deliveries_are_not_found(storage: Storage) {
     create(&storage, &hook).await;
     let project = fixtures::project_at(b.id, "Other", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &project);
-    storage.projects.insert(&project, &[event]).await.expect("insert");
+    storage.projects.insert(&project, &[event], None).await.expect("insert");
     assert!(matches!(storage.webhooks.deliveries(b.id, hook.id, None, 10).await, Err(Error::NotFound)));
     assert!(storage.webhooks.deliveries(a.id, hook.id, None, 10).await.expect("deliveries").is_empty());
+}
+
+/// The count `create`'s check sees can't be overtaken: 20 creations racing at a limit of 5
+/// (counted under the creation's lock) store exactly 5 webhooks.
+pub async fn a_count_limit_holds_under_concurrent_creates(storage: Storage) {
+    const LIMIT: usize = 5;
+    let (tenant, _) = fixtures::tenant_with_owner(&storage).await;
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let storage = storage.clone();
+        let hook = webhook(tenant.id, &EventKind::ALL, 0);
+        racing.spawn(async move {
+            let limit = |existing: usize| {
+                if existing >= LIMIT { Err(Error::invalid("url", "over the limit")) } else { Ok(()) }
+            };
+            storage.webhooks.create(&hook, b"sealed", &limit, None).await
+        });
+    }
+    let mut created = 0;
+    while let Some(outcome) = racing.join_next().await {
+        match outcome.expect("the task runs") {
+            Ok(_) => created += 1,
+            Err(Error::Validation(_)) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(created, LIMIT);
+    assert_eq!(storage.webhooks.list(tenant.id, None, 100).await.expect("list").len(), LIMIT);
 }

@@ -1,10 +1,10 @@
 //! Idempotency keys: a retried POST gets the first answer again and does nothing twice.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use time::OffsetDateTime;
 
 use crate::error::Result;
 use crate::ids::{TenantId, UserId};
@@ -57,28 +57,52 @@ pub struct StoredResponse {
     pub location: Option<String>,
 }
 
-/// What claiming a key found.
+/// A key with the answer to keep under it, written by the repository in the same transaction
+/// as the change it answers: both commit or neither does, so there is never a key "in
+/// progress" that a dead request could leave behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The key is new: process the request, then `complete` or `release` it.
-    Acquired,
+pub struct IdempotentWrite {
+    /// Whose key.
+    pub scope: IdempotencyScope,
+    /// The request's content hash.
+    pub fingerprint: u128,
+    /// When the key and its answer are forgotten.
+    pub expires_at: OffsetDateTime,
+    /// The answer retries get.
+    pub response: StoredResponse,
+}
+
+/// What a key holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Nothing live: run the request.
+    New,
     /// The same request was answered before: send this again.
     Replay(StoredResponse),
     /// The key was used with another request.
     Mismatch,
-    /// The same request is being processed right now.
-    InProgress,
 }
 
-/// Remembers keys and their first answers for a while.
+/// How a write guarded by an idempotency key went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyed {
+    /// The change and the key (if any) were stored.
+    Written,
+    /// Another request stored this key first (it committed while this one ran): nothing was
+    /// written; look the key up again for its answer.
+    KeyTaken,
+}
+
+/// Remembers keys and their first answers for a while. Keys are stored by the writes they guard
+/// (`ProjectRepository::insert`, `UserRepository::create`, `WebhookRepository::create`); this
+/// port reads them, and keeps the answers of requests that were refused without a change.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `scope` for a request whose content hashes to `fingerprint`, for `ttl`.
-    async fn claim(&self, scope: &IdempotencyScope, fingerprint: u128, ttl: Duration) -> Result<Claim>;
+    /// What `scope` holds for a request whose content hashes to `fingerprint`. An expired key
+    /// is `New`. Claims nothing. Errors: `Unavailable`.
+    async fn lookup(&self, scope: &IdempotencyScope, fingerprint: u128) -> Result<Lookup>;
 
-    /// Records the answer to a claimed key.
-    async fn complete(&self, scope: &IdempotencyScope, response: &StoredResponse) -> Result<()>;
-
-    /// Forgets a claimed key whose request failed in a way a retry may fix.
-    async fn release(&self, scope: &IdempotencyScope) -> Result<()>;
+    /// Keeps the answer of a request that changed nothing (a refusal), unless the key already
+    /// holds a live answer, which is kept instead. Errors: `Unavailable`.
+    async fn record(&self, write: &IdempotentWrite) -> Result<()>;
 }

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::events::DomainEvent;
 use crate::ids::{ProjectId, TenantId, UserId, WebhookId};
 use crate::page::Cursor;
+use crate::ports::{IdempotentWrite, Keyed};
 use crate::values::{Email, ProjectName, Role, Slug};
 
 /// Builds the events a write causes from the row as the write left it, so that the events
@@ -16,6 +17,10 @@ pub type EventsFor<'a> = &'a (dyn Fn(&Project) -> Vec<DomainEvent> + Send + Sync
 
 /// Sees a user as it is before a change and may refuse the change (its error is returned).
 pub type UserCheck<'a> = &'a (dyn Fn(&User) -> Result<()> + Send + Sync);
+
+/// Sees how many rows of a kind the tenant has before an insert, under the insert's lock, and
+/// may refuse it (its error is returned): a limit that concurrent inserts can't overshoot.
+pub type CountCheck<'a> = &'a (dyn Fn(usize) -> Result<()> + Send + Sync);
 
 /// Tenants: resolved from their slug on every request, created by signup.
 #[async_trait]
@@ -31,8 +36,10 @@ pub trait TenantRepository: Send + Sync {
 /// A tenant's users.
 #[async_trait]
 pub trait UserRepository: Send + Sync {
-    /// Adds a user to `user.tenant_id`. Errors: `Conflict(EmailTaken)`.
-    async fn create(&self, user: &User) -> Result<()>;
+    /// Adds a user to `user.tenant_id`, and stores `key` with it atomically when given
+    /// (`KeyTaken`, and nothing written, when the key is live already).
+    /// Errors: `Conflict(EmailTaken)`.
+    async fn create(&self, user: &User, key: Option<&IdempotentWrite>) -> Result<Keyed>;
 
     /// The tenant's user with this id, if any.
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>>;
@@ -62,8 +69,9 @@ pub trait ProjectRepository: Send + Sync {
     /// The tenant's project with this id, if any.
     async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>>;
 
-    /// Stores a new project and `events`, atomically.
-    async fn insert(&self, project: &Project, events: &[DomainEvent]) -> Result<()>;
+    /// Stores a new project, `events` and `key` (when given), atomically (`KeyTaken`, and
+    /// nothing written, when the key is live already).
+    async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed>;
 
     /// Renames a project and stores the events `events` builds from the updated row,
     /// atomically. Errors: `NotFound`.
@@ -84,8 +92,17 @@ pub trait ProjectRepository: Send + Sync {
 /// repository's writes (one per subscribed webhook and event, in the write's transaction).
 #[async_trait]
 pub trait WebhookRepository: Send + Sync {
-    /// Stores a webhook with its sealed secret.
-    async fn create(&self, webhook: &Webhook, sealed_secret: &[u8]) -> Result<()>;
+    /// Stores a webhook with its sealed secret and `key` (when given), atomically, after
+    /// `check` has seen how many webhooks the tenant has, under a lock that concurrent
+    /// creations of the same tenant wait for (`KeyTaken`, and nothing written, when the key is
+    /// live already). Errors: whatever `check` returns.
+    async fn create(
+        &self,
+        webhook: &Webhook,
+        sealed_secret: &[u8],
+        check: CountCheck<'_>,
+        key: Option<&IdempotentWrite>,
+    ) -> Result<Keyed>;
 
     /// Up to `limit` of the tenant's webhooks, newest first, strictly after `after`.
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>>;

@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventKind};
 use crate::ids::{ProjectId, TenantId};
 use crate::page::{Cursor, Page, PageRequest};
+use crate::ports::IdempotentWrite;
 use crate::tagged::TaggedJson;
-use crate::usecases::Principal;
+use crate::usecases::{Answer, Idempotency, Principal};
 use crate::values::ProjectName;
 
 fn project_cursor(p: &Project) -> Cursor {
@@ -69,16 +70,29 @@ impl Plinth {
         if stored.is_empty() { Err(Error::NotFound) } else { tagged(stored) }
     }
 
-    /// Creates a project. Errors: `Validation`.
+    /// Creates a project, once per idempotency key. Errors: `Validation`;
+    /// `IdempotencyKeyReused`.
     #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn create_project(&self, who: &Principal, name: &str) -> Result<Project> {
-        let name = parse_name(name)?;
-        let now = clock::now();
-        let project = Project { id: ProjectId::new(), tenant_id: who.tenant, name, created_at: now, updated_at: now };
-        let event = DomainEvent::project(EventKind::ProjectCreated, &project);
-        self.ports.projects.insert(&project, &[event]).await?;
-        self.cache.invalidate(who.tenant).await;
-        Ok(project)
+    pub async fn create_project(
+        &self,
+        who: &Principal,
+        name: &str,
+        idempotency: Option<Idempotency<'_, Project>>,
+    ) -> Result<Answer<Project>> {
+        let prepare = async || {
+            let name = parse_name(name)?;
+            let now = clock::now();
+            Ok(Project { id: ProjectId::new(), tenant_id: who.tenant, name, created_at: now, updated_at: now })
+        };
+        let write = async |project: &Project, key: Option<&IdempotentWrite>| {
+            let event = DomainEvent::project(EventKind::ProjectCreated, project);
+            self.ports.projects.insert(project, &[event], key).await
+        };
+        let answer = self.once(who, idempotency, prepare, write).await?;
+        if let Answer::Done(_) = answer {
+            self.cache.invalidate(who.tenant).await;
+        }
+        Ok(answer)
     }
 
     /// Renames a project. Errors: `Validation`; `NotFound`.

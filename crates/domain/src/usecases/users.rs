@@ -6,7 +6,8 @@ use crate::entities::User;
 use crate::error::{Error, Result, Validator};
 use crate::ids::UserId;
 use crate::page::{Cursor, Page, PageRequest};
-use crate::usecases::Principal;
+use crate::ports::IdempotentWrite;
+use crate::usecases::{Answer, Idempotency, Principal};
 use crate::values::{Email, Password, Role};
 
 /// A user to add, unvalidated.
@@ -53,31 +54,38 @@ impl Plinth {
         Ok(Page::from_rows(rows, page, user_cursor, &self.settings.cursor_key))
     }
 
-    /// Adds a user. Errors: `Forbidden` (an admin creating an owner, or a member);
-    /// `Validation`; `Conflict(EmailTaken)`.
-    #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn create_user(&self, who: &Principal, input: NewUserInput) -> Result<User> {
-        who.require_manager()?;
-        if who.role == Role::Admin && input.role == Role::Owner {
-            return Err(Error::Forbidden("an admin can't make anyone an owner"));
-        }
-        let mut v = Validator::new();
-        let email = v.check("email", Email::parse(&input.email));
-        let password = v.check("password", Password::parse(&input.password));
-        let (Some(email), Some(password)) = (email, password) else {
-            return Err(v.into_error());
+    /// Adds a user, once per idempotency key. Errors: `Forbidden` (an admin creating an
+    /// owner, or a member); `Validation`; `Conflict(EmailTaken)`; `IdempotencyKeyReused`.
+    #[tracing::instrument(level = "debug", skip(self, idempotency))]
+    pub async fn create_user(
+        &self,
+        who: &Principal,
+        input: NewUserInput,
+        idempotency: Option<Idempotency<'_, User>>,
+    ) -> Result<Answer<User>> {
+        let prepare = async || {
+            who.require_manager()?;
+            if who.role == Role::Admin && input.role == Role::Owner {
+                return Err(Error::Forbidden("an admin can't make anyone an owner"));
+            }
+            let mut v = Validator::new();
+            let email = v.check("email", Email::parse(&input.email));
+            let password = v.check("password", Password::parse(&input.password));
+            let (Some(email), Some(password)) = (email, password) else {
+                return Err(v.into_error());
+            };
+            Ok(User {
+                id: UserId::new(),
+                tenant_id: who.tenant,
+                email,
+                role: input.role,
+                password_hash: self.ports.passwords.hash(&password).await?,
+                created_at: clock::now(),
+                token_version: 0,
+            })
         };
-        let user = User {
-            id: UserId::new(),
-            tenant_id: who.tenant,
-            email,
-            role: input.role,
-            password_hash: self.ports.passwords.hash(&password).await?,
-            created_at: clock::now(),
-            token_version: 0,
-        };
-        self.ports.users.create(&user).await?;
-        Ok(user)
+        let write = async |user: &User, key: Option<&IdempotentWrite>| self.ports.users.create(user, key).await;
+        self.once(who, idempotency, prepare, write).await
     }
 
     /// Changes a user's role. Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::WebhookId;
 use crate::page::{Cursor, Page, PageRequest};
-use crate::usecases::Principal;
+use crate::ports::IdempotentWrite;
+use crate::usecases::{Answer, Idempotency, Principal};
 
 /// A new webhook and its secret, which is never shown again.
 #[derive(Clone)]
@@ -29,6 +30,14 @@ impl std::fmt::Debug for CreatedWebhook {
 
 /// How many webhooks a tenant may register.
 const MAX_WEBHOOKS: usize = 100;
+
+/// Refuses a webhook past [`MAX_WEBHOOKS`], given how many the tenant has.
+fn within_limit(existing: usize) -> Result<()> {
+    if existing >= MAX_WEBHOOKS {
+        return Err(Error::invalid("url", "a tenant may register at most 100 webhooks"));
+    }
+    Ok(())
+}
 
 fn parse_events(events: &[String]) -> Result<Vec<EventKind>> {
     if events.is_empty() {
@@ -55,28 +64,37 @@ fn delivery_cursor(d: &Delivery) -> Cursor {
 }
 
 impl Plinth {
-    /// Registers a webhook. Errors: `Forbidden`; `Validation` (a URL the guard refuses,
-    /// unknown events); `Conflict` past the per-tenant limit.
-    #[tracing::instrument(level = "debug", skip(self, url, events))]
-    pub async fn create_webhook(&self, who: &Principal, url: &str, events: &[String]) -> Result<CreatedWebhook> {
-        who.require_manager()?;
-        let kinds = parse_events(events)?;
-        self.ports.url_guard.check(url).await?;
-        let existing = self.ports.webhooks.list(who.tenant, None, MAX_WEBHOOKS).await?;
-        if existing.len() >= MAX_WEBHOOKS {
-            return Err(Error::invalid("url", "a tenant may register at most 100 webhooks"));
-        }
-        let webhook = Webhook {
-            id: WebhookId::new(),
-            tenant_id: who.tenant,
-            url: url.to_owned(),
-            events: kinds,
-            created_at: clock::now(),
+    /// Registers a webhook, once per idempotency key. Errors: `Forbidden`; `Validation` (a URL
+    /// the guard refuses, unknown events, past the per-tenant limit, which holds however many
+    /// registrations run at once); `IdempotencyKeyReused`.
+    #[tracing::instrument(level = "debug", skip(self, url, events, idempotency))]
+    pub async fn create_webhook(
+        &self,
+        who: &Principal,
+        url: &str,
+        events: &[String],
+        idempotency: Option<Idempotency<'_, CreatedWebhook>>,
+    ) -> Result<Answer<CreatedWebhook>> {
+        let prepare = async || {
+            who.require_manager()?;
+            let kinds = parse_events(events)?;
+            self.ports.url_guard.check(url).await?;
+            let webhook = Webhook {
+                id: WebhookId::new(),
+                tenant_id: who.tenant,
+                url: url.to_owned(),
+                events: kinds,
+                created_at: clock::now(),
+            };
+            let secret = format!("whsec_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+            Ok(CreatedWebhook { webhook, secret })
         };
-        let secret = format!("whsec_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
-        let sealed = self.ports.secrets.seal(secret.as_bytes(), webhook.id.as_uuid().as_bytes());
-        self.ports.webhooks.create(&webhook, &sealed).await?;
-        Ok(CreatedWebhook { webhook, secret })
+        let write = async |created: &CreatedWebhook, key: Option<&IdempotentWrite>| {
+            let webhook = &created.webhook;
+            let sealed = self.ports.secrets.seal(created.secret.as_bytes(), webhook.id.as_uuid().as_bytes());
+            self.ports.webhooks.create(webhook, &sealed, &within_limit, key).await
+        };
+        self.once(who, idempotency, prepare, write).await
     }
 
     /// A page of the tenant's webhooks (no secrets). Errors: `Forbidden`.

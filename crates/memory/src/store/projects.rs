@@ -7,7 +7,7 @@ use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{ProjectId, TenantId};
 use plinth_domain::page::Cursor;
-use plinth_domain::ports::{EventsFor, ProjectRepository};
+use plinth_domain::ports::{EventsFor, IdempotentWrite, Keyed, ProjectRepository};
 use plinth_domain::values::ProjectName;
 use plinth_domain::{Error, Result};
 
@@ -23,16 +23,18 @@ impl ProjectRepository for MemoryStore {
         Ok(self.read().tenant(tenant).and_then(|t| t.projects.get(*id.as_uuid())).cloned())
     }
 
-    async fn insert(&self, project: &Project, events: &[DomainEvent]) -> Result<()> {
-        let mut data = self.write();
-        let rows = data.owner_of_new_row(project.tenant_id)?;
-        if !rows.projects.insert(project.clone()) {
-            return Err(Error::internal(format!("project {} exists", project.id)));
-        }
-        let deliveries = rows.record(events);
-        data.enqueue(project.tenant_id, deliveries);
+    async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed> {
+        let written = self.keyed(key, |data| {
+            let rows = data.owner_of_new_row(project.tenant_id)?;
+            if !rows.projects.insert(project.clone()) {
+                return Err(Error::internal(format!("project {} exists", project.id)));
+            }
+            let deliveries = rows.record(events);
+            data.enqueue(project.tenant_id, deliveries);
+            Ok(())
+        })?;
         self.wake();
-        Ok(())
+        Ok(written)
     }
 
     async fn rename(

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use plinth_domain::entities::User;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::page::Cursor;
-use plinth_domain::ports::UserRepository;
+use plinth_domain::ports::{IdempotentWrite, Keyed, UserRepository};
 use plinth_domain::values::{Email, Role};
 use plinth_domain::{Conflict, Error, Result};
 
@@ -30,17 +30,18 @@ impl TenantData {
 
 #[async_trait]
 impl UserRepository for MemoryStore {
-    async fn create(&self, user: &User) -> Result<()> {
-        let mut data = self.write();
-        let rows = data.owner_of_new_row(user.tenant_id)?;
-        if rows.emails.contains_key(&user.email) {
-            return Err(Error::Conflict(Conflict::EmailTaken));
-        }
-        if !rows.users.insert(user.clone()) {
-            return Err(Error::internal(format!("user {} exists", user.id)));
-        }
-        rows.emails.insert(user.email.clone(), user.id);
-        Ok(())
+    async fn create(&self, user: &User, key: Option<&IdempotentWrite>) -> Result<Keyed> {
+        self.keyed(key, |data| {
+            let rows = data.owner_of_new_row(user.tenant_id)?;
+            if rows.emails.contains_key(&user.email) {
+                return Err(Error::Conflict(Conflict::EmailTaken));
+            }
+            if !rows.users.insert(user.clone()) {
+                return Err(Error::internal(format!("user {} exists", user.id)));
+            }
+            rows.emails.insert(user.email.clone(), user.id);
+            Ok(())
+        })
     }
 
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>> {

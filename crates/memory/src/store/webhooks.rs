@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use plinth_domain::entities::{Delivery, Webhook};
 use plinth_domain::ids::{TenantId, WebhookId};
 use plinth_domain::page::Cursor;
-use plinth_domain::ports::WebhookRepository;
+use plinth_domain::ports::{CountCheck, IdempotentWrite, Keyed, WebhookRepository};
 use plinth_domain::{Error, Result};
 
 use super::MemoryStore;
@@ -19,14 +19,22 @@ impl MemoryStore {
 
 #[async_trait]
 impl WebhookRepository for MemoryStore {
-    async fn create(&self, webhook: &Webhook, sealed_secret: &[u8]) -> Result<()> {
-        let mut data = self.write();
-        let rows = data.owner_of_new_row(webhook.tenant_id)?;
-        if !rows.webhooks.insert(webhook.clone()) {
-            return Err(Error::internal(format!("webhook {} exists", webhook.id)));
-        }
-        rows.secrets.insert(webhook.id, sealed_secret.to_vec());
-        Ok(())
+    async fn create(
+        &self,
+        webhook: &Webhook,
+        sealed_secret: &[u8],
+        check: CountCheck<'_>,
+        key: Option<&IdempotentWrite>,
+    ) -> Result<Keyed> {
+        self.keyed(key, |data| {
+            let rows = data.owner_of_new_row(webhook.tenant_id)?;
+            check(rows.webhooks.iter().count())?;
+            if !rows.webhooks.insert(webhook.clone()) {
+                return Err(Error::internal(format!("webhook {} exists", webhook.id)));
+            }
+            rows.secrets.insert(webhook.id, sealed_secret.to_vec());
+            Ok(())
+        })
     }
 
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>> {

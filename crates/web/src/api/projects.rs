@@ -2,17 +2,17 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use bytes::Bytes;
 use plinth_domain::Error;
 use plinth_domain::entities::Project;
 use plinth_domain::ids::ProjectId;
 use serde::Deserialize;
 
 use super::extract::{Auth, JsonBody, Paging};
-use super::idempotency::{self, Created};
+use super::idempotency;
 use super::respond;
 use crate::problem::ApiError;
 use crate::state::AppState;
+use plinth_domain::usecases::Idempotency;
 
 /// A project's editable fields.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -71,17 +71,9 @@ pub async fn create(
     body: JsonBody<ProjectRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let JsonBody { value, fingerprint } = body;
-    idempotency::once(&state.plinth, &req, &who.0, fingerprint, || async {
-        let project = state.plinth.create_project(&who.0, &value.name).await?;
-        let body = serde_json::to_vec(&project).map_err(Error::internal)?;
-        Ok(Created {
-            status: StatusCode::CREATED,
-            body: Bytes::from(body),
-            location: Some(format!("/v1/projects/{}", project.id)),
-            replay_body: None,
-        })
-    })
-    .await
+    let kept = |p: &Project| idempotency::stored(StatusCode::CREATED, p, Some(format!("/v1/projects/{}", p.id)));
+    let run = async |key: Option<Idempotency<'_, Project>>| state.plinth.create_project(&who.0, &value.name, key).await;
+    idempotency::guarded(&req, fingerprint, &kept, run, |p| Ok(idempotency::to_response(&kept(&p)?, false))).await
 }
 
 /// One project.

@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use bytes::Bytes;
 use plinth_domain::Error;
 use plinth_domain::entities::User;
 use plinth_domain::ids::UserId;
@@ -11,10 +10,11 @@ use plinth_domain::values::Role;
 use serde::Deserialize;
 
 use super::extract::{Auth, JsonBody, Paging};
-use super::idempotency::{self, Created};
+use super::idempotency;
 use super::respond;
 use crate::problem::ApiError;
 use crate::state::AppState;
+use plinth_domain::usecases::Idempotency;
 
 /// A user to add.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -85,13 +85,10 @@ pub async fn create(
     body: JsonBody<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let JsonBody { value, fingerprint } = body;
-    idempotency::once(&state.plinth, &req, &who.0, fingerprint, || async {
-        let input = NewUserInput { email: value.email, password: value.password, role: value.role };
-        let user = state.plinth.create_user(&who.0, input).await?;
-        let body = serde_json::to_vec(&user).map_err(Error::internal)?;
-        Ok(Created { status: StatusCode::CREATED, body: Bytes::from(body), location: None, replay_body: None })
-    })
-    .await
+    let input = NewUserInput { email: value.email, password: value.password, role: value.role };
+    let kept = |u: &User| idempotency::stored(StatusCode::CREATED, u, None);
+    let run = async |key: Option<Idempotency<'_, User>>| state.plinth.create_user(&who.0, input, key).await;
+    idempotency::guarded(&req, fingerprint, &kept, run, |u| Ok(idempotency::to_response(&kept(&u)?, false))).await
 }
 
 /// Changes a user's role.

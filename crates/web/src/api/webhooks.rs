@@ -2,17 +2,17 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
-use bytes::Bytes;
 use plinth_domain::Error;
 use plinth_domain::entities::{Delivery, Webhook};
 use plinth_domain::ids::WebhookId;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Auth, JsonBody, Paging};
-use super::idempotency::{self, Created};
+use super::idempotency;
 use super::respond;
 use crate::problem::ApiError;
 use crate::state::AppState;
+use plinth_domain::usecases::{CreatedWebhook, Idempotency};
 
 /// A webhook to register.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -82,27 +82,25 @@ pub async fn create(
     body: JsonBody<CreateWebhookRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let JsonBody { value, fingerprint } = body;
-    idempotency::once(&state.plinth, &req, &who.0, fingerprint, || async {
-        let created = state.plinth.create_webhook(&who.0, &value.url, &value.events).await?;
-        let w = created.webhook;
-        let mut response = CreatedWebhookResponse {
+    let answer = |created: &CreatedWebhook, secret: bool| {
+        let w = &created.webhook;
+        CreatedWebhookResponse {
             id: w.id,
-            url: w.url,
-            events: w.events,
-            secret: Some(created.secret),
+            url: w.url.clone(),
+            events: w.events.clone(),
+            secret: secret.then(|| created.secret.clone()),
             created_at: w.created_at,
-        };
-        let body = serde_json::to_vec(&response).map_err(Error::internal)?;
-        response.secret = None;
-        let replay = serde_json::to_vec(&response).map_err(Error::internal)?;
-        Ok(Created {
-            status: StatusCode::CREATED,
-            body: Bytes::from(body),
-            location: None,
-            replay_body: Some(Bytes::from(replay)),
-        })
-    })
-    .await
+        }
+    };
+    // A replay leaves the secret out: it is shown once, and never stored in the clear.
+    let kept = |created: &CreatedWebhook| idempotency::stored(StatusCode::CREATED, &answer(created, false), None);
+    let run = async |key: Option<Idempotency<'_, CreatedWebhook>>| {
+        state.plinth.create_webhook(&who.0, &value.url, &value.events, key).await
+    };
+    let first = |created: CreatedWebhook| {
+        Ok(idempotency::to_response(&idempotency::stored(StatusCode::CREATED, &answer(&created, true), None)?, false))
+    };
+    idempotency::guarded(&req, fingerprint, &kept, run, first).await
 }
 
 /// The tenant's webhooks, newest first, without secrets.

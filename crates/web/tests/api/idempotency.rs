@@ -157,3 +157,56 @@ on_every_backend! {
         assert_eq!(users[0], first.2);
     }
 }
+
+on_every_backend! {
+    async fn copies_of_one_request_racing_get_one_answer_and_create_one_user(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let owner = app.signup("acme").await.token;
+        let body = json!({"email": "ada@acme.test", "password": PASSWORD, "role": "member"});
+        let send = || {
+            app.on(Method::POST, "acme", "/v1/users", Some(&owner))
+                .header("idempotency-key", "add-ada-once")
+                .json(&body)
+                .send()
+        };
+        let answers = futures_util::future::join_all((0..5).map(|_| async { answer(send().await.unwrap()).await })).await;
+        for a in &answers {
+            assert_eq!(a, &answers[0], "every copy gets the one answer, none a 409");
+        }
+        assert_eq!(answers[0].0, StatusCode::CREATED);
+        assert_eq!(app.user_count("acme", &owner).await, 2, "one user created");
+    }
+
+    async fn a_request_cut_off_midway_leaves_its_key_free_for_the_retry(backend: Backend) {
+        use tokio::io::AsyncWriteExt as _;
+        let app = TestApp::spawn(backend).await;
+        let owner = app.signup("acme").await.token;
+        let body = json!({"email": "ada@acme.test", "password": PASSWORD, "role": "member"}).to_string();
+        let head = format!(
+            "POST /v1/users HTTP/1.1\r\nHost: acme.localhost\r\nAuthorization: Bearer {owner}\r\n\
+             Idempotency-Key: cut-off\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        // The client sends the whole request and resets the connection while it is handled
+        // (a password hash takes longer than this), so the handler is dropped midway.
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port())).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+
+        let retry = app
+            .on(Method::POST, "acme", "/v1/users", Some(&owner))
+            .header("idempotency-key", "cut-off")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, created) = answer(retry).await;
+        assert_eq!(status, StatusCode::CREATED, "the retry runs (or replays), it is never refused: {created}");
+        assert_eq!(created["email"], "ada@acme.test");
+        assert_eq!(app.user_count("acme", &owner).await, 2, "created once");
+    }
+}
