@@ -37,24 +37,33 @@ fn to_hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    // The expected values were computed with Python's `hmac` module, an implementation
+    // independent of this crate's, e.g.
+    // `hmac.new(b"Jefe", b"0.what do ya want for nothing?", hashlib.sha256).hexdigest()`.
+
     #[test]
     fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
-        // RFC 4231 test case 2 keys HMAC-SHA256("Jefe", "what do ya want for nothing?").
-        let sig = signature(b"Jefe", 0, b"what do ya want for nothing?");
-        // "0." is prepended to the message, so compare against a recomputation instead.
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap_or_else(|_| unreachable!());
-        mac.update(b"0.what do ya want for nothing?");
-        assert_eq!(sig, format!("t=0,v1={}", to_hex(&mac.finalize().into_bytes())));
+        assert_eq!(
+            signature(b"Jefe", 0, b"what do ya want for nothing?"),
+            "t=0,v1=37f471929915ccd2cbbe79feb84ffcff4f2bb25e15fc41c2506687331ae179cc"
+        );
+        let body = br#"{"id":"0190a6f2-0000-7000-8000-000000000000","type":"project.created"}"#;
+        assert_eq!(
+            signature(b"whsec_plinth-test-secret", 1_700_000_000, body),
+            "t=1700000000,v1=dcd61b29ae5b365222f1f5a1c09aecf8011515a5b4d379e866d3faea7d1fb460"
+        );
     }
 
     #[test]
-    fn hex_matches_a_known_vector() {
+    fn hex_is_lowercase_two_digits_per_byte() {
+        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap_or_else(|_| unreachable!());
         mac.update(b"what do ya want for nothing?");
         assert_eq!(
             to_hex(&mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]
