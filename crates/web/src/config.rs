@@ -213,16 +213,53 @@ impl Config {
             },
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
-            log: LogConfig {
-                filter: env.string("PLINTH_LOG").unwrap_or_else(|| "info".into()),
-                json: match env.string("PLINTH_LOG_FORMAT").as_deref() {
-                    None | Some("json") => true,
-                    Some("pretty") => false,
-                    Some(_) => return Err(ConfigError::new("PLINTH_LOG_FORMAT", "must be json or pretty")),
-                },
-            },
+            log: log_config(&env)?,
         })
     }
+}
+
+/// What `plinth migrate` reads, and nothing more: migrating needs the owner's connection, and
+/// `DATABASE_URL` only for the password `plinth_app` is given, never the runtime secrets (an
+/// operator who migrates need not hold the JWT secret or the encryption key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateConfig {
+    /// `PLINTH_DATABASE_OWNER_URL`: the schema owner's connection (required).
+    pub owner_url: Secret<String>,
+    /// `DATABASE_URL`: the API's connection, whose password (if any) `plinth_app` is given.
+    pub app_url: Option<Secret<String>>,
+    /// `PLINTH_LOG`, `PLINTH_LOG_FORMAT`.
+    pub log: LogConfig,
+}
+
+impl MigrateConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        Ok(Self {
+            owner_url: env
+                .string("PLINTH_DATABASE_OWNER_URL")
+                .map(Secret::new)
+                .ok_or_else(|| ConfigError::new("PLINTH_DATABASE_OWNER_URL", "is required by plinth migrate"))?,
+            app_url: env.string("DATABASE_URL").map(Secret::new),
+            log: log_config(&env)?,
+        })
+    }
+}
+
+fn log_config(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<LogConfig, ConfigError> {
+    Ok(LogConfig {
+        filter: env.string("PLINTH_LOG").unwrap_or_else(|| "info".into()),
+        json: match env.string("PLINTH_LOG_FORMAT").as_deref() {
+            None | Some("json") => true,
+            Some("pretty") => false,
+            Some(_) => return Err(ConfigError::new("PLINTH_LOG_FORMAT", "must be json or pretty")),
+        },
+    })
 }
 
 fn quota(env: &Env<impl Fn(&str) -> Option<String>>, name: &'static str, default: u32) -> Result<Quota, ConfigError> {
