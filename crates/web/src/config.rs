@@ -104,6 +104,20 @@ pub struct WebhookConfig {
     pub backoff: Duration,
 }
 
+/// The HTTP server's limits on slow and idle clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `PLINTH_BODY_TIMEOUT_S`: how long a request's body may take to arrive once plinth
+    /// starts reading it; later is a 408 and the connection closes.
+    pub body_timeout: Duration,
+    /// `PLINTH_MAX_CONNECTIONS`: open connections the process holds at most (shared out
+    /// between the worker threads); further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// `PLINTH_KEEP_ALIVE_S`: how long an idle connection stays open between requests; zero
+    /// closes each connection after its response.
+    pub keep_alive: Duration,
+}
+
 /// Everything plinth reads from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -138,6 +152,8 @@ pub struct Config {
     pub worker: bool,
     /// `PLINTH_WORKER_CONCURRENCY`, `PLINTH_JOB_RESCUE_AFTER_S`, `PLINTH_RETENTION_DAYS`.
     pub worker_settings: crate::worker::WorkerSettings,
+    /// `PLINTH_BODY_TIMEOUT_S`, `PLINTH_MAX_CONNECTIONS`, `PLINTH_KEEP_ALIVE_S`.
+    pub server: ServerLimits,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -210,6 +226,11 @@ impl Config {
                 concurrency: env.parse_in("PLINTH_WORKER_CONCURRENCY", 4, 1..=256)?,
                 rescue_after: Duration::from_secs(env.parse_in("PLINTH_JOB_RESCUE_AFTER_S", 60, 1..=86_400)?),
                 retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_RETENTION_DAYS", 30, 1..=3650)?),
+            },
+            server: ServerLimits {
+                body_timeout: Duration::from_secs(env.parse_in("PLINTH_BODY_TIMEOUT_S", 10, 1..=3600)?),
+                max_connections: env.parse_in("PLINTH_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
+                keep_alive: Duration::from_secs(env.parse_in("PLINTH_KEEP_ALIVE_S", 5, 0..=3600)?),
             },
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),

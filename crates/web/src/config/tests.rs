@@ -139,3 +139,25 @@ fn migrating_reads_only_the_owner_url_and_the_app_url() {
     let missing = MigrateConfig::from_lookup(|_| None).expect_err("the owner's URL is required");
     assert_eq!(missing.variable, "PLINTH_DATABASE_OWNER_URL");
 }
+
+#[test]
+fn the_server_limits_have_deliberate_defaults_and_are_configurable() {
+    let c = config(&[]).unwrap();
+    assert_eq!(
+        c.server,
+        ServerLimits {
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            keep_alive: Duration::from_secs(5)
+        }
+    );
+    let c = config(&[("PLINTH_BODY_TIMEOUT_S", "1"), ("PLINTH_MAX_CONNECTIONS", "64"), ("PLINTH_KEEP_ALIVE_S", "0")])
+        .unwrap();
+    assert_eq!(
+        c.server,
+        ServerLimits { body_timeout: Duration::from_secs(1), max_connections: 64, keep_alive: Duration::ZERO }
+    );
+    assert_eq!(error_variable(&[("PLINTH_BODY_TIMEOUT_S", "0")]), "PLINTH_BODY_TIMEOUT_S");
+    assert_eq!(error_variable(&[("PLINTH_MAX_CONNECTIONS", "0")]), "PLINTH_MAX_CONNECTIONS");
+    assert_eq!(error_variable(&[("PLINTH_KEEP_ALIVE_S", "soon")]), "PLINTH_KEEP_ALIVE_S");
+}
