@@ -11,7 +11,7 @@ use plinth_jwt::Argon2Hasher;
 use plinth_postgres::{migrate, seed};
 
 use crate::composition;
-use crate::config::Config;
+use crate::config::{Config, MigrateConfig};
 
 /// plinth: a multi-tenant SaaS API.
 #[derive(Debug, Parser)]
@@ -67,17 +67,17 @@ fn owner_url(config: &Config) -> Result<String, String> {
         .ok_or_else(|| "PLINTH_DATABASE_OWNER_URL is required".to_owned())
 }
 
-/// `plinth migrate [--status]`.
-pub async fn run_migrate(config: &Config, status_only: bool) -> Result<(), String> {
-    let owner = owner_url(config)?;
+/// `plinth migrate [--status]`: reads only its own [`MigrateConfig`].
+pub async fn run_migrate(config: &MigrateConfig, status_only: bool) -> Result<(), String> {
+    let owner = config.owner_url.expose();
     let statuses = if status_only {
-        migrate::status(&owner).await
+        migrate::status(owner).await
     } else {
-        let password = match &config.database {
-            Some(d) => migrate::app_password(d.url.expose()).map_err(|e| e.to_string())?,
+        let password = match &config.app_url {
+            Some(url) => migrate::app_password(url.expose()).map_err(|e| e.to_string())?,
             None => None,
         };
-        migrate::migrate(&owner, password.as_deref()).await
+        migrate::migrate(owner, password.as_deref()).await
     }
     .map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();

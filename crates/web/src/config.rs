@@ -104,6 +104,20 @@ pub struct WebhookConfig {
     pub backoff: Duration,
 }
 
+/// The HTTP server's limits on slow and idle clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `PLINTH_BODY_TIMEOUT_S`: how long a request's body may take to arrive once plinth
+    /// starts reading it; later is a 408 and the connection closes.
+    pub body_timeout: Duration,
+    /// `PLINTH_MAX_CONNECTIONS`: open connections the process holds at most (shared out
+    /// between the worker threads); further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// `PLINTH_KEEP_ALIVE_S`: how long an idle connection stays open between requests; zero
+    /// closes each connection after its response.
+    pub keep_alive: Duration,
+}
+
 /// Everything plinth reads from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -138,6 +152,8 @@ pub struct Config {
     pub worker: bool,
     /// `PLINTH_WORKER_CONCURRENCY`, `PLINTH_JOB_RESCUE_AFTER_S`, `PLINTH_RETENTION_DAYS`.
     pub worker_settings: crate::worker::WorkerSettings,
+    /// `PLINTH_BODY_TIMEOUT_S`, `PLINTH_MAX_CONNECTIONS`, `PLINTH_KEEP_ALIVE_S`.
+    pub server: ServerLimits,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -211,18 +227,60 @@ impl Config {
                 rescue_after: Duration::from_secs(env.parse_in("PLINTH_JOB_RESCUE_AFTER_S", 60, 1..=86_400)?),
                 retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_RETENTION_DAYS", 30, 1..=3650)?),
             },
+            server: ServerLimits {
+                body_timeout: Duration::from_secs(env.parse_in("PLINTH_BODY_TIMEOUT_S", 10, 1..=3600)?),
+                max_connections: env.parse_in("PLINTH_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
+                keep_alive: Duration::from_secs(env.parse_in("PLINTH_KEEP_ALIVE_S", 5, 0..=3600)?),
+            },
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
-            log: LogConfig {
-                filter: env.string("PLINTH_LOG").unwrap_or_else(|| "info".into()),
-                json: match env.string("PLINTH_LOG_FORMAT").as_deref() {
-                    None | Some("json") => true,
-                    Some("pretty") => false,
-                    Some(_) => return Err(ConfigError::new("PLINTH_LOG_FORMAT", "must be json or pretty")),
-                },
-            },
+            log: log_config(&env)?,
         })
     }
+}
+
+/// What `plinth migrate` reads, and nothing more: migrating needs the owner's connection, and
+/// `DATABASE_URL` only for the password `plinth_app` is given, never the runtime secrets (an
+/// operator who migrates need not hold the JWT secret or the encryption key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateConfig {
+    /// `PLINTH_DATABASE_OWNER_URL`: the schema owner's connection (required).
+    pub owner_url: Secret<String>,
+    /// `DATABASE_URL`: the API's connection, whose password (if any) `plinth_app` is given.
+    pub app_url: Option<Secret<String>>,
+    /// `PLINTH_LOG`, `PLINTH_LOG_FORMAT`.
+    pub log: LogConfig,
+}
+
+impl MigrateConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        Ok(Self {
+            owner_url: env
+                .string("PLINTH_DATABASE_OWNER_URL")
+                .map(Secret::new)
+                .ok_or_else(|| ConfigError::new("PLINTH_DATABASE_OWNER_URL", "is required by plinth migrate"))?,
+            app_url: env.string("DATABASE_URL").map(Secret::new),
+            log: log_config(&env)?,
+        })
+    }
+}
+
+fn log_config(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<LogConfig, ConfigError> {
+    Ok(LogConfig {
+        filter: env.string("PLINTH_LOG").unwrap_or_else(|| "info".into()),
+        json: match env.string("PLINTH_LOG_FORMAT").as_deref() {
+            None | Some("json") => true,
+            Some("pretty") => false,
+            Some(_) => return Err(ConfigError::new("PLINTH_LOG_FORMAT", "must be json or pretty")),
+        },
+    })
 }
 
 fn quota(env: &Env<impl Fn(&str) -> Option<String>>, name: &'static str, default: u32) -> Result<Quota, ConfigError> {

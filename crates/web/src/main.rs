@@ -4,24 +4,34 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use plinth_web::cli::{self, Cli, Command};
+use plinth_web::config::{ConfigError, MigrateConfig};
 use plinth_web::{Application, Config, telemetry};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("plinth: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let _logs = telemetry::init(&config.log);
     let result = match &cli.command {
-        None | Some(Command::Serve) => serve(config).await,
-        Some(Command::Worker) => cli::run_worker(&config).await,
-        Some(Command::Migrate { status }) => cli::run_migrate(&config, *status).await,
-        Some(seed @ Command::Seed { .. }) => cli::run_seed(&config, seed).await,
+        // Migrating reads only its own variables: no runtime secret is needed to migrate.
+        Some(Command::Migrate { status }) => {
+            let config = match MigrateConfig::from_env() {
+                Ok(c) => c,
+                Err(e) => return refuse(&e),
+            };
+            let _logs = telemetry::init(&config.log);
+            cli::run_migrate(&config, *status).await
+        }
+        command => {
+            let config = match Config::from_env() {
+                Ok(c) => c,
+                Err(e) => return refuse(&e),
+            };
+            let _logs = telemetry::init(&config.log);
+            match command {
+                Some(Command::Worker) => cli::run_worker(&config).await,
+                Some(seed @ Command::Seed { .. }) => cli::run_seed(&config, seed).await,
+                _ => serve(config).await,
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +40,12 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A configuration that can't be used: exit code 2, naming the variable.
+fn refuse(e: &ConfigError) -> ExitCode {
+    eprintln!("plinth: {e}");
+    ExitCode::from(2)
 }
 
 async fn serve(config: Config) -> Result<(), String> {

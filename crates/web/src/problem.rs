@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The body is over the limit.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The body did not arrive within `PLINTH_BODY_TIMEOUT_S`.
+    #[error("request body timed out")]
+    RequestTimeout,
     /// A body without `Content-Type: application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
@@ -73,6 +76,9 @@ impl ApiError {
             Self::Malformed(m) => (S::BAD_REQUEST, "bad_request", m.clone()),
             Self::PayloadTooLarge => {
                 (S::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is over 64 KiB.".into())
+            }
+            Self::RequestTimeout => {
+                (S::REQUEST_TIMEOUT, "request_timeout", "The request body did not arrive in time.".into())
             }
             Self::UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -189,6 +195,10 @@ impl ResponseError for ApiError {
             }
             Self::MethodNotAllowed(allow) => {
                 res.insert_header((header::ALLOW, allow.as_str()));
+            }
+            Self::RequestTimeout => {
+                // The rest of the body may still trickle in: the connection can't be reused.
+                res.force_close();
             }
             _ => {}
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use plinth_postgres::PgStore;
@@ -28,6 +29,13 @@ use crate::worker::WorkerHandle;
 const LIMITER_PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often cache invalidations that failed while Redis was down are retried.
 const RETRY_INVALIDATIONS_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a new connection may take to send its first request's head (actix's default,
+/// set here on purpose): actix answers 408 and closes the connection after it.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closing connection may take to shut down once its response is written
+/// (actix's default, set on purpose): the client gets this long to read the rest.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -94,6 +102,12 @@ impl Application {
 
         let routes = web::Data::new(routes);
         let doc_json = web::Data::new(doc_json);
+        let body_timeout = extract::BodyTimeout(config.server.body_timeout);
+        let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let keep_alive = match config.server.keep_alive {
+            Duration::ZERO => KeepAlive::Disabled,
+            idle => KeepAlive::Timeout(idle),
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .into_utoipa_app()
@@ -101,6 +115,7 @@ impl Application {
                 .app_data(routes.clone())
                 .app_data(doc_json.clone())
                 .app_data(web::PayloadConfig::new(extract::BODY_LIMIT))
+                .app_data(body_timeout)
                 .configure(configure)
                 .into_app()
                 .default_service(web::to(unmatched))
@@ -110,6 +125,13 @@ impl Application {
         // Signals are ours (see `run_until_stopped`): actix would stop accepting at once.
         .disable_signals()
         .shutdown_timeout(config.shutdown_grace.as_secs())
+        // actix's limit is per worker thread (25,000 each by default): the setting is the
+        // process's, shared out so that the workers together hold at most about that many.
+        .workers(workers)
+        .max_connections(config.server.max_connections.div_ceil(workers))
+        .keep_alive(keep_alive)
+        .client_request_timeout(HEAD_TIMEOUT)
+        .client_disconnect_timeout(DISCONNECT_TIMEOUT)
         .listen(listener)
         .map_err(StartupError::Listen)?
         .run();

@@ -29,6 +29,21 @@ pub struct AddressPolicy {
     pub allowed: Vec<IpNet>,
 }
 
+/// Why an address may not be reached: the kind of address, never the address itself, so a
+/// refusal tells a tenant nothing about what a name of theirs resolves to inside our network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Loopback, private, link-local… (what kind, as an adjective).
+    #[error("a {0} address")]
+    NonPublic(&'static str),
+    /// A cloud metadata service.
+    #[error("a cloud metadata address")]
+    Metadata,
+    /// Outside `PLINTH_WEBHOOK_ALLOWED_CIDRS`.
+    #[error("an address outside the allowed networks")]
+    OutsideAllowed,
+}
+
 /// Why an address is not public, if it isn't.
 fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, c, _] = ip.octets();
@@ -39,7 +54,7 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
     } else if ip.is_link_local() {
         Some("link-local")
     } else if a == 0 || ip.is_broadcast() || ip.is_multicast() || a >= 240 {
-        Some("not a unicast address")
+        Some("non-unicast")
     } else if (a == 192 && b == 0 && c == 0) || (a == 198 && (18..20).contains(&b)) {
         Some("reserved")
     } else if ip.is_documentation() {
@@ -49,7 +64,14 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
-/// The IPv4 address an IPv6 address embeds (mapped, compatible, NAT64, 6to4), if any.
+/// The IPv4 address an IPv6 address embeds at a known place, if any: IPv4-mapped
+/// (`::ffff:0:0/96`), SIIT IPv4-translated (`::ffff:0:0:0/96`), IPv4-compatible (`::/96`),
+/// the well-known NAT64 prefix (`64:ff9b::/96`, always a /96 by RFC 6052) and 6to4
+/// (`2002::/16`).
+///
+/// The local-use NAT64 prefix `64:ff9b:1::/48` is not here: its operator chooses the prefix
+/// length (RFC 8215, /48 to /96), which moves the IPv4 address inside it, so which address it
+/// reaches can't be known from outside; [`non_public_v6`] refuses the whole prefix instead.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let o = ip.octets();
@@ -57,10 +79,10 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         Some(v4)
     } else if (s[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified())
+        || s[..6] == [0, 0, 0, 0, 0xffff, 0]
         || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
     {
-        Some(tail) // IPv4-compatible (deprecated), or NAT64
+        Some(tail) // IPv4-compatible (deprecated), SIIT, or well-known NAT64
     } else if s[0] == 0x2002 {
         Some(Ipv4Addr::new(o[2], o[3], o[4], o[5])) // 6to4
     } else {
@@ -68,12 +90,18 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
+/// Whether `ip` lies in the local-use NAT64 prefix `64:ff9b:1::/48`.
+fn is_local_nat64(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1
+}
+
 fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     let s0 = ip.segments()[0];
     if ip.is_loopback() {
         Some("loopback")
     } else if ip.is_unspecified() || ip.is_multicast() {
-        Some("not a unicast address")
+        Some("non-unicast")
     } else if (s0 & 0xffc0) == 0xfe80 || (s0 & 0xffc0) == 0xfec0 {
         Some("link-local")
     } else if (s0 & 0xfe00) == 0xfc00 {
@@ -82,14 +110,16 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("documentation")
     } else if s0 == 0x2001 && ip.segments()[1] == 0 {
         Some("Teredo tunnel")
+    } else if is_local_nat64(ip) {
+        Some("local-use NAT64")
     } else {
         embedded_v4(ip).and_then(non_public_v4)
     }
 }
 
 impl AddressPolicy {
-    /// `Ok` when `ip` may be reached, else why not.
-    pub fn check(&self, ip: IpAddr) -> std::result::Result<(), String> {
+    /// `Ok` when `ip` may be reached, else what kind of address it is.
+    pub fn check(&self, ip: IpAddr) -> std::result::Result<(), Refusal> {
         if !self.allow_private {
             // Also the IPv4 address an IPv6 form embeds (mapped, NAT64, 6to4…).
             let embedded = match ip {
@@ -97,14 +127,14 @@ impl AddressPolicy {
                 IpAddr::V4(_) => None,
             };
             if METADATA.contains(&ip) || embedded.is_some_and(|v4| METADATA.contains(&v4)) {
-                return Err(format!("{ip} is a cloud metadata address"));
+                return Err(Refusal::Metadata);
             }
             let why = match ip {
                 IpAddr::V4(v4) => non_public_v4(v4),
                 IpAddr::V6(v6) => non_public_v6(v6),
             };
             if let Some(why) = why {
-                return Err(format!("{ip} is {why}"));
+                return Err(Refusal::NonPublic(why));
             }
         }
         let canonical = match ip {
@@ -112,12 +142,13 @@ impl AddressPolicy {
             v4 => v4,
         };
         if !self.allowed.is_empty() && !self.allowed.iter().any(|net| net.contains(&canonical)) {
-            return Err(format!("{ip} is outside the allowed networks"));
+            return Err(Refusal::OutsideAllowed);
         }
         Ok(())
     }
 
-    /// Every address `host:port` resolves to, when all of them are allowed.
+    /// Every address `host:port` resolves to, when all of them are allowed. A refusal names
+    /// the kind of address the host resolves to, never the address.
     pub async fn resolve(&self, host: &str, port: u16) -> std::result::Result<Vec<SocketAddr>, String> {
         let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await;
         let addrs: Vec<SocketAddr> = match lookup {
@@ -128,7 +159,7 @@ impl AddressPolicy {
             return Err("the host does not resolve".into());
         }
         for addr in &addrs {
-            self.check(addr.ip())?;
+            self.check(addr.ip()).map_err(|why| format!("the host resolves to {why}"))?;
         }
         Ok(addrs)
     }
@@ -147,8 +178,8 @@ impl AddressPolicy {
         }
         let port = url.port_or_known_default().ok_or_else(|| "must have a port".to_owned())?;
         match url.host() {
-            Some(Host::Ipv4(ip)) => self.check(IpAddr::V4(ip))?,
-            Some(Host::Ipv6(ip)) => self.check(IpAddr::V6(ip))?,
+            Some(Host::Ipv4(ip)) => self.check(IpAddr::V4(ip)).map_err(|why| format!("must not be {why}"))?,
+            Some(Host::Ipv6(ip)) => self.check(IpAddr::V6(ip)).map_err(|why| format!("must not be {why}"))?,
             Some(Host::Domain(name)) => {
                 self.resolve(name, port).await?;
             }
@@ -218,6 +249,8 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:7f00:1::",
             "2002:c0a8:101::1",
+            "::ffff:0:7f00:1",
+            "64:ff9b:1::7f00:1",
             "ff02::1",
             "2001:db8::1",
             "2001::1",
@@ -226,6 +259,65 @@ mod tests {
         ] {
             assert!(refused(&strict(), ip), "{ip} must be refused");
         }
+    }
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap_or(Ipv6Addr::UNSPECIFIED)
+    }
+
+    #[test]
+    fn the_ipv4_address_every_fixed_ipv6_form_embeds_is_extracted() {
+        let cases = [
+            ("::ffff:127.0.0.1", Some(Ipv4Addr::new(127, 0, 0, 1))),
+            ("::ffff:0:7f00:1", Some(Ipv4Addr::new(127, 0, 0, 1))), // SIIT
+            ("::ffff:0:5db8:d822", Some(Ipv4Addr::new(93, 184, 216, 34))),
+            ("::a00:1", Some(Ipv4Addr::new(10, 0, 0, 1))),
+            ("64:ff9b::a9fe:a9fe", Some(Ipv4Addr::new(169, 254, 169, 254))),
+            ("2002:c0a8:101::1", Some(Ipv4Addr::new(192, 168, 1, 1))),
+            // The local-use NAT64 prefix has no fixed place for it.
+            ("64:ff9b:1::7f00:1", None),
+            ("::ffff:1:7f00:1", None),
+            ("2606:4700:4700::1111", None),
+        ];
+        for (ip, embedded) in cases {
+            assert_eq!(embedded_v4(v6(ip)), embedded, "{ip}");
+        }
+    }
+
+    #[test]
+    fn siit_and_local_use_nat64_forms_are_refused() {
+        for ip in ["::ffff:0:7f00:1", "::ffff:0:a00:1", "::ffff:0:a9fe:a9fe", "64:ff9b:1::a00:1"] {
+            assert!(refused(&strict(), ip), "{ip} must be refused");
+        }
+        // Even what would embed a public address: where it sits depends on the operator.
+        for ip in ["64:ff9b:1:5db8:d8:2200::", "64:ff9b:1::5db8:d822", "64:ff9b:1:ffff::1"] {
+            assert!(refused(&strict(), ip), "{ip} must be refused");
+        }
+        assert!(!refused(&strict(), "::ffff:0:5db8:d822"), "SIIT of a public address is public");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_says_what_kind_of_address_without_naming_it() {
+        let p = strict();
+        for (ip, kind) in [
+            ("10.1.2.3", "a private address"),
+            ("::ffff:0:7f00:1", "a loopback address"),
+            ("169.254.169.254", "a cloud metadata address"),
+            ("64:ff9b:1::a00:1", "a local-use NAT64 address"),
+        ] {
+            let why = p.check(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))).err().map(|r| r.to_string());
+            assert_eq!(why.as_deref(), Some(kind), "{ip}");
+        }
+        let why = p.check_url("http://localhost:8080/hook").await.err().unwrap_or_default();
+        assert_eq!(why, "the host resolves to a loopback address");
+        let only = AddressPolicy {
+            allow_private: true,
+            allowed: vec!["10.0.0.0/8".parse().unwrap_or_else(|_| unreachable!())],
+        };
+        let why = only.check_url("http://localhost/").await.err().unwrap_or_default();
+        assert_eq!(why, "the host resolves to an address outside the allowed networks");
+        let why = p.check_url("http://[::ffff:0:7f00:1]/").await.err().unwrap_or_default();
+        assert_eq!(why, "must not be a loopback address");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod secrets;
 mod sender;
 mod signing;
 
-pub use guard::{AddressPolicy, UrlGuard};
+pub use guard::{AddressPolicy, Refusal, UrlGuard};
 pub use secrets::{SecretBox, SecretError};
 pub use sender::HttpSender;
 pub use signing::{EVENT_ID_HEADER, SIGNATURE_HEADER, signature};

@@ -66,8 +66,8 @@ impl HttpSender {
     /// IP-literal hosts skip DNS, so they are checked here.
     fn check_literal(&self, url: &Url) -> Result<(), String> {
         match url.host() {
-            Some(Host::Ipv4(ip)) => self.policy.check(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => self.policy.check(IpAddr::V6(ip)),
+            Some(Host::Ipv4(ip)) => self.policy.check(IpAddr::V4(ip)).map_err(|why| format!("the address is {why}")),
+            Some(Host::Ipv6(ip)) => self.policy.check(IpAddr::V6(ip)).map_err(|why| format!("the address is {why}")),
             Some(Host::Domain(_)) => Ok(()),
             None => Err("the URL names no host".into()),
         }

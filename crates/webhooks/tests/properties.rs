@@ -51,7 +51,9 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         || (within("::ffff:0:0/96") && forbidden_v4(tail))
         || (within("::/96") && forbidden_v4(tail))
         || (within("64:ff9b::/96") && forbidden_v4(tail))
-        || (within("64:ff9b:1::/48") && forbidden_v4(tail))
+        || (within("::ffff:0:0:0/96") && forbidden_v4(tail))
+        // The local-use NAT64 prefix: where the IPv4 address sits is the operator's choice.
+        || within("64:ff9b:1::/48")
         || (s[0] == 0x2002 && forbidden_v4(Ipv4Addr::new(o[2], o[3], o[4], o[5])))
 }
 
@@ -117,6 +119,7 @@ fn v6() -> impl Strategy<Value = Ipv6Addr> {
         1 => in_net("2000::/3"),
         1 => proptest::sample::select(&[Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED][..]),
         2 => embed(0xffff_0000_0000),
+        2 => embed(0xffff_0000_0000_0000),
         1 => embed(0),
         1 => embed(0x0064_ff9b_0000_0000_0000_0000_0000_0000),
         1 => (embed(0x0064_ff9b_0001_0000_0000_0000_0000_0000), any::<u64>()).prop_map(|(ip, r)| {
@@ -153,6 +156,26 @@ proptest! {
         // 2400::/6 is global unicast, far from every special range.
         let v6 = Ipv6Addr::from((0x2400u128 << 112) | (v6 & ((1u128 << 122) - 1)));
         prop_assert!(AddressPolicy::default().check(IpAddr::V6(v6)).is_ok(), "{}", v6);
+    }
+
+    /// Each IPv6 form that embeds an IPv4 address at a fixed place (mapped, SIIT, compatible,
+    /// well-known NAT64) is refused exactly when that IPv4 address is, and every address of
+    /// the local-use NAT64 prefix is refused whatever it seems to embed.
+    #[test]
+    fn an_embedded_ipv4_address_is_judged_as_itself(v4 in v4(), rest in any::<u64>()) {
+        let strict = AddressPolicy::default();
+        let refused = strict.check(IpAddr::V4(v4)).is_err();
+        let bits = u128::from(u32::from(v4));
+        for prefix in [0xffff_0000_0000u128, 0xffff_0000_0000_0000, 0x0064_ff9b_0000_0000_0000_0000_0000_0000] {
+            let v6 = Ipv6Addr::from(prefix | bits);
+            prop_assert_eq!(strict.check(IpAddr::V6(v6)).is_err(), refused, "{} embeds {}", v6, v4);
+        }
+        if u32::from(v4) > 0xffff {
+            // `::a.b.c.d` with a.b nonzero (below that it is `::1`, `::` or not IPv4-compatible).
+            prop_assert_eq!(strict.check(IpAddr::V6(Ipv6Addr::from(bits))).is_err(), refused, "::{}", v4);
+        }
+        let local = (0x0064_ff9b_0001u128 << 80) | (u128::from(rest) << 16) | (bits & 0xffff);
+        prop_assert!(strict.check(IpAddr::V6(Ipv6Addr::from(local))).is_err(), "{}", Ipv6Addr::from(local));
     }
 
     /// The configuration schemathesis and the attack tests run with: loopback networks

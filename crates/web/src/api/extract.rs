@@ -3,6 +3,7 @@
 use std::future::{Ready, ready};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -19,6 +20,14 @@ use crate::problem::ApiError;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a request's body may take to arrive once plinth starts reading it
+/// (`PLINTH_BODY_TIMEOUT_S`), as app data; [`DEFAULT_BODY_TIMEOUT`] where none is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+/// The body deadline when the app registers no [`BodyTimeout`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tenant the request's host names.
 #[derive(Debug, Clone)]
@@ -82,8 +91,8 @@ fn serde_urlencoded_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiErro
         .map_err(|_| ApiError::Malformed("The query string is malformed.".into()))
 }
 
-/// A JSON body of at most 64 KiB, sent as `application/json`, with a fingerprint of its
-/// bytes for idempotency keys.
+/// A JSON body of at most 64 KiB, sent as `application/json` within the body deadline
+/// ([`BodyTimeout`]), with a fingerprint of its bytes for idempotency keys.
 #[derive(Debug)]
 pub struct JsonBody<T> {
     /// The parsed body.
@@ -136,12 +145,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
             .is_some_and(|n| n > BODY_LIMIT);
+        let deadline = req.app_data::<BodyTimeout>().map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
         let body = Bytes::from_request(req, payload);
         Box::pin(async move {
             if too_long {
                 return Err(ApiError::PayloadTooLarge);
             }
-            let bytes: Bytes = body.await.map_err(|e| {
+            // A client that trickles its body would otherwise hold the connection (and this
+            // request's buffers) for as long as it likes.
+            let read = tokio::time::timeout(deadline, body).await.map_err(|_| ApiError::RequestTimeout)?;
+            let bytes: Bytes = read.map_err(|e| {
                 if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge
                 } else {

@@ -39,15 +39,20 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
     const MEDIA: (u16, &str) = (415, "Body without Content-Type: application/json");
     const INVALID: (u16, &str) = (422, "A validation rule is broken, or an Idempotency-Key reused with another body");
     const QUERY: (u16, &str) = (400, "Malformed limit or cursor");
+    const SLOW: (u16, &str) =
+        (408, "The body did not arrive within PLINTH_BODY_TIMEOUT_S (`request_timeout`); the connection is closed");
     match operation_id {
-        "signup" => &[BODY, (404, "Not the platform host"), CONFLICT, TOO_LARGE, MEDIA, INVALID],
-        "login" => &[BODY, (401, "Wrong email or password (`invalid_credentials`)"), TENANT, TOO_LARGE, MEDIA, INVALID],
+        "signup" => &[BODY, (404, "Not the platform host"), SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "login" => {
+            &[BODY, (401, "Wrong email or password (`invalid_credentials`)"), TENANT, SLOW, TOO_LARGE, MEDIA, INVALID]
+        }
         "getTenant" => &[TENANT],
         "me" => &[UNAUTH, TENANT],
         "listUsers" | "listProjects" | "listWebhooks" | "listDeliveries" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
-        "createUser" | "createProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
-        "createWebhook" => &[BODY, UNAUTH, FORBIDDEN, TENANT, TOO_LARGE, MEDIA, INVALID],
-        "updateUser" | "updateProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "createUser" | "createProject" | "updateUser" | "updateProject" => {
+            &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID]
+        }
+        "createWebhook" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
         "deleteUser" | "deleteProject" | "getProject" | "deleteWebhook" => &[UNAUTH, FORBIDDEN, TENANT, CONFLICT],
         _ => &[],
     }

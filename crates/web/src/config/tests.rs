@@ -120,3 +120,44 @@ fn the_data_ttl_is_configurable_and_zero_turns_data_caching_off() {
         assert!(config(&[("PLINTH_CACHE_TTL_S", bad)]).is_err(), "{bad} was accepted");
     }
 }
+
+#[test]
+fn migrating_reads_only_the_owner_url_and_the_app_url() {
+    let vars: HashMap<&str, &str> = [
+        ("DATABASE_URL", "postgres://plinth_app:pw@127.0.0.1/plinth"),
+        ("PLINTH_DATABASE_OWNER_URL", "postgres://postgres@127.0.0.1/plinth"),
+    ]
+    .into();
+    let migrate = MigrateConfig::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned())).unwrap();
+    assert_eq!(migrate.owner_url.expose(), "postgres://postgres@127.0.0.1/plinth");
+    assert_eq!(
+        migrate.app_url.as_ref().map(|u| u.expose().as_str()),
+        Some("postgres://plinth_app:pw@127.0.0.1/plinth")
+    );
+    // Serving with the same variables still needs its secrets.
+    assert!(Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned())).is_err());
+    let missing = MigrateConfig::from_lookup(|_| None).expect_err("the owner's URL is required");
+    assert_eq!(missing.variable, "PLINTH_DATABASE_OWNER_URL");
+}
+
+#[test]
+fn the_server_limits_have_deliberate_defaults_and_are_configurable() {
+    let c = config(&[]).unwrap();
+    assert_eq!(
+        c.server,
+        ServerLimits {
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            keep_alive: Duration::from_secs(5)
+        }
+    );
+    let c = config(&[("PLINTH_BODY_TIMEOUT_S", "1"), ("PLINTH_MAX_CONNECTIONS", "64"), ("PLINTH_KEEP_ALIVE_S", "0")])
+        .unwrap();
+    assert_eq!(
+        c.server,
+        ServerLimits { body_timeout: Duration::from_secs(1), max_connections: 64, keep_alive: Duration::ZERO }
+    );
+    assert_eq!(error_variable(&[("PLINTH_BODY_TIMEOUT_S", "0")]), "PLINTH_BODY_TIMEOUT_S");
+    assert_eq!(error_variable(&[("PLINTH_MAX_CONNECTIONS", "0")]), "PLINTH_MAX_CONNECTIONS");
+    assert_eq!(error_variable(&[("PLINTH_KEEP_ALIVE_S", "soon")]), "PLINTH_KEEP_ALIVE_S");
+}

@@ -16,6 +16,7 @@ mod idempotency;
 mod platform;
 mod projects;
 mod rate_limit;
+mod server_limits;
 mod shared;
 mod signup;
 mod smoke;

@@ -104,6 +104,27 @@ on_every_backend! {
 }
 
 #[tokio::test]
+async fn a_refused_url_says_what_its_host_resolves_to_without_the_address() {
+    // `localhost` resolves (from /etc/hosts, no query leaves the machine) to 127.0.0.1 or ::1.
+    for (vars, expected) in [
+        (&[][..], "the host resolves to a loopback address"),
+        (
+            &[("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true"), ("PLINTH_WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/8")][..],
+            "the host resolves to an address outside the allowed networks",
+        ),
+    ] {
+        let app = TestApp::spawn_with(Backend::Memory, vars).await;
+        let token = app.signup("resolved").await.token;
+        let res = register(&app, "resolved", &token, "http://localhost:8080/hook").await;
+        let body = assert_problem(res, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "url", "{body}");
+        assert_eq!(body["errors"][0]["message"], expected, "{body}");
+        let text = body.to_string();
+        assert!(!text.contains("127.0.0.1") && !text.contains("::1"), "the answer names an address: {text}");
+    }
+}
+
+#[tokio::test]
 async fn members_may_not_manage_webhooks_and_bad_events_are_refused() {
     let app = TestApp::spawn_with(Backend::Memory, LOOPBACK_OK).await;
     let owner = app.signup("hook-roles").await.token;

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod logs;
+mod migrate;
 mod openapi;
 mod readiness;
 mod scrape;

@@ -83,3 +83,20 @@ fn codes_are_read_from_backticks() {
     assert_eq!(codes_named("No tenant (`tenant_not_found`), or none (`not_found`)"), ["tenant_not_found", "not_found"]);
     assert!(codes_named("Not the platform host").is_empty());
 }
+
+#[test]
+fn every_operation_that_reads_a_body_documents_the_body_deadline() {
+    let doc = serde_json::to_value(plinth_web::startup::openapi_document()).unwrap();
+    let mut with_body = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["requestBody"].is_null() {
+                continue;
+            }
+            with_body += 1;
+            let description = op["responses"]["408"]["description"].as_str().unwrap_or_default();
+            assert_eq!(codes_named(description), ["request_timeout"], "{method} {path}: 408 is not documented");
+        }
+    }
+    assert!(with_body >= 7, "only {with_body} operations read a body");
+}

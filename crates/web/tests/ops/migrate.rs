@@ -1,0 +1,66 @@
+//! `plinth migrate` needs only what migrating needs (the owner's URL, and `DATABASE_URL` for
+//! the app role's password), while serving still refuses to start without its secrets.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use plinth_testkit::PrivateCluster;
+
+/// Runs the `plinth` binary with `args` and exactly `vars` as its environment, and fails the
+/// test if it has not exited within 20 s (a server that starts when it should have refused
+/// would otherwise run forever).
+async fn plinth_exits(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(args)
+        // Nothing from the developer's shell (a PLINTH_ENCRYPTION_KEY, a DATABASE_URL) leaks in.
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the plinth binary runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("plinth {args:?} is still running: it should have refused to start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.wait_with_output().expect("the output")
+}
+
+#[tokio::test]
+async fn migrate_needs_only_the_owner_url_and_the_app_url() {
+    let cluster = PrivateCluster::start();
+    let admin = plinth_testkit::connect(&cluster.url("postgres", None, "postgres")).await;
+    admin.batch_execute("CREATE DATABASE plinth").await.expect("create database");
+    let owner_url = cluster.url("postgres", None, "plinth");
+    let app_url = cluster.url("plinth_app", Some("migrated-password"), "plinth");
+    let vars = [("PLINTH_DATABASE_OWNER_URL", owner_url.as_str()), ("DATABASE_URL", app_url.as_str())];
+
+    let out = plinth_exits(&["migrate"], &vars).await;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "plinth migrate failed ({}):\n{stderr}", out.status);
+    // Its log lines (JSON) go to stdout too; the migrations are the lines `V<n>__<name>\t<state>`.
+    let migrations: Vec<&str> = stdout.lines().filter(|l| l.starts_with('V')).collect();
+    assert!(!migrations.is_empty() && migrations.iter().all(|l| l.ends_with("\tapplied")), "{stdout}");
+    let owner = plinth_testkit::connect(&owner_url).await;
+    let role = owner
+        .query_one("SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = 'plinth_app'", &[])
+        .await
+        .expect("plinth_app exists");
+    assert!(role.get::<_, bool>(0), "plinth_app was given DATABASE_URL's password");
+    let projects = owner.query_one("SELECT to_regclass('projects') IS NOT NULL", &[]).await.expect("query");
+    assert!(projects.get::<_, bool>(0), "the schema is there");
+
+    // The same two variables are not enough to serve.
+    let listen = ("PLINTH_LISTEN", "127.0.0.1:0");
+    let jwt = ("PLINTH_JWT_SECRET", "a-test-secret-of-at-least-32-bytes!");
+    let out = plinth_exits(&[], &[vars[0], vars[1], listen, jwt]).await;
+    assert_eq!(out.status.code(), Some(2), "serving started without PLINTH_ENCRYPTION_KEY");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PLINTH_ENCRYPTION_KEY"), "{out:?}");
+    let out = plinth_exits(&[], &[vars[0], vars[1], listen]).await;
+    assert_eq!(out.status.code(), Some(2), "serving started without its secrets");
+}
