@@ -83,8 +83,8 @@ async fn a_malformed_stored_hash_is_an_internal_error() {
 #[tokio::test]
 async fn the_dummy_hash_has_the_parameters_of_a_real_one() {
     // An unknown email is verified against the dummy with the same parameters a real hash
-    // has, so it costs what a wrong password costs; `a_verification_waits_for_a_free_permit`
-    // shows that it goes through a hashing permit like any other. (The end-to-end timing is
+    // has, so it costs what a wrong password costs; `a_caller_that_stops_waiting_for_a_permit_costs_no_hash`
+    // shows that every job goes through a hashing permit. (The end-to-end timing is
     // compared in the web crate's auth tests.)
     let params = Argon2Params::new(2048, 3, 1, None).unwrap();
     let hasher = Argon2Hasher::with_params(params, 1).unwrap();
@@ -96,19 +96,28 @@ async fn the_dummy_hash_has_the_parameters_of_a_real_one() {
     assert!(parsed.salt.is_some() && parsed.hash.is_some(), "a complete PHC string");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verification_waits_for_a_free_permit() {
+#[tokio::test]
+async fn a_caller_that_stops_waiting_for_a_permit_costs_no_hash() {
+    // The permits, not the hashing threads, are what callers queue on: a request that gives up
+    // (its client went away) before a permit is free leaves nothing queued for the threads.
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let hasher = Arc::new(fast_with_permits(1));
     let held = Arc::clone(&hasher.permits).acquire_owned().await.unwrap();
-    let task = tokio::spawn({
-        let hasher = Arc::clone(&hasher);
-        async move { hasher.verify(&password("correct horse battery"), None).await }
+    let ran = Arc::new(AtomicUsize::new(0));
+    let waiting = tokio::spawn({
+        let (hasher, ran) = (Arc::clone(&hasher), Arc::clone(&ran));
+        async move { hasher.run(move |_| ran.fetch_add(1, Ordering::SeqCst)).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!task.is_finished(), "ran without a permit");
+    // One yield of this single-threaded runtime runs the task up to its wait for a permit.
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished(), "ran without a permit");
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
     drop(held);
-    let answer = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
-    assert!(!answer.unwrap());
+    // Jobs run in order on the one hashing thread: had the abandoned job been queued, it would
+    // have run before this one.
+    hasher.run(|_| ()).await.unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "the abandoned caller's job ran");
 }
 
 /// Runs `n` jobs on `hasher` at once, each holding its hashing thread until `release` is
