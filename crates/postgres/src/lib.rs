@@ -8,6 +8,7 @@
 mod error;
 mod idempotency;
 mod jobs;
+pub mod keyset;
 pub mod migrate;
 mod pool;
 mod projects;
@@ -18,3 +19,10 @@ mod webhooks;
 
 pub use error::PgError;
 pub use pool::{PgSettings, PgStore, PoolStatus};
+
+/// Every list's statements, as the adapters prepare them (for plan tests).
+pub mod lists {
+    pub use crate::projects::LIST as PROJECTS;
+    pub use crate::users::LIST as USERS;
+    pub use crate::webhooks::{DELIVERIES, LIST as WEBHOOKS};
+}

@@ -13,6 +13,7 @@ use tokio_postgres::Row;
 
 use crate::error::{self, corrupt};
 use crate::idempotency::take_key;
+use crate::keyset::{Keyset, keyset};
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
@@ -20,6 +21,10 @@ macro_rules! columns {
         "tenant_id, id, name, created_at, updated_at"
     };
 }
+
+/// The tenant's projects, newest first.
+pub const LIST: Keyset = keyset!(columns!(), from "projects" where "tenant_id = $1",
+    first limit "$2", after ("$2", "$3") limit "$4");
 
 fn project_from_row(row: &Row) -> Result<Project> {
     Ok(Project {
@@ -57,30 +62,9 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
 impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
-        let at_most = limit;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.bounded(async {
             let client = self.conn().await?;
-            let rows = match after {
-                None => {
-                    let sql = concat!(
-                        "SELECT ",
-                        columns!(),
-                        " FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
-                    );
-                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &limit], at_most).await?
-                }
-                Some(c) => {
-                    let sql = concat!(
-                        "SELECT ",
-                        columns!(),
-                        " FROM projects WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
-                         ORDER BY created_at DESC, id DESC LIMIT $4"
-                    );
-                    tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &c.created_at, &c.id, &limit], at_most)
-                        .await?
-                }
-            };
+            let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
             // Sized up front: collecting `Result`s can't know the length and would grow it.
             let mut projects = Vec::with_capacity(rows.len());
             for row in &rows {

@@ -14,6 +14,7 @@ use tokio_postgres::Row;
 
 use crate::error::{self, corrupt};
 use crate::idempotency::take_key;
+use crate::keyset::{Keyset, keyset};
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
@@ -21,6 +22,10 @@ macro_rules! columns {
         "tenant_id, id, email, role, password_hash, created_at, token_version"
     };
 }
+
+/// The tenant's users, newest first.
+pub const LIST: Keyset = keyset!(columns!(), from "users" where "tenant_id = $1",
+    first limit "$2", after ("$2", "$3") limit "$4");
 
 fn user_from_row(row: &Row) -> Result<User> {
     Ok(User {
@@ -132,40 +137,10 @@ impl UserRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<User>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
-            let rows = match after {
-                None => {
-                    let q = tx
-                        .prepare_cached(concat!(
-                            "SELECT ",
-                            columns!(),
-                            " FROM users WHERE tenant_id = $1 \
-                             ORDER BY created_at DESC, id DESC LIMIT $2"
-                        ))
-                        .await
-                        .map_err(error::db)?;
-                    tx.query(&q, &[tenant.as_uuid(), &limit]).await
-                }
-                Some(c) => {
-                    let q = tx
-                        .prepare_cached(concat!(
-                            "SELECT ",
-                            columns!(),
-                            " FROM users WHERE tenant_id = $1 AND (created_at, id) < ($2, $3) \
-                             ORDER BY created_at DESC, id DESC LIMIT $4"
-                        ))
-                        .await
-                        .map_err(error::db)?;
-                    tx.query(&q, &[tenant.as_uuid(), &c.created_at, &c.id, &limit]).await
-                }
-            }
-            .map_err(error::db)?;
-            let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
-            tx.commit().await.map_err(error::db)?;
-            Ok(users)
+            let client = self.conn().await?;
+            let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
+            rows.iter().map(user_from_row).collect()
         })
         .await
     }

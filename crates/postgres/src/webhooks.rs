@@ -14,7 +14,18 @@ use uuid::Uuid;
 
 use crate::error::{self, corrupt};
 use crate::idempotency::take_key;
-use crate::pool::{PgStore, tenant_tx};
+use crate::keyset::{Keyset, keyset};
+use crate::pool::{PgStore, tenant_read, tenant_tx};
+
+/// The tenant's webhooks, newest first.
+pub const LIST: Keyset = keyset!("tenant_id, id, url, events, created_at", from "webhooks" where "tenant_id = $1",
+    first limit "$2", after ("$2", "$3") limit "$4");
+
+/// One webhook's deliveries, newest first.
+pub const DELIVERIES: Keyset = keyset!(
+    "tenant_id, id, webhook_id, event_id, event, state, attempts, last_error, created_at",
+    from "webhook_deliveries" where "tenant_id = $1 AND webhook_id = $2",
+    first limit "$3", after ("$3", "$4") limit "$5");
 
 fn webhook_from_row(row: &Row) -> Result<Webhook> {
     let events: Vec<String> = row.try_get("events").map_err(error::db)?;
@@ -144,23 +155,10 @@ impl WebhookRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (at, id) = after.map_or((None, None), |c| (Some(c.created_at), Some(c.id)));
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
-            let q = tx
-                .prepare_cached(
-                    "SELECT tenant_id, id, url, events, created_at FROM webhooks WHERE tenant_id = $1 \
-                     AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4",
-                )
-                .await
-                .map_err(error::db)?;
-            let rows = tx.query(&q, &[tenant.as_uuid(), &at, &id, &limit]).await.map_err(error::db)?;
-            let hooks = rows.iter().map(webhook_from_row).collect::<Result<Vec<_>>>()?;
-            tx.commit().await.map_err(error::db)?;
-            Ok(hooks)
+            let client = self.conn().await?;
+            let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
+            rows.iter().map(webhook_from_row).collect()
         })
         .await
     }
@@ -187,32 +185,17 @@ impl WebhookRepository for PgStore {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<Delivery>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (at, id) = after.map_or((None, None), |c| (Some(c.created_at), Some(c.id)));
         self.bounded(async {
-            let mut client = self.conn().await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
-            let exists = tx
-                .prepare_cached("SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2")
-                .await
-                .map_err(error::db)?;
-            if tx.query_opt(&exists, &[tenant.as_uuid(), webhook.as_uuid()]).await.map_err(error::db)?.is_none() {
-                return Err(Error::NotFound);
+            let client = self.conn().await?;
+            let rows = DELIVERIES.page(&client, tenant, &[tenant.as_uuid(), webhook.as_uuid()], after, limit).await?;
+            // An empty page is also what a webhook that isn't the tenant's has: tell them apart.
+            if rows.is_empty() {
+                let sql = "SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2";
+                if tenant_read(&client, tenant, sql, &[tenant.as_uuid(), webhook.as_uuid()], 1).await?.is_empty() {
+                    return Err(Error::NotFound);
+                }
             }
-            let q = tx
-                .prepare_cached(
-                    "SELECT tenant_id, id, webhook_id, event_id, event, state, attempts, last_error, created_at \
-                     FROM webhook_deliveries WHERE tenant_id = $1 AND webhook_id = $2 \
-                     AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $5",
-                )
-                .await
-                .map_err(error::db)?;
-            let rows =
-                tx.query(&q, &[tenant.as_uuid(), webhook.as_uuid(), &at, &id, &limit]).await.map_err(error::db)?;
-            let deliveries = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>>>()?;
-            tx.commit().await.map_err(error::db)?;
-            Ok(deliveries)
+            rows.iter().map(delivery_from_row).collect()
         })
         .await
     }
