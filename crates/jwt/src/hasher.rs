@@ -1,9 +1,9 @@
 //! `Argon2Hasher`: the `PasswordHasher` port with argon2id, off the async worker threads.
 //!
 //! A hash is deliberately expensive (with the default parameters 19 MiB and two passes over
-//! it). It runs on tokio's blocking pool, and only as many at once as a semaphore has
-//! permits: a login flood queues for those permits instead of taking every core and every
-//! blocking thread from the rest of the API.
+//! it). It runs on a fixed set of hashing threads, and only as many at once as a semaphore has
+//! permits: a login flood queues for those permits instead of taking every core from the rest
+//! of the API, and a caller that gives up while queued costs nothing.
 
 #[cfg(test)]
 mod tests;

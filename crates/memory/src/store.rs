@@ -1,4 +1,5 @@
-//! `MemoryStore`: tenants, users, projects and idempotency keys in process memory.
+//! `MemoryStore`: tenants, users, projects, idempotency keys, webhooks, deliveries and the job
+//! queue in process memory.
 //!
 //! Each tenant's rows live in that tenant's own map, so a call that names one tenant can't
 //! reach another's rows: isolation by construction, as RLS gives it in PostgreSQL. One lock
@@ -27,8 +28,9 @@ use plinth_domain::{Error, Result};
 use self::idempotency::Keys;
 use self::rows::Rows;
 
-/// Every storage port in memory: `TenantRepository`, `UserRepository`, `ProjectRepository`
-/// and `IdempotencyStore`. Share one as `Arc<MemoryStore>` and coerce it to each port.
+/// Every storage port in memory: `TenantRepository`, `UserRepository`, `ProjectRepository`,
+/// `IdempotencyStore`, `WebhookRepository`, `JobQueue` and `DeliveryStore`. Share one as
+/// `Arc<MemoryStore>` and coerce it to each port.
 pub struct MemoryStore {
     data: RwLock<Data>,
     keys: Mutex<Keys>,

@@ -1,5 +1,6 @@
-//! PostgreSQL adapters: tenants, users, projects and idempotency keys in one shared database,
-//! isolated by Row-Level Security; and the migrations that set that up.
+//! PostgreSQL adapters: tenants, users, projects, idempotency keys, webhooks, deliveries and the
+//! job queue in one shared database, isolated by Row-Level Security; and the migrations that set
+//! that up.
 //!
 //! Architecture invariants: every tenant-scoped statement runs in a transaction that first
 //! sets `app.current_tenant` (a bound parameter, transaction-local); no SQL is built by string
