@@ -179,6 +179,7 @@ impl PageRequest {
 
 /// One page of a list, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The items, newest first.
     pub items: Vec<T>,

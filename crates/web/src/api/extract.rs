@@ -64,6 +64,18 @@ impl FromRequest for Auth {
 #[derive(Debug, Clone, Copy)]
 pub struct Paging(pub PageRequest);
 
+/// The query parameters every list takes, as the OpenAPI document declares them (`Paging`
+/// parses them).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// How many items, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u16>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 impl FromRequest for Paging {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;

@@ -5,9 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use plinth_domain::Error;
 use plinth_domain::entities::Project;
 use plinth_domain::ids::ProjectId;
+use plinth_domain::page::Page;
 use serde::Deserialize;
 
-use super::extract::{Auth, JsonBody, Paging};
+use super::extract::{Auth, JsonBody, PageQuery, Paging};
 use super::idempotency;
 use super::respond;
 use crate::problem::ApiError;
@@ -22,15 +23,6 @@ pub struct ProjectRequest {
     pub name: String,
 }
 
-/// A page of projects.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ProjectPage {
-    /// Newest first.
-    pub items: Vec<Project>,
-    /// Pass back as `cursor`; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
 fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
     raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
 }
@@ -40,8 +32,8 @@ fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
     tag = "projects",
     operation_id = "listProjects",
     security(("bearer" = [])),
-    params(("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
-    responses((status = 200, body = ProjectPage))
+    params(PageQuery),
+    responses((status = 200, body = Page<Project>))
 )]
 #[get("/projects")]
 pub async fn list(

@@ -5,11 +5,12 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use plinth_domain::Error;
 use plinth_domain::entities::User;
 use plinth_domain::ids::UserId;
+use plinth_domain::page::Page;
 use plinth_domain::usecases::NewUserInput;
 use plinth_domain::values::Role;
 use serde::Deserialize;
 
-use super::extract::{Auth, JsonBody, Paging};
+use super::extract::{Auth, JsonBody, PageQuery, Paging};
 use super::idempotency;
 use super::respond;
 use crate::problem::ApiError;
@@ -36,15 +37,6 @@ pub struct UpdateUserRequest {
     pub role: Role,
 }
 
-/// A page of users.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct UserPage {
-    /// Newest first.
-    pub items: Vec<User>,
-    /// Pass back as `cursor`; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
     raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
 }
@@ -54,8 +46,8 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     tag = "users",
     operation_id = "listUsers",
     security(("bearer" = [])),
-    params(("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
-    responses((status = 200, body = UserPage))
+    params(PageQuery),
+    responses((status = 200, body = Page<User>))
 )]
 #[get("/users")]
 pub async fn list(

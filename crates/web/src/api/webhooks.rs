@@ -5,9 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use plinth_domain::Error;
 use plinth_domain::entities::{Delivery, Webhook};
 use plinth_domain::ids::WebhookId;
+use plinth_domain::page::Page;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Auth, JsonBody, Paging};
+use super::extract::{Auth, JsonBody, PageQuery, Paging};
 use super::idempotency;
 use super::respond;
 use crate::problem::ApiError;
@@ -41,24 +42,6 @@ pub struct CreatedWebhookResponse {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: time::OffsetDateTime,
-}
-
-/// A page of webhooks (never with secrets).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct WebhookPage {
-    /// Newest first.
-    pub items: Vec<Webhook>,
-    /// Pass back as `cursor`; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// A page of deliveries.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct DeliveryPage {
-    /// Newest first.
-    pub items: Vec<Delivery>,
-    /// Pass back as `cursor`; `null` on the last page.
-    pub next_cursor: Option<String>,
 }
 
 fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
@@ -108,8 +91,8 @@ pub async fn create(
     tag = "webhooks",
     operation_id = "listWebhooks",
     security(("bearer" = [])),
-    params(("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"), ("cursor" = Option<String>, Query, description = "From `next_cursor`")),
-    responses((status = 200, body = WebhookPage))
+    params(PageQuery),
+    responses((status = 200, body = Page<Webhook>))
 )]
 #[get("/webhooks")]
 pub async fn list(
@@ -141,12 +124,8 @@ pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>
     tag = "webhooks",
     operation_id = "listDeliveries",
     security(("bearer" = [])),
-    params(
-        ("id" = String, Path, description = "The webhook's id"),
-        ("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "1–100, default 50"),
-        ("cursor" = Option<String>, Query, description = "From `next_cursor`"),
-    ),
-    responses((status = 200, body = DeliveryPage))
+    params(("id" = String, Path, description = "The webhook's id"), PageQuery),
+    responses((status = 200, body = Page<Delivery>))
 )]
 #[get("/webhooks/{id}/deliveries")]
 pub async fn deliveries(
