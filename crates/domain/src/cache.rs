@@ -369,19 +369,10 @@ fn tenant_key(tenant: TenantId, generation: u64, key: &str) -> String {
     full.push_str("{t:");
     tenant.push_to(&mut full);
     full.push_str("}:");
-    push_hex(&mut full, generation);
+    crate::hex::push_u64(&mut full, generation);
     full.push(':');
     full.push_str(key);
     full
-}
-
-/// `n` in lowercase hex without leading zeros, as `{:x}` writes it.
-fn push_hex(out: &mut String, n: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        out.push(char::from(DIGITS[usize::try_from((n >> (4 * i)) & 0xf).unwrap_or(0)]));
-    }
 }
 
 /// `ttl` ±10%.
@@ -432,7 +423,7 @@ mod tests {
     fn tenant_keys_are_spelled_as_format_would() {
         let tenant = TenantId::new();
         for generation in [0, 1, 0xf, 0x10, 0xdead_beef, u64::MAX] {
-            assert_eq!(tenant_key(tenant, generation, "k:1"), format!("{{t:{tenant}}}:{generation:x}:k:1"));
+            assert_eq!(tenant_key(tenant, generation, "k:1"), format!("{{t:{tenant}}}:{generation:016x}:k:1"));
         }
     }
 

@@ -6,6 +6,20 @@ use bytes::Bytes;
 /// The tag's length: 16 hex digits between double quotes, as `ETag` carries it.
 const TAG_LEN: usize = 18;
 
+/// The strong entity tag of `body`, quoted (`"0123456789abcdef"`): the one way plinth tags a
+/// body, cached or not.
+pub fn etag(body: &[u8]) -> [u8; TAG_LEN] {
+    let mut tag = [0; TAG_LEN];
+    write_etag(body, &mut tag);
+    tag
+}
+
+fn write_etag(body: &[u8], tag: &mut [u8]) {
+    tag[0] = b'"';
+    crate::hex::encode_to(&xxhash_rust::xxh3::xxh3_64(body).to_be_bytes(), &mut tag[1..TAG_LEN - 1]);
+    tag[TAG_LEN - 1] = b'"';
+}
+
 /// A JSON body and its strong entity tag (a hash of the body), stored as one buffer: the quoted
 /// tag, then the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +48,8 @@ impl TaggedJson {
 
     /// Writes the tag of `buf[TAG_LEN..]` over `buf[..TAG_LEN]`.
     fn tag(mut buf: Vec<u8>) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let hash = xxhash_rust::xxh3::xxh3_64(&buf[TAG_LEN..]);
-        buf[0] = b'"';
-        for (i, digit) in buf[1..TAG_LEN - 1].iter_mut().enumerate() {
-            *digit = DIGITS[usize::try_from((hash >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
-        }
-        buf[TAG_LEN - 1] = b'"';
+        let (tag, body) = buf.split_at_mut(TAG_LEN);
+        write_etag(body, tag);
         // What was reserved and not used would stay allocated as long as the cache holds it.
         buf.shrink_to_fit();
         Self(Bytes::from(buf))

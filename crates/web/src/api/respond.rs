@@ -20,8 +20,8 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<HttpResponse,
 
 /// A strong ETag of `body`.
 pub fn etag(body: &[u8]) -> HeaderValue {
-    let hash = xxhash_rust::xxh3::xxh3_64(body);
-    HeaderValue::from_str(&format!("\"{hash:016x}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    let tag = plinth_domain::tagged::etag(body);
+    HeaderValue::from_bytes(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
 /// Whether `If-None-Match` lists `tag` (or `*`). Weak comparison, as RFC 9110 asks for
