@@ -137,11 +137,6 @@ impl PageRequest {
         Ok(Self { limit, after })
     }
 
-    /// The first page of the default size.
-    pub fn first() -> Self {
-        Self { limit: DEFAULT_LIMIT, after: None }
-    }
-
     /// How many rows to ask storage for: one more than the page, to learn if another follows.
     pub fn fetch_limit(&self) -> usize {
         usize::from(self.limit) + 1

@@ -100,11 +100,6 @@ impl Argon2Hasher {
         Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), jobs: start_threads(permits), dummy })
     }
 
-    /// The default number of permits: one per CPU the process may use.
-    pub fn default_permits() -> usize {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    }
-
     /// Runs `job` on a hashing thread once a permit is free. The permit moves into the job, so
     /// it is held until the hash is done even if the caller stops waiting.
     async fn run<T, F>(&self, job: F) -> Result<T>

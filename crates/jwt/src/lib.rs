@@ -10,4 +10,4 @@ mod hasher;
 mod tokens;
 
 pub use hasher::{Argon2Hasher, Argon2Params, HasherError};
-pub use tokens::{AsymmetricAlgorithm, JwtConfig, JwtConfigError, JwtTokens, KeySource, Secret};
+pub use tokens::{AsymmetricAlgorithm, JwtConfig, JwtConfigError, JwtTokens, KeyMaterial, KeySource};

@@ -22,7 +22,7 @@ use plinth_domain::{Error, Result};
 
 use self::claims::{Issued, Presented, Refusal};
 use self::config::MAX_TTL;
-pub use self::config::{AsymmetricAlgorithm, JwtConfig, JwtConfigError, KeySource, Secret};
+pub use self::config::{AsymmetricAlgorithm, JwtConfig, JwtConfigError, KeyMaterial, KeySource};
 use self::keys::KeySet;
 
 /// Clock skew tolerated between the instance that issued a token and the one verifying it,

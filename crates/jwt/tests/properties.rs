@@ -14,7 +14,7 @@ use plinth_domain::Error;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::ports::TokenService;
 use plinth_domain::values::Role;
-use plinth_jwt::{AsymmetricAlgorithm, JwtConfig, JwtTokens, KeySource, Secret};
+use plinth_jwt::{AsymmetricAlgorithm, JwtConfig, JwtTokens, KeyMaterial, KeySource};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -37,7 +37,7 @@ fn fixture(name: &str) -> Vec<u8> {
 fn asymmetric(algorithm: AsymmetricAlgorithm, signing: &str, kid: &str) -> JwtTokens {
     let keys = KeySource::Asymmetric {
         algorithm,
-        signing_key_pem: Secret::new(fixture(&format!("{signing}.pem"))),
+        signing_key_pem: KeyMaterial::new(fixture(&format!("{signing}.pem"))),
         kid: kid.into(),
         verification_keys: vec![(kid.to_owned(), fixture(&format!("{signing}.pub.pem")))],
     };

@@ -112,16 +112,6 @@ impl MemoryStore {
         }
     }
 
-    /// The events `tenant`'s writes have stored, oldest first.
-    pub fn outbox(&self, tenant: TenantId) -> Vec<DomainEvent> {
-        self.read().tenants.get(&tenant).map(|t| t.outbox.clone()).unwrap_or_default()
-    }
-
-    /// Takes the events `tenant`'s writes have stored, oldest first, leaving its outbox empty.
-    pub fn take_outbox(&self, tenant: TenantId) -> Vec<DomainEvent> {
-        self.write().tenants.get_mut(&tenant).map(|t| std::mem::take(&mut t.outbox)).unwrap_or_default()
-    }
-
     /// Forgets expired idempotency keys; returns how many. Claims also do this now and then.
     pub fn prune_expired(&self) -> usize {
         self.keys().prune()

@@ -162,6 +162,14 @@ struct Leases {
     map: Mutex<HashMap<String, Lease>>,
 }
 
+/// What spending from a lease came to.
+enum Spent {
+    /// The lease had a request left: admitted without asking Redis.
+    Admitted(Decision),
+    /// Ask Redis for this many requests (1: this request alone; more: a new lease).
+    Ask(u32),
+}
+
 impl Leases {
     /// The most one lease of `quota` may take: `share_percent` of it, at least one.
     fn cap(&self, quota: u32) -> u32 {
@@ -177,20 +185,20 @@ impl Leases {
     /// lasts), what was spent of it when it ran out of time (the rate it lasted for). Only one
     /// lease is asked for at a time per subject: while one is on its way, others ask for one
     /// request each, so that concurrent requests don't each take a lease and leave it unspent.
-    fn spend(&self, key: &str, quota: u32, now: Instant) -> std::result::Result<Decision, u32> {
+    fn spend(&self, key: &str, quota: u32, now: Instant) -> Spent {
         let mut map = self.map();
-        let Some(lease) = map.get_mut(key) else { return Err(1) };
+        let Some(lease) = map.get_mut(key) else { return Spent::Ask(1) };
         let live = lease.live(now);
         if live && lease.spare > 0 {
             lease.spare -= 1;
-            return Ok(lease.decision(quota, now));
+            return Spent::Admitted(lease.decision(quota, now));
         }
         if lease.asking {
-            return Err(1);
+            return Spent::Ask(1);
         }
         let want = if live { lease.size.saturating_mul(2) } else { lease.size - lease.spare }.clamp(1, self.cap(quota));
         lease.asking = want > 1;
-        Err(want)
+        Spent::Ask(want)
     }
 
     /// Records Redis' answer to an ask for `want` (`None` when Redis failed): the answer to a
@@ -351,8 +359,8 @@ impl RateLimiter for RedisLimiter {
             return Ok(self.ask(key, q, 1).await?.decision(0));
         };
         let want = match leases.spend(&key, q, Instant::now()) {
-            Ok(decision) => return Ok(decision),
-            Err(want) => want,
+            Spent::Admitted(decision) => return Ok(decision),
+            Spent::Ask(want) => want,
         };
         let answer = self.ask(key.clone(), q, want).await;
         leases.answered(key, want, answer.as_ref().ok(), Instant::now());

@@ -22,12 +22,18 @@ use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
 /// Why start-up failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// A configured feature this build can't provide.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// The JWT keys could not be loaded.
     #[error("PLINTH_JWT_*: {0}")]
     Keys(String),
+    /// The password hasher could not start (no random salt for its dummy hash).
+    #[error("the password hasher could not start: {0}")]
+    Hasher(#[source] plinth_jwt::HasherError),
+    /// The webhooks' HTTP client could not be built (no TLS roots, for one).
+    #[error("the webhook HTTP client could not be built: {0}")]
+    WebhookClient(String),
+    /// The OpenAPI document could not be rendered.
+    #[error("the OpenAPI document could not be rendered: {0}")]
+    OpenApi(#[source] serde_json::Error),
     /// The database settings are unusable.
     #[error("DATABASE_URL: {0}")]
     Database(#[source] plinth_postgres::PgError),
@@ -93,7 +99,7 @@ pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
                     AsymmetricAlgorithm::EdDsa => plinth_jwt::AsymmetricAlgorithm::EdDsa,
                     AsymmetricAlgorithm::Rs256 => plinth_jwt::AsymmetricAlgorithm::Rs256,
                 },
-                signing_key_pem: plinth_jwt::Secret::new(read(private_key_file)?),
+                signing_key_pem: plinth_jwt::KeyMaterial::new(read(private_key_file)?),
                 kid: kid(private_key_file),
                 verification_keys,
             }
@@ -108,8 +114,7 @@ pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
 /// Picks the adapters the configuration asks for.
 pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
     let local_limiter = Arc::new(GovernorLimiter::new());
-    let passwords: Arc<dyn PasswordHasher> =
-        Arc::new(Argon2Hasher::new(hash_permits()).map_err(|e| StartupError::Keys(e.to_string()))?);
+    let passwords: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(hash_permits()).map_err(StartupError::Hasher)?);
     let (repos, database) = repositories(config)?;
     let key = encryption_key(config);
     let mut ports = Ports {
@@ -122,7 +127,7 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
         secrets: Arc::new(SecretBox::new(&key)),
         jobs: repos.jobs,
         deliveries: repos.deliveries,
-        sender: Arc::new(HttpSender::new(address_policy(config), None).map_err(StartupError::Keys)?),
+        sender: Arc::new(HttpSender::new(address_policy(config), None).map_err(StartupError::WebhookClient)?),
         tokens: tokens(config)?,
         passwords,
         limiter: local_limiter.clone(),

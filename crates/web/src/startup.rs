@@ -72,7 +72,7 @@ impl Application {
         let (shutdown, signal) = shutdown::channel();
         let doc = openapi_document();
         let routes = Arc::new(RouteTable::from_openapi(&doc));
-        let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()));
+        let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).map_err(StartupError::OpenApi)?));
         let state = web::Data::new(AppState {
             plinth,
             base_domain: config.base_domain.clone(),
@@ -161,12 +161,6 @@ impl Application {
     /// trigger cuts the drain short.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
-    }
-
-    /// Observes the shutdown: what must wind down with the server (a worker, a periodic task)
-    /// waits on [`ShutdownSignal::stopping`].
-    pub fn shutdown_signal(&self) -> ShutdownSignal {
-        self.shutdown.signal()
     }
 
     /// Serves until shut down by SIGTERM or SIGINT, or through [`Self::shutdown_handle`]:

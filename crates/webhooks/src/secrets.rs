@@ -13,6 +13,9 @@ pub enum SecretError {
     /// The ciphertext was altered, belongs to another row, or was sealed under another key.
     #[error("the stored secret can't be decrypted")]
     Corrupt,
+    /// The cipher refused to seal the secret.
+    #[error("the secret can't be sealed")]
+    Seal,
 }
 
 /// Seals and opens secrets under one key.
@@ -33,14 +36,16 @@ impl SecretBox {
         Self { cipher: ChaCha20Poly1305::new(&Key::from(*key)) }
     }
 
-    /// `nonce || ciphertext` of `secret`, bound to `context` (the webhook's id).
-    pub fn seal(&self, secret: &[u8], context: &[u8]) -> Vec<u8> {
+    /// `nonce || ciphertext` of `secret`, bound to `context` (the webhook's id). Errors when
+    /// the cipher refuses (a message beyond its length limit): nothing half-sealed is returned.
+    pub fn seal(&self, secret: &[u8], context: &[u8]) -> Result<Vec<u8>, SecretError> {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self.cipher.encrypt(&nonce, Payload { msg: secret, aad: context }).unwrap_or_default();
+        let sealed =
+            self.cipher.encrypt(&nonce, Payload { msg: secret, aad: context }).map_err(|_| SecretError::Seal)?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        out
+        Ok(out)
     }
 
     /// The secret [`SecretBox::seal`] sealed with the same `context`.
@@ -57,8 +62,8 @@ impl SecretBox {
 }
 
 impl plinth_domain::ports::SecretCipher for SecretBox {
-    fn seal(&self, secret: &[u8], context: &[u8]) -> Vec<u8> {
-        SecretBox::seal(self, secret, context)
+    fn seal(&self, secret: &[u8], context: &[u8]) -> plinth_domain::Result<Vec<u8>> {
+        SecretBox::seal(self, secret, context).map_err(plinth_domain::Error::internal)
     }
 
     fn open(&self, sealed: &[u8], context: &[u8]) -> plinth_domain::Result<Vec<u8>> {
@@ -67,13 +72,14 @@ impl plinth_domain::ports::SecretCipher for SecretBox {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_sealed_secret_opens_with_its_key_and_context_only() {
         let a = SecretBox::new(&[7; 32]);
-        let sealed = a.seal(b"whsec_abc", b"webhook-1");
+        let sealed = a.seal(b"whsec_abc", b"webhook-1").unwrap();
         assert!(!sealed.windows(9).any(|w| w == b"whsec_abc"), "the plaintext must not appear");
         assert_eq!(a.open(&sealed, b"webhook-1"), Ok(b"whsec_abc".to_vec()));
         assert_eq!(a.open(&sealed, b"webhook-2"), Err(SecretError::Corrupt));
@@ -89,6 +95,6 @@ mod tests {
     #[test]
     fn sealing_twice_gives_different_ciphertexts() {
         let a = SecretBox::new(&[1; 32]);
-        assert_ne!(a.seal(b"s", b"c"), a.seal(b"s", b"c"));
+        assert_ne!(a.seal(b"s", b"c").unwrap(), a.seal(b"s", b"c").unwrap());
     }
 }

@@ -56,8 +56,9 @@ pub trait WebhookSender: Send + Sync {
 
 /// Seals webhook secrets for storage and opens them for signing.
 pub trait SecretCipher: Send + Sync {
-    /// `secret` sealed and bound to `context` (the webhook's id).
-    fn seal(&self, secret: &[u8], context: &[u8]) -> Vec<u8>;
+    /// `secret` sealed and bound to `context` (the webhook's id). Errors: `Internal` when it
+    /// can't be sealed (then nothing must be stored).
+    fn seal(&self, secret: &[u8], context: &[u8]) -> Result<Vec<u8>>;
 
     /// The secret sealed with `context`. Errors: `Internal` when it can't be opened.
     fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>>;

@@ -91,7 +91,7 @@ impl Plinth {
         };
         let write = async |created: &CreatedWebhook, key: Option<&IdempotentWrite>| {
             let webhook = &created.webhook;
-            let sealed = self.ports.secrets.seal(created.secret.as_bytes(), webhook.id.as_uuid().as_bytes());
+            let sealed = self.ports.secrets.seal(created.secret.as_bytes(), webhook.id.as_uuid().as_bytes())?;
             self.ports.webhooks.create(webhook, &sealed, &within_limit, key).await
         };
         self.once(who, idempotency, prepare, write).await

@@ -17,9 +17,9 @@ pub(super) const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Key bytes (an HMAC secret, a private key's PEM). `Debug` never prints them.
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct KeyMaterial(Vec<u8>);
 
-impl Secret {
+impl KeyMaterial {
     /// Wraps key bytes read from the configuration.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
         Self(bytes.into())
@@ -38,9 +38,9 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+        f.write_str("KeyMaterial(***)")
     }
 }
 
@@ -88,7 +88,7 @@ pub enum KeySource {
     /// One shared secret signs and verifies, with HS256.
     Hs256 {
         /// At least 32 bytes.
-        secret: Secret,
+        secret: KeyMaterial,
     },
     /// A private key signs; a set of public keys, told apart by `kid`, verifies.
     Asymmetric {
@@ -96,7 +96,7 @@ pub enum KeySource {
         algorithm: AsymmetricAlgorithm,
         /// The signing key: PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`); PKCS#1 also works
         /// for RSA.
-        signing_key_pem: Secret,
+        signing_key_pem: KeyMaterial,
         /// The signing key's id, written into every token's header.
         kid: String,
         /// `(kid, public key PEM)` pairs: every key a token may be signed with. It must
@@ -109,13 +109,13 @@ pub enum KeySource {
 impl KeySource {
     /// HS256 with `secret` (at least 32 bytes).
     pub fn hs256(secret: impl Into<Vec<u8>>) -> Self {
-        Self::Hs256 { secret: Secret::new(secret) }
+        Self::Hs256 { secret: KeyMaterial::new(secret) }
     }
 
     /// HS256 with a random secret: for a single instance without configured keys, whose
     /// tokens need not outlive the process.
     pub fn random_hs256() -> Result<Self, JwtConfigError> {
-        Ok(Self::Hs256 { secret: Secret::random(MIN_SECRET_LEN)? })
+        Ok(Self::Hs256 { secret: KeyMaterial::random(MIN_SECRET_LEN)? })
     }
 }
 

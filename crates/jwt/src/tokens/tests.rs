@@ -41,7 +41,7 @@ fn hs256(secret: &[u8]) -> JwtTokens {
 fn asymmetric(algorithm: AsymmetricAlgorithm, signing: &str, kid: &str, trusted: &[(&str, &str)]) -> KeySource {
     KeySource::Asymmetric {
         algorithm,
-        signing_key_pem: Secret::new(fixture(&format!("{signing}.pem"))),
+        signing_key_pem: KeyMaterial::new(fixture(&format!("{signing}.pem"))),
         kid: kid.into(),
         verification_keys: trusted.iter().map(|(kid, file)| ((*kid).to_owned(), fixture(file))).collect(),
     }

@@ -63,12 +63,6 @@ impl RouteTable {
         Self { routes, labels }
     }
 
-    /// Whether `template` (`/v1/projects/{id}`, as actix's `match_pattern` gives it) is a
-    /// documented path template. Parameter names are not compared.
-    pub fn knows(&self, template: &str) -> bool {
-        self.label(template).is_some()
-    }
-
     /// The documented template `template` is, as a label; `None` when it is not documented.
     /// Parameter names are not compared.
     pub fn label(&self, template: &str) -> Option<&'static str> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use plinth_domain::ports::TokenService as _;
 use plinth_domain::values::Role;
-use plinth_jwt::{AsymmetricAlgorithm, JwtConfig, JwtTokens, KeySource, Secret};
+use plinth_jwt::{AsymmetricAlgorithm, JwtConfig, JwtTokens, KeyMaterial, KeySource};
 use reqwest::{Method, StatusCode};
 
 use crate::helpers::{Backend, TestApp, assert_problem};
@@ -69,7 +69,7 @@ async fn a_token_signed_by_a_key_outside_the_verification_set_is_refused() {
     let other = JwtTokens::new(JwtConfig {
         keys: KeySource::Asymmetric {
             algorithm: AsymmetricAlgorithm::EdDsa,
-            signing_key_pem: Secret::new(std::fs::read(fixture("ed25519-b.pem")).unwrap()),
+            signing_key_pem: KeyMaterial::new(std::fs::read(fixture("ed25519-b.pem")).unwrap()),
             kid: "rsa-a".into(),
             verification_keys: vec![("rsa-a".into(), std::fs::read(fixture("ed25519-b.pub.pem")).unwrap())],
         },

@@ -50,7 +50,7 @@ fn unusable_key_sets_are_refused_with_a_reason() {
     );
     let garbage = KeySource::Asymmetric {
         algorithm: EdDsa,
-        signing_key_pem: Secret::new(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec()),
+        signing_key_pem: KeyMaterial::new(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec()),
         kid: kid("g"),
         verification_keys: vec![(kid("g"), b"not a pem".to_vec())],
     };
