@@ -31,6 +31,7 @@ fn an_empty_environment_is_the_embedded_default() {
     assert_eq!(c.quotas.enterprise.per_minute.get(), 30000);
     assert_eq!(c.quotas.ip.per_minute.get(), 60);
     assert_eq!(c.quotas.login.per_minute.get(), 10);
+    assert_eq!(c.ipv6_prefix, 64);
     assert!(c.worker);
     assert_eq!((c.shutdown_drain.as_secs(), c.shutdown_grace.as_secs()), (5, 30));
     assert_eq!(c.webhooks.max_attempts, 8);
@@ -46,6 +47,9 @@ fn each_bad_value_names_its_variable() {
     assert_eq!(error_variable(&[("PLINTH_JWT_ALGORITHM", "none")]), "PLINTH_JWT_ALGORITHM");
     assert_eq!(error_variable(&[("PLINTH_JWT_SECRET", "short")]), "PLINTH_JWT_SECRET");
     assert_eq!(error_variable(&[("PLINTH_TRUSTED_PROXIES", "10.0.0.0/33")]), "PLINTH_TRUSTED_PROXIES");
+    assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "31")]), "PLINTH_IPV6_PREFIX");
+    assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "129")]), "PLINTH_IPV6_PREFIX");
+    assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "/64")]), "PLINTH_IPV6_PREFIX");
     assert_eq!(error_variable(&[("PLINTH_WORKER", "yes please")]), "PLINTH_WORKER");
     assert_eq!(error_variable(&[("PLINTH_LOG_FORMAT", "xml")]), "PLINTH_LOG_FORMAT");
     assert_eq!(error_variable(&[("PLINTH_ENCRYPTION_KEY", "not base64!")]), "PLINTH_ENCRYPTION_KEY");
@@ -118,5 +122,12 @@ fn the_data_ttl_is_configurable_and_zero_turns_data_caching_off() {
     assert_eq!(config(&[("PLINTH_CACHE_TTL_S", "5")]).unwrap().cache.data_ttl, Duration::from_secs(5));
     for bad in ["-1", "soon", "86401"] {
         assert!(config(&[("PLINTH_CACHE_TTL_S", bad)]).is_err(), "{bad} was accepted");
+    }
+}
+
+#[test]
+fn the_ipv6_prefix_is_a_length_from_32_to_128() {
+    for (raw, prefix) in [("32", 32), ("48", 48), ("128", 128)] {
+        assert_eq!(config(&[("PLINTH_IPV6_PREFIX", raw)]).unwrap().ipv6_prefix, prefix);
     }
 }
