@@ -1,6 +1,8 @@
-//! The gate in front of `/v1`: tenant (from the host), auth (classifies the request), rate
-//! limit (by the policy the classification picks). What it learns is left in the request's
-//! extensions as a [`RequestCtx`] for the extractors.
+//! The gate in front of `/v1`: the class of the path as routed, the bearer token, the rate
+//! limit (by the policy the class and the token pick) and the tenant (from the host), in an
+//! order that keeps anything anonymous from reaching the database past its quota (see
+//! [`gate`]). What it learns is left in the request's extensions as a [`RequestCtx`] for the
+//! extractors.
 
 use std::net::IpAddr;
 use std::sync::Arc;
