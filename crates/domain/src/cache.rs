@@ -83,18 +83,28 @@ impl MeteredStore {
             |result: &'static str| metrics::counter!(metric::CACHE_REQUESTS, "layer" => layer, "result" => result);
         Self { layer, inner, hit: counter("hit"), miss: counter("miss"), error: counter("error") }
     }
+
+    fn count(&self, found: &Result<Option<Bytes>>) {
+        match found {
+            Ok(Some(_)) => &self.hit,
+            Ok(None) => &self.miss,
+            Err(_) => &self.error,
+        }
+        .increment(1);
+    }
 }
 
 #[async_trait]
 impl CacheStore for MeteredStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let found = self.inner.get(key).await;
-        match &found {
-            Ok(Some(_)) => &self.hit,
-            Ok(None) => &self.miss,
-            Err(_) => &self.error,
-        }
-        .increment(1);
+        self.count(&found);
+        found
+    }
+
+    async fn get_briefly(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        let found = self.inner.get_briefly(key, ttl).await;
+        self.count(&found);
         found
     }
 
@@ -140,11 +150,9 @@ impl TieredStore {
             }
         }
     }
-}
 
-#[async_trait]
-impl CacheStore for TieredStore {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+    /// L1, else L2; what L2 had is copied into L1 for `fill_ttl`.
+    async fn read(&self, key: &str, fill_ttl: Duration) -> Result<Option<Bytes>> {
         if let Some(v) = self.l1.get(key).await? {
             return Ok(Some(v));
         }
@@ -152,9 +160,20 @@ impl CacheStore for TieredStore {
         let found = self.l2_result(found);
         if let Some(v) = &found {
             // L1 keeps it only briefly: L2 holds the authoritative expiry.
-            self.l1.set(key, v.clone(), L1_FILL_TTL).await?;
+            self.l1.set(key, v.clone(), fill_ttl).await?;
         }
         Ok(found)
+    }
+}
+
+#[async_trait]
+impl CacheStore for TieredStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.read(key, L1_FILL_TTL).await
+    }
+
+    async fn get_briefly(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        self.read(key, ttl.min(L1_FILL_TTL)).await
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
@@ -179,9 +198,17 @@ const L1_FILL_TTL: Duration = Duration::from_secs(3);
 pub enum Scope {
     /// Platform-wide data, such as the tenant a slug names.
     Global,
+    /// Platform-wide data that one write anywhere must drop on every instance at once, such as
+    /// "no tenant has this slug" (any signup may end it): keyed by the platform's generation,
+    /// dropped by [`Cache::invalidate_platform`].
+    Platform,
     /// One tenant's data: keyed by the tenant's generation, dropped by [`Cache::invalidate`].
     Tenant(TenantId),
 }
+
+/// The id under which the platform's generation is kept and announced, beside the tenants'
+/// (tenant ids are UUIDv7, never nil).
+const PLATFORM: TenantId = TenantId::from_uuid(uuid::Uuid::nil());
 
 type Flight = Arc<OnceCell<Bytes>>;
 
@@ -250,24 +277,84 @@ impl Cache {
             Ok(None) => {}
             Err(e) => self.health.failed(&e),
         }
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            flights.entry(full_key.clone()).or_default().clone()
+        self.single_flight(&full_key, || async {
+            metrics::counter!(metric::CACHE_FETCHES).increment(1);
+            let value = fetch().await?;
+            if let Err(e) = store.set(&full_key, value.clone(), jitter(ttl)).await {
+                self.health.failed(&e);
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// A platform-wide lookup that may find nothing. What `fetch` finds is kept under `key` for
+    /// about `ttl`, and read first, with no generation, so the common case costs one read.
+    /// "Nothing" is kept for exactly `missing_ttl` (zero: not at all), in every level, in the
+    /// [`Scope::Platform`], so that [`Cache::invalidate_platform`] drops it on every instance
+    /// at once. A found value must not be empty (empty stands for "nothing" in flight).
+    pub async fn lookup<F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        missing_ttl: Duration,
+        fetch: F,
+    ) -> Result<Option<Bytes>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Bytes>>>,
+    {
+        let Some((store, found_key)) = self.resolve(Scope::Global, key).await else {
+            return fetch().await;
         };
-        let result = flight
-            .get_or_try_init(|| async {
+        match store.get(&found_key).await {
+            Ok(Some(v)) => return Ok(Some(v)),
+            Ok(None) => {}
+            Err(e) => self.health.failed(&e),
+        }
+        let missing =
+            if missing_ttl.is_zero() { None } else { self.resolve(Scope::Platform, &["missing:", key].concat()).await };
+        if let Some((missing_store, missing_key)) = &missing {
+            match missing_store.get_briefly(missing_key, missing_ttl).await {
+                Ok(Some(_)) => return Ok(None),
+                Ok(None) => {}
+                Err(e) => self.health.failed(&e),
+            }
+        }
+        let value = self
+            .single_flight(&found_key, || async {
                 metrics::counter!(metric::CACHE_FETCHES).increment(1);
-                let value = fetch().await?;
-                if let Err(e) = store.set(&full_key, value.clone(), jitter(ttl)).await {
+                let found = fetch().await?;
+                let stored = match (&found, &missing) {
+                    (Some(v), _) => store.set(&found_key, v.clone(), jitter(ttl)).await,
+                    (None, Some((missing_store, missing_key))) => {
+                        missing_store.set(missing_key, Bytes::new(), missing_ttl).await
+                    }
+                    (None, None) => Ok(()),
+                };
+                if let Err(e) = stored {
                     self.health.failed(&e);
                 }
-                Ok::<_, Error>(value)
+                Ok(found.unwrap_or_default())
             })
-            .await
-            .cloned();
+            .await?;
+        Ok((!value.is_empty()).then_some(value))
+    }
+
+    /// Runs `init` once for `key` in this process however many callers wait for it; they all
+    /// get its answer.
+    async fn single_flight<Fut>(&self, key: &str, init: impl FnOnce() -> Fut) -> Result<Bytes>
+    where
+        Fut: Future<Output = Result<Bytes>>,
+    {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            flights.entry(key.to_owned()).or_default().clone()
+        };
+        let result = flight.get_or_try_init(init).await.cloned();
         let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if flights.get(&full_key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            flights.remove(&full_key);
+        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            flights.remove(key);
         }
         result
     }
@@ -285,6 +372,13 @@ impl Cache {
                 self.remember_failed(tenant);
             }
         }
+    }
+
+    /// Drops every [`Scope::Platform`] entry on every instance (by moving the platform to a new
+    /// generation, which every instance hears). A failure is logged and retried, as for a
+    /// tenant; meanwhile those entries still expire by their (short) TTL.
+    pub async fn invalidate_platform(&self) {
+        self.invalidate(PLATFORM).await;
     }
 
     fn remember_failed(&self, tenant: TenantId) {
@@ -340,7 +434,11 @@ impl Cache {
         let store = self.store.as_ref()?;
         match scope {
             Scope::Global => Some((store, ["g:", key].concat())),
-            Scope::Tenant(tenant) => {
+            Scope::Tenant(_) | Scope::Platform => {
+                let tenant = match scope {
+                    Scope::Tenant(tenant) => tenant,
+                    _ => PLATFORM,
+                };
                 let generation = match self.generations.current(tenant).await {
                     Ok(g) => g,
                     Err(e) => {
@@ -510,6 +608,103 @@ mod tests {
             .unwrap();
         assert_eq!(fetched, "v");
         assert_eq!(generations.bumps.load(Ordering::SeqCst), 2, "both tenants are invalidated again");
+    }
+
+    /// A map that remembers each entry's TTL (and never expires anything itself).
+    #[derive(Default)]
+    struct TtlStore(Mutex<HashMap<String, (Bytes, Duration)>>);
+
+    impl TtlStore {
+        fn ttl_of(&self, key_part: &str) -> Vec<Duration> {
+            self.0.lock().unwrap().iter().filter(|(k, _)| k.contains(key_part)).map(|(_, (_, t))| *t).collect()
+        }
+    }
+
+    #[async_trait]
+    impl CacheStore for TtlStore {
+        async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+            Ok(self.0.lock().unwrap().get(key).map(|(v, _)| v.clone()))
+        }
+        async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+            self.0.lock().unwrap().insert(key.to_owned(), (value, ttl));
+            Ok(())
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.0.lock().unwrap().remove(key);
+            Ok(())
+        }
+    }
+
+    const FOUND_TTL: Duration = Duration::from_secs(60);
+    const MISSING_TTL: Duration = Duration::from_secs(1);
+
+    /// `lookup("tenant:acme")`, answering `found` and counting fetches.
+    async fn lookup(
+        cache: &Cache,
+        fetches: &std::sync::atomic::AtomicUsize,
+        found: Option<&'static str>,
+    ) -> Option<Bytes> {
+        cache
+            .lookup("tenant:acme", FOUND_TTL, MISSING_TTL, || async {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                Ok(found.map(|s| Bytes::from_static(s.as_bytes())))
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn nothing_found_is_remembered_for_the_missing_ttl_exactly_and_something_found_for_about_the_ttl() {
+        let store = Arc::new(TtlStore::default());
+        let cache = Cache::new(Some(store.clone()), None, Arc::new(SwitchableGenerations::default()));
+        let fetches = std::sync::atomic::AtomicUsize::new(0);
+        assert_eq!(lookup(&cache, &fetches, None).await, None);
+        assert_eq!(lookup(&cache, &fetches, Some("late")).await, None, "the absence is remembered");
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(store.ttl_of("missing:tenant:acme"), [MISSING_TTL]);
+        assert!(store.ttl_of("00000000-0000-0000-0000-000000000000").len() == 1, "kept in the platform scope");
+
+        let found = Arc::new(TtlStore::default());
+        let cache = Cache::new(Some(found.clone()), None, Arc::new(SwitchableGenerations::default()));
+        assert_eq!(lookup(&cache, &fetches, Some("acme")).await.as_deref(), Some(&b"acme"[..]));
+        assert_eq!(lookup(&cache, &fetches, None).await.as_deref(), Some(&b"acme"[..]));
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        let ttls = found.ttl_of("g:tenant:acme");
+        assert!(ttls.len() == 1 && ttls[0] >= FOUND_TTL.mul_f64(0.9) && ttls[0] <= FOUND_TTL.mul_f64(1.1), "{ttls:?}");
+    }
+
+    #[tokio::test]
+    async fn invalidating_the_platform_forgets_every_remembered_absence() {
+        let generations = Arc::new(SwitchableGenerations::default());
+        let cache = Cache::new(Some(Arc::new(MapStore::default())), None, generations.clone());
+        let fetches = std::sync::atomic::AtomicUsize::new(0);
+        assert_eq!(lookup(&cache, &fetches, None).await, None);
+        cache.invalidate_platform().await;
+        assert_eq!(lookup(&cache, &fetches, Some("acme")).await.as_deref(), Some(&b"acme"[..]));
+        assert_eq!(lookup(&cache, &fetches, Some("other")).await.as_deref(), Some(&b"acme"[..]));
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+
+        // With the generation store down the invalidation is redone once it answers.
+        assert_eq!(cache.lookup("tenant:bravo", FOUND_TTL, MISSING_TTL, || async { Ok(None) }).await.unwrap(), None);
+        generations.down.store(true, Ordering::SeqCst);
+        cache.invalidate_platform().await;
+        generations.down.store(false, Ordering::SeqCst);
+        cache.retry_pending().await;
+        let found =
+            cache.lookup("tenant:bravo", FOUND_TTL, MISSING_TTL, || async { Ok(Some(Bytes::from_static(b"b"))) }).await;
+        assert_eq!(found.unwrap().as_deref(), Some(&b"b"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_short_lived_entry_is_copied_from_l2_into_l1_for_no_longer_than_its_ttl() {
+        let (l1, l2) = (Arc::new(TtlStore::default()), Arc::new(TtlStore::default()));
+        let tiered = TieredStore::new(l1.clone(), l2.clone());
+        l2.set("brief", Bytes::from_static(b"x"), MISSING_TTL).await.unwrap();
+        l2.set("usual", Bytes::from_static(b"y"), FOUND_TTL).await.unwrap();
+        assert!(tiered.get_briefly("brief", MISSING_TTL).await.unwrap().is_some());
+        assert!(tiered.get("usual").await.unwrap().is_some());
+        assert_eq!(l1.ttl_of("brief"), [MISSING_TTL]);
+        assert_eq!(l1.ttl_of("usual"), [L1_FILL_TTL]);
     }
 
     #[test]

@@ -113,6 +113,12 @@ pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
 
 /// Picks the adapters the configuration asks for.
 pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
+    compose_with(config, |_| {}).await
+}
+
+/// Picks the adapters the configuration asks for, then lets `adapt` wrap or replace any of
+/// them (tests count what reaches a port this way; an embedder may add its own decorators).
+pub async fn compose_with(config: &Config, adapt: impl FnOnce(&mut Ports)) -> Result<Composed, StartupError> {
     let local_limiter = Arc::new(GovernorLimiter::new());
     let passwords: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(hash_permits()).map_err(StartupError::Hasher)?);
     let (repos, database) = repositories(config)?;
@@ -141,6 +147,7 @@ pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
             local_limiter.clone(),
         ));
     }
+    adapt(&mut ports);
     let cache = cache(config, redis.as_ref());
     let settings = Settings {
         quotas: config.quotas,

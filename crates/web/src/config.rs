@@ -142,6 +142,9 @@ pub struct Config {
     pub limit_lease_percent: u32,
     /// `PLINTH_TRUSTED_PROXIES`.
     pub trusted_proxies: Vec<IpNet>,
+    /// `PLINTH_IPV6_PREFIX`: the per-address limits count an IPv6 client by this prefix
+    /// (64: its /64, which one subscriber usually has whole).
+    pub ipv6_prefix: u8,
     /// `PLINTH_METRICS_TOKEN`.
     pub metrics_token: Option<Secret<String>>,
     /// `PLINTH_ENCRYPTION_KEY`; `None` for a random one per start (embedded mode only).
@@ -213,6 +216,7 @@ impl Config {
             },
             limit_lease_percent: env.parse_in("PLINTH_LIMIT_LEASE_PERCENT", 5, 0..=100)?,
             trusted_proxies: env.cidrs("PLINTH_TRUSTED_PROXIES")?,
+            ipv6_prefix: env.parse_in("PLINTH_IPV6_PREFIX", 64, 32..=128)?,
             metrics_token: env.string("PLINTH_METRICS_TOKEN").map(Secret::new),
             encryption_key: encryption_key(&env, persistent)?,
             webhooks: WebhookConfig {

@@ -21,6 +21,8 @@ pub struct AppState {
     pub base_domain: BaseDomain,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The prefix an IPv6 client is counted by in the per-address limits.
+    pub ipv6_prefix: u8,
     /// Known paths and their methods, for 405 answers.
     pub routes: Arc<RouteTable>,
     /// The PostgreSQL pool, when configured: `/readyz` checks that it answers.

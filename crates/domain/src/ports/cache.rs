@@ -19,6 +19,14 @@ pub trait CacheStore: Send + Sync {
 
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// As [`get`](Self::get), for an entry stored for at most `ttl`: a store that copies what it
+    /// finds into a faster level keeps that copy no longer than `ttl` (it can't know how long
+    /// the entry has left, and a short-lived entry must not outlive its TTL there).
+    async fn get_briefly(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        let _ = ttl;
+        self.get(key).await
+    }
 }
 
 /// A tenant's cache generation: part of every cache key of that tenant, so a new generation

@@ -66,7 +66,8 @@ impl Plinth {
             token_version: 0,
         };
         self.ports.tenants.create_with_owner(&tenant, &user).await?;
-        self.cache.forget(&super::tenants::tenant_key(&tenant.slug)).await;
+        // Any instance may remember the slug as naming no tenant: drop those answers everywhere.
+        self.cache.invalidate_platform().await;
         let token = self.ports.tokens.issue(user.id, tenant.id, user.role, user.token_version)?;
         Ok(SignupOutput { tenant, user, token })
     }

@@ -7,13 +7,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::Plinth;
-use crate::cache::Scope;
 use crate::entities::Tenant;
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use crate::values::{Plan, Slug, TenantName};
 
-/// The cached form of a tenant; an empty value means "no such tenant".
+/// The cached form of a tenant.
 #[derive(Deserialize)]
 struct CachedTenant<'a> {
     id: TenantId,
@@ -52,18 +51,20 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip(self), fields(slug = %slug))]
     pub async fn resolve_tenant(&self, slug: &Slug) -> Result<Arc<Tenant>> {
         let ttls = self.settings.ttls;
-        let bytes = self
+        // "No such tenant" is kept briefly (a signup may take the slug any moment) and dropped
+        // on every instance by the signup itself.
+        let found = self
             .cache
-            .cached(Scope::Global, &tenant_key(slug), ttls.tenant, || async {
-                Ok(match self.ports.tenants.find_by_slug(slug).await? {
-                    Some(t) => Bytes::from(serde_json::to_vec(&t).map_err(Error::internal)?),
-                    None => Bytes::new(),
-                })
+            .lookup(&tenant_key(slug), ttls.tenant, ttls.missing_tenant, || async {
+                match self.ports.tenants.find_by_slug(slug).await? {
+                    Some(t) => Ok(Some(Bytes::from(serde_json::to_vec(&t).map_err(Error::internal)?))),
+                    None => Ok(None),
+                }
             })
             .await?;
-        if bytes.is_empty() {
+        let Some(bytes) = found else {
             return Err(Error::TenantNotFound);
-        }
+        };
         if let Some(tenant) = self.tenants.get(slug, &bytes) {
             return Ok(tenant);
         }
@@ -81,6 +82,6 @@ impl Plinth {
     }
 }
 
-pub(super) fn tenant_key(slug: &Slug) -> String {
+fn tenant_key(slug: &Slug) -> String {
     ["tenant:", slug.as_str()].concat()
 }

@@ -31,6 +31,7 @@ fn an_empty_environment_is_the_embedded_default() {
     assert_eq!(c.quotas.enterprise.per_minute.get(), 30000);
     assert_eq!(c.quotas.ip.per_minute.get(), 60);
     assert_eq!(c.quotas.login.per_minute.get(), 10);
+    assert_eq!(c.ipv6_prefix, 64);
     assert!(c.worker);
     assert_eq!((c.shutdown_drain.as_secs(), c.shutdown_grace.as_secs()), (5, 30));
     assert_eq!(c.webhooks.max_attempts, 8);
@@ -46,6 +47,9 @@ fn each_bad_value_names_its_variable() {
     assert_eq!(error_variable(&[("PLINTH_JWT_ALGORITHM", "none")]), "PLINTH_JWT_ALGORITHM");
     assert_eq!(error_variable(&[("PLINTH_JWT_SECRET", "short")]), "PLINTH_JWT_SECRET");
     assert_eq!(error_variable(&[("PLINTH_TRUSTED_PROXIES", "10.0.0.0/33")]), "PLINTH_TRUSTED_PROXIES");
+    assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "31")]), "PLINTH_IPV6_PREFIX");
+    assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "129")]), "PLINTH_IPV6_PREFIX");
+    assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "/64")]), "PLINTH_IPV6_PREFIX");
     assert_eq!(error_variable(&[("PLINTH_WORKER", "yes please")]), "PLINTH_WORKER");
     assert_eq!(error_variable(&[("PLINTH_LOG_FORMAT", "xml")]), "PLINTH_LOG_FORMAT");
     assert_eq!(error_variable(&[("PLINTH_ENCRYPTION_KEY", "not base64!")]), "PLINTH_ENCRYPTION_KEY");
@@ -160,4 +164,15 @@ fn the_server_limits_have_deliberate_defaults_and_are_configurable() {
     assert_eq!(error_variable(&[("PLINTH_BODY_TIMEOUT_S", "0")]), "PLINTH_BODY_TIMEOUT_S");
     assert_eq!(error_variable(&[("PLINTH_MAX_CONNECTIONS", "0")]), "PLINTH_MAX_CONNECTIONS");
     assert_eq!(error_variable(&[("PLINTH_KEEP_ALIVE_S", "soon")]), "PLINTH_KEEP_ALIVE_S");
+}
+
+#[test]
+fn the_ipv6_prefix_is_a_length_from_32_to_128() {
+    for (raw, prefix) in [("32", 32), ("48", 48), ("128", 128)] {
+        assert_eq!(config(&[("PLINTH_IPV6_PREFIX", raw)]).unwrap().ipv6_prefix, prefix);
+    }
+    assert_eq!(config(&[]).unwrap().ipv6_prefix, 64);
+    for bad in ["31", "129", "/64", "many"] {
+        assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", bad)]), "PLINTH_IPV6_PREFIX", "{bad} was accepted");
+    }
 }

@@ -1,21 +1,24 @@
-//! The gate in front of `/v1`: tenant (from the host), auth (classifies the request), rate
-//! limit (by the policy the classification picks). What it learns is left in the request's
-//! extensions as a [`RequestCtx`] for the extractors.
+//! The gate in front of `/v1`: the class of the path as routed, the bearer token, the rate
+//! limit (by the policy the class and the token pick) and the tenant (from the host), in an
+//! order that keeps anything anonymous from reaching the database past its quota (see
+//! [`gate`]). What it learns is left in the request's extensions as a [`RequestCtx`] for the
+//! extractors.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error as ActixError, HttpMessage as _, ResponseError as _, web};
+use actix_web::{Error as ActixError, HttpMessage as _, HttpRequest, ResponseError as _, web};
 use plinth_domain::Error;
 use plinth_domain::entities::Tenant;
-use plinth_domain::host::HostTarget;
+use plinth_domain::host::{BaseDomain, HostTarget};
 use plinth_domain::ports::{Decision, Policy, Quota};
 use plinth_domain::usecases::{Principal, Subject};
 
-use super::client_ip::{canonical, client_ip};
+use super::client_ip::{bucket, canonical, client_ip};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::telemetry::metrics::{RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS};
@@ -51,6 +54,9 @@ enum Class {
     Tenant,
 }
 
+/// The class of `path`, which must be the path as actix's router matches it (percent-decoded
+/// but for `%2F`, `%25` and `%2B`: `req.match_info().as_str()`), never the path as written,
+/// so that every spelling that reaches a handler falls under that handler's rules.
 fn classify(path: &str) -> Class {
     match path {
         "/v1/signup" => Class::Signup,
@@ -72,7 +78,22 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// What the request's host addresses: its `Host` header, else its URI's authority.
+pub(crate) fn host_target(req: &HttpRequest, base_domain: &BaseDomain) -> HostTarget {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    base_domain.classify(host.or_else(|| req.uri().host()))
+}
+
+/// The policy, quota and decision that counted a request, if the limiter answered.
+type Limit = Option<(Policy, Quota, Decision)>;
+
 /// Tenant, auth and rate limit for one request.
+///
+/// A request is counted by exactly one policy, and before anything it names is looked up,
+/// unless it carries a token that verifies: signup and login by the login policy, anything
+/// else without such a token by the IP policy, and only then is its host's tenant resolved
+/// (which may reach the database). A verified token's host is resolved first, since its
+/// tenant's plan counts it if the host is that tenant's.
 pub async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -80,55 +101,45 @@ pub async fn gate(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Err(ApiError::Domain(Error::internal("application state is missing")).into());
     };
-    let class = classify(req.path());
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-    let target = state.base_domain.classify(host.or_else(|| req.uri().host()));
-
-    let tenant = match (class, target) {
-        (Class::Signup, HostTarget::Platform) => Ok(None),
-        (Class::Signup, _) => Err(Error::NotFound),
-        (_, HostTarget::Tenant(slug)) => state.plinth.resolve_tenant(&slug).await.map(Some),
-        (_, _) => Err(Error::TenantNotFound),
+    let class = classify(req.match_info().as_str());
+    let target = host_target(req.request(), &state.base_domain);
+    let token = bearer(req.headers());
+    let claims = match (class, token) {
+        (Class::Tenant, Some(token)) => state.plinth.verify_token(token).ok(),
+        _ => None,
     };
 
-    let auth = match (&tenant, class, bearer(req.headers())) {
-        (_, _, None) => AuthState::Missing,
-        (Ok(Some(t)), Class::Tenant, Some(token)) => match state.plinth.authenticate(t.id, token).await {
-            Ok(p) => AuthState::Valid(p),
-            Err(Error::InvalidToken) => AuthState::Invalid,
-            Err(e) => return Ok(reject(req, ApiError::Domain(e), None)),
-        },
-        (_, _, Some(_)) => AuthState::Invalid,
-    };
-
-    let peer = req.peer_addr().map(|a| canonical(a.ip())).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
-    let ip = client_ip(peer, forwarded, &state.trusted_proxies);
-    let subject = match (class, auth, &tenant) {
-        (Class::Signup | Class::Login, _, _) => Subject::Login(ip),
-        (Class::Tenant, AuthState::Valid(_), Ok(Some(t))) => Subject::Tenant(t),
-        _ => Subject::Ip(ip),
-    };
-    let (policy, quota) = state.plinth.quota(&subject);
-    let limit = match state.plinth.admit(subject).await {
-        Ok((_, decision)) => Some(decision),
-        Err(e) => {
-            // The limiter already falls back to the local one; failing open beats failing all.
-            tracing::warn!(error = %e, "rate limiter failed; admitting the request");
-            metrics::counter!(RATE_LIMIT_FAIL_OPEN).increment(1);
-            None
+    let (tenant, auth, limit) = match claims {
+        Some(claims) => {
+            let tenant = tenant_of(&state, class, target).await;
+            let auth = match &tenant {
+                Ok(Some(t)) => match state.plinth.authenticate(t.id, &claims).await {
+                    Ok(p) => AuthState::Valid(p),
+                    Err(Error::InvalidToken) => AuthState::Invalid,
+                    Err(e) => return Ok(reject(req, ApiError::Domain(e), None)),
+                },
+                _ => AuthState::Invalid,
+            };
+            let subject = match (auth, &tenant) {
+                (AuthState::Valid(_), Ok(Some(t))) => Subject::Tenant(t),
+                _ => Subject::Ip(client(&req, &state)),
+            };
+            let limit = count(&state, subject).await;
+            (tenant, auth, limit)
+        }
+        None => {
+            let auth = if token.is_some() { AuthState::Invalid } else { AuthState::Missing };
+            let ip = client(&req, &state);
+            let subject = if class == Class::Tenant { Subject::Ip(ip) } else { Subject::Login(ip) };
+            let limit = count(&state, subject).await;
+            if let Some(refusal) = refused(limit) {
+                return Ok(too_many(req, refusal, auth));
+            }
+            (tenant_of(&state, class, target).await, auth, limit)
         }
     };
-    let limit = limit.map(|d| (policy, quota, d));
-    if let Some((policy, _, d)) = &limit
-        && !d.allowed
-    {
-        metrics::counter!(RATE_LIMIT_REJECTIONS, "policy" => policy.as_str()).increment(1);
-        let mut res = reject(req, ApiError::RateLimited { retry_after: d.retry_after_secs }, limit);
-        if matches!(auth, AuthState::Valid(_)) {
-            make_private(res.headers_mut());
-        }
-        return Ok(res);
+    if let Some(refusal) = refused(limit) {
+        return Ok(too_many(req, refusal, auth));
     }
     let tenant = match tenant {
         Ok(t) => t,
@@ -144,6 +155,58 @@ pub async fn gate(
         make_private(res.headers_mut());
     }
     Ok(res)
+}
+
+/// The tenant the host names, for a request of `class`: none for signup on the platform host.
+async fn tenant_of(state: &AppState, class: Class, target: HostTarget) -> Result<Option<Arc<Tenant>>, Error> {
+    match (class, target) {
+        (Class::Signup, HostTarget::Platform) => Ok(None),
+        (Class::Signup, _) => Err(Error::NotFound),
+        (_, HostTarget::Tenant(slug)) => state.plinth.resolve_tenant(&slug).await.map(Some),
+        (_, _) => Err(Error::TenantNotFound),
+    }
+}
+
+/// What the per-address policies count the request as: the client's address (see
+/// [`client_ip`]), an IPv6 one by its prefix.
+fn client(req: &ServiceRequest, state: &AppState) -> IpAddr {
+    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
+    let forwarded = req.headers().get_all("x-forwarded-for").map(HeaderValue::as_bytes);
+    bucket(client_ip(peer, forwarded, &state.trusted_proxies), state.ipv6_prefix)
+}
+
+/// Counts one request of `subject`.
+async fn count(state: &AppState, subject: Subject<'_>) -> Limit {
+    let (policy, quota) = state.plinth.quota(&subject);
+    match state.plinth.admit(subject).await {
+        Ok((_, decision)) => Some((policy, quota, decision)),
+        Err(e) => {
+            // The limiter already falls back to the local one; failing open beats failing all.
+            tracing::warn!(error = %e, "rate limiter failed; admitting the request");
+            metrics::counter!(RATE_LIMIT_FAIL_OPEN).increment(1);
+            None
+        }
+    }
+}
+
+/// The limit, if it refused the request.
+fn refused(limit: Limit) -> Option<(Policy, Quota, Decision)> {
+    limit.filter(|(_, _, d)| !d.allowed)
+}
+
+/// 429, with the policy's headers; `private` when the request was authenticated.
+fn too_many<B>(
+    req: ServiceRequest,
+    refusal: (Policy, Quota, Decision),
+    auth: AuthState,
+) -> ServiceResponse<EitherBody<B>> {
+    let (policy, _, d) = refusal;
+    metrics::counter!(RATE_LIMIT_REJECTIONS, "policy" => policy.as_str()).increment(1);
+    let mut res = reject(req, ApiError::RateLimited { retry_after: d.retry_after_secs }, Some(refusal));
+    if matches!(auth, AuthState::Valid(_)) {
+        make_private(res.headers_mut());
+    }
+    res
 }
 
 /// An authenticated answer is `private` and never `public`: `private` replaces a `public`
@@ -164,11 +227,7 @@ fn make_private(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, value);
 }
 
-fn reject<B>(
-    req: ServiceRequest,
-    error: ApiError,
-    limit: Option<(Policy, Quota, Decision)>,
-) -> ServiceResponse<EitherBody<B>> {
+fn reject<B>(req: ServiceRequest, error: ApiError, limit: Limit) -> ServiceResponse<EitherBody<B>> {
     let mut res = req.into_response(error.error_response()).map_into_right_body();
     if let Some((policy, quota, d)) = &limit {
         ratelimit_headers(res.headers_mut(), *policy, *quota, d);

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use plinth_domain::usecases::Ports;
 use plinth_testkit::TestDatabase;
 use plinth_web::{Application, Config};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -38,6 +39,12 @@ pub const PASSWORD: &str = "correct horse battery";
 impl TestApp {
     /// An app on `backend` with generous quotas and `vars` on top.
     pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        Self::spawn_adapted(backend, vars, |_| {}).await
+    }
+
+    /// As [`TestApp::spawn_with`], with `adapt` wrapping or replacing adapters (to count what
+    /// reaches a port).
+    pub async fn spawn_adapted(backend: Backend, vars: &[(&str, &str)], adapt: impl FnOnce(&mut Ports)) -> Self {
         let mut env: HashMap<String, String> = GENEROUS.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         env.insert("PLINTH_LISTEN".into(), "127.0.0.1:0".into());
         env.insert("PLINTH_LOG".into(), "warn".into());
@@ -61,7 +68,7 @@ impl TestApp {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
         // The first app's log writer serves every test of this process.
         std::mem::forget(plinth_web::telemetry::init(&config.log));
-        let app = Application::build(config).await.expect("the app builds");
+        let app = Application::build_with(config, adapt).await.expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

@@ -10,6 +10,7 @@ mod deliveries;
 mod errors;
 mod fault_load;
 mod faults;
+mod gate;
 mod headers;
 mod hosts;
 mod idempotency;

@@ -31,13 +31,19 @@ async fn names(app: &TestApp, token: &str) -> Vec<String> {
     page["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
-#[tokio::test]
-async fn a_write_on_one_instance_is_seen_by_another_within_a_second() {
+/// Two instances on one database and one Redis (under a key prefix of their own).
+async fn fleet_of_two() -> (TestApp, TestApp) {
     let redis = shared_redis_url();
     let prefix = redis_prefix();
     let vars = [("REDIS_URL", redis.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str())];
     let a = TestApp::spawn_with(Backend::Postgres, &vars).await;
     let b = sibling(&a, &vars).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_is_seen_by_another_within_a_second() {
+    let (a, b) = fleet_of_two().await;
     let token = a.signup("fleet").await.token;
     // Let both instances subscribe, then warm B's caches with the empty list.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -54,6 +60,33 @@ async fn a_write_on_one_instance_is_seen_by_another_within_a_second() {
         assert!(written.elapsed() < Duration::from_secs(1), "B still serves the old list after a second");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_tenant_signed_up_on_one_instance_is_found_by_another_within_a_second() {
+    let (a, b) = fleet_of_two().await;
+    // Let both instances subscribe, then have B (and A) remember that no tenant is "acme".
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for app in [&b, &b, &a] {
+        let res = app.on(Method::GET, "acme", "/v1/tenant", None).send().await.expect("tenant");
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+
+    a.signup("acme").await;
+    let signed_up = Instant::now();
+    loop {
+        let res = b.on(Method::GET, "acme", "/v1/tenant", None).send().await.expect("tenant");
+        if res.status() == StatusCode::OK {
+            let tenant: Value = res.json().await.expect("tenant");
+            assert_eq!(tenant["slug"], "acme");
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert!(signed_up.elapsed() < Duration::from_secs(1), "B still says no such tenant after a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = a.on(Method::GET, "acme", "/v1/tenant", None).send().await.expect("tenant");
+    assert_eq!(res.status(), StatusCode::OK, "and the instance that signed it up");
 }
 
 #[tokio::test]
