@@ -1,115 +1,21 @@
-//! Two ways to run plinth: in this process on port 0 (`TestApp`), and as the real `plinth`
-//! binary in a child process (`Process`), for signals, exit codes, captured logs, and metrics
+//! Two ways to run plinth: in this process on port 0 (`TestApp`, from the shared harness), and
+//! as the real `plinth` binary in a child process (`Process`), for signals, exit codes, captured logs, and metrics
 //! that no other app in this process adds to (the metrics recorder is process-wide).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use plinth_testkit::TestDatabase;
-use plinth_web::shutdown::ShutdownHandle;
-use plinth_web::{Application, Config};
 use reqwest::{Method, RequestBuilder, StatusCode};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
-/// The password of every user the tests sign up.
-pub const PASSWORD: &str = "ops-test password 1";
-/// The HS256 secret for apps on PostgreSQL.
-pub const JWT_SECRET: &str = "an-ops-test-secret-of-at-least-32-bytes";
-/// The encryption key for apps on PostgreSQL.
-pub const ENCRYPTION_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-
-/// Quotas high enough that no test is limited unless it asks to be.
-const GENEROUS: &[(&str, &str)] = &[
-    ("PLINTH_QUOTA_FREE", "100000"),
-    ("PLINTH_QUOTA_PRO", "100000"),
-    ("PLINTH_QUOTA_ENTERPRISE", "100000"),
-    ("PLINTH_IP_QUOTA", "100000"),
-    ("PLINTH_LOGIN_QUOTA", "100000"),
-    ("PLINTH_WORKER", "false"),
-    ("PLINTH_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128"),
-];
+use crate::harness::DEFAULTS;
+pub use crate::harness::{ENCRYPTION_KEY, JWT_SECRET, TestApp, client, signup};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
-
-/// A plinth in this process.
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    pub shutdown: ShutdownHandle,
-    pub stopped: JoinHandle<std::io::Result<()>>,
-    /// Kept alive (and dropped) with the app.
-    pub _db: Option<TestDatabase>,
-}
-
-impl TestApp {
-    /// An app with generous quotas, no worker, and `vars` on top; on the memory adapters unless
-    /// `vars` names a `DATABASE_URL`, or `db` is given.
-    pub async fn spawn(vars: &[(&str, &str)], db: Option<TestDatabase>) -> Self {
-        let mut env: HashMap<String, String> = GENEROUS.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-        env.insert("PLINTH_LISTEN".into(), "127.0.0.1:0".into());
-        env.insert("PLINTH_LOG".into(), "warn".into());
-        if let Some(db) = &db {
-            env.insert("DATABASE_URL".into(), db.app_url.clone());
-            env.insert("PLINTH_DATABASE_OWNER_URL".into(), db.owner_url.clone());
-        }
-        if db.is_some() || vars.iter().any(|(k, _)| *k == "DATABASE_URL") {
-            env.insert("PLINTH_JWT_SECRET".into(), JWT_SECRET.into());
-            env.insert("PLINTH_ENCRYPTION_KEY".into(), ENCRYPTION_KEY.into());
-        }
-        for (k, v) in vars {
-            env.insert((*k).into(), (*v).into());
-        }
-        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
-        // The first app's log writer serves every test of this process.
-        std::mem::forget(plinth_web::telemetry::init(&config.log));
-        let app = Application::build(config).await.expect("the app builds");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let shutdown = app.shutdown_handle();
-        let stopped = tokio::spawn(app.run_until_stopped());
-        Self { address, client: client(), shutdown, stopped, _db: db }
-    }
-
-    /// A request to `path` with `Host: host`.
-    pub fn request(&self, method: Method, host: &str, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.address)).header("host", host)
-    }
-
-    /// Signs up tenant `slug`; returns the owner's token.
-    pub async fn signup(&self, slug: &str) -> String {
-        signup(&self.client, &self.address, slug).await
-    }
-}
-
-/// Signs up tenant `slug` with owner `owner@{slug}.test` and [`PASSWORD`]; returns the token.
-pub async fn signup(client: &reqwest::Client, address: &str, slug: &str) -> String {
-    let res = client
-        .post(format!("{address}/v1/signup"))
-        .header("host", "localhost")
-        .json(&json!({
-            "tenant_slug": slug, "tenant_name": format!("Tenant {slug}"),
-            "email": format!("owner@{slug}.test"), "password": PASSWORD,
-        }))
-        .send()
-        .await
-        .expect("signup request");
-    assert_eq!(res.status(), StatusCode::CREATED, "signup of {slug}");
-    let body: Value = res.json().await.expect("signup body");
-    body["access_token"].as_str().expect("a token").to_owned()
 }
 
 /// A slug of this test's own.
@@ -147,7 +53,9 @@ impl Process {
     /// serves.
     pub async fn start(vars: &[(&str, &str)]) -> Self {
         let port = free_port();
-        let mut env: BTreeMap<String, String> = GENEROUS.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        // The binary logs at its default level: the log tests read what it writes.
+        let mut env: BTreeMap<String, String> =
+            DEFAULTS.iter().filter(|(k, _)| *k != "PLINTH_LOG").map(|(k, v)| ((*k).into(), (*v).into())).collect();
         env.insert("PLINTH_LISTEN".into(), format!("127.0.0.1:{port}"));
         for (k, v) in vars {
             env.insert((*k).into(), (*v).into());

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/harness.rs"]
+mod harness;
 mod helpers;
 
 mod logs;

@@ -15,9 +15,9 @@ fn codes_named(description: &str) -> Vec<&str> {
 
 #[tokio::test]
 async fn every_documented_operation_is_routed_and_answers_a_documented_status() {
-    let app = TestApp::spawn(&[], None).await;
+    let app = TestApp::start(&[], None).await;
     let tenant = slug("openapi");
-    let token = app.signup(&tenant).await;
+    let token = app.signup(&tenant).await.token;
     let tenant_host = format!("{tenant}.localhost");
     let doc: Value = app.request(Method::GET, "localhost", "/openapi.json").send().await.unwrap().json().await.unwrap();
     assert!(doc["components"]["schemas"]["NotReady"].is_object(), "the 503 body of /readyz is documented");

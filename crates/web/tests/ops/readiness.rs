@@ -44,7 +44,7 @@ async fn readyz_names_the_database_while_postgres_is_down_and_is_ready_once_it_i
     let owner_url = cluster.url("postgres", None, "plinth");
     plinth_postgres::migrate::migrate(&owner_url, Some(APP_PASSWORD)).await.expect("migrate");
     let app_url = cluster.url("plinth_app", Some(APP_PASSWORD), "plinth");
-    let app = TestApp::spawn(
+    let app = TestApp::start(
         &[
             ("DATABASE_URL", &app_url),
             ("PLINTH_DATABASE_OWNER_URL", &owner_url),
@@ -80,7 +80,7 @@ async fn readyz_names_redis_while_it_is_down_and_is_ready_once_it_is_back() {
     let mut redis = PrivateRedis::start();
     let db = TestDatabase::new().await;
     let prefix = redis_prefix();
-    let app = TestApp::spawn(&[("REDIS_URL", &redis.url()), ("PLINTH_REDIS_PREFIX", &prefix)], Some(db)).await;
+    let app = TestApp::start(&[("REDIS_URL", &redis.url()), ("PLINTH_REDIS_PREFIX", &prefix)], Some(db)).await;
     let (status, body) = readyz(&app).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"status": "ready", "checks": {"database": "ok", "redis": "ok"}}));
@@ -103,7 +103,7 @@ async fn readyz_names_redis_while_it_is_down_and_is_ready_once_it_is_back() {
 
 #[tokio::test]
 async fn readyz_in_embedded_mode_has_nothing_to_check() {
-    let app = TestApp::spawn(&[], None).await;
+    let app = TestApp::start(&[], None).await;
     let (status, body) = readyz(&app).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"status": "ready", "checks": {}}));

@@ -145,7 +145,7 @@ async fn requests_to_random_paths_and_methods_create_no_new_series() {
 #[tokio::test]
 async fn metrics_requires_the_configured_token_and_is_never_rate_limited() {
     let token = "a-metrics-token-for-this-test";
-    let app = TestApp::spawn(&[("PLINTH_METRICS_TOKEN", token), ("PLINTH_IP_QUOTA", "1")], None).await;
+    let app = TestApp::start(&[("PLINTH_METRICS_TOKEN", token), ("PLINTH_IP_QUOTA", "1")], None).await;
 
     let res = app.request(Method::GET, "example.com", "/metrics").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -121,7 +121,7 @@ async fn a_second_signal_cuts_the_drain_short() {
 
 #[tokio::test]
 async fn a_shutdown_handle_drains_and_stops_like_sigterm() {
-    let app = TestApp::spawn(&[("PLINTH_SHUTDOWN_DRAIN_S", "1"), ("PLINTH_SHUTDOWN_GRACE_S", "5")], None).await;
+    let app = TestApp::start(&[("PLINTH_SHUTDOWN_DRAIN_S", "1"), ("PLINTH_SHUTDOWN_GRACE_S", "5")], None).await;
     let res = app.request(Method::GET, "localhost", "/readyz").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 
