@@ -53,6 +53,18 @@ pub(crate) fn db(e: tokio_postgres::Error) -> Error {
     if is_unavailable(&e) { Error::unavailable(DATABASE, e) } else { Error::internal(e) }
 }
 
+/// Driver results as domain results, at the adapter's edge: `.await.or_db()?`.
+pub(crate) trait OrDb<T> {
+    /// The value, or the driver's error as a domain error ([`db`]).
+    fn or_db(self) -> Result<T, Error>;
+}
+
+impl<T> OrDb<T> for Result<T, tokio_postgres::Error> {
+    fn or_db(self) -> Result<T, Error> {
+        self.map_err(db)
+    }
+}
+
 /// The name of the unique constraint `e` violated, if that is what it is.
 pub(crate) fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
     let db = e.as_db_error()?;

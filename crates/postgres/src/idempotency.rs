@@ -8,7 +8,7 @@ use plinth_domain::ports::{IdempotencyScope, IdempotencyStore, IdempotentWrite, 
 use plinth_domain::{Error, Result, clock};
 use uuid::Uuid;
 
-use crate::error;
+use crate::error::OrDb as _;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 /// Stores `write`'s key and answer in the caller's transaction unless the key is live; returns
@@ -31,7 +31,7 @@ pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite) -> 
              RETURNING 1",
         )
         .await
-        .map_err(error::db)?;
+        .or_db()?;
     let scope = &write.scope;
     let status = i16::try_from(write.response.status).map_err(Error::internal)?;
     let body: &[u8] = &write.response.body;
@@ -46,7 +46,7 @@ pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite) -> 
         &clock::now(),
         &write.expires_at,
     ];
-    Ok(tx.query_opt(&q, &params).await.map_err(error::db)?.is_some())
+    Ok(tx.query_opt(&q, &params).await.or_db()?.is_some())
 }
 
 /// Stores `key` in the caller's transaction when there is one; `false` when it is live already
@@ -71,15 +71,15 @@ impl IdempotencyStore for PgStore {
                 [scope.tenant.as_uuid(), scope.user.as_uuid(), &scope.key.as_str(), &clock::now()];
             let rows = tenant_read(&client, scope.tenant, sql, &params, 1).await?;
             let Some(row) = rows.first() else { return Ok(Lookup::New) };
-            let stored: Uuid = row.try_get(0).map_err(error::db)?;
+            let stored: Uuid = row.try_get(0).or_db()?;
             if stored != Uuid::from_u128(fingerprint) {
                 return Ok(Lookup::Mismatch);
             }
-            let status: i16 = row.try_get(1).map_err(error::db)?;
+            let status: i16 = row.try_get(1).or_db()?;
             Ok(Lookup::Replay(StoredResponse {
                 status: u16::try_from(status).map_err(Error::internal)?,
-                body: Bytes::from(row.try_get::<_, Option<Vec<u8>>>(2).map_err(error::db)?.unwrap_or_default()),
-                location: row.try_get(3).map_err(error::db)?,
+                body: Bytes::from(row.try_get::<_, Option<Vec<u8>>>(2).or_db()?.unwrap_or_default()),
+                location: row.try_get(3).or_db()?,
             }))
         })
         .await
@@ -91,7 +91,7 @@ impl IdempotencyStore for PgStore {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, write.scope.tenant).await?;
             store_key(&tx, write).await?;
-            tx.commit().await.map_err(error::db)
+            tx.commit().await.or_db()
         })
         .await
     }

@@ -8,7 +8,7 @@ use plinth_domain::ids::TenantId;
 use plinth_domain::{Error, affinity};
 use tokio_postgres::NoTls;
 
-use crate::error::{self, DATABASE, PgError};
+use crate::error::{self, DATABASE, OrDb as _, PgError};
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ impl PgStore {
     pub async fn ping(&self) -> Result<(), Error> {
         self.bounded(async {
             let client = self.conn().await?;
-            client.simple_query("SELECT 1").await.map_err(error::db)?;
+            client.simple_query("SELECT 1").await.or_db()?;
             Ok(())
         })
         .await
@@ -148,9 +148,9 @@ const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
 
 /// Begins a transaction whose every statement sees only `tenant`'s rows.
 pub(crate) async fn tenant_tx(client: &mut Object, tenant: TenantId) -> Result<Transaction<'_>, Error> {
-    let tx = client.transaction().await.map_err(error::db)?;
-    let set = tx.prepare_cached(SET_TENANT).await.map_err(error::db)?;
-    tx.execute(&set, &[&tenant.to_string()]).await.map_err(error::db)?;
+    let tx = client.transaction().await.or_db()?;
+    let set = tx.prepare_cached(SET_TENANT).await.or_db()?;
+    tx.execute(&set, &[&tenant.to_string()]).await.or_db()?;
     Ok(tx)
 }
 
@@ -178,10 +178,10 @@ pub(crate) async fn tenant_read(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     at_most: usize,
 ) -> Result<Vec<tokio_postgres::Row>, Error> {
-    let begin = client.prepare_cached("BEGIN READ ONLY").await.map_err(error::db)?;
-    let set = client.prepare_cached(SET_TENANT).await.map_err(error::db)?;
-    let statement = client.prepare_cached(sql).await.map_err(error::db)?;
-    let commit = client.prepare_cached("COMMIT").await.map_err(error::db)?;
+    let begin = client.prepare_cached("BEGIN READ ONLY").await.or_db()?;
+    let set = client.prepare_cached(SET_TENANT).await.or_db()?;
+    let statement = client.prepare_cached(sql).await.or_db()?;
+    let commit = client.prepare_cached("COMMIT").await.or_db()?;
     let tenant = tenant.to_string();
     let tenant_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
     // Futures polled together are sent in the order they are first polled, without waiting.
@@ -202,10 +202,10 @@ pub(crate) async fn tenant_read(
         query,
         client.execute(&commit, &[]),
     );
-    began.map_err(error::db)?;
-    set.map_err(error::db)?;
-    let rows = rows.map_err(error::db)?;
-    committed.map_err(error::db)?;
+    began.or_db()?;
+    set.or_db()?;
+    let rows = rows.or_db()?;
+    committed.or_db()?;
     Ok(rows)
 }
 

@@ -11,7 +11,7 @@ use plinth_domain::values::ProjectName;
 use plinth_domain::{Error, Result, clock};
 use tokio_postgres::Row;
 
-use crate::error::{self, corrupt};
+use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::pool::{PgStore, tenant_read, tenant_tx};
@@ -28,11 +28,11 @@ pub const LIST: Keyset = keyset!(columns!(), from "projects" where "tenant_id = 
 
 fn project_from_row(row: &Row) -> Result<Project> {
     Ok(Project {
-        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(error::db)?),
-        id: ProjectId::from_uuid(row.try_get("id").map_err(error::db)?),
-        name: ProjectName::parse(row.try_get("name").map_err(error::db)?).map_err(|_| corrupt("project name"))?,
-        created_at: row.try_get("created_at").map_err(error::db)?,
-        updated_at: row.try_get("updated_at").map_err(error::db)?,
+        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").or_db()?),
+        id: ProjectId::from_uuid(row.try_get("id").or_db()?),
+        name: ProjectName::parse(row.try_get("name").or_db()?).map_err(|_| corrupt("project name"))?,
+        created_at: row.try_get("created_at").or_db()?,
+        updated_at: row.try_get("updated_at").or_db()?,
     })
 }
 
@@ -44,7 +44,7 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
     let insert = tx
         .prepare_cached("INSERT INTO events (tenant_id, id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
         .await
-        .map_err(error::db)?;
+        .or_db()?;
     for event in events {
         let payload = serde_json::to_value(event).map_err(Error::internal)?;
         tx.execute(
@@ -52,7 +52,7 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
             &[event.tenant_id.as_uuid(), event.id.as_uuid(), &event.kind.as_str(), &payload, &event.created_at],
         )
         .await
-        .map_err(error::db)?;
+        .or_db()?;
         crate::webhooks::create_deliveries(tx, event).await?;
     }
     Ok(())
@@ -99,7 +99,7 @@ impl ProjectRepository for PgStore {
                     "INSERT INTO projects (tenant_id, id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
                 )
                 .await
-                .map_err(error::db)?;
+                .or_db()?;
             tx.execute(
                 &q,
                 &[
@@ -111,9 +111,9 @@ impl ProjectRepository for PgStore {
                 ],
             )
             .await
-            .map_err(error::db)?;
+            .or_db()?;
             store_events(&tx, events).await?;
-            tx.commit().await.map_err(error::db)?;
+            tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
         .await
@@ -137,14 +137,12 @@ impl ProjectRepository for PgStore {
                     columns!()
                 ))
                 .await
-                .map_err(error::db)?;
-            let row = tx
-                .query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &name.as_str(), &clock::now()])
-                .await
-                .map_err(error::db)?;
+                .or_db()?;
+            let row =
+                tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &name.as_str(), &clock::now()]).await.or_db()?;
             let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
             store_events(&tx, &events(&project)).await?;
-            tx.commit().await.map_err(error::db)?;
+            tx.commit().await.or_db()?;
             Ok(project)
         })
         .await
@@ -158,11 +156,11 @@ impl ProjectRepository for PgStore {
             let q = tx
                 .prepare_cached(concat!("DELETE FROM projects WHERE tenant_id = $1 AND id = $2 RETURNING ", columns!()))
                 .await
-                .map_err(error::db)?;
-            let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
+                .or_db()?;
+            let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
             let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
             store_events(&tx, &events(&project)).await?;
-            tx.commit().await.map_err(error::db)
+            tx.commit().await.or_db()
         })
         .await
     }

@@ -9,16 +9,16 @@ use plinth_domain::values::{Slug, TenantName};
 use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
 
-use crate::error::{self, corrupt};
+use crate::error::{self, OrDb as _, corrupt};
 use crate::pool::{PgStore, tenant_tx};
 use crate::users::insert_user;
 
 fn tenant_from_row(row: &Row) -> Result<Tenant> {
     Ok(Tenant {
-        id: TenantId::from_uuid(row.try_get("id").map_err(error::db)?),
-        slug: Slug::parse(row.try_get("slug").map_err(error::db)?).map_err(|_| corrupt("slug"))?,
-        name: TenantName::parse(row.try_get("name").map_err(error::db)?).map_err(|_| corrupt("tenant name"))?,
-        plan: row.try_get::<_, &str>("plan").map_err(error::db)?.parse().map_err(|_| corrupt("plan"))?,
+        id: TenantId::from_uuid(row.try_get("id").or_db()?),
+        slug: Slug::parse(row.try_get("slug").or_db()?).map_err(|_| corrupt("slug"))?,
+        name: TenantName::parse(row.try_get("name").or_db()?).map_err(|_| corrupt("tenant name"))?,
+        plan: row.try_get::<_, &str>("plan").or_db()?.parse().map_err(|_| corrupt("plan"))?,
     })
 }
 
@@ -32,7 +32,7 @@ impl TenantRepository for PgStore {
             let insert = tx
                 .prepare_cached("INSERT INTO tenants (id, slug, name, plan) VALUES ($1, $2, $3, $4)")
                 .await
-                .map_err(error::db)?;
+                .or_db()?;
             let inserted = tx
                 .execute(
                     &insert,
@@ -46,7 +46,7 @@ impl TenantRepository for PgStore {
                 });
             }
             insert_user(&tx, owner).await?;
-            tx.commit().await.map_err(error::db)
+            tx.commit().await.or_db()
         })
         .await
     }
@@ -55,11 +55,8 @@ impl TenantRepository for PgStore {
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
         self.bounded(async {
             let client = self.conn().await?;
-            let find = client
-                .prepare_cached("SELECT id, slug, name, plan FROM tenant_by_slug($1)")
-                .await
-                .map_err(error::db)?;
-            let row = client.query_opt(&find, &[&slug.as_str()]).await.map_err(error::db)?;
+            let find = client.prepare_cached("SELECT id, slug, name, plan FROM tenant_by_slug($1)").await.or_db()?;
+            let row = client.query_opt(&find, &[&slug.as_str()]).await.or_db()?;
             row.as_ref().map(tenant_from_row).transpose()
         })
         .await

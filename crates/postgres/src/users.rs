@@ -12,7 +12,7 @@ use plinth_domain::values::{Email, PasswordHash, Role};
 use plinth_domain::{Error, Result, clock};
 use tokio_postgres::Row;
 
-use crate::error::{self, corrupt};
+use crate::error::{self, OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::pool::{PgStore, tenant_read, tenant_tx};
@@ -29,13 +29,13 @@ pub const LIST: Keyset = keyset!(columns!(), from "users" where "tenant_id = $1"
 
 fn user_from_row(row: &Row) -> Result<User> {
     Ok(User {
-        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(error::db)?),
-        id: UserId::from_uuid(row.try_get("id").map_err(error::db)?),
-        email: Email::parse(row.try_get("email").map_err(error::db)?).map_err(|_| corrupt("email"))?,
-        role: row.try_get::<_, &str>("role").map_err(error::db)?.parse().map_err(|_| corrupt("role"))?,
-        password_hash: PasswordHash::new(row.try_get("password_hash").map_err(error::db)?),
-        created_at: row.try_get("created_at").map_err(error::db)?,
-        token_version: u32::try_from(row.try_get::<_, i32>("token_version").map_err(error::db)?)
+        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").or_db()?),
+        id: UserId::from_uuid(row.try_get("id").or_db()?),
+        email: Email::parse(row.try_get("email").or_db()?).map_err(|_| corrupt("email"))?,
+        role: row.try_get::<_, &str>("role").or_db()?.parse().map_err(|_| corrupt("role"))?,
+        password_hash: PasswordHash::new(row.try_get("password_hash").or_db()?),
+        created_at: row.try_get("created_at").or_db()?,
+        token_version: u32::try_from(row.try_get::<_, i32>("token_version").or_db()?)
             .map_err(|_| corrupt("token_version"))?,
     })
 }
@@ -48,7 +48,7 @@ pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()>
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
         )
         .await
-        .map_err(error::db)?;
+        .or_db()?;
     let result = tx
         .execute(
             &insert,
@@ -81,13 +81,13 @@ async fn lock_target(
     let owners = tx
         .prepare_cached("SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner' ORDER BY id FOR UPDATE")
         .await
-        .map_err(error::db)?;
-    let owner_count = tx.query(&owners, &[tenant.as_uuid()]).await.map_err(error::db)?.len();
+        .or_db()?;
+    let owner_count = tx.query(&owners, &[tenant.as_uuid()]).await.or_db()?.len();
     let target = tx
         .prepare_cached(concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE"))
         .await
-        .map_err(error::db)?;
-    let row = tx.query_opt(&target, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
+        .or_db()?;
+    let row = tx.query_opt(&target, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
     let user = row.as_ref().map(user_from_row).transpose()?.ok_or(Error::NotFound)?;
     check(&user)?;
     if user.role == Role::Owner && !keeps_owner && owner_count <= 1 {
@@ -107,7 +107,7 @@ impl UserRepository for PgStore {
                 return Ok(Keyed::KeyTaken);
             }
             insert_user(&tx, user).await?;
-            tx.commit().await.map_err(error::db)?;
+            tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
         .await
@@ -159,12 +159,12 @@ impl UserRepository for PgStore {
                     columns!()
                 ))
                 .await
-                .map_err(error::db)?;
+                .or_db()?;
             let row = tx
                 .query_one(&update, &[tenant.as_uuid(), id.as_uuid(), &role.as_str(), &clock::now()])
                 .await
-                .map_err(error::db)?;
-            tx.commit().await.map_err(error::db)?;
+                .or_db()?;
+            tx.commit().await.or_db()?;
             user_from_row(&row)
         })
         .await
@@ -176,10 +176,9 @@ impl UserRepository for PgStore {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             lock_target(&tx, tenant, id, false, check).await?;
-            let delete =
-                tx.prepare_cached("DELETE FROM users WHERE tenant_id = $1 AND id = $2").await.map_err(error::db)?;
-            tx.execute(&delete, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
-            tx.commit().await.map_err(error::db)
+            let delete = tx.prepare_cached("DELETE FROM users WHERE tenant_id = $1 AND id = $2").await.or_db()?;
+            tx.execute(&delete, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
+            tx.commit().await.or_db()
         })
         .await
     }

@@ -12,7 +12,7 @@ use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::error::{self, corrupt};
+use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::pool::{PgStore, tenant_read, tenant_tx};
@@ -28,41 +28,39 @@ pub const DELIVERIES: Keyset = keyset!(
     first limit "$3", after ("$3", "$4") limit "$5");
 
 fn webhook_from_row(row: &Row) -> Result<Webhook> {
-    let events: Vec<String> = row.try_get("events").map_err(error::db)?;
+    let events: Vec<String> = row.try_get("events").or_db()?;
     Ok(Webhook {
-        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(error::db)?),
-        id: WebhookId::from_uuid(row.try_get("id").map_err(error::db)?),
-        url: row.try_get("url").map_err(error::db)?,
+        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").or_db()?),
+        id: WebhookId::from_uuid(row.try_get("id").or_db()?),
+        url: row.try_get("url").or_db()?,
         events: events
             .iter()
             .map(|e| EventKind::parse(e).ok_or_else(|| corrupt("event kind")))
             .collect::<Result<_>>()?,
-        created_at: row.try_get("created_at").map_err(error::db)?,
+        created_at: row.try_get("created_at").or_db()?,
     })
 }
 
 pub(crate) fn delivery_from_row(row: &Row) -> Result<Delivery> {
-    let attempts: i32 = row.try_get("attempts").map_err(error::db)?;
+    let attempts: i32 = row.try_get("attempts").or_db()?;
     Ok(Delivery {
-        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(error::db)?),
-        id: DeliveryId::from_uuid(row.try_get("id").map_err(error::db)?),
-        webhook_id: WebhookId::from_uuid(row.try_get("webhook_id").map_err(error::db)?),
-        event_id: EventId::from_uuid(row.try_get("event_id").map_err(error::db)?),
-        event: EventKind::parse(row.try_get("event").map_err(error::db)?).ok_or_else(|| corrupt("event kind"))?,
-        state: DeliveryState::parse(row.try_get("state").map_err(error::db)?).ok_or_else(|| corrupt("state"))?,
+        tenant_id: TenantId::from_uuid(row.try_get("tenant_id").or_db()?),
+        id: DeliveryId::from_uuid(row.try_get("id").or_db()?),
+        webhook_id: WebhookId::from_uuid(row.try_get("webhook_id").or_db()?),
+        event_id: EventId::from_uuid(row.try_get("event_id").or_db()?),
+        event: EventKind::parse(row.try_get("event").or_db()?).ok_or_else(|| corrupt("event kind"))?,
+        state: DeliveryState::parse(row.try_get("state").or_db()?).ok_or_else(|| corrupt("state"))?,
         attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
-        last_error: row.try_get("last_error").map_err(error::db)?,
-        created_at: row.try_get("created_at").map_err(error::db)?,
+        last_error: row.try_get("last_error").or_db()?,
+        created_at: row.try_get("created_at").or_db()?,
     })
 }
 
 /// One pending delivery per webhook of the event's tenant subscribed to its kind.
 pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent) -> Result<()> {
-    let subscribed = tx
-        .prepare_cached("SELECT id FROM webhooks WHERE tenant_id = $1 AND $2 = ANY(events)")
-        .await
-        .map_err(error::db)?;
-    let hooks = tx.query(&subscribed, &[event.tenant_id.as_uuid(), &event.kind.as_str()]).await.map_err(error::db)?;
+    let subscribed =
+        tx.prepare_cached("SELECT id FROM webhooks WHERE tenant_id = $1 AND $2 = ANY(events)").await.or_db()?;
+    let hooks = tx.query(&subscribed, &[event.tenant_id.as_uuid(), &event.kind.as_str()]).await.or_db()?;
     if hooks.is_empty() {
         return Ok(());
     }
@@ -72,9 +70,9 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
         .await
-        .map_err(error::db)?;
+        .or_db()?;
     for hook in hooks {
-        let webhook: Uuid = hook.try_get(0).map_err(error::db)?;
+        let webhook: Uuid = hook.try_get(0).or_db()?;
         let delivery = DeliveryId::new();
         tx.execute(
             &insert,
@@ -88,7 +86,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
             ],
         )
         .await
-        .map_err(error::db)?;
+        .or_db()?;
         crate::jobs::enqueue_delivery(tx, event.tenant_id, delivery).await?;
     }
     Ok(())
@@ -116,16 +114,11 @@ impl WebhookRepository for PgStore {
             let lock = tx
                 .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended('plinth.webhooks:' || $1::text, 0))")
                 .await
-                .map_err(error::db)?;
-            tx.execute(&lock, &[&webhook.tenant_id.to_string()]).await.map_err(error::db)?;
-            let count =
-                tx.prepare_cached("SELECT count(*) FROM webhooks WHERE tenant_id = $1").await.map_err(error::db)?;
-            let existing: i64 = tx
-                .query_one(&count, &[webhook.tenant_id.as_uuid()])
-                .await
-                .map_err(error::db)?
-                .try_get(0)
-                .map_err(error::db)?;
+                .or_db()?;
+            tx.execute(&lock, &[&webhook.tenant_id.to_string()]).await.or_db()?;
+            let count = tx.prepare_cached("SELECT count(*) FROM webhooks WHERE tenant_id = $1").await.or_db()?;
+            let existing: i64 =
+                tx.query_one(&count, &[webhook.tenant_id.as_uuid()]).await.or_db()?.try_get(0).or_db()?;
             check(usize::try_from(existing).unwrap_or(usize::MAX))?;
             let q = tx
                 .prepare_cached(
@@ -133,7 +126,7 @@ impl WebhookRepository for PgStore {
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .await
-                .map_err(error::db)?;
+                .or_db()?;
             tx.execute(
                 &q,
                 &[
@@ -146,8 +139,8 @@ impl WebhookRepository for PgStore {
                 ],
             )
             .await
-            .map_err(error::db)?;
-            tx.commit().await.map_err(error::db)?;
+            .or_db()?;
+            tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
         .await
@@ -168,10 +161,9 @@ impl WebhookRepository for PgStore {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, tenant).await?;
-            let q =
-                tx.prepare_cached("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2").await.map_err(error::db)?;
-            let deleted = tx.execute(&q, &[tenant.as_uuid(), id.as_uuid()]).await.map_err(error::db)?;
-            tx.commit().await.map_err(error::db)?;
+            let q = tx.prepare_cached("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2").await.or_db()?;
+            let deleted = tx.execute(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
+            tx.commit().await.or_db()?;
             if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
         })
         .await

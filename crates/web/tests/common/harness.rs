@@ -72,7 +72,11 @@ impl TestApp {
 
     /// As [`TestApp::start`], with `adapt` wrapping or replacing adapters (to count what
     /// reaches a port).
-    pub async fn start_adapted(vars: &[(&str, &str)], db: Option<TestDatabase>, adapt: impl FnOnce(&mut Ports)) -> Self {
+    pub async fn start_adapted(
+        vars: &[(&str, &str)],
+        db: Option<TestDatabase>,
+        adapt: impl FnOnce(&mut Ports),
+    ) -> Self {
         let mut env: HashMap<String, String> = DEFAULTS.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         if let Some(db) = &db {
             env.insert("DATABASE_URL".into(), db.app_url.clone());
