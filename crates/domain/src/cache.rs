@@ -22,8 +22,8 @@ use crate::metric;
 use crate::ports::{CacheStore, GenerationStore};
 
 /// Logs a dependency's failure once when it starts failing and once when it recovers, not on
-/// every request; counts every failure (`redis_errors_total`) and shows the state
-/// (`redis_degraded`), labelled with `component`.
+/// every request; counts every failure (`component_errors_total`) and shows the state
+/// (`component_degraded`), labelled with `component`.
 #[derive(Debug)]
 pub(crate) struct Degraded {
     what: &'static str,
@@ -38,9 +38,9 @@ impl Degraded {
     }
 
     pub(crate) fn failed(&self, error: &Error) {
-        metrics::counter!(metric::REDIS_ERRORS, "component" => self.component).increment(1);
+        metrics::counter!(metric::COMPONENT_ERRORS, "component" => self.component).increment(1);
         if !self.down.swap(true, Ordering::Relaxed) {
-            metrics::gauge!(metric::REDIS_DEGRADED, "component" => self.component).set(1.0);
+            metrics::gauge!(metric::COMPONENT_DEGRADED, "component" => self.component).set(1.0);
             let cause = std::error::Error::source(error).map(ToString::to_string).unwrap_or_default();
             tracing::warn!(error = %error, cause = %cause, "{} failing; degrading until it recovers", self.what);
         }
@@ -48,14 +48,14 @@ impl Degraded {
 
     pub(crate) fn ok(&self) {
         if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
-            metrics::gauge!(metric::REDIS_DEGRADED, "component" => self.component).set(0.0);
+            metrics::gauge!(metric::COMPONENT_DEGRADED, "component" => self.component).set(0.0);
             tracing::info!("{} recovered", self.what);
         }
     }
 
     /// Counts one request served by this component's fallback.
     pub(crate) fn fell_back(&self) {
-        metrics::counter!(metric::REDIS_FALLBACKS, "component" => self.component).increment(1);
+        metrics::counter!(metric::COMPONENT_FALLBACKS, "component" => self.component).increment(1);
     }
 }
 

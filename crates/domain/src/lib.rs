@@ -6,7 +6,6 @@
 //! the other way round. What combines two adapters of one port (the tiered cache, the fallback
 //! limiter) is a decorator written here, over the port.
 
-pub mod affinity;
 pub mod cache;
 pub mod clock;
 pub mod entities;

@@ -9,15 +9,16 @@
 pub const CACHE_REQUESTS: &str = "cache_requests_total";
 /// Counter: misses that ran the origin fetch (once per key however many requests waited).
 pub const CACHE_FETCHES: &str = "cache_fetches_total";
-/// Counter `{component}`: failed calls of a Redis-backed component (`l2_cache`, `cache`,
-/// `rate_limiter`); each one degraded to a fallback rather than failing a request.
-pub const REDIS_ERRORS: &str = "redis_errors_total";
-/// Counter `{component}`: requests served by a fallback because Redis could not be used: the
-/// local limiter (`rate_limiter`), the cache bypassed or narrowed to L2 (`cache`), or L2 skipped
+/// Counter `{component}`: failed calls of a component that has a fallback (`l2_cache`, `cache`
+/// (the generation store), `rate_limiter`), named by the role that failed, whatever adapter
+/// fills it; each one degraded to the fallback rather than failing a request.
+pub const COMPONENT_ERRORS: &str = "component_errors_total";
+/// Counter `{component}`: requests served by a fallback because the component could not be
+/// used: the local limiter (`rate_limiter`), the cache bypassed or narrowed to L2 (`cache`), or L2 skipped
 /// (`l2_cache`).
-pub const REDIS_FALLBACKS: &str = "redis_fallbacks_total";
+pub const COMPONENT_FALLBACKS: &str = "component_fallbacks_total";
 /// Gauge `{component}`: 1 while the component is degraded, 0 once it has recovered.
-pub const REDIS_DEGRADED: &str = "redis_degraded";
+pub const COMPONENT_DEGRADED: &str = "component_degraded";
 /// Counter `{kind, outcome}`: jobs worked, by kind (`deliver`, `noop`) and outcome (`ok`, `error`).
 pub const JOBS: &str = "jobs_total";
 /// Histogram `{kind}`: how long working one job took, in seconds.

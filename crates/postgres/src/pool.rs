@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
 use futures_util::TryStreamExt as _;
+use plinth_affinity as affinity;
+use plinth_domain::Error;
 use plinth_domain::ids::TenantId;
-use plinth_domain::{Error, affinity};
 use tokio_postgres::NoTls;
 
 use crate::error::{self, DATABASE, OrDb as _, PgError};

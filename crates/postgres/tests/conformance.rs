@@ -14,7 +14,7 @@ async fn storage() -> Storage {
     let db = TestDatabase::new().await;
     let settings = PgSettings {
         // Every thread's share holds several connections, so the racing tests race for real.
-        pool_size: 4 * plinth_domain::affinity::slots(),
+        pool_size: 4 * plinth_affinity::slots(),
         pool_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-conformance".into(),

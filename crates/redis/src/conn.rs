@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use plinth_domain::{Error, affinity};
+use plinth_affinity as affinity;
+use plinth_domain::Error;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, RedisError};
@@ -39,7 +40,7 @@ impl RedisSettings {
 
 #[derive(Clone)]
 enum Inner {
-    /// One connection per thread slot (see `plinth_domain::affinity`): each is opened, lazily,
+    /// One connection per thread slot (see `plinth_affinity`): each is opened, lazily,
     /// by the thread that uses it, so its I/O runs on that thread's runtime.
     Single(Arc<[ConnectionManager]>),
     Cluster(ClusterConnection),

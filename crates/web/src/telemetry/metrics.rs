@@ -97,9 +97,9 @@ fn describe() {
     describe_counter!(RATE_LIMIT_FAIL_OPEN, "Requests admitted uncounted because the rate limiter failed");
     describe_counter!(domain::CACHE_REQUESTS, "Cache reads, by level (l1, l2) and result (hit, miss, error)");
     describe_counter!(domain::CACHE_FETCHES, "Cache misses that loaded the value from its origin");
-    describe_counter!(domain::REDIS_ERRORS, "Failed calls of a Redis-backed component, by component");
-    describe_counter!(domain::REDIS_FALLBACKS, "Requests served by a fallback because Redis was unusable");
-    describe_gauge!(domain::REDIS_DEGRADED, "1 while a Redis-backed component runs on its fallback");
+    describe_counter!(domain::COMPONENT_ERRORS, "Failed calls of a component that has a fallback, by component");
+    describe_counter!(domain::COMPONENT_FALLBACKS, "Requests served by a fallback because a component was unusable");
+    describe_gauge!(domain::COMPONENT_DEGRADED, "1 while a component runs on its fallback");
     describe_gauge!(DB_POOL_SIZE, "Connections the database pool holds");
     describe_gauge!(DB_POOL_AVAILABLE, "Idle connections in the database pool");
     describe_gauge!(DB_POOL_WAITING, "Callers waiting for a database connection");

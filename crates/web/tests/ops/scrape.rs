@@ -303,7 +303,7 @@ async fn a_redis_outage_shows_in_errors_fallbacks_and_the_degraded_gauge_and_the
     assert_eq!(m.value("readiness_check_up", &[("dependency", "database")]), 1.0);
     assert_eq!(m.value("readiness_check_up", &[("dependency", "redis")]), 1.0);
     assert!(m.value("cache_requests_total", &[("layer", "l2"), ("result", "miss")]) >= 1.0, "{}", m.text);
-    assert_eq!(m.get("redis_errors_total", &[("component", "rate_limiter")]), None);
+    assert_eq!(m.get("component_errors_total", &[("component", "rate_limiter")]), None);
 
     redis.kill();
     for _ in 0..3 {
@@ -312,9 +312,9 @@ async fn a_redis_outage_shows_in_errors_fallbacks_and_the_degraded_gauge_and_the
     let res = app.request(Method::GET, "localhost", "/readyz").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let m = app.scrape().await;
-    assert!(m.value("redis_errors_total", &[("component", "rate_limiter")]) >= 1.0, "{}", m.text);
-    assert!(m.value("redis_fallbacks_total", &[("component", "rate_limiter")]) >= 3.0, "{}", m.text);
-    assert_eq!(m.value("redis_degraded", &[("component", "rate_limiter")]), 1.0);
+    assert!(m.value("component_errors_total", &[("component", "rate_limiter")]) >= 1.0, "{}", m.text);
+    assert!(m.value("component_fallbacks_total", &[("component", "rate_limiter")]) >= 3.0, "{}", m.text);
+    assert_eq!(m.value("component_degraded", &[("component", "rate_limiter")]), 1.0);
     assert_eq!(m.value("readiness_check_up", &[("dependency", "redis")]), 0.0);
     assert_eq!(m.value("readiness_check_up", &[("dependency", "database")]), 1.0);
 
@@ -323,7 +323,7 @@ async fn a_redis_outage_shows_in_errors_fallbacks_and_the_degraded_gauge_and_the
     loop {
         read().await;
         let m = app.scrape().await;
-        if m.value("redis_degraded", &[("component", "rate_limiter")]) == 0.0 {
+        if m.value("component_degraded", &[("component", "rate_limiter")]) == 0.0 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the limiter did not recover:\n{}", m.text);

@@ -1,5 +1,8 @@
 //! Which of an adapter's per-thread resources the calling thread uses.
 //!
+//! Architecture invariant: no dependencies; only adapters that keep per-thread connections use
+//! it (the PostgreSQL pools, the Redis connections). It is runtime mechanics, not domain.
+//!
 //! A tokio-postgres or Redis connection runs its I/O as a task on the runtime of the thread that
 //! opened it, and each actix worker runs its own single-threaded runtime. A connection shared by
 //! every worker therefore wakes another thread for each message when the wrong worker uses it.
