@@ -15,7 +15,9 @@ mod webhooks;
 pub use cache::{CacheStore, Generation, GenerationStore};
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use idempotency::{Claim, IdempotencyKey, IdempotencyScope, IdempotencyStore, StoredResponse};
-pub use jobs::{DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work};
+pub use jobs::{
+    DEFAULT_MAX_PENDING_JOBS, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work,
+};
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
 pub use repositories::{EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository, WebhookRepository};
 pub use webhooks::{AttemptOutcome, OutboundWebhook, SecretCipher, WebhookSender, WebhookUrlGuard};

@@ -44,15 +44,16 @@ pub(crate) fn delivery_from_row(row: &Row) -> Result<Delivery> {
     })
 }
 
-/// One pending delivery per webhook of the event's tenant subscribed to its kind.
-pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent) -> Result<()> {
+/// One pending delivery per webhook of the event's tenant subscribed to its kind, each with its
+/// job; returns how many.
+pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent) -> Result<usize> {
     let subscribed = tx
         .prepare_cached("SELECT id FROM webhooks WHERE tenant_id = $1 AND $2 = ANY(events)")
         .await
         .map_err(error::db)?;
     let hooks = tx.query(&subscribed, &[event.tenant_id.as_uuid(), &event.kind.as_str()]).await.map_err(error::db)?;
     if hooks.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let insert = tx
         .prepare_cached(
@@ -61,7 +62,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
         )
         .await
         .map_err(error::db)?;
-    for hook in hooks {
+    for hook in &hooks {
         let webhook: Uuid = hook.try_get(0).map_err(error::db)?;
         let delivery = DeliveryId::new();
         tx.execute(
@@ -79,7 +80,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
         .map_err(error::db)?;
         crate::jobs::enqueue_delivery(tx, event.tenant_id, delivery).await?;
     }
-    Ok(())
+    Ok(hooks.len())
 }
 
 #[async_trait]

@@ -138,6 +138,9 @@ pub struct Config {
     pub worker: bool,
     /// `PLINTH_WORKER_CONCURRENCY`, `PLINTH_JOB_RESCUE_AFTER_S`, `PLINTH_RETENTION_DAYS`.
     pub worker_settings: crate::worker::WorkerSettings,
+    /// `PLINTH_TENANT_MAX_PENDING_JOBS`: a write that would take a tenant past this many
+    /// pending jobs answers 429 `queue_full`.
+    pub tenant_max_pending_jobs: u64,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -211,6 +214,11 @@ impl Config {
                 rescue_after: Duration::from_secs(env.parse_in("PLINTH_JOB_RESCUE_AFTER_S", 60, 1..=86_400)?),
                 retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_RETENTION_DAYS", 30, 1..=3650)?),
             },
+            tenant_max_pending_jobs: env.parse_in(
+                "PLINTH_TENANT_MAX_PENDING_JOBS",
+                plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS,
+                1..=100_000_000,
+            )?,
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
             log: LogConfig {

@@ -69,7 +69,8 @@ impl Plinth {
         if stored.is_empty() { Err(Error::NotFound) } else { tagged(stored) }
     }
 
-    /// Creates a project. Errors: `Validation`.
+    /// Creates a project. Errors: `Validation`; `QueueFull` (its deliveries would take the
+    /// tenant past its cap of pending jobs).
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn create_project(&self, who: &Principal, name: &str) -> Result<Project> {
         let name = parse_name(name)?;
@@ -81,7 +82,7 @@ impl Plinth {
         Ok(project)
     }
 
-    /// Renames a project. Errors: `Validation`; `NotFound`.
+    /// Renames a project. Errors: `Validation`; `NotFound`; `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn rename_project(&self, who: &Principal, id: ProjectId, name: &str) -> Result<Project> {
         let name = parse_name(name)?;
@@ -91,7 +92,7 @@ impl Plinth {
         Ok(project)
     }
 
-    /// Deletes a project. Errors: `Forbidden` (a member); `NotFound`.
+    /// Deletes a project. Errors: `Forbidden` (a member); `NotFound`; `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_project(&self, who: &Principal, id: ProjectId) -> Result<()> {
         if !who.role.manages_users() {
