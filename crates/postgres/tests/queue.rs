@@ -114,3 +114,25 @@ async fn a_claims_cost_does_not_grow_with_another_tenants_backlog() {
         "a claim read {large} buffers behind a backlog of {FLOOD} (and {small} behind one of 10)"
     );
 }
+
+#[tokio::test]
+async fn the_api_role_reads_the_queue_counters_but_cannot_write_them() {
+    let db = TestDatabase::new().await;
+    let owner = db.owner().await;
+    let app = db.app().await;
+    bulk(&owner, TenantId::new(), 3).await;
+    let pending: i32 = app.query_one("SELECT pending FROM job_queues", &[]).await.unwrap().get(0);
+    assert_eq!(pending, 3);
+    for write in [
+        "UPDATE job_queues SET pending = 0",
+        "UPDATE job_queues SET running = 1",
+        "DELETE FROM job_queues",
+        "INSERT INTO job_queues (queue) VALUES ('forged')",
+        "TRUNCATE job_queues",
+    ] {
+        let e = app.batch_execute(write).await.expect_err(write);
+        assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{write}: {e}");
+    }
+    let pending: i32 = owner.query_one("SELECT pending FROM job_queues", &[]).await.unwrap().get(0);
+    assert_eq!(pending, 3, "the counters are the triggers' alone");
+}
