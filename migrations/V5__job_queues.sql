@@ -26,8 +26,6 @@ CREATE TABLE job_queues (
 );
 -- The claim's walk: queues with nothing in flight, by when their turn comes.
 CREATE INDEX job_queues_due_idx ON job_queues (next_run_at) WHERE running = 0;
--- The oldest waiting head, busy queue or not (the `job_queue_oldest_ready_seconds` gauge).
-CREATE INDEX job_queues_head_idx ON job_queues (head_run_at);
 
 -- A queue's head, and nothing else of it, is found through this one.
 DROP INDEX jobs_ready_idx;
@@ -40,17 +38,20 @@ INSERT INTO job_queues (queue, pending, running, head_run_at)
 SELECT queue, count(*), count(*) FILTER (WHERE locked_at IS NOT NULL), min(run_at) FILTER (WHERE locked_at IS NULL)
 FROM jobs GROUP BY queue;
 
--- When the queue's oldest unclaimed job is due: one descent of `jobs_queue_head_idx`.
+-- When the queue's oldest unclaimed job is due: one descent of `jobs_queue_head_idx`. (In
+-- PL/pgSQL, whose plans are kept per session: a SQL function's would be made per statement.)
 CREATE FUNCTION plinth_job_queue_head(p_queue text) RETURNS timestamptz
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, public
 AS $$
-    SELECT run_at FROM public.jobs WHERE queue = p_queue AND locked_at IS NULL ORDER BY run_at, id LIMIT 1
-$$;
+BEGIN
+    RETURN (SELECT run_at FROM public.jobs WHERE queue = p_queue AND locked_at IS NULL ORDER BY run_at, id LIMIT 1);
+END $$;
 
--- The triggers run once per statement over its transition tables (a bulk insert of 50,000
--- jobs updates each queue row once), as the owner: the API role may lock queue rows to claim
--- but never write them.
+-- The triggers run once per statement over its transition tables, as the owner: the API role
+-- may lock queue rows to claim but never write them. Once per statement, not per row: a bulk
+-- insert or delete of 50,000 jobs of one queue updates its row once (row by row, each update
+-- would walk the chain of that row's versions the statement made before it: minutes).
 CREATE FUNCTION plinth_jobs_inserted() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public
@@ -67,25 +68,29 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- A claim takes a job out of the unclaimed ones (the head moves on: one index descent) and
+-- starts the queue's turn; a release, a retry or a rescue puts one back (the head can only come
+-- forward: no descent).
 CREATE FUNCTION plinth_jobs_updated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
 BEGIN
-    -- A claim starts the queue's turn: its next one comes after every queue waiting now.
     UPDATE public.job_queues q SET
         running = q.running + d.claimed,
         turn_at = CASE WHEN d.claimed > 0 THEN now() ELSE q.turn_at END,
-        head_run_at = public.plinth_job_queue_head(q.queue)
-    FROM (SELECT queue, sum(n)::integer AS claimed FROM (
-              SELECT queue, count(*) FILTER (WHERE locked_at IS NOT NULL) AS n FROM new_jobs GROUP BY queue
-              UNION ALL
-              SELECT queue, -count(*) FILTER (WHERE locked_at IS NOT NULL) FROM old_jobs GROUP BY queue
-          ) changes GROUP BY queue) d
+        head_run_at = CASE WHEN d.moved THEN public.plinth_job_queue_head(q.queue)
+                           ELSE least(q.head_run_at, d.back) END
+    FROM (SELECT n.queue,
+                 sum((n.locked_at IS NOT NULL)::integer - (o.locked_at IS NOT NULL)::integer)::integer AS claimed,
+                 bool_or(o.locked_at IS NULL AND (n.locked_at IS NOT NULL OR n.run_at <> o.run_at)) AS moved,
+                 min(n.run_at) FILTER (WHERE n.locked_at IS NULL) AS back
+          FROM new_jobs n JOIN old_jobs o ON o.id = n.id GROUP BY n.queue) d
     WHERE q.queue = d.queue;
     RETURN NULL;
 END $$;
 
+-- A finished (claimed) job leaves the head alone.
 CREATE FUNCTION plinth_jobs_deleted() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public
@@ -94,7 +99,7 @@ BEGIN
     UPDATE public.job_queues q SET
         pending = q.pending - d.n,
         running = q.running - d.claimed,
-        head_run_at = public.plinth_job_queue_head(q.queue)
+        head_run_at = CASE WHEN d.n > d.claimed THEN public.plinth_job_queue_head(q.queue) ELSE q.head_run_at END
     FROM (SELECT queue, count(*)::integer AS n, (count(*) FILTER (WHERE locked_at IS NOT NULL))::integer AS claimed
           FROM old_jobs GROUP BY queue) d
     WHERE q.queue = d.queue;

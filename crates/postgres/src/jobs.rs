@@ -179,8 +179,7 @@ impl JobQueue for PgStore {
     async fn stats(&self) -> Result<QueueStats> {
         self.bounded(async {
             let client = self.conn().await?;
-            // Sums over one counter row per tenant, and the oldest due head from its index: the
-            // same cost with no jobs or with millions.
+            // Sums over one counter row per tenant: the same cost with no jobs or with millions.
             let q = client
                 .prepare_cached(
                     "SELECT coalesce(sum(pending - running), 0)::int8, coalesce(sum(running), 0)::int8, \

@@ -136,3 +136,52 @@ async fn the_api_role_reads_the_queue_counters_but_cannot_write_them() {
     let pending: i32 = owner.query_one("SELECT pending FROM job_queues", &[]).await.unwrap().get(0);
     assert_eq!(pending, 3, "the counters are the triggers' alone");
 }
+
+#[tokio::test]
+async fn the_queue_counters_match_a_recount_after_claims_releases_rescues_and_deletes() {
+    let db = TestDatabase::new().await;
+    let owner = db.owner().await;
+    let store = store(&db);
+    let (a, b) = (TenantId::new(), TenantId::new());
+    bulk(&owner, a, 100).await;
+    bulk(&owner, b, 7).await;
+    let first = store.claim("worker").await.unwrap().expect("due");
+    store.claim("worker").await.unwrap().expect("due");
+    store.release(&first).await.unwrap();
+    assert_eq!(store.rescue(Duration::ZERO).await.unwrap(), 1, "the second claim is rescued");
+    let third = store.claim("worker").await.unwrap().expect("due");
+    store.discard(&third).await.unwrap();
+    store.claim("worker").await.unwrap().expect("due");
+    owner
+        .batch_execute(
+            "DELETE FROM jobs WHERE id % 3 = 0; UPDATE jobs SET run_at = run_at - interval '1 day' WHERE id % 5 = 0",
+        )
+        .await
+        .unwrap();
+
+    let counted = "SELECT queue, count(*)::int, (count(*) FILTER (WHERE locked_at IS NOT NULL))::int, \
+                   min(run_at) FILTER (WHERE locked_at IS NULL) FROM jobs GROUP BY queue ORDER BY queue";
+    let kept = "SELECT queue, pending, running, head_run_at FROM job_queues WHERE pending > 0 ORDER BY queue";
+    let rows = |sql: &'static str| {
+        let owner = &owner;
+        async move {
+            owner
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        r.get::<_, i32>(1),
+                        r.get::<_, i32>(2),
+                        r.get::<_, Option<time::OffsetDateTime>>(3),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let recount = rows(counted).await;
+    assert_eq!(recount.len(), 2);
+    assert_eq!(rows(kept).await, recount);
+}
