@@ -727,7 +727,7 @@ impl Bench {
         let (warm, m, cpu, rss, unit) = if scenario.load() == Load::Jobs {
             let backlog = u64::from(self.opts.duration) * 4_000;
             let cpu_before = services::cpu_ticks(server.pid())?;
-            let m = jobs::run(&self.pg, backlog, self.opts.duration, &self.progress)?;
+            let m = jobs::run(&self.pg, backlog, scenario.flood(), self.opts.duration, &self.progress)?;
             let cpu_after = services::cpu_ticks(server.pid())?;
             let cpu = (m.requests > 0)
                 .then(|| (cpu_after - cpu_before) as f64 / self.clk_tck as f64 * 1000.0 / m.requests as f64);

@@ -30,6 +30,7 @@
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
+//! | `job_queue_suite!` | [`jobs::Queue`] over a store of its own, capped at [`jobs::CAP`] |
 
 // Test support: a failed expectation here is a failed test, which is what panicking reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -38,6 +39,7 @@ pub mod cache;
 pub mod fixtures;
 pub mod generations;
 pub mod idempotency;
+pub mod jobs;
 pub mod projects;
 pub mod rate_limit;
 pub mod tenants;

@@ -45,6 +45,9 @@ pub enum Error {
     /// An idempotency key was sent again with another request.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
+    /// The write would enqueue jobs past the tenant's cap on pending jobs; nothing was written.
+    #[error("the tenant's job queue is full")]
+    QueueFull,
     /// A dependency did not answer, or not in time.
     #[error("{dependency} unavailable")]
     Unavailable {

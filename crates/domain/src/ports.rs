@@ -17,7 +17,9 @@ pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use idempotency::{
     IdempotencyKey, IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse,
 };
-pub use jobs::{DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work};
+pub use jobs::{
+    DEFAULT_MAX_PENDING_JOBS, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work,
+};
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
 pub use repositories::{
     CountCheck, EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository, WebhookRepository,

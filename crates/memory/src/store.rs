@@ -74,6 +74,11 @@ impl TenantData {
         }
     }
 
+    /// How many deliveries (and jobs) [`Self::record`] would create for `events`.
+    fn deliveries_for(&self, events: &[DomainEvent]) -> usize {
+        events.iter().map(|e| self.webhooks.iter().filter(|w| w.events.contains(&e.kind)).count()).sum()
+    }
+
     /// Stores `events` in the outbox with one pending delivery per subscribed webhook; returns
     /// the new deliveries, for the caller to enqueue.
     fn record(&mut self, events: &[DomainEvent]) -> Vec<DeliveryId> {
@@ -110,6 +115,14 @@ impl MemoryStore {
             keys: Mutex::new(Keys::default()),
             wakeups: tokio::sync::Notify::new(),
         }
+    }
+
+    /// An empty store whose tenants may each have at most `max` pending jobs (instead of
+    /// `DEFAULT_MAX_PENDING_JOBS`).
+    pub fn with_max_pending_jobs(max: u64) -> Self {
+        let store = Self::new();
+        store.write().jobs.set_max_pending(max);
+        store
     }
 
     /// Forgets expired idempotency keys; returns how many. Claims also do this now and then.

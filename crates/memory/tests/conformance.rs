@@ -19,3 +19,7 @@ plinth_domain::cache_store_suite!(Arc::new(L1Cache::with_capacity_bytes(1 << 20)
 plinth_domain::generation_store_suite!(Arc::new(MemoryGenerations::new()), always_local);
 plinth_domain::rate_limiter_suite!(Arc::new(GovernorLimiter::new()));
 plinth_domain::webhook_repository_suite!(storage());
+plinth_domain::job_queue_suite!({
+    let store = Arc::new(MemoryStore::with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
+    plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
+});

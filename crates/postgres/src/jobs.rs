@@ -1,6 +1,7 @@
-//! The job queue in PostgreSQL: claimed with `FOR UPDATE SKIP LOCKED`, one job per tenant in
-//! flight, woken by `LISTEN`/`NOTIFY`, rescued when a worker dies; and the deliveries the
-//! worker reads and records, each record in one transaction with its job.
+//! The job queue in PostgreSQL: one queue per tenant (`job_queues`, kept by triggers on
+//! `jobs`), claimed from the queue due first with `FOR UPDATE SKIP LOCKED`, one job per tenant
+//! in flight, capped per tenant, woken by `LISTEN`/`NOTIFY`, rescued when a worker dies; and the
+//! deliveries the worker reads and records, each record in one transaction with its job.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -48,6 +49,32 @@ pub(crate) async fn enqueue_delivery(tx: &Transaction<'_>, tenant: TenantId, del
     tx.execute(&notify, &[&CHANNEL]).await.map_err(error::db)?;
     Ok(())
 }
+
+/// Fails with `QueueFull` when `tenant` now has more than `max` jobs pending, counting the ones
+/// the caller's transaction just enqueued. The insert trigger's update of the tenant's queue row
+/// holds that row's lock until the caller commits, so concurrent writers of one tenant take
+/// turns here and each sees the others' committed jobs: no count-then-insert race.
+pub(crate) async fn check_room(tx: &Transaction<'_>, tenant: TenantId, max: i64) -> Result<()> {
+    let q = tx.prepare_cached("SELECT pending FROM job_queues WHERE queue = $1").await.map_err(error::db)?;
+    let pending: i32 = match tx.query_opt(&q, &[&tenant.to_string()]).await.map_err(error::db)? {
+        Some(row) => row.try_get(0).map_err(error::db)?,
+        None => return Err(corrupt("job queue counters")),
+    };
+    if i64::from(pending) > max { Err(Error::QueueFull) } else { Ok(()) }
+}
+
+/// The claim: lock the queue whose turn comes first among those with nothing in flight
+/// (skipping queues another worker or an enqueuing write holds), then take that queue's head.
+/// Both steps are index descents, whatever the backlog of that queue or any other. (The queue
+/// goes in as a scalar subquery: joined, the planner sized it by the largest queue and scanned.)
+pub const CLAIM_SQL: &str = "WITH q AS (\
+        SELECT queue FROM job_queues WHERE running = 0 AND next_run_at <= now() \
+        ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+    UPDATE jobs SET locked_by = $1, locked_at = now(), attempts = attempts + 1 \
+    WHERE id = (SELECT j.id FROM jobs j \
+                WHERE j.queue = (SELECT queue FROM q) AND j.locked_at IS NULL AND j.run_at <= now() \
+                ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) \
+    RETURNING id, kind, payload";
 
 fn job_from(id: i64, kind: &str, payload: &serde_json::Value) -> Result<Job> {
     let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok());
@@ -106,17 +133,7 @@ impl JobQueue for PgStore {
     async fn claim(&self, worker: &str) -> Result<Option<Job>> {
         self.bounded(async {
             let client = self.conn().await?;
-            let claim = client
-                .prepare_cached(
-                    "UPDATE jobs SET locked_by = $1, locked_at = now(), attempts = attempts + 1 \
-                     WHERE id = (SELECT j.id FROM jobs j \
-                                 WHERE j.locked_at IS NULL AND j.run_at <= now() \
-                                   AND NOT EXISTS (SELECT 1 FROM jobs f WHERE f.queue = j.queue AND f.locked_at IS NOT NULL) \
-                                 ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, kind, payload",
-                )
-                .await
-                .map_err(error::db)?;
+            let claim = client.prepare_cached(CLAIM_SQL).await.map_err(error::db)?;
             let row = client.query_opt(&claim, &[&worker]).await.map_err(error::db)?;
             row.map(|r| job_from(r.get(0), r.get(1), &r.get(2))).transpose()
         })
@@ -162,12 +179,13 @@ impl JobQueue for PgStore {
     async fn stats(&self) -> Result<QueueStats> {
         self.bounded(async {
             let client = self.conn().await?;
+            // Sums over one counter row per tenant: the same cost with no jobs or with millions.
             let q = client
                 .prepare_cached(
-                    "SELECT count(*) FILTER (WHERE locked_at IS NULL AND run_at <= now()), \
-                            count(*) FILTER (WHERE locked_at IS NOT NULL), \
-                            extract(epoch FROM now() - min(run_at) FILTER (WHERE locked_at IS NULL AND run_at <= now()))::float8 \
-                     FROM jobs",
+                    "SELECT coalesce(sum(pending - running), 0)::int8, coalesce(sum(running), 0)::int8, \
+                            extract(epoch FROM now() - (SELECT min(head_run_at) FROM job_queues \
+                                                        WHERE head_run_at <= now()))::float8 \
+                     FROM job_queues",
                 )
                 .await
                 .map_err(error::db)?;

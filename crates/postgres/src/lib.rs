@@ -19,6 +19,8 @@ mod users;
 mod webhooks;
 
 pub use error::PgError;
+/// The statement a claim runs, for tests that look at its plan.
+pub use jobs::CLAIM_SQL;
 pub use pool::{PgSettings, PgStore, PoolStatus};
 
 /// Every list's statements, as the adapters prepare them (for plan tests).

@@ -40,6 +40,8 @@ pub struct PgStore {
     pub(crate) wakeups: std::sync::Arc<crate::jobs::Wakeups>,
     /// Bounds a whole port call, so a database that stops answering can't hang a request.
     call_timeout: Duration,
+    /// How many jobs one tenant may have pending; a write past it is `QueueFull`.
+    pub(crate) max_pending_jobs: i64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -98,7 +100,15 @@ impl PgStore {
             listen_config,
             wakeups: std::sync::Arc::default(),
             call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500),
+            max_pending_jobs: i64::try_from(plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS).unwrap_or(i64::MAX),
         })
+    }
+
+    /// Caps each tenant's pending jobs at `max` (instead of `DEFAULT_MAX_PENDING_JOBS`).
+    #[must_use]
+    pub fn with_max_pending_jobs(mut self, max: u64) -> Self {
+        self.max_pending_jobs = i64::try_from(max).unwrap_or(i64::MAX);
+        self
     }
 
     /// The pools' numbers, summed, for metrics.

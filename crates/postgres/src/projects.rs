@@ -36,15 +36,18 @@ fn project_from_row(row: &Row) -> Result<Project> {
     })
 }
 
-/// Appends `events` to the outbox, in the caller's transaction.
-async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()> {
-    if events.is_empty() {
+/// Appends `events` to the outbox, in the caller's transaction, with their deliveries and
+/// jobs; `QueueFull` (for the caller to roll back) when those jobs take the tenant past
+/// `max_pending_jobs`.
+async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent], max_pending_jobs: i64) -> Result<()> {
+    let Some(tenant) = events.first().map(|e| e.tenant_id) else {
         return Ok(());
-    }
+    };
     let insert = tx
         .prepare_cached("INSERT INTO events (tenant_id, id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
         .await
         .or_db()?;
+    let mut enqueued = 0;
     for event in events {
         let payload = serde_json::to_value(event).map_err(Error::internal)?;
         tx.execute(
@@ -53,9 +56,12 @@ async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent]) -> Result<()
         )
         .await
         .or_db()?;
-        crate::webhooks::create_deliveries(tx, event).await?;
+        enqueued += crate::webhooks::create_deliveries(tx, event).await?;
     }
-    Ok(())
+    if enqueued == 0 {
+        return Ok(());
+    }
+    crate::jobs::check_room(tx, tenant, max_pending_jobs).await
 }
 
 #[async_trait]
@@ -112,7 +118,7 @@ impl ProjectRepository for PgStore {
             )
             .await
             .or_db()?;
-            store_events(&tx, events).await?;
+            store_events(&tx, events, self.max_pending_jobs).await?;
             tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
@@ -141,7 +147,7 @@ impl ProjectRepository for PgStore {
             let row =
                 tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &name.as_str(), &clock::now()]).await.or_db()?;
             let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
-            store_events(&tx, &events(&project)).await?;
+            store_events(&tx, &events(&project), self.max_pending_jobs).await?;
             tx.commit().await.or_db()?;
             Ok(project)
         })
@@ -159,7 +165,7 @@ impl ProjectRepository for PgStore {
                 .or_db()?;
             let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
             let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
-            store_events(&tx, &events(&project)).await?;
+            store_events(&tx, &events(&project), self.max_pending_jobs).await?;
             tx.commit().await.or_db()
         })
         .await

@@ -56,13 +56,14 @@ pub(crate) fn delivery_from_row(row: &Row) -> Result<Delivery> {
     })
 }
 
-/// One pending delivery per webhook of the event's tenant subscribed to its kind.
-pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent) -> Result<()> {
+/// One pending delivery per webhook of the event's tenant subscribed to its kind, each with its
+/// job; returns how many.
+pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent) -> Result<usize> {
     let subscribed =
         tx.prepare_cached("SELECT id FROM webhooks WHERE tenant_id = $1 AND $2 = ANY(events)").await.or_db()?;
     let hooks = tx.query(&subscribed, &[event.tenant_id.as_uuid(), &event.kind.as_str()]).await.or_db()?;
     if hooks.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let insert = tx
         .prepare_cached(
@@ -71,7 +72,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
         )
         .await
         .or_db()?;
-    for hook in hooks {
+    for hook in &hooks {
         let webhook: Uuid = hook.try_get(0).or_db()?;
         let delivery = DeliveryId::new();
         tx.execute(
@@ -89,7 +90,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
         .or_db()?;
         crate::jobs::enqueue_delivery(tx, event.tenant_id, delivery).await?;
     }
-    Ok(())
+    Ok(hooks.len())
 }
 
 #[async_trait]

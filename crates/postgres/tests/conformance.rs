@@ -10,7 +10,8 @@ use plinth_domain::conformance::Storage;
 use plinth_postgres::{PgSettings, PgStore};
 use plinth_testkit::TestDatabase;
 
-async fn storage() -> Storage {
+/// A store on a fresh database of its own (returned with it, to keep it alive).
+async fn store() -> (PgStore, TestDatabase) {
     let db = TestDatabase::new().await;
     let settings = PgSettings {
         // Every thread's share holds several connections, so the racing tests race for real.
@@ -19,7 +20,11 @@ async fn storage() -> Storage {
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-conformance".into(),
     };
-    let store = PgStore::connect(&db.app_url, &settings).unwrap();
+    (PgStore::connect(&db.app_url, &settings).unwrap(), db)
+}
+
+async fn storage() -> Storage {
+    let (store, db) = store().await;
     Storage::shared(Arc::new(store)).keep_alive(db)
 }
 
@@ -28,3 +33,8 @@ plinth_domain::user_repository_suite!(storage().await);
 plinth_domain::project_repository_suite!(storage().await);
 plinth_domain::idempotency_store_suite!(storage().await);
 plinth_domain::webhook_repository_suite!(storage().await);
+plinth_domain::job_queue_suite!({
+    let (store, db) = store().await;
+    let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
+    plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store).keep_alive(db))
+});

@@ -1,5 +1,6 @@
 //! The outbox: a project write, its event, its deliveries and their jobs commit together or
-//! not at all.
+//! not at all; and retention, which the API role may run, deletes nothing younger than the
+//! database's floor whatever cutoff it is given.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -124,7 +125,69 @@ async fn retention_prunes_finished_deliveries_their_events_and_expired_keys_but_
     store.record(&job, delivery, &ok, NextStep::Delivered).await.unwrap();
     assert_eq!(counts(&db).await, (2, 2, 2, 1), "the finished job is gone at once");
 
-    let pruned = store.prune(plinth_domain::clock::now() + time::Duration::days(1)).await.unwrap();
+    // Retention never deletes what is younger than a day (the database's floor): age it all.
+    db.owner()
+        .await
+        .batch_execute(
+            "UPDATE webhook_deliveries SET created_at = created_at - interval '2 days'; \
+             UPDATE events SET created_at = created_at - interval '2 days'",
+        )
+        .await
+        .unwrap();
+    let pruned = store.prune(plinth_domain::clock::now() - time::Duration::days(1)).await.unwrap();
     assert_eq!((pruned.deliveries, pruned.events), (1, 1), "{pruned:?}");
     assert_eq!(counts(&db).await, (2, 1, 1, 1), "the pending delivery, its event and its job stay");
+}
+
+#[tokio::test]
+async fn retention_called_by_the_api_role_deletes_nothing_younger_than_a_day() {
+    let db = TestDatabase::new().await;
+    let owner = db.owner().await;
+    let app = db.app().await;
+    let tenant = plinth_domain::ids::TenantId::new();
+    owner
+        .batch_execute(&format!(
+            "INSERT INTO tenants (id, slug, name, plan) VALUES ('{tenant}', 'prune-{}', 'Prune', 'free'); \
+             INSERT INTO webhooks (tenant_id, id, url, events, secret_sealed, created_at) \
+             VALUES ('{tenant}', gen_random_uuid(), 'https://hooks.example.com/x', '{{project.created}}', '\\x00', now()); \
+             INSERT INTO events (tenant_id, id, kind, payload, created_at) \
+             SELECT '{tenant}', gen_random_uuid(), 'project.created', '{{}}', now() - s * interval '1 hour' \
+             FROM generate_series(1, 3) s; \
+             INSERT INTO webhook_deliveries (tenant_id, id, webhook_id, event_id, event, state, created_at, updated_at) \
+             SELECT e.tenant_id, gen_random_uuid(), w.id, e.id, e.kind, 'delivered', e.created_at, e.created_at \
+             FROM events e, webhooks w;",
+            &tenant.to_string()[..8],
+        ))
+        .await
+        .unwrap();
+    let count = |sql: &'static str| {
+        let owner = &owner;
+        async move { owner.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        (count("SELECT count(*) FROM webhook_deliveries").await, count("SELECT count(*) FROM events").await),
+        (3, 3)
+    );
+
+    let row = app.query_one("SELECT * FROM plinth_prune(now() + interval '100 years')", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (0, 0), "an aggressive cutoff deletes nothing young");
+    assert_eq!(
+        (count("SELECT count(*) FROM webhook_deliveries").await, count("SELECT count(*) FROM events").await),
+        (3, 3)
+    );
+
+    owner
+        .batch_execute(
+            "UPDATE webhook_deliveries SET created_at = created_at - interval '1 day' \
+             WHERE created_at < now() - interval '150 minutes'; \
+             UPDATE events SET created_at = created_at - interval '1 day' WHERE created_at < now() - interval '150 minutes'",
+        )
+        .await
+        .unwrap();
+    let row = app.query_one("SELECT * FROM plinth_prune(now() + interval '100 years')", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 1), "only what is over a day old goes");
+    assert_eq!(
+        (count("SELECT count(*) FROM webhook_deliveries").await, count("SELECT count(*) FROM events").await),
+        (2, 2)
+    );
 }

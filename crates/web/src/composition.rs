@@ -202,7 +202,8 @@ impl Repositories {
 /// PostgreSQL when `DATABASE_URL` is set, else memory.
 fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), StartupError> {
     let Some(db) = &config.database else {
-        return Ok((Repositories::of(Arc::new(MemoryStore::new())), None));
+        let store = MemoryStore::with_max_pending_jobs(config.tenant_max_pending_jobs);
+        return Ok((Repositories::of(Arc::new(store)), None));
     };
     let settings = PgSettings {
         pool_size: db.pool_size,
@@ -210,7 +211,9 @@ fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), Star
         statement_timeout: db.statement_timeout,
         application_name: "plinth-api".into(),
     };
-    let pg = PgStore::connect(db.url.expose(), &settings).map_err(StartupError::Database)?;
+    let pg = PgStore::connect(db.url.expose(), &settings)
+        .map_err(StartupError::Database)?
+        .with_max_pending_jobs(config.tenant_max_pending_jobs);
     Ok((Repositories::of(Arc::new(pg.clone())), Some(pg)))
 }
 

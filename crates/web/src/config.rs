@@ -157,6 +157,9 @@ pub struct Config {
     pub worker_settings: crate::worker::WorkerSettings,
     /// `PLINTH_BODY_TIMEOUT_S`, `PLINTH_MAX_CONNECTIONS`, `PLINTH_KEEP_ALIVE_S`.
     pub server: ServerLimits,
+    /// `PLINTH_TENANT_MAX_PENDING_JOBS`: a write that would take a tenant past this many
+    /// pending jobs answers 429 `queue_full`.
+    pub tenant_max_pending_jobs: u64,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -236,6 +239,11 @@ impl Config {
                 max_connections: env.parse_in("PLINTH_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
                 keep_alive: Duration::from_secs(env.parse_in("PLINTH_KEEP_ALIVE_S", 5, 0..=3600)?),
             },
+            tenant_max_pending_jobs: env.parse_in(
+                "PLINTH_TENANT_MAX_PENDING_JOBS",
+                plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS,
+                1..=100_000_000,
+            )?,
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
             log: log_config(&env)?,

@@ -68,6 +68,9 @@ pub struct Problem {
 
 /// Seconds a client should wait after a 503.
 const UNAVAILABLE_RETRY_AFTER: &str = "1";
+/// Seconds a client should wait after `queue_full`: long enough for workers to drain a few
+/// hundred deliveries.
+const QUEUE_FULL_RETRY_AFTER: &str = "30";
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
@@ -129,6 +132,11 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
             "idempotency_key_reused",
             "This Idempotency-Key was used with a different request.".into(),
         ),
+        Error::QueueFull => (
+            S::TOO_MANY_REQUESTS,
+            "queue_full",
+            "This tenant has too many webhook deliveries waiting. Retry after they drain.".into(),
+        ),
         Error::Unavailable { .. } => {
             (S::SERVICE_UNAVAILABLE, "service_unavailable", "A dependency is unavailable. Please retry shortly.".into())
         }
@@ -189,6 +197,9 @@ impl ResponseError for ApiError {
             }
             Self::Domain(Error::Unavailable { .. }) => {
                 res.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER));
+            }
+            Self::Domain(Error::QueueFull) => {
+                res.insert_header((header::RETRY_AFTER, QUEUE_FULL_RETRY_AFTER));
             }
             Self::RateLimited { retry_after } => {
                 res.insert_header((header::RETRY_AFTER, retry_after.max(&1).to_string()));

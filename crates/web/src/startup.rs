@@ -91,6 +91,7 @@ impl Application {
             redis,
             shutdown: signal.clone(),
             metrics: metrics.clone(),
+            probes: Default::default(),
         });
         let listener = TcpListener::bind(config.listen).map_err(StartupError::Listen)?;
         let port = listener.local_addr().map_err(StartupError::Listen)?.port();

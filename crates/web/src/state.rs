@@ -33,4 +33,6 @@ pub struct AppState {
     pub shutdown: ShutdownSignal,
     /// `GET /metrics`: the recorder and the token it requires.
     pub metrics: MetricsEndpoint,
+    /// The readiness and queue probes concurrent requests share.
+    pub probes: crate::api::platform::Probes,
 }

@@ -13,7 +13,8 @@ scenarios (default: all of them, their references and the scale curve):
                  token checks cached), in-process limiter
   tenant         GET /v1/tenant (public, counted by client IP)
   mixed          90% list / 10% create, spread over tenants
-  jobs           no-op jobs completed per second by the in-process worker
+  jobs           no-op jobs completed per second by the in-process worker; also runs jobs-flood
+  jobs-flood     the same while one more tenant holds 50,000 ready jobs (claims must not slow)
   scale          db and cached p99 at every size of --scale
 references (run automatically with the scenarios they are compared to):
   ceiling        a bare actix-web server answering a precomputed body of the list's size
@@ -132,8 +133,12 @@ impl Options {
                 "scale" => named_scale = true,
                 name if !name.starts_with('-') => {
                     let s = Scenario::from_name(name).ok_or_else(|| format!("unknown scenario {name:?}\n\n{USAGE}"))?;
-                    if !o.scenarios.contains(&s) {
-                        o.scenarios.push(s);
+                    // `jobs` is measured with and without a flooding tenant, side by side.
+                    let with = if s == Scenario::Jobs { vec![s, Scenario::JobsFlood] } else { vec![s] };
+                    for s in with {
+                        if !o.scenarios.contains(&s) {
+                            o.scenarios.push(s);
+                        }
                     }
                 }
                 other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),

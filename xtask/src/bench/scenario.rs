@@ -10,7 +10,12 @@ pub enum Scenario {
     Tenant,
     Mixed,
     Jobs,
+    /// `jobs` while one more tenant holds a backlog of [`FLOOD`] ready jobs.
+    JobsFlood,
 }
+
+/// The backlog of the flooding tenant in `jobs-flood`.
+pub const FLOOD: u64 = 50_000;
 
 /// What a scenario's clients send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +48,8 @@ impl Reference {
 
 impl Scenario {
     /// Every scenario, in the order a full run measures them (references are interleaved).
-    pub const ALL: [Self; 7] =
-        [Self::Cached, Self::CachedShared, Self::L2, Self::Db, Self::Tenant, Self::Mixed, Self::Jobs];
+    pub const ALL: [Self; 8] =
+        [Self::Cached, Self::CachedShared, Self::L2, Self::Db, Self::Tenant, Self::Mixed, Self::Jobs, Self::JobsFlood];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +60,7 @@ impl Scenario {
             Self::Tenant => "tenant",
             Self::Mixed => "mixed",
             Self::Jobs => "jobs",
+            Self::JobsFlood => "jobs-flood",
         }
     }
 
@@ -92,7 +98,7 @@ impl Scenario {
             Self::Cached => "l1",
             Self::L2 => "l2",
             Self::Db => "l1",
-            Self::CachedShared | Self::Tenant | Self::Mixed | Self::Jobs => "l1,l2",
+            Self::CachedShared | Self::Tenant | Self::Mixed | Self::Jobs | Self::JobsFlood => "l1,l2",
         }
     }
 
@@ -101,8 +107,13 @@ impl Scenario {
             Self::Cached | Self::CachedShared | Self::L2 | Self::Db => Load::List,
             Self::Tenant => Load::Tenant,
             Self::Mixed => Load::Mixed,
-            Self::Jobs => Load::Jobs,
+            Self::Jobs | Self::JobsFlood => Load::Jobs,
         }
+    }
+
+    /// The backlog one extra tenant holds while the jobs are measured, if any.
+    pub fn flood(self) -> Option<u64> {
+        matches!(self, Self::JobsFlood).then_some(FLOOD)
     }
 
     /// The reference measured just before this scenario, which its ratio is taken against.
@@ -125,10 +136,14 @@ impl Scenario {
         };
         let redis = if self.redis() { "PostgreSQL + Redis" } else { "PostgreSQL, no REDIS_URL" };
         let l1 = if self.holds_the_hot_set_in_l1() { " (L1 sized to hold every tenant's page)" } else { "" };
+        let flood = self
+            .flood()
+            .map(|n| format!(", while one more tenant holds {n} ready no-op jobs older than all of them (not counted)"))
+            .unwrap_or_default();
         let ttl = self
             .data_ttl()
             .map(|t| format!(", PLINTH_CACHE_TTL_S={t} (lists from PostgreSQL every time)"))
             .unwrap_or_default();
-        format!("{what}; {redis}; PLINTH_CACHE={}{l1}{ttl}; {limiter}", self.cache())
+        format!("{what}{flood}; {redis}; PLINTH_CACHE={}{l1}{ttl}; {limiter}", self.cache())
     }
 }

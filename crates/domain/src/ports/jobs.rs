@@ -31,14 +31,19 @@ pub enum Work {
     Noop,
 }
 
-/// How deep the queue is, for metrics.
+/// How many jobs one tenant may have pending (queued, scheduled for a retry, or running)
+/// unless configured otherwise (`PLINTH_TENANT_MAX_PENDING_JOBS`).
+pub const DEFAULT_MAX_PENDING_JOBS: u64 = 10_000;
+
+/// How deep the queue is, for metrics. Adapters answer from counters they maintain, never by
+/// counting every job, so a scrape costs the same whatever the backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
-    /// Jobs due now and not claimed.
+    /// Jobs not claimed: due, or scheduled for a retry.
     pub ready: u64,
     /// Jobs claimed by a worker.
     pub running: u64,
-    /// How long the oldest due job has waited.
+    /// How long the oldest due job not claimed has waited.
     pub oldest_ready: Option<Duration>,
 }
 
@@ -55,10 +60,15 @@ pub struct Pruned {
 
 /// A durable queue: jobs are enqueued by the writes that cause them (in the same
 /// transaction), claimed by one worker at a time, and rescued when their worker died.
+///
+/// Each tenant's jobs form a queue of their own, capped at a number of pending jobs: a write
+/// that would enqueue past the cap fails with `QueueFull` and writes nothing. A claim takes the
+/// head of a tenant's queue, so its cost does not grow with any tenant's backlog.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Claims the next due job for `worker`, skipping tenants that already have one in flight
-    /// (so one tenant's backlog can't hold every worker); `None` when nothing is due.
+    /// Claims the next due job for `worker`: the head of the tenant queue that is due first
+    /// among those with no job in flight (so one tenant's backlog can't hold every worker, nor
+    /// slow anyone's claims); `None` when nothing is due.
     async fn claim(&self, worker: &str) -> Result<Option<Job>>;
 
     /// Returns when new work may have arrived, or after `max`.

@@ -60,7 +60,9 @@ pub trait UserRepository: Send + Sync {
     async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>) -> Result<()>;
 }
 
-/// A tenant's projects. Writes store the events they cause in the same transaction.
+/// A tenant's projects. Writes store the events they cause in the same transaction, with the
+/// jobs of the deliveries those cause; a write whose jobs would take the tenant past its cap
+/// of pending jobs fails with `QueueFull` and changes nothing.
 #[async_trait]
 pub trait ProjectRepository: Send + Sync {
     /// Up to `limit` of the tenant's projects, newest first, strictly after `after`.
@@ -70,11 +72,11 @@ pub trait ProjectRepository: Send + Sync {
     async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>>;
 
     /// Stores a new project, `events` and `key` (when given), atomically (`KeyTaken`, and
-    /// nothing written, when the key is live already).
+    /// nothing written, when the key is live already). Errors: `QueueFull`.
     async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed>;
 
     /// Renames a project and stores the events `events` builds from the updated row,
-    /// atomically. Errors: `NotFound`.
+    /// atomically. Errors: `NotFound`; `QueueFull`.
     async fn rename(
         &self,
         tenant: TenantId,
@@ -84,7 +86,7 @@ pub trait ProjectRepository: Send + Sync {
     ) -> Result<Project>;
 
     /// Deletes a project and stores the events `events` builds from the deleted row,
-    /// atomically. Errors: `NotFound`.
+    /// atomically. Errors: `NotFound`; `QueueFull`.
     async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()>;
 }
 

@@ -71,7 +71,8 @@ impl Plinth {
     }
 
     /// Creates a project, once per idempotency key. Errors: `Validation`;
-    /// `IdempotencyKeyReused`.
+    /// `IdempotencyKeyReused`; `QueueFull` (its deliveries would take the tenant past its cap of
+    /// pending jobs).
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn create_project(
         &self,
@@ -95,7 +96,7 @@ impl Plinth {
         Ok(answer)
     }
 
-    /// Renames a project. Errors: `Validation`; `NotFound`.
+    /// Renames a project. Errors: `Validation`; `NotFound`; `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn rename_project(&self, who: &Principal, id: ProjectId, name: &str) -> Result<Project> {
         let name = parse_name(name)?;
@@ -105,7 +106,7 @@ impl Plinth {
         Ok(project)
     }
 
-    /// Deletes a project. Errors: `Forbidden` (a member); `NotFound`.
+    /// Deletes a project. Errors: `Forbidden` (a member); `NotFound`; `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_project(&self, who: &Principal, id: ProjectId) -> Result<()> {
         if !who.role.manages_users() {

@@ -1,7 +1,8 @@
 //! The job queue in memory, for the embedded default and unit tests: the same semantics as
-//! the PostgreSQL queue (one job per tenant in flight, retries at a time, rescue), in process.
+//! the PostgreSQL queue (a queue per tenant, claimed from its head, one job per tenant in
+//! flight, a cap on each tenant's pending jobs, retries at a time, rescue), in process.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -9,36 +10,91 @@ use bytes::Bytes;
 use plinth_domain::entities::DeliveryState;
 use plinth_domain::ids::{DeliveryId, TenantId};
 use plinth_domain::ports::{
-    AttemptOutcome, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work,
+    AttemptOutcome, DEFAULT_MAX_PENDING_JOBS, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned,
+    QueueStats, Work,
 };
 use plinth_domain::{Error, Result, clock};
 use time::OffsetDateTime;
 
 use super::{Data, MemoryStore};
 
-#[derive(Debug)]
-struct MemJob {
-    id: i64,
-    tenant: TenantId,
+/// A claimed job: what it delivers, when it was due, and since when it is claimed.
+#[derive(Debug, Clone, Copy)]
+struct Running {
     delivery: DeliveryId,
     run_at: OffsetDateTime,
-    locked_at: Option<Instant>,
+    since: Instant,
 }
 
-/// Every job, in enqueue order.
+/// One tenant's jobs: the unclaimed ones by (due time, id), the claimed ones, and when it was
+/// last served.
 #[derive(Debug, Default)]
+struct Queue {
+    waiting: BTreeMap<(OffsetDateTime, i64), DeliveryId>,
+    running: HashMap<i64, Running>,
+    turn: Option<OffsetDateTime>,
+}
+
+impl Queue {
+    fn pending(&self) -> usize {
+        self.waiting.len() + self.running.len()
+    }
+
+    /// When its next turn comes, if it has a job waiting and nothing in flight: when its head
+    /// is due, but never before it was last served, so a tenant just served goes behind every
+    /// tenant already waiting however old its backlog (round robin).
+    fn claimable_at(&self) -> Option<OffsetDateTime> {
+        if !self.running.is_empty() {
+            return None;
+        }
+        let head = self.waiting.keys().next().map(|(at, _)| *at)?;
+        Some(self.turn.map_or(head, |turn| turn.max(head)))
+    }
+}
+
+/// Every job, in one queue per tenant, and each tenant's cap.
+#[derive(Debug)]
 pub(super) struct Jobs {
     next_id: i64,
-    jobs: Vec<MemJob>,
+    queues: HashMap<TenantId, Queue>,
+    max_pending: usize,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self {
+            next_id: 0,
+            queues: HashMap::new(),
+            max_pending: usize::try_from(DEFAULT_MAX_PENDING_JOBS).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+impl Jobs {
+    /// Caps each tenant's pending jobs at `max`.
+    pub(super) fn set_max_pending(&mut self, max: u64) {
+        self.max_pending = usize::try_from(max).unwrap_or(usize::MAX);
+    }
+
+    /// `QueueFull` unless `tenant` has room for `more` jobs; checked before a write changes
+    /// anything, under the store's lock, so the write either fits whole or writes nothing.
+    pub(super) fn check_room(&self, tenant: TenantId, more: usize) -> Result<()> {
+        if more == 0 {
+            return Ok(());
+        }
+        let pending = self.queues.get(&tenant).map_or(0, Queue::pending);
+        if pending + more > self.max_pending { Err(Error::QueueFull) } else { Ok(()) }
+    }
 }
 
 impl Data {
     /// One job per new delivery of `tenant`.
     pub(super) fn enqueue(&mut self, tenant: TenantId, deliveries: Vec<DeliveryId>) {
+        let now = clock::now();
         for delivery in deliveries {
             self.jobs.next_id += 1;
             let id = self.jobs.next_id;
-            self.jobs.jobs.push(MemJob { id, tenant, delivery, run_at: clock::now(), locked_at: None });
+            self.jobs.queues.entry(tenant).or_default().waiting.insert((now, id), delivery);
         }
     }
 }
@@ -55,18 +111,19 @@ impl JobQueue for MemoryStore {
     async fn claim(&self, _worker: &str) -> Result<Option<Job>> {
         let mut data = self.write();
         let now = clock::now();
-        let busy: HashSet<TenantId> =
-            data.jobs.jobs.iter().filter(|j| j.locked_at.is_some()).map(|j| j.tenant).collect();
+        // One look at each tenant's head: the cost grows with tenants, never with a backlog.
         let next = data
             .jobs
-            .jobs
-            .iter_mut()
-            .filter(|j| j.locked_at.is_none() && j.run_at <= now && !busy.contains(&j.tenant))
-            .min_by_key(|j| (j.run_at, j.id));
-        Ok(next.map(|j| {
-            j.locked_at = Some(Instant::now());
-            Job { id: j.id, tenant: j.tenant, work: Work::Deliver(j.delivery) }
-        }))
+            .queues
+            .iter()
+            .filter_map(|(tenant, q)| q.claimable_at().filter(|at| *at <= now).map(|at| (at, *tenant)))
+            .min_by_key(|(at, tenant)| (*at, *tenant.as_uuid()));
+        let Some((_, tenant)) = next else { return Ok(None) };
+        let Some(queue) = data.jobs.queues.get_mut(&tenant) else { return Ok(None) };
+        let Some(((run_at, id), delivery)) = queue.waiting.pop_first() else { return Ok(None) };
+        queue.running.insert(id, Running { delivery, run_at, since: Instant::now() });
+        queue.turn = Some(now);
+        Ok(Some(Job { id, tenant, work: Work::Deliver(delivery) }))
     }
 
     async fn wait_for_work(&self, max: Duration) {
@@ -74,18 +131,24 @@ impl JobQueue for MemoryStore {
     }
 
     async fn release(&self, job: &Job) -> Result<()> {
-        if let Some(j) = self.write().jobs.jobs.iter_mut().find(|j| j.id == job.id) {
-            j.locked_at = None;
+        if let Some(q) = self.write().jobs.queues.get_mut(&job.tenant)
+            && let Some(r) = q.running.remove(&job.id)
+        {
+            q.waiting.insert((r.run_at, job.id), r.delivery);
         }
         Ok(())
     }
 
     async fn rescue(&self, after: Duration) -> Result<u64> {
         let mut rescued = 0;
-        for j in &mut self.write().jobs.jobs {
-            if j.locked_at.is_some_and(|at| at.elapsed() > after) {
-                j.locked_at = None;
-                rescued += 1;
+        for q in self.write().jobs.queues.values_mut() {
+            let dead: Vec<i64> =
+                q.running.iter().filter(|(_, r)| r.since.elapsed() > after).map(|(id, _)| *id).collect();
+            for id in dead {
+                if let Some(r) = q.running.remove(&id) {
+                    q.waiting.insert((r.run_at, id), r.delivery);
+                    rescued += 1;
+                }
             }
         }
         Ok(rescued)
@@ -94,12 +157,13 @@ impl JobQueue for MemoryStore {
     async fn stats(&self) -> Result<QueueStats> {
         let data = self.read();
         let now = clock::now();
-        let ready: Vec<&MemJob> = data.jobs.jobs.iter().filter(|j| j.locked_at.is_none() && j.run_at <= now).collect();
-        let oldest = ready.iter().map(|j| j.run_at).min().map(|at| (now - at).unsigned_abs());
+        let queues = data.jobs.queues.values();
+        let oldest =
+            queues.clone().filter_map(|q| q.waiting.keys().next().map(|(at, _)| *at)).filter(|at| *at <= now).min();
         Ok(QueueStats {
-            ready: ready.len() as u64,
-            running: data.jobs.jobs.iter().filter(|j| j.locked_at.is_some()).count() as u64,
-            oldest_ready: oldest,
+            ready: queues.clone().map(|q| q.waiting.len() as u64).sum(),
+            running: queues.map(|q| q.running.len() as u64).sum(),
+            oldest_ready: oldest.map(|at| (now - at).unsigned_abs()),
         })
     }
 
@@ -168,20 +232,20 @@ impl DeliveryStore for MemoryStore {
             };
             rows.deliveries.replace(updated);
         }
-        match next {
-            NextStep::RetryAt(at) => {
-                if let Some(j) = data.jobs.jobs.iter_mut().find(|j| j.id == job.id) {
-                    j.locked_at = None;
-                    j.run_at = at;
-                }
+        if let Some(q) = data.jobs.queues.get_mut(&job.tenant) {
+            let claimed = q.running.remove(&job.id);
+            if let (NextStep::RetryAt(at), Some(r)) = (next, claimed) {
+                q.waiting.insert((at, job.id), r.delivery);
             }
-            NextStep::Delivered | NextStep::Dead => data.jobs.jobs.retain(|j| j.id != job.id),
         }
         Ok(())
     }
 
     async fn discard(&self, job: &Job) -> Result<()> {
-        self.write().jobs.jobs.retain(|j| j.id != job.id);
+        if let Some(q) = self.write().jobs.queues.get_mut(&job.tenant) {
+            q.running.remove(&job.id);
+            q.waiting.retain(|(_, id), _| *id != job.id);
+        }
         Ok(())
     }
 }

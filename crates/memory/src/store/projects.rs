@@ -25,6 +25,8 @@ impl ProjectRepository for MemoryStore {
 
     async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed> {
         let written = self.keyed(key, |data| {
+            let needed = data.owner_of_new_row(project.tenant_id)?.deliveries_for(events);
+            data.jobs.check_room(project.tenant_id, needed)?;
             let rows = data.owner_of_new_row(project.tenant_id)?;
             if !rows.projects.insert(project.clone()) {
                 return Err(Error::internal(format!("project {} exists", project.id)));
@@ -52,6 +54,9 @@ impl ProjectRepository for MemoryStore {
         let updated = Project { name: name.clone(), updated_at, ..current.clone() };
         // Built before anything changes: if building panics, nothing is half-written.
         let caused = events(&updated);
+        let needed = rows.deliveries_for(&caused);
+        data.jobs.check_room(tenant, needed)?;
+        let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.projects.replace(updated.clone());
         let deliveries = rows.record(&caused);
         data.enqueue(tenant, deliveries);
@@ -64,6 +69,9 @@ impl ProjectRepository for MemoryStore {
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let current = rows.projects.get(*id.as_uuid()).ok_or(Error::NotFound)?;
         let caused = events(current);
+        let needed = rows.deliveries_for(&caused);
+        data.jobs.check_room(tenant, needed)?;
+        let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.projects.remove(*id.as_uuid());
         let deliveries = rows.record(&caused);
         data.enqueue(tenant, deliveries);

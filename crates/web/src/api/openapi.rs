@@ -75,10 +75,15 @@ fn add_common(path: &str, op: &mut Operation) {
         responses.responses.entry(status.to_string()).or_insert_with(|| problem_response(description));
     }
     if path.starts_with("/v1/") {
-        responses
-            .responses
-            .entry("429".into())
-            .or_insert_with(|| problem_response("Rate limit exceeded; see Retry-After"));
+        // Project writes enqueue their webhooks' deliveries, which a tenant's cap bounds.
+        let enqueues = matches!(id.as_str(), "createProject" | "updateProject" | "deleteProject");
+        let too_many = if enqueues {
+            "Rate limit exceeded (`rate_limited`), or the tenant's pending webhook deliveries are at their cap \
+             (`queue_full`); see Retry-After"
+        } else {
+            "Rate limit exceeded; see Retry-After"
+        };
+        responses.responses.entry("429".into()).or_insert_with(|| problem_response(too_many));
         responses
             .responses
             .entry("503".into())

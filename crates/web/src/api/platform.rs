@@ -2,11 +2,15 @@
 //! host and are never rate-limited.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, get, web};
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use plinth_domain::Error;
+use plinth_domain::ports::QueueStats;
 use serde::Serialize;
 
 use super::respond::JSON;
@@ -64,6 +68,56 @@ pub struct NotReady {
     pub checks: BTreeMap<&'static str, Check>,
 }
 
+/// At most one run of a probe in flight: callers that arrive while one runs wait for its
+/// result instead of starting their own, so a hammered `/readyz` or `/metrics` costs each
+/// dependency one query at a time, however many requests ask.
+pub struct SingleFlight<T: Clone> {
+    flight: Mutex<Option<Shared<BoxFuture<'static, T>>>>,
+}
+
+impl<T: Clone> Default for SingleFlight<T> {
+    fn default() -> Self {
+        Self { flight: Mutex::new(None) }
+    }
+}
+
+impl<T: Clone> std::fmt::Debug for SingleFlight<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleFlight").finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
+    /// The result of the run in flight, or of a new run of `start` when none is.
+    pub async fn run<F>(&self, start: impl FnOnce() -> F) -> T
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let flight = {
+            let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                // Still running: join it. (A finished one is never reused: each request that
+                // comes after a probe ended gets a fresh answer.)
+                Some(running) if running.peek().is_none() => running.clone(),
+                _ => {
+                    let new = start().boxed().shared();
+                    *slot = Some(new.clone());
+                    new
+                }
+            }
+        };
+        flight.await
+    }
+}
+
+/// The probes `/readyz` and `/metrics` share among concurrent requests.
+#[derive(Debug, Default)]
+pub struct Probes {
+    database: SingleFlight<(&'static str, Check)>,
+    redis: SingleFlight<(&'static str, Check)>,
+    queue: SingleFlight<Option<QueueStats>>,
+}
+
 /// The OpenAPI document, rendered once at start-up.
 #[derive(Debug, Clone)]
 pub struct OpenApiJson(pub bytes::Bytes);
@@ -75,7 +129,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().insert_header((header::CONTENT_TYPE, JSON)).body(r#"{"status":"ok"}"#)
 }
 
-/// Readiness: checks every configured dependency at once, each with a 1 s timeout. Answers 503
+/// Readiness: checks every configured dependency at once, each with a 1 s timeout (concurrent
+/// requests share the checks in flight: one ping per dependency at a time). Answers 503
 /// naming the ones that fail, and 503 from the moment graceful shutdown begins (so a load
 /// balancer moves traffic away while the API still serves it).
 #[utoipa::path(
@@ -94,13 +149,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
     let database = async {
         match &state.database {
-            Some(db) => Some(check("database", db.ping()).await),
+            Some(db) => {
+                let db = db.clone();
+                Some(state.probes.database.run(|| async move { check("database", db.ping()).await }).await)
+            }
             None => None,
         }
     };
     let redis = async {
         match &state.redis {
-            Some(conn) => Some(check("redis", conn.ping()).await),
+            Some(conn) => {
+                let conn = conn.clone();
+                Some(state.probes.redis.run(|| async move { check("redis", conn.ping()).await }).await)
+            }
             None => None,
         }
     };
@@ -151,7 +212,8 @@ fn not_ready(detail: String, checks: BTreeMap<&'static str, Check>) -> HttpRespo
 
 /// Prometheus metrics in the text exposition format. When `PLINTH_METRICS_TOKEN` is set, it
 /// requires `Authorization: Bearer <that token>`. Gauges of the database pool and the job
-/// queue are refreshed at each scrape.
+/// queue are refreshed at each scrape (the queue's from counters, one query shared by
+/// concurrent scrapes).
 #[utoipa::path(
     tag = "platform",
     operation_id = "metrics",
@@ -166,10 +228,26 @@ pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     if let Some(db) = &state.database {
         record_pool(db.status());
     }
-    match tokio::time::timeout(CHECK_TIMEOUT, state.plinth.ports().jobs.stats()).await {
-        Ok(Ok(stats)) => record_queue(stats),
-        Ok(Err(e)) => tracing::debug!(error = %e, "job queue stats unavailable for this scrape"),
-        Err(_) => tracing::debug!("job queue stats timed out for this scrape"),
+    let jobs = state.plinth.ports().jobs.clone();
+    let stats = state
+        .probes
+        .queue
+        .run(|| async move {
+            match tokio::time::timeout(CHECK_TIMEOUT, jobs.stats()).await {
+                Ok(Ok(stats)) => Some(stats),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "job queue stats unavailable for this scrape");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!("job queue stats timed out for this scrape");
+                    None
+                }
+            }
+        })
+        .await;
+    if let Some(stats) = stats {
+        record_queue(stats);
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
@@ -186,4 +264,37 @@ pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 #[get("/openapi.json")]
 pub async fn openapi(doc: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok().insert_header((header::CONTENT_TYPE, JSON)).body(doc.0.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_probes_share_one_run_and_a_later_one_runs_again() {
+        let flight = SingleFlight::<u32>::default();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::oneshot::channel::<u32>();
+        let gate = gate.shared();
+        let callers: Vec<_> = (0..50)
+            .map(|_| {
+                let (runs, gate) = (runs.clone(), gate.clone());
+                flight.run(move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    gate.await.unwrap_or(0)
+                })
+            })
+            .collect();
+        let mut all = std::pin::pin!(futures_util::future::join_all(callers));
+        // One poll: every caller has arrived, and the probe is held open by the gate.
+        assert!(futures_util::future::poll_immediate(all.as_mut()).await.is_none());
+        assert!(release.send(7).is_ok());
+        assert_eq!(all.await, vec![7; 50], "every caller gets the shared answer");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one probe for fifty concurrent callers");
+
+        assert_eq!(flight.run(|| async { 8 }).await, 8, "a probe after the last one ended runs anew");
+    }
 }

@@ -122,6 +122,7 @@ mod tests {
             redis: None,
             shutdown: shutdown::channel().1,
             metrics: MetricsEndpoint::new(None),
+            probes: Default::default(),
         });
         // The handler alone, without the gate in front of it.
         let app = test::init_service(

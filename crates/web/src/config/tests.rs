@@ -35,6 +35,7 @@ fn an_empty_environment_is_the_embedded_default() {
     assert!(c.worker);
     assert_eq!((c.shutdown_drain.as_secs(), c.shutdown_grace.as_secs()), (5, 30));
     assert_eq!(c.webhooks.max_attempts, 8);
+    assert_eq!(c.tenant_max_pending_jobs, 10_000);
     assert!(c.log.json);
 }
 
@@ -52,6 +53,8 @@ fn each_bad_value_names_its_variable() {
     assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "/64")]), "PLINTH_IPV6_PREFIX");
     assert_eq!(error_variable(&[("PLINTH_WORKER", "yes please")]), "PLINTH_WORKER");
     assert_eq!(error_variable(&[("PLINTH_LOG_FORMAT", "xml")]), "PLINTH_LOG_FORMAT");
+    assert_eq!(error_variable(&[("PLINTH_TENANT_MAX_PENDING_JOBS", "0")]), "PLINTH_TENANT_MAX_PENDING_JOBS");
+    assert_eq!(error_variable(&[("PLINTH_TENANT_MAX_PENDING_JOBS", "many")]), "PLINTH_TENANT_MAX_PENDING_JOBS");
     assert_eq!(error_variable(&[("PLINTH_ENCRYPTION_KEY", "not base64!")]), "PLINTH_ENCRYPTION_KEY");
     assert_eq!(error_variable(&[("PLINTH_ENCRYPTION_KEY", "c2hvcnQ=")]), "PLINTH_ENCRYPTION_KEY");
     assert_eq!(error_variable(&[("REDIS_URL", "http://x")]), "REDIS_URL");

@@ -178,6 +178,36 @@ on_every_backend! {
         assert_eq!(receiver.seen().len(), 3, "no attempt after the last");
     }
 
+    async fn a_write_past_the_tenants_cap_of_pending_jobs_answers_429_queue_full_and_writes_nothing(backend: Backend) {
+        // No worker: every delivery stays pending.
+        let app = TestApp::spawn_with(backend, &[
+            ("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("PLINTH_TENANT_MAX_PENDING_JOBS", "2"),
+        ]).await;
+        let token = app.signup("capped").await.token;
+        let (hook, _) = subscribe(&app, "capped", &token, "http://127.0.0.1:9/hook").await;
+        let kept = app.project("capped", &token, "One").await;
+        app.project("capped", &token, "Two").await;
+
+        let res = app.on(Method::POST, "capped", "/v1/projects", Some(&token)).json(&json!({"name": "Three"})).send().await.unwrap();
+        assert_eq!(crate::helpers::header(&res, "retry-after").as_deref(), Some("30"));
+        crate::helpers::assert_problem(res, 429, "queue_full").await;
+        let id = kept["id"].as_str().unwrap();
+        let rename = app.on(Method::PATCH, "capped", &format!("/v1/projects/{id}"), Some(&token)).json(&json!({"name": "Renamed"}));
+        crate::helpers::assert_problem(rename.send().await.unwrap(), 429, "queue_full").await;
+
+        let listed = app.on(Method::GET, "capped", "/v1/projects", Some(&token)).send().await.unwrap();
+        let names: Vec<String> = listed.json::<Value>().await.unwrap()["items"].as_array().unwrap().iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, ["Two", "One"], "neither the refused create nor the refused rename wrote anything");
+        assert_eq!(deliveries(&app, "capped", &token, &hook).await.len(), 2, "no delivery for a refused write");
+
+        // The cap is the tenant's own.
+        let other = app.signup("uncapped").await.token;
+        subscribe(&app, "uncapped", &other, "http://127.0.0.1:9/hook").await;
+        app.project("uncapped", &other, "Room").await;
+    }
+
     async fn one_tenants_backlog_does_not_hold_up_anothers_delivery(backend: Backend) {
         let slow = Receiver::start(vec![], Duration::from_millis(100)).await;
         let fast = Receiver::start(vec![], Duration::ZERO).await;

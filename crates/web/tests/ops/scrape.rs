@@ -28,6 +28,18 @@ fn assert_histogram(m: &Metrics, method: &str, route: &str, count: f64) {
     assert!(m.value("http_request_duration_seconds_sum", &labels) > 0.0);
 }
 
+/// Logs the demo owner in; returns the token.
+async fn demo_token(app: &Process) -> String {
+    let res = app
+        .request(Method::POST, DEMO_HOST, "/v1/auth/login")
+        .json(&json!({"email": DEMO.email, "password": DEMO.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_known_sequence_of_requests_shows_in_counters_and_histograms_by_route_template() {
     let app = Process::start(&[("PLINTH_IP_QUOTA", "5")]).await;
@@ -41,14 +53,7 @@ async fn a_known_sequence_of_requests_shows_in_counters_and_histograms_by_route_
         let expected = if n <= 5 { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS };
         assert_eq!(res.status(), expected, "read {n}");
     }
-    let res = app
-        .request(Method::POST, DEMO_HOST, "/v1/auth/login")
-        .json(&json!({"email": DEMO.email, "password": DEMO.password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let token = demo_token(&app).await;
     let id = uuid::Uuid::now_v7();
     let res = app.request(Method::GET, DEMO_HOST, &format!("/v1/projects/{id}")).bearer_auth(&token).send().await;
     assert_eq!(res.unwrap().status(), StatusCode::NOT_FOUND);
@@ -225,13 +230,7 @@ async fn jobs_and_webhook_attempts_are_counted_by_kind_and_result() {
     ])
     .await;
     let url = flaky_receiver().await;
-    let res = app
-        .request(Method::POST, DEMO_HOST, "/v1/auth/login")
-        .json(&json!({"email": DEMO.email, "password": DEMO.password}))
-        .send()
-        .await
-        .unwrap();
-    let token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let token = demo_token(&app).await;
     let res = app
         .request(Method::POST, DEMO_HOST, "/v1/webhooks")
         .bearer_auth(&token)
@@ -329,4 +328,37 @@ async fn a_redis_outage_shows_in_errors_fallbacks_and_the_degraded_gauge_and_the
         assert!(std::time::Instant::now() < deadline, "the limiter did not recover:\n{}", m.text);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn the_queue_gauges_count_the_deliveries_waiting_and_a_full_queue_refuses_more() {
+    // No worker: the deliveries stay queued.
+    let app = Process::start(&[
+        ("PLINTH_WORKER", "false"),
+        ("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("PLINTH_TENANT_MAX_PENDING_JOBS", "3"),
+    ])
+    .await;
+    let token = demo_token(&app).await;
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "events": ["project.created"]});
+    let res = app.request(Method::POST, DEMO_HOST, "/v1/webhooks").bearer_auth(&token).json(&hook).send().await;
+    assert_eq!(res.unwrap().status(), StatusCode::CREATED);
+    for n in 1..=4 {
+        let res = app
+            .request(Method::POST, DEMO_HOST, "/v1/projects")
+            .bearer_auth(&token)
+            .json(&json!({"name": format!("Queued {n}")}))
+            .send()
+            .await
+            .unwrap();
+        let expected = if n <= 3 { StatusCode::CREATED } else { StatusCode::TOO_MANY_REQUESTS };
+        assert_eq!(res.status(), expected, "project {n}");
+    }
+
+    let res = app.request(Method::GET, "localhost", "/metrics").send().await.unwrap();
+    let m = Metrics::parse(&res.text().await.unwrap());
+    assert_eq!(m.value("job_queue_ready", &[]), 3.0, "the three deliveries of the accepted writes");
+    assert_eq!(m.value("job_queue_running", &[]), 0.0);
+    assert!(m.value("job_queue_oldest_ready_seconds", &[]) >= 0.0);
+    assert_eq!(requests(&m, "POST", "/v1/projects", "429"), 1.0);
 }

@@ -1,0 +1,229 @@
+//! `JobQueue` conformance: a queue per tenant, one job of a tenant in flight, claims that
+//! serve every tenant whatever another's backlog, and a cap on each tenant's pending jobs
+//! that a write either fits under whole or fails against having changed nothing.
+
+use std::sync::Arc;
+
+use super::Storage;
+use super::fixtures;
+use crate::clock;
+use crate::entities::{Tenant, Webhook};
+use crate::error::Error;
+use crate::events::{DomainEvent, EventKind};
+use crate::ids::WebhookId;
+use crate::ports::{AttemptOutcome, DeliveryStore, Job, JobQueue, NextStep, Work};
+
+/// How many pending jobs each tenant of a [`Queue`] fixture may have.
+pub const CAP: u64 = 5;
+
+/// A job queue over its storage, with each tenant's pending jobs capped at [`CAP`]. Unlike the
+/// other suites', this fixture needs a queue of its own: claims see every tenant's jobs.
+#[derive(Clone)]
+pub struct Queue {
+    /// The repositories whose writes enqueue.
+    pub storage: Storage,
+    /// The queue.
+    pub jobs: Arc<dyn JobQueue>,
+    /// What the worker records.
+    pub deliveries: Arc<dyn DeliveryStore>,
+}
+
+impl Queue {
+    /// Every port from one adapter that implements them all, capped at [`CAP`] by the caller.
+    pub fn shared<S>(store: Arc<S>, storage: Storage) -> Self
+    where
+        S: JobQueue + DeliveryStore + 'static,
+    {
+        Self { storage, jobs: store.clone(), deliveries: store }
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+/// Every `JobQueue` behaviour, as named tests; the argument is a [`Queue`] expression.
+#[macro_export]
+macro_rules! job_queue_suite {
+    ($fixture:expr $(,)?) => {
+        mod job_queue {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_tests!(
+                jobs,
+                $fixture,
+                a_tenant_has_one_job_in_flight_and_another_tenant_is_served_meanwhile,
+                a_tenant_just_served_goes_behind_one_already_waiting,
+                a_retried_job_waits_for_its_time_and_a_released_one_comes_back,
+                a_write_past_the_cap_fails_whole_and_changes_nothing,
+                concurrent_writes_never_take_a_tenant_past_its_cap,
+                finished_jobs_make_room_under_the_cap,
+                the_gauges_count_waiting_and_running_jobs,
+            );
+        }
+    };
+}
+
+/// A stored tenant with one webhook subscribed to every event.
+async fn hooked_tenant(queue: &Queue) -> Tenant {
+    let (tenant, _) = fixtures::tenant_with_owner(&queue.storage).await;
+    let hook = Webhook {
+        id: WebhookId::new(),
+        tenant_id: tenant.id,
+        url: format!("https://hooks.example.com/{}", fixtures::random_hex()),
+        events: EventKind::ALL.to_vec(),
+        created_at: clock::now(),
+    };
+    queue.storage.webhooks.create(&hook, b"sealed", &|_| Ok(()), None).await.expect("create webhook");
+    tenant
+}
+
+/// Creates a project of `tenant`: one delivery, one job.
+async fn write(queue: &Queue, tenant: &Tenant, name: &str) -> crate::error::Result<crate::entities::Project> {
+    let project = fixtures::project_at(tenant.id, name, fixtures::ago(1));
+    let event = DomainEvent::project(EventKind::ProjectCreated, &project);
+    queue.storage.projects.insert(&project, &[event], None).await.map(|_| project)
+}
+
+async fn claim(queue: &Queue) -> Option<Job> {
+    queue.jobs.claim("conformance").await.expect("claim")
+}
+
+async fn finish(queue: &Queue, job: &Job) {
+    let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
+    let ok = AttemptOutcome { delivered: true, status: Some(200), error: None };
+    queue.deliveries.record(job, delivery, &ok, NextStep::Delivered).await.expect("record");
+}
+
+pub async fn a_tenant_has_one_job_in_flight_and_another_tenant_is_served_meanwhile(queue: Queue) {
+    let busy = hooked_tenant(&queue).await;
+    let other = hooked_tenant(&queue).await;
+    for n in 0..4 {
+        write(&queue, &busy, &format!("backlog {n}")).await.expect("write");
+    }
+    write(&queue, &other, "the other's").await.expect("write");
+
+    let first = claim(&queue).await.expect("the oldest head is due");
+    assert_eq!(first.tenant, busy.id, "the oldest job first");
+    let second = claim(&queue).await.expect("another tenant's job is due");
+    assert_eq!(second.tenant, other.id, "the busy tenant's backlog does not hold the other back");
+    assert!(claim(&queue).await.is_none(), "each tenant has one in flight: nothing else may be claimed");
+
+    finish(&queue, &first).await;
+    let next = claim(&queue).await.expect("the busy tenant's next job");
+    assert_eq!(next.tenant, busy.id);
+    assert_ne!(next.id, first.id);
+}
+
+pub async fn a_tenant_just_served_goes_behind_one_already_waiting(queue: Queue) {
+    let flood = hooked_tenant(&queue).await;
+    let other = hooked_tenant(&queue).await;
+    for n in 0..4 {
+        write(&queue, &flood, &format!("backlog {n}")).await.expect("write");
+    }
+    write(&queue, &other, "the other's").await.expect("write");
+    // One worker: each job is finished before the next claim.
+    let first = claim(&queue).await.expect("due");
+    assert_eq!(first.tenant, flood.id, "the oldest job first");
+    finish(&queue, &first).await;
+    let second = claim(&queue).await.expect("due");
+    assert_eq!(second.tenant, other.id, "the flood's older backlog does not win every claim");
+    finish(&queue, &second).await;
+    let third = claim(&queue).await.expect("due");
+    assert_eq!(third.tenant, flood.id);
+}
+
+pub async fn a_retried_job_waits_for_its_time_and_a_released_one_comes_back(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    write(&queue, &tenant, "retried").await.expect("write");
+    let job = claim(&queue).await.expect("due");
+    let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
+    let failed = AttemptOutcome { delivered: false, status: Some(500), error: Some("http 500".into()) };
+    let later = clock::now() + time::Duration::hours(1);
+    queue.deliveries.record(&job, delivery, &failed, NextStep::RetryAt(later)).await.expect("record");
+    assert!(claim(&queue).await.is_none(), "a retry is not due before its time");
+
+    write(&queue, &tenant, "released").await.expect("write");
+    let fresh = claim(&queue).await.expect("the new job is due though the retry is not");
+    queue.jobs.release(&fresh).await.expect("release");
+    let again = claim(&queue).await.expect("a released job is due again");
+    assert_eq!(again.id, fresh.id);
+}
+
+pub async fn a_write_past_the_cap_fails_whole_and_changes_nothing(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    for n in 0..CAP {
+        write(&queue, &tenant, &format!("fits {n}")).await.expect("under the cap");
+    }
+    let refused = fixtures::project_at(tenant.id, "one too many", fixtures::ago(1));
+    let event = DomainEvent::project(EventKind::ProjectCreated, &refused);
+    let result = queue.storage.projects.insert(&refused, &[event], None).await;
+    assert!(matches!(result, Err(Error::QueueFull)), "{result:?}");
+    assert!(queue.storage.projects.get(tenant.id, refused.id).await.expect("get").is_none(), "no project");
+    assert_eq!(queue.jobs.stats().await.expect("stats").ready, CAP, "no job");
+    let projects = queue.storage.projects.list(tenant.id, None, 100).await.expect("list");
+    assert_eq!(projects.len() as u64, CAP);
+
+    let renamed = |p: &crate::entities::Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p)];
+    let name = fixtures::project_name("renamed");
+    let rename = queue.storage.projects.rename(tenant.id, projects[0].id, &name, &renamed).await;
+    assert!(matches!(rename, Err(Error::QueueFull)), "{rename:?}");
+    let kept = queue.storage.projects.get(tenant.id, projects[0].id).await.expect("get").expect("the project");
+    assert_eq!(kept.name, projects[0].name, "the refused rename changed nothing");
+
+    let other = hooked_tenant(&queue).await;
+    write(&queue, &other, "another tenant has room").await.expect("the cap is per tenant");
+}
+
+pub async fn concurrent_writes_never_take_a_tenant_past_its_cap(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..3 * CAP {
+        let (queue, tenant) = (queue.clone(), tenant.clone());
+        writes.spawn(async move { write(&queue, &tenant, &format!("racer {n}")).await });
+    }
+    let results = writes.join_all().await;
+    let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(Error::QueueFull))), "{results:?}");
+    assert_eq!(ok, CAP, "exactly the cap's worth of writes succeed");
+    assert_eq!(queue.jobs.stats().await.expect("stats").ready, CAP);
+    assert_eq!(queue.storage.projects.list(tenant.id, None, 100).await.expect("list").len() as u64, CAP);
+}
+
+pub async fn finished_jobs_make_room_under_the_cap(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    for n in 0..CAP {
+        write(&queue, &tenant, &format!("fits {n}")).await.expect("under the cap");
+    }
+    assert!(matches!(write(&queue, &tenant, "full").await, Err(Error::QueueFull)));
+    let job = claim(&queue).await.expect("due");
+    assert!(
+        matches!(write(&queue, &tenant, "still full").await, Err(Error::QueueFull)),
+        "a job in flight is still pending"
+    );
+    finish(&queue, &job).await;
+    write(&queue, &tenant, "room again").await.expect("a finished job made room");
+}
+
+pub async fn the_gauges_count_waiting_and_running_jobs(queue: Queue) {
+    let empty = queue.jobs.stats().await.expect("stats");
+    assert_eq!((empty.ready, empty.running, empty.oldest_ready), (0, 0, None));
+    let a = hooked_tenant(&queue).await;
+    let b = hooked_tenant(&queue).await;
+    for n in 0..3 {
+        write(&queue, &a, &format!("a {n}")).await.expect("write");
+    }
+    write(&queue, &b, "b").await.expect("write");
+    let stats = queue.jobs.stats().await.expect("stats");
+    assert_eq!((stats.ready, stats.running), (4, 0));
+    assert!(stats.oldest_ready.is_some());
+
+    let job = claim(&queue).await.expect("due");
+    let stats = queue.jobs.stats().await.expect("stats");
+    assert_eq!((stats.ready, stats.running), (3, 1));
+    finish(&queue, &job).await;
+    let stats = queue.jobs.stats().await.expect("stats");
+    assert_eq!((stats.ready, stats.running), (3, 0));
+}
