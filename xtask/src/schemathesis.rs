@@ -1,12 +1,16 @@
 //! `cargo xtask schemathesis [ARGS]`: Schemathesis against `/openapi.json` of a running,
-//! PostgreSQL- and Redis-backed `plinth`, stateful phase included. Passes only with no 5xx and
-//! no response that breaks the document's own schemas.
+//! PostgreSQL- and Redis-backed `plinth`, stateful phase included. Passes only when the server
+//! does exactly what the document says: no 5xx, no response outside the document's schemas,
+//! and every request the document allows accepted.
 //!
 //! It installs Schemathesis (pinned) into a venv under `target/`, makes a fresh database, runs
 //! `plinth migrate`, starts the debug `plinth` on a free loopback port, signs a tenant up, and
-//! runs Schemathesis twice: on the tenant's host with the owner's token (every route but
-//! signup; `xtask/schemathesis/hooks.py` supplies both, and a new tenant when the fuzzer has
-//! revoked the token), and on the platform host (signup). Webhook targets are restricted to loopback and
+//! runs Schemathesis twice, with every check (`--checks all`: schema-valid requests must be
+//! accepted, schema-invalid ones refused, undeclared methods answered 405 with `Allow`): on the
+//! tenant's host with the owner's token (every route but signup;
+//! `xtask/schemathesis/hooks.py` supplies both, a new tenant when the fuzzer has revoked the
+//! token, and the values only the server's state makes valid), and on the platform host
+//! (signup). `xtask/schemathesis/schemathesis.toml` holds the one per-operation exception. Webhook targets are restricted to loopback and
 //! private addresses stay refused, so nothing the fuzzer registers can reach past this machine.
 //! Extra `ARGS` go to both `schemathesis run`s (e.g. `--max-examples 500 --seed 1`). The server's
 //! log is `target/schemathesis/plinth.log`.
@@ -266,12 +270,18 @@ fn fuzz(
     env: &[(&str, String)],
     extra: &[String],
 ) -> Result<(), String> {
+    let config = root().join("xtask").join("schemathesis").join("schemathesis.toml");
     let mut cmd = Command::new(schemathesis);
     cmd.env_remove("SCHEMATHESIS_HOOKS")
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .arg("--config-file")
+        .arg(config)
         .arg("run")
         .args(target)
-        .args(["--checks", "not_a_server_error,response_schema_conformance"])
+        // Every check, including that schema-valid requests are accepted and undeclared methods
+        // get 405: the document must say exactly what the server takes. The one exception is
+        // in `xtask/schemathesis/schemathesis.toml`, the state-dependent values in hooks.py.
+        .args(["--checks", "all"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--request-timeout", "10"])

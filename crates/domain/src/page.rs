@@ -68,6 +68,13 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// How many characters an encoded cursor has: 41 bytes in unpadded base64url.
+    pub const TEXT_LEN: usize = (CURSOR_LEN * 4).div_ceil(3);
+    /// What an encoded cursor looks like, as a regular expression: [`Cursor::TEXT_LEN`]
+    /// base64url characters, the last one with its two unused low bits zero (the decoder
+    /// refuses any other). Only the signature tells whether plinth issued it.
+    pub const PATTERN: &'static str = "^[A-Za-z0-9_-]{54}[AEIMQUYcgkosw048]$";
+
     fn payload(&self) -> [u8; PAYLOAD_LEN] {
         let mut raw = [0u8; PAYLOAD_LEN];
         raw[0] = CURSOR_VERSION;
@@ -94,7 +101,7 @@ impl Cursor {
     /// another version, a cursor signed with another key) is `BadRequest`.
     pub fn decode(s: &str, key: &CursorKey) -> Result<Self> {
         const BAD: Error = Error::BadRequest("cursor is not valid");
-        if s.len() > 96 {
+        if s.len() != Self::TEXT_LEN {
             return Err(BAD);
         }
         let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| BAD)?;

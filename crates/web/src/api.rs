@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fallback;
 pub mod openapi;
 pub mod platform;
+pub mod schemas;
 
 mod auth;
 mod idempotency;

@@ -15,9 +15,16 @@ use crate::values::InvalidValue;
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// What arrives of a key [`IdempotencyKey::parse`] accepts, as a regular expression: 1–255
+    /// printable ASCII characters that neither start nor end with a space (HTTP strips those
+    /// from a header's value, so no such key reaches the server).
+    pub const PATTERN: &'static str = "^[!-~](?:[ -~]{0,253}[!-~])?$";
+    /// The most characters a key has.
+    pub const MAX_LEN: usize = 255;
+
     /// Validates a header value.
     pub fn parse(s: &str) -> std::result::Result<Self, InvalidValue> {
-        if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        if s.is_empty() || s.len() > Self::MAX_LEN || !s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
             return Err(InvalidValue("Idempotency-Key must be 1 to 255 printable ASCII characters"));
         }
         Ok(Self(s.to_owned()))

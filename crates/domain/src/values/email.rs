@@ -14,12 +14,28 @@ use super::InvalidValue;
 pub struct Email(String);
 
 impl Email {
+    /// What [`Email::parse`] accepts, as a regular expression, but for the length: trimmed
+    /// characters around text, one `@` and text, neither with a space or control character.
+    pub const PATTERN: &'static str = concat!(
+        "^[",
+        trimmed!(),
+        "]*[^@",
+        trimmed_or_control!(),
+        "]+@[^@",
+        trimmed_or_control!(),
+        "]+[",
+        trimmed!(),
+        "]*$"
+    );
+    /// The most characters an address has once trimmed and lowercased.
+    pub const MAX_LEN: usize = 254;
+
     /// Validates and normalises `s`.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         // Checked after lowercasing: some characters lowercase to longer strings ('İ' becomes
         // "i\u{307}"), and the stored form must itself be a valid address.
         let s = s.trim().to_lowercase();
-        if s.is_empty() || s.chars().count() > 254 {
+        if s.is_empty() || s.chars().count() > Self::MAX_LEN {
             return Err(InvalidValue("must be 1 to 254 characters"));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {

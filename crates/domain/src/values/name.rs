@@ -6,6 +6,23 @@ use serde::Serialize;
 
 use super::InvalidValue;
 
+/// What [`ProjectName::parse`] and [`TenantName::parse`] accept, as a regular expression:
+/// trimmed characters around 1–255 characters without control characters that start and end
+/// with one that is not trimmed.
+pub const DISPLAY_NAME_PATTERN: &str = concat!(
+    "^[",
+    trimmed!(),
+    "]*[^",
+    trimmed_or_control!(),
+    "](?:[^",
+    control!(),
+    "]{0,253}[^",
+    trimmed_or_control!(),
+    "])?[",
+    trimmed!(),
+    "]*$"
+);
+
 fn parse_display_name(s: &str) -> Result<String, InvalidValue> {
     let s = s.trim();
     let n = s.chars().count();

@@ -10,10 +10,15 @@ use super::InvalidValue;
 pub struct Password(String);
 
 impl Password {
+    /// The fewest characters a password has.
+    pub const MIN_LEN: usize = 10;
+    /// The most characters a password has.
+    pub const MAX_LEN: usize = 256;
+
     /// Validates the length, in characters.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         let n = s.chars().count();
-        if !(10..=256).contains(&n) {
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&n) {
             return Err(InvalidValue("must be 10 to 256 characters"));
         }
         Ok(Self(s.to_owned()))

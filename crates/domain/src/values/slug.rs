@@ -16,6 +16,10 @@ pub const RESERVED: &[&str] = &["www", "api", "app", "admin", "static", "status"
 pub struct Slug(String);
 
 impl Slug {
+    /// What [`Slug::parse`] accepts but for [`RESERVED`], as a regular expression (the common
+    /// subset of ECMA-262, Python and Rust syntax), for the API's document.
+    pub const PATTERN: &'static str = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$";
+
     /// Validates `s` as it is: uppercase is refused, not folded (hosts are folded before this).
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         if !(3..=63).contains(&s.len()) {

@@ -72,8 +72,21 @@ pub struct PageQuery {
     /// How many items, 1–100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u16>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page, as it was (only plinth's signature makes one
+    /// valid).
+    #[param(schema_with = super::schemas::cursor)]
     pub cursor: Option<String>,
+}
+
+/// The `Idempotency-Key` header of the POST routes, as the OpenAPI document declares it
+/// (`idempotency::guarded` reads it).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// 1–255 printable ASCII characters, neither first nor last a space: a retry with the same
+    /// key and body gets the first answer again.
+    #[param(rename = "Idempotency-Key", schema_with = super::schemas::idempotency_key)]
+    pub key: Option<String>,
 }
 
 impl FromRequest for Paging {

@@ -87,6 +87,19 @@ impl RouteTable {
             .map(|r| r.label)
     }
 
+    /// Whether `path` is documented but not for `method`: the request is answered 405 whatever
+    /// its host.
+    pub fn lacks_method(&self, path: &str, method: &str) -> bool {
+        let mut known = false;
+        for route in self.routes.iter().filter(|r| r.matches(path)) {
+            if route.methods.iter().any(|m| m == method) {
+                return false;
+            }
+            known = true;
+        }
+        known
+    }
+
     /// The methods `path` supports; empty for an unknown path.
     pub fn methods(&self, path: &str) -> Vec<&str> {
         let mut found: Vec<&str> =
@@ -153,5 +166,9 @@ mod tests {
         }
         assert_eq!(table.methods("/v1/projects/x"), ["DELETE", "GET", "PATCH"]);
         assert!(table.methods("/v1/nothing").is_empty());
+        assert!(table.lacks_method("/v1/projects/x", "PUT"));
+        assert!(table.lacks_method("/v1/signup", "GET"));
+        assert!(!table.lacks_method("/v1/projects/x", "PATCH"));
+        assert!(!table.lacks_method("/v1/nothing", "PUT"), "an unknown path is a 404");
     }
 }

@@ -8,9 +8,10 @@ use plinth_domain::ids::ProjectId;
 use plinth_domain::page::Page;
 use serde::Deserialize;
 
-use super::extract::{Auth, JsonBody, PageQuery, Paging};
+use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging};
 use super::idempotency;
 use super::respond;
+use super::schemas;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use plinth_domain::usecases::Idempotency;
@@ -18,8 +19,8 @@ use plinth_domain::usecases::Idempotency;
 /// A project's editable fields.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ProjectRequest {
-    /// 1–255 characters after trimming.
-    #[schema(example = "Apollo")]
+    /// 1–255 characters after trimming, no control characters.
+    #[schema(schema_with = schemas::display_name)]
     pub name: String,
 }
 
@@ -51,7 +52,7 @@ pub async fn list(
     tag = "projects",
     operation_id = "createProject",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters")),
+    params(IdempotencyKeyHeader),
     request_body = ProjectRequest,
     responses((status = 201, body = Project, headers(("Location" = String, description = "The project's URL"))))
 )]
@@ -73,7 +74,7 @@ pub async fn create(
     tag = "projects",
     operation_id = "getProject",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The project's id")),
+    params(("id" = String, Path, format = Uuid, description = "The project's id")),
     responses((status = 200, body = Project))
 )]
 #[get("/projects/{id}")]
@@ -92,7 +93,7 @@ pub async fn get(
     tag = "projects",
     operation_id = "updateProject",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The project's id")),
+    params(("id" = String, Path, format = Uuid, description = "The project's id")),
     request_body = ProjectRequest,
     responses((status = 200, body = Project))
 )]
@@ -112,7 +113,7 @@ pub async fn update(
     tag = "projects",
     operation_id = "deleteProject",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The project's id")),
+    params(("id" = String, Path, format = Uuid, description = "The project's id")),
     responses((status = 204, description = "Deleted"))
 )]
 #[delete("/projects/{id}")]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::JsonBody;
 use super::respond;
+use super::schemas;
 use crate::middleware::gate::host_target;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -18,17 +19,19 @@ use crate::state::AppState;
 /// The signup form.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
-    /// 3–63 characters of a-z, 0-9 and '-'.
-    #[schema(example = "acme")]
+    /// 3–63 characters of a-z, 0-9 and '-', neither first nor last a '-'; not www, api, app,
+    /// admin, static or status.
+    #[schema(schema_with = schemas::slug)]
     pub tenant_slug: String,
-    /// 1–255 characters.
-    #[schema(example = "Acme Inc.")]
+    /// 1–255 characters after trimming, no control characters.
+    #[schema(schema_with = schemas::display_name)]
     pub tenant_name: String,
-    /// The owner's email.
-    #[schema(example = "ada@acme.test")]
+    /// The owner's email: text, '@', text, without spaces or control characters, at most 254
+    /// characters once trimmed and lowercased.
+    #[schema(schema_with = schemas::email)]
     pub email: String,
     /// 10–256 characters.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(schema_with = schemas::password)]
     pub password: String,
 }
 

@@ -10,9 +10,10 @@ use plinth_domain::usecases::NewUserInput;
 use plinth_domain::values::Role;
 use serde::Deserialize;
 
-use super::extract::{Auth, JsonBody, PageQuery, Paging};
+use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging};
 use super::idempotency;
 use super::respond;
+use super::schemas;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use plinth_domain::usecases::Idempotency;
@@ -20,11 +21,12 @@ use plinth_domain::usecases::Idempotency;
 /// A user to add.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateUserRequest {
-    /// Their sign-in email, unique within the tenant.
-    #[schema(example = "grace@acme.test")]
+    /// Their sign-in email, unique within the tenant: text, '@', text, without spaces or
+    /// control characters, at most 254 characters once trimmed and lowercased.
+    #[schema(schema_with = schemas::email)]
     pub email: String,
     /// 10–256 characters.
-    #[schema(example = "another long passphrase")]
+    #[schema(schema_with = schemas::password)]
     pub password: String,
     /// Their role; only an owner may create an owner.
     pub role: Role,
@@ -65,7 +67,7 @@ pub async fn list(
     tag = "users",
     operation_id = "createUser",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters")),
+    params(IdempotencyKeyHeader),
     request_body = CreateUserRequest,
     responses((status = 201, body = User))
 )]
@@ -88,7 +90,7 @@ pub async fn create(
     tag = "users",
     operation_id = "updateUser",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, format = Uuid, description = "The user's id")),
     request_body = UpdateUserRequest,
     responses((status = 200, body = User))
 )]
@@ -108,7 +110,7 @@ pub async fn update(
     tag = "users",
     operation_id = "deleteUser",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, format = Uuid, description = "The user's id")),
     responses((status = 204, description = "Deleted"))
 )]
 #[delete("/users/{id}")]

@@ -8,9 +8,10 @@ use plinth_domain::ids::WebhookId;
 use plinth_domain::page::Page;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Auth, JsonBody, PageQuery, Paging};
+use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging};
 use super::idempotency;
 use super::respond;
+use super::schemas;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use plinth_domain::usecases::{CreatedWebhook, Idempotency};
@@ -18,11 +19,17 @@ use plinth_domain::usecases::{CreatedWebhook, Idempotency};
 /// A webhook to register.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateWebhookRequest {
-    /// An http(s) URL on a public address.
-    #[schema(example = "https://hooks.example.com/plinth")]
+    /// An absolute http(s) URL of at most 2048 characters, without credentials, whose host
+    /// resolves only to public addresses (and to allowed ones, when PLINTH_WEBHOOK_ALLOWED_CIDRS
+    /// is set).
+    #[schema(schema_with = schemas::webhook_url)]
     pub url: String,
-    /// The events to receive.
-    #[schema(example = json!(["project.created", "project.deleted"]))]
+    /// The events to receive: at least one.
+    #[schema(
+        value_type = Vec<plinth_domain::events::EventKind>,
+        min_items = 1,
+        example = json!(["project.created", "project.deleted"])
+    )]
     pub events: Vec<String>,
 }
 
@@ -53,7 +60,7 @@ fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     tag = "webhooks",
     operation_id = "createWebhook",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters")),
+    params(IdempotencyKeyHeader),
     request_body = CreateWebhookRequest,
     responses((status = 201, body = CreatedWebhookResponse))
 )]
@@ -110,7 +117,7 @@ pub async fn list(
     tag = "webhooks",
     operation_id = "deleteWebhook",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The webhook's id")),
+    params(("id" = String, Path, format = Uuid, description = "The webhook's id")),
     responses((status = 204, description = "Deleted"))
 )]
 #[delete("/webhooks/{id}")]
@@ -124,7 +131,7 @@ pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>
     tag = "webhooks",
     operation_id = "listDeliveries",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The webhook's id"), PageQuery),
+    params(("id" = String, Path, format = Uuid, description = "The webhook's id"), PageQuery),
     responses((status = 200, body = Page<Delivery>))
 )]
 #[get("/webhooks/{id}/deliveries")]

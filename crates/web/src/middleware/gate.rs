@@ -104,6 +104,10 @@ pub async fn gate(
     let class = classify(req.match_info().as_str());
     let target = host_target(req.request(), &state.base_domain);
     let token = bearer(req.headers());
+    // A documented path asked with a method it lacks gets 405 with `Allow` from the router's
+    // default service on any host: it needs no tenant, and looking one up would turn it into
+    // a 404 on a host that names none.
+    let routed = !state.routes.lacks_method(req.path(), req.method().as_str());
     let claims = match (class, token) {
         (Class::Tenant, Some(token)) => state.plinth.verify_token(token).ok(),
         _ => None,
@@ -111,7 +115,7 @@ pub async fn gate(
 
     let (tenant, auth, limit) = match claims {
         Some(claims) => {
-            let tenant = tenant_of(&state, class, target).await;
+            let tenant = tenant_of(&state, class, target, routed).await;
             let auth = match &tenant {
                 Ok(Some(t)) => match state.plinth.authenticate(t.id, &claims).await {
                     Ok(p) => AuthState::Valid(p),
@@ -135,7 +139,7 @@ pub async fn gate(
             if let Some(refusal) = refused(limit) {
                 return Ok(too_many(req, refusal, auth));
             }
-            (tenant_of(&state, class, target).await, auth, limit)
+            (tenant_of(&state, class, target, routed).await, auth, limit)
         }
     };
     if let Some(refusal) = refused(limit) {
@@ -157,8 +161,17 @@ pub async fn gate(
     Ok(res)
 }
 
-/// The tenant the host names, for a request of `class`: none for signup on the platform host.
-async fn tenant_of(state: &AppState, class: Class, target: HostTarget) -> Result<Option<Arc<Tenant>>, Error> {
+/// The tenant the host names, for a request of `class`: none for signup on the platform host,
+/// nor for a request no route takes (`routed` false).
+async fn tenant_of(
+    state: &AppState,
+    class: Class,
+    target: HostTarget,
+    routed: bool,
+) -> Result<Option<Arc<Tenant>>, Error> {
+    if !routed {
+        return Ok(None);
+    }
     match (class, target) {
         (Class::Signup, HostTarget::Platform) => Ok(None),
         (Class::Signup, _) => Err(Error::NotFound),

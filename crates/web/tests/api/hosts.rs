@@ -1,5 +1,6 @@
 //! Hosts and tenants: `{slug}.{base_domain}` names a tenant (port, case and one trailing dot
-//! ignored); any other host on a tenant route is `tenant_not_found`.
+//! ignored); any other host on a tenant route is `tenant_not_found`, but an undeclared method on
+//! a known path is 405 on every host.
 
 use std::io::{Read as _, Write as _};
 
@@ -93,14 +94,73 @@ on_every_backend! {
 
 /// Sends `GET path HTTP/1.0` with no `Host` header at all; returns the status and the body.
 fn without_host(port: u16, path: &str) -> (u16, Value) {
+    let (status, _, body) = without_host_as(port, "GET", path);
+    (status, body)
+}
+
+/// Sends `METHOD path HTTP/1.0` with no `Host` header at all; returns the status, the `Allow`
+/// header and the body.
+fn without_host_as(port: u16, method: &str, path: &str) -> (u16, Option<String>, Value) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    // An empty body said as such: actix refuses a POST that leaves its length open.
+    stream.write_all(format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8(raw).unwrap();
     let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let (_, body) = text.split_once("\r\n\r\n").unwrap();
-    (status, serde_json::from_str(body).unwrap())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let allow = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("allow")))
+        .map(|(_, v)| v.trim().to_owned());
+    // A HEAD answer has no body.
+    (status, allow, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+on_every_backend! {
+    async fn an_undeclared_method_on_a_known_path_is_405_with_allow_on_every_host(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let token = app.signup("acme").await.token;
+        let known = [
+            (Method::POST, "/v1/tenant", "GET"),
+            (Method::GET, "/v1/signup", "POST"),
+            (Method::DELETE, "/v1/me", "GET"),
+            (Method::PUT, "/v1/projects", "GET, POST"),
+            (Method::PUT, "/v1/projects/0190f5c2-6a4e-7d3a-8b1c-3e2f4a5b6c7d", "DELETE, GET, PATCH"),
+            (Method::POST, "/v1/webhooks/0190f5c2-6a4e-7d3a-8b1c-3e2f4a5b6c7d/deliveries", "GET"),
+            (Method::HEAD, "/v1/users", "GET, POST"),
+            (Method::POST, "/healthz", "GET"),
+        ];
+        // The platform host, a tenant's, one that names no tenant, and hosts outside the base
+        // domain; with and without the tenant's token.
+        for host in ["localhost", "acme.localhost", "nobody.localhost", "127.0.0.1", "example.com"] {
+            for bearer in [None, Some(token.as_str())] {
+                for (method, path, allow) in &known {
+                    let mut req = app.request(method.clone(), host, path);
+                    if let Some(t) = bearer {
+                        req = req.bearer_auth(t);
+                    }
+                    let res = req.send().await.unwrap();
+                    let what = format!("{method} {host}{path} (token: {})", bearer.is_some());
+                    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{what}");
+                    assert_eq!(header(&res, "allow").as_deref(), Some(*allow), "{what}");
+                    if *method != Method::HEAD {
+                        assert_problem(res, 405, "method_not_allowed").await;
+                    }
+                }
+            }
+        }
+        let port = app.port();
+        for (method, path, allow) in known {
+            let name = method.as_str().to_owned();
+            let (status, got, body) =
+                tokio::task::spawn_blocking(move || without_host_as(port, &name, path)).await.unwrap();
+            assert_eq!((status, got.as_deref()), (405, Some(allow)), "{method} {path} without a host");
+            if method != Method::HEAD {
+                assert_eq!(body["code"], "method_not_allowed", "{method} {path} without a host");
+            }
+        }
+    }
 }
 
 #[tokio::test]

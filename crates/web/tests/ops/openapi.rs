@@ -100,3 +100,193 @@ fn every_operation_that_reads_a_body_documents_the_body_deadline() {
     }
     assert!(with_body >= 7, "only {with_body} operations read a body");
 }
+
+/// Every schema of a request value in `doc`: (where, schema), parameters and body properties.
+fn request_values(doc: &Value) -> Vec<(String, Value)> {
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |s: &Value| match s["$ref"].as_str() {
+        Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+        None => s.clone(),
+    };
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let (place, name) = (p["in"].as_str().unwrap_or_default(), p["name"].as_str().unwrap_or_default());
+                found.push((format!("{method} {path} ({id}) {place} {name}"), resolve(&p["schema"])));
+            }
+            let body = resolve(&op["requestBody"]["content"]["application/json"]["schema"]);
+            for (name, s) in body["properties"].as_object().into_iter().flatten() {
+                found.push((format!("{method} {path} ({id}) body {name}"), resolve(s)));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_string_the_server_validates_declares_its_form() {
+    let doc = serde_json::to_value(plinth_web::startup::openapi_document()).unwrap();
+    // Login takes any strings and answers 401 when they sign no one in.
+    let free = ["(login) body email", "(login) body password"];
+    let mut strings = 0;
+    let mut missing = Vec::new();
+    for (what, schema) in request_values(&doc) {
+        if schema["type"] != "string" || free.iter().any(|f| what.ends_with(f)) {
+            continue;
+        }
+        strings += 1;
+        let declared = ["pattern", "format", "maxLength", "enum"].iter().any(|k| !schema[*k].is_null());
+        if !declared {
+            missing.push(what);
+        }
+    }
+    assert!(strings >= 20, "only {strings} string values");
+    assert!(missing.is_empty(), "no pattern, format or length:\n{}", missing.join("\n"));
+}
+
+/// The one schema `doc` declares for the request value `where_` ends with (they must agree).
+fn declared(doc: &Value, where_: &str) -> Value {
+    let mut schemas: Vec<Value> =
+        request_values(doc).into_iter().filter(|(w, _)| w.ends_with(where_)).map(|(_, s)| s).collect();
+    assert!(!schemas.is_empty(), "{where_} is not declared");
+    schemas.dedup();
+    assert_eq!(schemas.len(), 1, "{where_} is declared differently in places: {schemas:?}");
+    schemas.remove(0)
+}
+
+/// Whether `value` is valid by `schema`'s pattern, lengths (in characters) and `not` enum.
+fn valid(schema: &Value, value: &str) -> bool {
+    let n = value.chars().count() as u64;
+    let pattern = schema["pattern"].as_str().map(|p| regex::Regex::new(p).unwrap());
+    pattern.is_none_or(|p| p.is_match(value))
+        && schema["minLength"].as_u64().is_none_or(|min| n >= min)
+        && schema["maxLength"].as_u64().is_none_or(|max| n <= max)
+        && !schema["not"]["enum"].as_array().into_iter().flatten().any(|v| v == value)
+}
+
+/// Strings near the edges of the declared forms: whitespace and control characters around and
+/// inside, lengths around each limit, the reserved slugs, characters that grow when lowercased.
+fn edge_cases() -> Vec<String> {
+    let mut cases: Vec<String> =
+        ["", " ", "a", "ab", "abc", "-ab", "ab-", "Abc", "www", "api", "status", "a@b", "@b", "a@"]
+            .map(str::to_owned)
+            .to_vec();
+    let pieces = [
+        " ", "\t", "\n", "\u{0}", "\u{7f}", "\u{85}", "\u{a0}", "\u{1c}", "\u{3000}", "\u{feff}", "@", "é", "İ", "!",
+        "~",
+    ];
+    for p in pieces {
+        cases.extend([
+            format!("{p}abc"),
+            format!("abc{p}"),
+            format!("ab{p}c"),
+            format!("{p}a@b.c{p}"),
+            format!("a{p}@b"),
+        ]);
+    }
+    for n in [9, 10, 53, 54, 55, 56, 62, 63, 64, 252, 253, 254, 255, 256, 257] {
+        cases.extend([
+            "a".repeat(n),
+            format!(" {} ", "a".repeat(n)),
+            format!("a@{}", "b".repeat(n.saturating_sub(2))),
+            format!("a@{}", "İ".repeat(n.saturating_sub(2))),
+            "é".repeat(n),
+        ]);
+    }
+    cases
+}
+
+/// `value` against the domain rule the document says `where_` follows.
+fn accepted(where_: &str, value: &str) -> bool {
+    use plinth_domain::ports::IdempotencyKey;
+    use plinth_domain::values::{Email, Password, ProjectName, Slug, TenantName};
+    match where_ {
+        "body tenant_slug" => Slug::parse(value).is_ok(),
+        "body tenant_name" => TenantName::parse(value).is_ok(),
+        "(createProject) body name" => ProjectName::parse(value).is_ok(),
+        // JSON Schema can't bound the length of the trimmed and lowercased form, so the
+        // document bounds the text as sent: it refuses more than 254 characters with the
+        // spaces around them (the server trims them first), and allows 254 that grow when
+        // lowercased ('İ', the one character that does, becomes two; the server refuses those).
+        "(signup) body email" => {
+            let as_sent = value.replace('İ', "i");
+            Email::parse(&as_sent).is_ok() && as_sent.chars().count() <= Email::MAX_LEN
+        }
+        "(signup) body password" => Password::parse(value).is_ok(),
+        // A value with a space at either end never arrives as sent (HTTP strips it), so the
+        // document refuses it.
+        "header Idempotency-Key" => value == value.trim_matches(' ') && IdempotencyKey::parse(value).is_ok(),
+        // Only the form (41 bytes in canonical unpadded base64url): whether plinth signed it
+        // is for the server alone to know.
+        "query cursor" => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).is_ok_and(|raw| raw.len() == 41)
+        }
+        other => panic!("no rule for {other}"),
+    }
+}
+
+const RULES: [&str; 7] = [
+    "body tenant_slug",
+    "body tenant_name",
+    "(createProject) body name",
+    "(signup) body email",
+    "(signup) body password",
+    "header Idempotency-Key",
+    "query cursor",
+];
+
+#[test]
+fn each_declared_form_accepts_exactly_what_the_server_accepts() {
+    let doc = serde_json::to_value(plinth_web::startup::openapi_document()).unwrap();
+    let mut disagreements = Vec::new();
+    for where_ in RULES {
+        let schema = declared(&doc, where_);
+        for value in edge_cases() {
+            if valid(&schema, &value) != accepted(where_, &value) {
+                disagreements.push(format!("{where_}: {value:?} (document: {})", valid(&schema, &value)));
+            }
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+#[test]
+fn the_cursors_plinth_issues_have_the_declared_form() {
+    use plinth_domain::page::{Cursor, CursorKey};
+    let doc = serde_json::to_value(plinth_web::startup::openapi_document()).unwrap();
+    let schema = declared(&doc, "query cursor");
+    for (micros, key) in [(0, [0; 32]), (1_700_000_000_000_000, [7; 32]), (i64::MAX / 1000, [255; 32])] {
+        let created_at = plinth_domain::clock::from_micros(micros).unwrap();
+        for _ in 0..50 {
+            let cursor = Cursor { created_at, id: uuid::Uuid::now_v7() }.encode(&CursorKey::new(key));
+            assert!(valid(&schema, &cursor), "{cursor}");
+        }
+    }
+}
+
+#[test]
+fn values_drawn_from_each_declared_pattern_are_accepted_and_random_ones_judged_alike() {
+    use proptest::strategy::{Strategy as _, ValueTree as _};
+    use proptest::test_runner::TestRunner;
+    let doc = serde_json::to_value(plinth_web::startup::openapi_document()).unwrap();
+    let mut runner = TestRunner::deterministic();
+    for where_ in RULES {
+        let schema = declared(&doc, where_);
+        let Some(pattern) = schema["pattern"].as_str() else { continue };
+        // proptest draws from the pattern without the anchors.
+        let body = pattern.trim_start_matches('^').trim_end_matches('$');
+        let drawn = proptest::string::string_regex(body).unwrap();
+        for _ in 0..500 {
+            let value = drawn.new_tree(&mut runner).unwrap().current();
+            assert_eq!(valid(&schema, &value), accepted(where_, &value), "{where_}: {value:?}");
+        }
+        let random = proptest::string::string_regex(".{0,300}").unwrap();
+        for _ in 0..500 {
+            let value = random.new_tree(&mut runner).unwrap().current();
+            assert_eq!(valid(&schema, &value), accepted(where_, &value), "{where_}: {value:?}");
+        }
+    }
+}
