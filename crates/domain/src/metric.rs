@@ -25,3 +25,11 @@ pub const JOBS: &str = "jobs_total";
 pub const JOB_DURATION: &str = "job_duration_seconds";
 /// Counter `{result}`: webhook delivery attempts by result (`delivered`, `retry`, `dead`).
 pub const WEBHOOK_ATTEMPTS: &str = "webhook_attempts_total";
+/// Gauge: connections the database pool holds (recorded by the database adapter at each scrape).
+pub const DB_POOL_SIZE: &str = "db_pool_size";
+/// Gauge: idle connections in the database pool.
+pub const DB_POOL_AVAILABLE: &str = "db_pool_available";
+/// Gauge: callers waiting for a database connection.
+pub const DB_POOL_WAITING: &str = "db_pool_waiting";
+/// Gauge: the database pool's maximum size.
+pub const DB_POOL_MAX: &str = "db_pool_max_size";

@@ -6,6 +6,7 @@
 
 mod cache;
 mod credentials;
+mod dependency;
 mod idempotency;
 mod jobs;
 mod rate_limit;
@@ -14,6 +15,7 @@ mod webhooks;
 
 pub use cache::{CacheStore, Generation, GenerationStore};
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
+pub use dependency::Dependency;
 pub use idempotency::{
     IdempotencyKey, IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse,
 };

@@ -3,6 +3,7 @@
 mod auth;
 mod idempotency;
 mod limits;
+mod operations;
 mod projects;
 mod signup;
 mod tenants;
@@ -23,8 +24,8 @@ pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    DeliveryStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher,
-    TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
+    DeliveryStore, Dependency, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter,
+    SecretCipher, TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -56,6 +57,8 @@ pub struct Ports {
     pub deliveries: Arc<dyn DeliveryStore>,
     /// Outbound webhook requests.
     pub sender: Arc<dyn WebhookSender>,
+    /// The services the adapters connect to, for readiness, metrics and shutdown.
+    pub dependencies: Vec<Arc<dyn Dependency>>,
 }
 
 impl fmt::Debug for Ports {
@@ -150,11 +153,6 @@ impl Plinth {
     /// server calls this every second.
     pub async fn retry_failed_invalidations(&self) {
         self.cache.retry_pending().await;
-    }
-
-    /// The ports, for the web layer's own needs (idempotency, rate limiting).
-    pub fn ports(&self) -> &Ports {
-        &self.ports
     }
 
     /// The settings.

@@ -154,6 +154,31 @@ impl PgStore {
     }
 }
 
+#[async_trait::async_trait]
+impl plinth_domain::ports::Dependency for PgStore {
+    fn name(&self) -> &'static str {
+        DATABASE
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        PgStore::ping(self).await
+    }
+
+    fn record_gauges(&self) {
+        use plinth_domain::metric;
+        let n = |v: usize| u32::try_from(v).map_or(f64::from(u32::MAX), f64::from);
+        let s = self.status();
+        metrics::gauge!(metric::DB_POOL_SIZE).set(n(s.size));
+        metrics::gauge!(metric::DB_POOL_AVAILABLE).set(n(s.available));
+        metrics::gauge!(metric::DB_POOL_WAITING).set(n(s.waiting));
+        metrics::gauge!(metric::DB_POOL_MAX).set(n(s.max_size));
+    }
+
+    fn close(&self) {
+        PgStore::close(self);
+    }
+}
+
 /// Sets the transaction's tenant: every statement after it sees only that tenant's rows.
 const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
 

@@ -240,3 +240,14 @@ fn mine(connections: &[ConnectionManager]) -> ConnectionManager {
 fn without_url(e: RedisError) -> String {
     format!("{:?}: {}", e.kind(), e.detail().unwrap_or("no detail"))
 }
+
+#[async_trait::async_trait]
+impl plinth_domain::ports::Dependency for RedisConn {
+    fn name(&self) -> &'static str {
+        REDIS
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        RedisConn::ping(self).await
+    }
+}

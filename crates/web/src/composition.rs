@@ -71,10 +71,6 @@ pub struct Composed {
     pub local_limiter: Arc<GovernorLimiter>,
     /// Set in embedded mode: the seeded demo login.
     pub demo: Option<DemoLogin>,
-    /// The PostgreSQL pool, when configured (for readiness and shutdown).
-    pub database: Option<PgStore>,
-    /// The Redis connection, when configured (for readiness).
-    pub redis: Option<RedisConn>,
 }
 
 pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
@@ -137,9 +133,14 @@ pub async fn compose_with(config: &Config, adapt: impl FnOnce(&mut Ports)) -> Re
         tokens: tokens(config)?,
         passwords,
         limiter: local_limiter.clone(),
+        dependencies: Vec::new(),
     };
+    if let Some(db) = &database {
+        ports.dependencies.push(Arc::new(db.clone()));
+    }
     let redis = redis_conn(config)?;
     if let Some(conn) = &redis {
+        ports.dependencies.push(Arc::new(conn.clone()));
         conn.warm_up(Duration::from_secs(2)).await;
         // One quota for the fleet; the local limiter takes over while Redis is away.
         ports.limiter = Arc::new(FallbackLimiter::new(
@@ -161,7 +162,7 @@ pub async fn compose_with(config: &Config, adapt: impl FnOnce(&mut Ports)) -> Re
         None => Some(seed_demo(&plinth).await?),
         Some(_) => None,
     };
-    Ok(Composed { plinth, local_limiter, demo, database, redis })
+    Ok(Composed { plinth, local_limiter, demo })
 }
 
 /// The storage ports, all from one adapter.

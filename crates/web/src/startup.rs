@@ -10,12 +10,11 @@ use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use plinth_domain::usecases::Ports;
-use plinth_postgres::PgStore;
+use plinth_domain::usecases::{Plinth, Ports};
 use utoipa_actix_web::AppExt as _;
 
 use crate::api::fallback::{RouteTable, unmatched};
-use crate::api::platform::OpenApiJson;
+use crate::api::platform::{OpenApiJson, Probes};
 use crate::api::{configure, extract, openapi};
 use crate::composition::{self, Composed, DemoLogin, StartupError};
 use crate::config::Config;
@@ -45,7 +44,7 @@ pub struct Application {
     demo: Option<DemoLogin>,
     worker: Option<WorkerHandle>,
     shutdown: ShutdownHandle,
-    database: Option<PgStore>,
+    plinth: Arc<Plinth>,
     drain: Duration,
     grace: Duration,
 }
@@ -74,24 +73,22 @@ impl Application {
         // The recorder first: the adapters take their metric handles as they are made, and a
         // handle taken before the recorder is installed records nothing.
         let metrics = MetricsEndpoint::new(config.metrics_token.as_ref());
-        let Composed { plinth, local_limiter, demo, database, redis } =
-            composition::compose_with(&config, adapt).await?;
+        let Composed { plinth, local_limiter, demo } = composition::compose_with(&config, adapt).await?;
         let worker = config.worker.then(|| WorkerHandle::spawn(plinth.clone(), config.worker_settings));
         let (shutdown, signal) = shutdown::channel();
         let doc = openapi_document();
         let routes = Arc::new(RouteTable::from_openapi(&doc));
         let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).map_err(StartupError::OpenApi)?));
+        let probes = Probes::for_dependencies(&plinth.dependencies());
         let state = web::Data::new(AppState {
-            plinth,
+            plinth: plinth.clone(),
             base_domain: config.base_domain.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             ipv6_prefix: config.ipv6_prefix,
             routes: routes.clone(),
-            database: database.clone(),
-            redis,
             shutdown: signal.clone(),
             metrics: metrics.clone(),
-            probes: Default::default(),
+            probes,
         });
         let listener = TcpListener::bind(config.listen).map_err(StartupError::Listen)?;
         let port = listener.local_addr().map_err(StartupError::Listen)?.port();
@@ -151,7 +148,7 @@ impl Application {
             demo,
             worker,
             shutdown,
-            database,
+            plinth,
             drain: config.shutdown_drain,
             grace: config.shutdown_grace,
         })
@@ -181,7 +178,7 @@ impl Application {
     ///    `PLINTH_SHUTDOWN_GRACE_S` to finish;
     /// 3. the pools close, and this returns `Ok(())`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Self { server, worker, shutdown, database, drain, grace, .. } = self;
+        let Self { server, worker, shutdown, plinth, drain, grace, .. } = self;
         let signals = listen_for_signals(shutdown.clone());
         let server_handle = server.handle();
         let mut server = std::pin::pin!(server);
@@ -191,7 +188,8 @@ impl Application {
             served = &mut server => {
                 // Stopped on its own (it only does on a fatal error): wind down all the same.
                 signals.abort();
-                wind_down(worker, database.as_ref(), grace).await;
+                wind_down(worker, grace).await;
+                plinth.close_dependencies();
                 return served;
             }
             () = signal.draining() => {}
@@ -208,25 +206,20 @@ impl Application {
         }
         shutdown.advance(Phase::Stopping);
         tracing::info!("shutting down: the listener is closed; finishing in-flight requests and jobs");
-        let (served, (), ()) = tokio::join!(&mut server, server_handle.stop(true), wind_down(worker, None, grace));
+        let (served, (), ()) = tokio::join!(&mut server, server_handle.stop(true), wind_down(worker, grace));
         signals.abort();
-        if let Some(db) = &database {
-            db.close();
-        }
+        plinth.close_dependencies();
         tracing::info!("shut down");
         served
     }
 }
 
-/// Stops the worker (letting it finish the jobs in hand, for up to `grace`) and closes the pool.
-async fn wind_down(worker: Option<WorkerHandle>, database: Option<&PgStore>, grace: Duration) {
+/// Stops the worker, letting it finish the jobs in hand for up to `grace`.
+async fn wind_down(worker: Option<WorkerHandle>, grace: Duration) {
     if let Some(worker) = worker
         && tokio::time::timeout(grace, worker.stop()).await.is_err()
     {
         tracing::warn!(grace_s = grace.as_secs(), "the worker did not finish its jobs within the grace period");
-    }
-    if let Some(db) = database {
-        db.close();
     }
 }
 

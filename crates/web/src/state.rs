@@ -5,8 +5,6 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use plinth_domain::host::BaseDomain;
 use plinth_domain::usecases::Plinth;
-use plinth_postgres::PgStore;
-use plinth_redis::RedisConn;
 
 use crate::api::fallback::RouteTable;
 use crate::shutdown::ShutdownSignal;
@@ -25,10 +23,6 @@ pub struct AppState {
     pub ipv6_prefix: u8,
     /// Known paths and their methods, for 405 answers.
     pub routes: Arc<RouteTable>,
-    /// The PostgreSQL pool, when configured: `/readyz` checks that it answers.
-    pub database: Option<PgStore>,
-    /// The Redis connection, when configured: `/readyz` checks that it answers.
-    pub redis: Option<RedisConn>,
     /// Graceful shutdown: `/readyz` fails from the moment it begins.
     pub shutdown: ShutdownSignal,
     /// `GET /metrics`: the recorder and the token it requires.

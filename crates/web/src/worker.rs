@@ -62,13 +62,12 @@ fn hostname() -> String {
 }
 
 async fn work(plinth: Arc<Plinth>, name: String, mut stopped: watch::Receiver<bool>) {
-    let queue = plinth.ports().jobs.clone();
     while !*stopped.borrow() {
         match plinth.work_one(&name).await {
             Ok(true) => {}
             Ok(false) => {
                 tokio::select! {
-                    () = queue.wait_for_work(IDLE_POLL) => {}
+                    () = plinth.wait_for_work(IDLE_POLL) => {}
                     _ = stopped.changed() => {}
                 }
             }
@@ -84,20 +83,18 @@ async fn work(plinth: Arc<Plinth>, name: String, mut stopped: watch::Receiver<bo
 }
 
 async fn maintain(plinth: Arc<Plinth>, settings: WorkerSettings, mut stopped: watch::Receiver<bool>) {
-    let queue = plinth.ports().jobs.clone();
     let mut rescue = tokio::time::interval(RESCUE_EVERY);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
-            _ = rescue.tick() => match queue.rescue(settings.rescue_after).await {
+            _ = rescue.tick() => match plinth.rescue_jobs(settings.rescue_after).await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(jobs = n, "rescued jobs of a worker that stopped answering"),
                 Err(e) => tracing::warn!(error = %e, "job rescue failed"),
             },
             _ = prune.tick() => {
-                let before = plinth_domain::clock::now() - settings.retention;
-                match queue.prune(before).await {
+                match plinth.prune(settings.retention).await {
                     Ok(p) => tracing::info!(deliveries = p.deliveries, events = p.events, idempotency_keys = p.idempotency_keys, "pruned"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
                 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::respond::JSON;
 use crate::problem::{ApiError, PROBLEM_JSON, Problem};
 use crate::state::AppState;
-use crate::telemetry::metrics::{record_check, record_pool, record_queue};
+use crate::telemetry::metrics::{record_check, record_queue};
 
 /// How long one readiness check (or a scrape-time gauge query) may take: a dependency slower
 /// than this counts as down, so `/readyz` answers well within a load balancer's timeout.
@@ -110,12 +110,22 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     }
 }
 
-/// The probes `/readyz` and `/metrics` share among concurrent requests.
+/// The probes `/readyz` and `/metrics` share among concurrent requests: one per configured
+/// dependency, and the queue's numbers.
 #[derive(Debug, Default)]
 pub struct Probes {
-    database: SingleFlight<(&'static str, Check)>,
-    redis: SingleFlight<(&'static str, Check)>,
+    pings: Vec<(&'static str, SingleFlight<(&'static str, Check)>)>,
     queue: SingleFlight<Option<QueueStats>>,
+}
+
+impl Probes {
+    /// A probe for each of `dependencies` (the names `Plinth::dependencies` gives).
+    pub fn for_dependencies(dependencies: &[&'static str]) -> Self {
+        Self {
+            pings: dependencies.iter().map(|d| (*d, SingleFlight::default())).collect(),
+            queue: SingleFlight::default(),
+        }
+    }
 }
 
 /// The OpenAPI document, rendered once at start-up.
@@ -147,26 +157,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         let checks = BTreeMap::from([("shutdown", Check::Draining)]);
         return not_ready("Not ready: shutting down.".into(), checks);
     }
-    let database = async {
-        match &state.database {
-            Some(db) => {
-                let db = db.clone();
-                Some(state.probes.database.run(|| async move { check("database", db.ping()).await }).await)
-            }
-            None => None,
-        }
-    };
-    let redis = async {
-        match &state.redis {
-            Some(conn) => {
-                let conn = conn.clone();
-                Some(state.probes.redis.run(|| async move { check("redis", conn.ping()).await }).await)
-            }
-            None => None,
-        }
-    };
-    let (database, redis) = tokio::join!(database, redis);
-    let checks: BTreeMap<&'static str, Check> = [database, redis].into_iter().flatten().collect();
+    let pings = state.probes.pings.iter().map(|(dependency, flight)| {
+        let (dependency, plinth) = (*dependency, state.plinth.clone());
+        flight.run(move || async move { check(dependency, plinth.ping(dependency)).await })
+    });
+    let checks: BTreeMap<&'static str, Check> = futures_util::future::join_all(pings).await.into_iter().collect();
     let failing: Vec<&str> = checks.iter().filter(|(_, c)| **c != Check::Ok).map(|(name, _)| *name).collect();
     if failing.is_empty() {
         let body = serde_json::to_vec(&Ready { status: "ready", checks }).unwrap_or_default();
@@ -225,15 +220,13 @@ fn not_ready(detail: String, checks: BTreeMap<&'static str, Check>) -> HttpRespo
 #[get("/metrics")]
 pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.metrics.authorize(req.headers())?;
-    if let Some(db) = &state.database {
-        record_pool(db.status());
-    }
-    let jobs = state.plinth.ports().jobs.clone();
+    state.plinth.record_dependency_gauges();
+    let plinth = state.plinth.clone();
     let stats = state
         .probes
         .queue
         .run(|| async move {
-            match tokio::time::timeout(CHECK_TIMEOUT, jobs.stats()).await {
+            match tokio::time::timeout(CHECK_TIMEOUT, plinth.queue_stats()).await {
                 Ok(Ok(stats)) => Some(stats),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "job queue stats unavailable for this scrape");

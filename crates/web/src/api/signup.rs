@@ -121,8 +121,6 @@ mod tests {
             trusted_proxies: Vec::new(),
             ipv6_prefix: 64,
             routes: Arc::new(RouteTable::from_openapi(&openapi_document())),
-            database: None,
-            redis: None,
             shutdown: shutdown::channel().1,
             metrics: MetricsEndpoint::new(None),
             probes: Default::default(),

@@ -16,7 +16,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use plinth_domain::Error;
 use plinth_domain::metric as domain;
 use plinth_domain::ports::QueueStats;
-use plinth_postgres::PoolStatus;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -34,14 +33,6 @@ pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const RATE_LIMIT_REJECTIONS: &str = "rate_limit_rejections_total";
 /// Counter: requests admitted without counting because the limiter failed (fail-open).
 pub const RATE_LIMIT_FAIL_OPEN: &str = "rate_limit_fail_open_total";
-/// Gauge: connections the database pool holds.
-pub const DB_POOL_SIZE: &str = "db_pool_size";
-/// Gauge: idle connections in the pool.
-pub const DB_POOL_AVAILABLE: &str = "db_pool_available";
-/// Gauge: callers waiting for a connection.
-pub const DB_POOL_WAITING: &str = "db_pool_waiting";
-/// Gauge: the pool's maximum size.
-pub const DB_POOL_MAX: &str = "db_pool_max_size";
 /// Gauge: jobs due and not claimed.
 pub const JOB_QUEUE_READY: &str = "job_queue_ready";
 /// Gauge: jobs claimed by a worker.
@@ -100,10 +91,10 @@ fn describe() {
     describe_counter!(domain::COMPONENT_ERRORS, "Failed calls of a component that has a fallback, by component");
     describe_counter!(domain::COMPONENT_FALLBACKS, "Requests served by a fallback because a component was unusable");
     describe_gauge!(domain::COMPONENT_DEGRADED, "1 while a component runs on its fallback");
-    describe_gauge!(DB_POOL_SIZE, "Connections the database pool holds");
-    describe_gauge!(DB_POOL_AVAILABLE, "Idle connections in the database pool");
-    describe_gauge!(DB_POOL_WAITING, "Callers waiting for a database connection");
-    describe_gauge!(DB_POOL_MAX, "Maximum size of the database pool");
+    describe_gauge!(domain::DB_POOL_SIZE, "Connections the database pool holds");
+    describe_gauge!(domain::DB_POOL_AVAILABLE, "Idle connections in the database pool");
+    describe_gauge!(domain::DB_POOL_WAITING, "Callers waiting for a database connection");
+    describe_gauge!(domain::DB_POOL_MAX, "Maximum size of the database pool");
     describe_counter!(domain::JOBS, "Jobs worked, by kind and outcome");
     describe_histogram!(domain::JOB_DURATION, Unit::Seconds, "Time to work one job, by kind");
     describe_counter!(domain::WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by result");
@@ -158,14 +149,6 @@ impl MetricsEndpoint {
     }
 }
 
-/// Records the database pool's numbers (refreshed at every scrape).
-pub fn record_pool(status: PoolStatus) {
-    metrics::gauge!(DB_POOL_SIZE).set(as_f64(status.size));
-    metrics::gauge!(DB_POOL_AVAILABLE).set(as_f64(status.available));
-    metrics::gauge!(DB_POOL_WAITING).set(as_f64(status.waiting));
-    metrics::gauge!(DB_POOL_MAX).set(as_f64(status.max_size));
-}
-
 /// Records the job queue's depth (refreshed at every scrape; a worker may call it too).
 pub fn record_queue(stats: QueueStats) {
     metrics::gauge!(JOB_QUEUE_READY).set(stats.ready as f64);
@@ -181,10 +164,6 @@ pub fn record_check(dependency: &'static str, up: bool) {
 /// Records that shutdown has begun.
 pub fn record_shutting_down() {
     metrics::gauge!(SHUTTING_DOWN).set(1.0);
-}
-
-fn as_f64(n: usize) -> f64 {
-    u32::try_from(n).map_or(f64::from(u32::MAX), f64::from)
 }
 
 /// The HTTP method as a label: the standard ones by name, anything else as `other` (a client

@@ -1,0 +1,59 @@
+//! What operating plinth needs of its adapters: the queue's upkeep (waiting for work, rescuing
+//! jobs of dead workers, pruning by retention), its numbers, and the dependencies' readiness.
+
+use std::time::Duration;
+
+use super::Plinth;
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::ports::{Pruned, QueueStats};
+
+impl Plinth {
+    /// Returns when new work may be due, or after `max` at the latest.
+    pub async fn wait_for_work(&self, max: Duration) {
+        self.ports.jobs.wait_for_work(max).await;
+    }
+
+    /// Frees jobs claimed longer than `after` ago (their worker is taken to be dead); returns
+    /// how many. Errors: `Unavailable`.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn rescue_jobs(&self, after: Duration) -> Result<u64> {
+        self.ports.jobs.rescue(after).await
+    }
+
+    /// Deletes what is older than `retention`: finished deliveries, their events, expired
+    /// idempotency keys. Errors: `Unavailable`.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn prune(&self, retention: Duration) -> Result<Pruned> {
+        self.ports.jobs.prune(clock::now() - retention).await
+    }
+
+    /// The queue's numbers, for metrics. Errors: `Unavailable`.
+    pub async fn queue_stats(&self) -> Result<QueueStats> {
+        self.ports.jobs.stats().await
+    }
+
+    /// The names of the configured dependencies (none on the memory adapters).
+    pub fn dependencies(&self) -> Vec<&'static str> {
+        self.ports.dependencies.iter().map(|d| d.name()).collect()
+    }
+
+    /// Pings the dependency `name`. Errors: `Unavailable`; `NotFound` for a name that is not
+    /// configured.
+    pub async fn ping(&self, name: &str) -> Result<()> {
+        match self.ports.dependencies.iter().find(|d| d.name() == name) {
+            Some(d) => d.ping().await,
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// Has every dependency record its own gauges (called at each metrics scrape).
+    pub fn record_dependency_gauges(&self) {
+        self.ports.dependencies.iter().for_each(|d| d.record_gauges());
+    }
+
+    /// Closes every dependency (at shutdown, once nothing uses them any more).
+    pub fn close_dependencies(&self) {
+        self.ports.dependencies.iter().for_each(|d| d.close());
+    }
+}
