@@ -1,4 +1,4 @@
-//! `JobQueue` conformance: a queue per tenant, one job of a tenant in flight, claims that
+//! `JobQueue` and `DeliveryStore` conformance: a queue per tenant, one job of a tenant in flight, claims that
 //! serve every tenant whatever another's backlog, and a cap on each tenant's pending jobs
 //! that a write either fits under whole or fails against having changed nothing.
 
@@ -61,6 +61,10 @@ macro_rules! job_queue_suite {
                 concurrent_writes_never_take_a_tenant_past_its_cap,
                 finished_jobs_make_room_under_the_cap,
                 the_gauges_count_waiting_and_running_jobs,
+                a_delivery_is_loaded_with_its_webhook_event_and_sealed_secret,
+                an_attempt_recorded_finishes_retries_or_kills_the_delivery,
+                a_discarded_job_is_gone_and_a_deleted_webhooks_delivery_loads_as_nothing,
+                a_job_whose_worker_died_is_rescued_and_claimed_again,
             );
         }
     };
@@ -226,4 +230,83 @@ pub async fn the_gauges_count_waiting_and_running_jobs(queue: Queue) {
     finish(&queue, &job).await;
     let stats = queue.jobs.stats().await.expect("stats");
     assert_eq!((stats.ready, stats.running), (3, 0));
+}
+
+/// The deliveries of `tenant`'s webhook, newest first.
+async fn deliveries_of(queue: &Queue, tenant: &Tenant) -> Vec<crate::entities::Delivery> {
+    let hooks = queue.storage.webhooks.list(tenant.id, None, 10).await.expect("list webhooks");
+    queue.storage.webhooks.deliveries(tenant.id, hooks[0].id, None, 100).await.expect("list deliveries")
+}
+
+pub async fn a_delivery_is_loaded_with_its_webhook_event_and_sealed_secret(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    let project = write(&queue, &tenant, "Apollo").await.expect("write");
+    let job = claim(&queue).await.expect("due");
+    let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
+    let out = queue.deliveries.load(tenant.id, delivery).await.expect("load").expect("pending");
+    assert_eq!(out.delivery.id, delivery);
+    assert_eq!(out.sealed_secret, b"sealed");
+    assert!(out.url.starts_with("https://hooks.example.com/"), "{}", out.url);
+    let body: serde_json::Value = serde_json::from_slice(&out.body).expect("the event's JSON");
+    assert_eq!(body["type"], "project.created");
+    assert_eq!(body["data"]["id"], project.id.to_string());
+    let (other, _) = fixtures::tenant_with_owner(&queue.storage).await;
+    assert!(queue.deliveries.load(other.id, delivery).await.expect("load").is_none(), "another tenant's");
+}
+
+pub async fn an_attempt_recorded_finishes_retries_or_kills_the_delivery(queue: Queue) {
+    use crate::entities::DeliveryState;
+    let tenant = hooked_tenant(&queue).await;
+    write(&queue, &tenant, "Apollo").await.expect("write");
+    let job = claim(&queue).await.expect("due");
+    let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
+    let failed = AttemptOutcome { delivered: false, status: Some(500), error: Some("HTTP 500".into()) };
+    let later = clock::now() + std::time::Duration::from_secs(3600);
+    queue.deliveries.record(&job, delivery, &failed, NextStep::RetryAt(later)).await.expect("record");
+    let d = &deliveries_of(&queue, &tenant).await[0];
+    assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 1));
+    assert!(d.last_error.as_deref().is_some_and(|e| e.contains("500")), "{d:?}");
+    assert!(claim(&queue).await.is_none(), "a retry waits for its time");
+
+    write(&queue, &tenant, "Artemis").await.expect("write");
+    let job = claim(&queue).await.expect("the tenant's next job is due");
+    let Work::Deliver(second) = job.work else { panic!("a delivery job") };
+    queue.deliveries.record(&job, second, &failed, NextStep::Dead).await.expect("record");
+    let dead = deliveries_of(&queue, &tenant).await.into_iter().find(|d| d.id == second).expect("listed");
+    assert_eq!((dead.state, dead.attempts), (DeliveryState::Dead, 1));
+
+    write(&queue, &tenant, "Hermes").await.expect("write");
+    let job = claim(&queue).await.expect("due");
+    let Work::Deliver(third) = job.work else { panic!("a delivery job") };
+    finish(&queue, &job).await;
+    let done = deliveries_of(&queue, &tenant).await.into_iter().find(|d| d.id == third).expect("listed");
+    assert_eq!((done.state, done.attempts), (DeliveryState::Delivered, 1));
+    assert!(claim(&queue).await.is_none(), "finished and dead jobs are not claimed again");
+    assert_eq!(queue.jobs.stats().await.expect("stats").ready, 1, "only the retry waits");
+}
+
+pub async fn a_discarded_job_is_gone_and_a_deleted_webhooks_delivery_loads_as_nothing(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    write(&queue, &tenant, "Apollo").await.expect("write");
+    let job = claim(&queue).await.expect("due");
+    let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
+    let hooks = queue.storage.webhooks.list(tenant.id, None, 10).await.expect("list");
+    queue.storage.webhooks.delete(tenant.id, hooks[0].id).await.expect("delete");
+    assert!(queue.deliveries.load(tenant.id, delivery).await.expect("load").is_none());
+    queue.deliveries.discard(&job).await.expect("discard");
+    assert!(claim(&queue).await.is_none());
+    let stats = queue.jobs.stats().await.expect("stats");
+    assert_eq!((stats.ready, stats.running), (0, 0));
+}
+
+pub async fn a_job_whose_worker_died_is_rescued_and_claimed_again(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    write(&queue, &tenant, "Apollo").await.expect("write");
+    let job = claim(&queue).await.expect("due");
+    assert!(claim(&queue).await.is_none(), "in flight");
+    assert_eq!(queue.jobs.rescue(std::time::Duration::from_secs(3600)).await.expect("rescue"), 0, "not yet");
+    assert!(claim(&queue).await.is_none(), "still in flight");
+    assert_eq!(queue.jobs.rescue(std::time::Duration::ZERO).await.expect("rescue"), 1);
+    let again = claim(&queue).await.expect("rescued");
+    assert_eq!(again.id, job.id);
 }
