@@ -60,6 +60,12 @@ impl FromRequest for Auth {
     }
 }
 
+/// A resource's id from its path segment: a malformed id names nothing, so it is `404
+/// not_found` like an id of another tenant's resource.
+pub fn resource_id<T: std::str::FromStr>(raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
+}
+
 /// `limit` and `cursor` of a list request.
 #[derive(Debug, Clone, Copy)]
 pub struct Paging(pub PageRequest);

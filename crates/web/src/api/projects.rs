@@ -2,13 +2,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use plinth_domain::Error;
 use plinth_domain::entities::Project;
-use plinth_domain::ids::ProjectId;
 use plinth_domain::page::Page;
 use serde::Deserialize;
 
-use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging};
+use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging, resource_id};
 use super::idempotency;
 use super::respond;
 use super::schemas;
@@ -22,10 +20,6 @@ pub struct ProjectRequest {
     /// 1–255 characters after trimming, no control characters.
     #[schema(schema_with = schemas::display_name)]
     pub name: String,
-}
-
-fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
-    raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
 }
 
 /// The tenant's projects, newest first.
@@ -84,7 +78,7 @@ pub async fn get(
     who: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = state.plinth.get_project(who.0.tenant, project_id(&id)?).await?;
+    let body = state.plinth.get_project(who.0.tenant, resource_id(&id)?).await?;
     Ok(respond::get_tagged(&req, &body))
 }
 
@@ -104,7 +98,7 @@ pub async fn update(
     id: web::Path<String>,
     body: JsonBody<ProjectRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let project = state.plinth.rename_project(&who.0, project_id(&id)?, &body.value.name).await?;
+    let project = state.plinth.rename_project(&who.0, resource_id(&id)?, &body.value.name).await?;
     respond::json(StatusCode::OK, &project)
 }
 
@@ -118,6 +112,6 @@ pub async fn update(
 )]
 #[delete("/projects/{id}")]
 pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state.plinth.delete_project(&who.0, project_id(&id)?).await?;
+    state.plinth.delete_project(&who.0, resource_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,15 +2,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use plinth_domain::Error;
 use plinth_domain::entities::User;
-use plinth_domain::ids::UserId;
 use plinth_domain::page::Page;
 use plinth_domain::usecases::NewUserInput;
 use plinth_domain::values::Role;
 use serde::Deserialize;
 
-use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging};
+use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging, resource_id};
 use super::idempotency;
 use super::respond;
 use super::schemas;
@@ -37,10 +35,6 @@ pub struct CreateUserRequest {
 pub struct UpdateUserRequest {
     /// The new role.
     pub role: Role,
-}
-
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
 }
 
 /// The tenant's users, newest first.
@@ -101,7 +95,7 @@ pub async fn update(
     id: web::Path<String>,
     body: JsonBody<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = state.plinth.change_role(&who.0, user_id(&id)?, body.value.role).await?;
+    let user = state.plinth.change_role(&who.0, resource_id(&id)?, body.value.role).await?;
     respond::json(StatusCode::OK, &user)
 }
 
@@ -115,6 +109,6 @@ pub async fn update(
 )]
 #[delete("/users/{id}")]
 pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state.plinth.delete_user(&who.0, user_id(&id)?).await?;
+    state.plinth.delete_user(&who.0, resource_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }

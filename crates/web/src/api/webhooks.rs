@@ -2,13 +2,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
-use plinth_domain::Error;
 use plinth_domain::entities::{Delivery, Webhook};
 use plinth_domain::ids::WebhookId;
 use plinth_domain::page::Page;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging};
+use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging, resource_id};
 use super::idempotency;
 use super::respond;
 use super::schemas;
@@ -49,10 +48,6 @@ pub struct CreatedWebhookResponse {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: time::OffsetDateTime,
-}
-
-fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
-    raw.parse().map_err(|_| ApiError::Domain(Error::NotFound))
 }
 
 /// Registers a webhook; the response is the only time its secret is shown.
@@ -122,7 +117,7 @@ pub async fn list(
 )]
 #[delete("/webhooks/{id}")]
 pub async fn remove(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state.plinth.delete_webhook(&who.0, webhook_id(&id)?).await?;
+    state.plinth.delete_webhook(&who.0, resource_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -142,6 +137,6 @@ pub async fn deliveries(
     id: web::Path<String>,
     page: Paging,
 ) -> Result<HttpResponse, ApiError> {
-    let page = state.plinth.list_deliveries(&who.0, webhook_id(&id)?, &page.0).await?;
+    let page = state.plinth.list_deliveries(&who.0, resource_id(&id)?, &page.0).await?;
     respond::get(&req, &page)
 }
