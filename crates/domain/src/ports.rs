@@ -5,6 +5,7 @@
 //! `Internal` (anything unexpected); those two are not repeated on each method.
 
 mod cache;
+mod clock;
 mod credentials;
 mod idempotency;
 mod jobs;
@@ -13,6 +14,7 @@ mod repositories;
 mod webhooks;
 
 pub use cache::{CacheStore, Generation, GenerationStore};
+pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use idempotency::{
     IdempotencyKey, IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse,

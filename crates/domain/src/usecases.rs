@@ -23,8 +23,8 @@ pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    DeliveryStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher,
-    TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
+    Clock, DeliveryStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter,
+    SecretCipher, TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -56,6 +56,9 @@ pub struct Ports {
     pub deliveries: Arc<dyn DeliveryStore>,
     /// Outbound webhook requests.
     pub sender: Arc<dyn WebhookSender>,
+    /// The time: every timestamp the use cases write, and the adapters' own deadlines (the
+    /// composition root hands the same clock to the adapters that keep time).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Ports {

@@ -10,6 +10,8 @@ use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use plinth_domain::clock::SystemClock;
+use plinth_domain::ports::Clock;
 use plinth_domain::usecases::Ports;
 use plinth_postgres::PgStore;
 use utoipa_actix_web::AppExt as _;
@@ -65,17 +67,21 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Composes the adapters, binds `config.listen` and prepares the server.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        Self::build_with(config, |_| {}).await
+        Self::build_with(config, Arc::new(SystemClock::new()), |_| {}).await
     }
 
-    /// As [`Application::build`], letting `adapt` wrap or replace adapters once they are
-    /// chosen (see [`composition::compose_with`]).
-    pub async fn build_with(config: Config, adapt: impl FnOnce(&mut Ports)) -> Result<Self, StartupError> {
+    /// As [`Application::build`], on `clock`, letting `adapt` wrap or replace adapters once
+    /// they are chosen (see [`composition::compose_with`]).
+    pub async fn build_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        adapt: impl FnOnce(&mut Ports),
+    ) -> Result<Self, StartupError> {
         // The recorder first: the adapters take their metric handles as they are made, and a
         // handle taken before the recorder is installed records nothing.
         let metrics = MetricsEndpoint::new(config.metrics_token.as_ref());
         let Composed { plinth, local_limiter, demo, database, redis } =
-            composition::compose_with(&config, adapt).await?;
+            composition::compose_with(&config, clock, adapt).await?;
         let worker = config.worker.then(|| WorkerHandle::spawn(plinth.clone(), config.worker_settings));
         let (shutdown, signal) = shutdown::channel();
         let doc = openapi_document();
