@@ -12,7 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use plinth_domain::clock::SystemClock;
 use plinth_domain::ports::Clock;
-use plinth_domain::usecases::Ports;
+use plinth_domain::usecases::{Plinth, Ports};
 use plinth_postgres::PgStore;
 use utoipa_actix_web::AppExt as _;
 
@@ -45,6 +45,7 @@ pub struct Application {
     server: Server,
     port: u16,
     demo: Option<DemoLogin>,
+    plinth: Arc<Plinth>,
     worker: Option<WorkerHandle>,
     shutdown: ShutdownHandle,
     database: Option<PgStore>,
@@ -88,7 +89,7 @@ impl Application {
         let routes = Arc::new(RouteTable::from_openapi(&doc));
         let doc_json = OpenApiJson(bytes::Bytes::from(serde_json::to_vec(&doc).map_err(StartupError::OpenApi)?));
         let state = web::Data::new(AppState {
-            plinth,
+            plinth: plinth.clone(),
             base_domain: config.base_domain.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             ipv6_prefix: config.ipv6_prefix,
@@ -154,6 +155,7 @@ impl Application {
             server,
             port,
             demo,
+            plinth,
             worker,
             shutdown,
             database,
@@ -170,6 +172,12 @@ impl Application {
     /// The demo login, in embedded mode.
     pub fn demo(&self) -> Option<&DemoLogin> {
         self.demo.as_ref()
+    }
+
+    /// The use cases this server serves: an embedder (or a test) may drive the job worker's
+    /// steps itself (`Plinth::work_one`) when `PLINTH_WORKER` is off.
+    pub fn plinth(&self) -> Arc<Plinth> {
+        self.plinth.clone()
     }
 
     /// Starts a graceful shutdown when triggered, as SIGTERM does (tests, embedders). A second

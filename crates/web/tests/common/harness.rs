@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use plinth_domain::clock::SystemClock;
 use plinth_domain::ports::Clock;
-use plinth_domain::usecases::Ports;
+use plinth_domain::usecases::{Plinth, Ports};
 use plinth_testkit::TestDatabase;
 use plinth_web::shutdown::ShutdownHandle;
 use plinth_web::{Application, Config};
@@ -55,6 +55,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub shutdown: ShutdownHandle,
     pub stopped: JoinHandle<std::io::Result<()>>,
+    /// The app's use cases, to drive its job worker one step at a time.
+    pub plinth: Arc<Plinth>,
     /// Kept alive for the app's lifetime; dropped (and the database with it) at the end.
     pub db: Option<TestDatabase>,
 }
@@ -109,8 +111,9 @@ impl TestApp {
         let app = Application::build_with(config, clock, adapt).await.expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_handle();
+        let plinth = app.plinth();
         let stopped = tokio::spawn(app.run_until_stopped());
-        Self { address, client: client(), shutdown, stopped, db }
+        Self { address, client: client(), shutdown, stopped, plinth, db }
     }
 
     /// The port the app listens on.
