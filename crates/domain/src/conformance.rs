@@ -9,7 +9,7 @@
 //! use std::sync::Arc;
 //! use plinth_domain::conformance::Storage;
 //!
-//! plinth_domain::tenant_repository_suite!(Storage::shared(Arc::new(MemoryStore::new())));
+//! plinth_domain::tenant_repository_suite!(Storage::shared(Arc::new(MemoryStore::new(Arc::new(SystemClock::new())))));
 //! plinth_domain::cache_store_suite!(Arc::new(L1Cache::with_capacity_bytes(1 << 20)));
 //! ```
 //!

@@ -8,7 +8,7 @@ use plinth_domain::conformance::Storage;
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 
 fn storage() -> Storage {
-    Storage::shared(Arc::new(MemoryStore::new()))
+    Storage::shared(Arc::new(MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()))))
 }
 
 plinth_domain::tenant_repository_suite!(storage());

@@ -19,7 +19,7 @@ async fn storage() -> Storage {
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-conformance".into(),
     };
-    let store = PgStore::connect(&db.app_url, &settings).unwrap();
+    let store = PgStore::connect(&db.app_url, &settings, Arc::new(plinth_domain::clock::SystemClock::new())).unwrap();
     Storage::shared(Arc::new(store)).keep_alive(db)
 }
 

@@ -36,7 +36,8 @@ async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::enti
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-outbox-test".into(),
     };
-    let store = PgStore::connect(&db.app_url, &settings).unwrap();
+    let store = PgStore::connect(&db.app_url, &settings, std::sync::Arc::new(plinth_domain::clock::SystemClock::new()))
+        .unwrap();
     let tenant = fixtures::tenant();
     let owner = fixtures::user(tenant.id, "owner", Role::Owner);
     TenantRepository::create_with_owner(&store, &tenant, &owner).await.unwrap();

@@ -128,7 +128,7 @@ pub async fn compose_with(
 ) -> Result<Composed, StartupError> {
     let local_limiter = Arc::new(GovernorLimiter::new(clock.clone()));
     let passwords: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(hash_permits()).map_err(StartupError::Hasher)?);
-    let (repos, database) = repositories(config)?;
+    let (repos, database) = repositories(config, &clock)?;
     let key = encryption_key(config);
     let mut ports = Ports {
         tenants: repos.tenants,
@@ -208,9 +208,9 @@ impl Repositories {
 }
 
 /// PostgreSQL when `DATABASE_URL` is set, else memory.
-fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), StartupError> {
+fn repositories(config: &Config, clock: &Arc<dyn Clock>) -> Result<(Repositories, Option<PgStore>), StartupError> {
     let Some(db) = &config.database else {
-        return Ok((Repositories::of(Arc::new(MemoryStore::new())), None));
+        return Ok((Repositories::of(Arc::new(MemoryStore::new(clock.clone()))), None));
     };
     let settings = PgSettings {
         pool_size: db.pool_size,
@@ -218,7 +218,7 @@ fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), Star
         statement_timeout: db.statement_timeout,
         application_name: "plinth-api".into(),
     };
-    let pg = PgStore::connect(db.url.expose(), &settings).map_err(StartupError::Database)?;
+    let pg = PgStore::connect(db.url.expose(), &settings, clock.clone()).map_err(StartupError::Database)?;
     Ok((Repositories::of(Arc::new(pg.clone())), Some(pg)))
 }
 

@@ -2,7 +2,6 @@
 //! tenant's rows and outbox.
 
 use async_trait::async_trait;
-use plinth_domain::clock;
 use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{ProjectId, TenantId};
@@ -48,7 +47,7 @@ impl ProjectRepository for MemoryStore {
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let current = rows.projects.get(*id.as_uuid()).ok_or(Error::NotFound)?;
         // Never earlier than before, even if the wall clock stepped back.
-        let updated_at = clock::now().max(current.updated_at);
+        let updated_at = self.clock.now().max(current.updated_at);
         let updated = Project { name: name.clone(), updated_at, ..current.clone() };
         // Built before anything changes: if building panics, nothing is half-written.
         let caused = events(&updated);
