@@ -140,7 +140,9 @@ pub async fn compose_with(
         secrets: Arc::new(SecretBox::new(&key)),
         jobs: repos.jobs,
         deliveries: repos.deliveries,
-        sender: Arc::new(HttpSender::new(address_policy(config), None).map_err(StartupError::WebhookClient)?),
+        sender: Arc::new(
+            HttpSender::new(address_policy(config), None, clock.clone()).map_err(StartupError::WebhookClient)?,
+        ),
         tokens: tokens(config, clock.clone())?,
         passwords,
         limiter: local_limiter.clone(),
