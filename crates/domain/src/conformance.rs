@@ -9,7 +9,7 @@
 //! use std::sync::Arc;
 //! use plinth_domain::conformance::Storage;
 //!
-//! plinth_domain::tenant_repository_suite!(Storage::shared(Arc::new(MemoryStore::new())));
+//! plinth_domain::tenant_repository_suite!(Storage::shared(Arc::new(MemoryStore::new(Arc::new(SystemClock::new())))));
 //! plinth_domain::cache_store_suite!(Arc::new(L1Cache::with_capacity_bytes(1 << 20)));
 //! ```
 //!
@@ -31,6 +31,13 @@
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
 //! | `job_queue_suite!` | [`jobs::Queue`] over a store of its own, capped at [`jobs::CAP`] |
+//!
+//! The cache-store and rate-limiter suites test expiry and earning back, so time must pass.
+//! An adapter that keeps time by an injected [`Clock`](crate::ports::Clock) is given as a
+//! closure from that clock to the fixture, and the suite advances a [`ManualClock`]:
+//! `cache_store_suite!(|clock| Arc::new(L1Cache::with_capacity_bytes(1 << 20, clock)))`. An
+//! adapter whose engine keeps time (Redis' key TTLs, its `TIME`) is given as a plain fixture,
+//! and the suite waits for real.
 
 // Test support: a failed expectation here is a failed test, which is what panicking reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,6 +56,9 @@ pub mod webhooks;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::ManualClock;
 
 use crate::ports::{IdempotencyStore, ProjectRepository, TenantRepository, UserRepository, WebhookRepository};
 
@@ -99,6 +109,26 @@ impl fmt::Debug for Storage {
     }
 }
 
+/// How a suite makes time pass for the adapter under test.
+#[derive(Debug, Clone)]
+pub enum Time {
+    /// The adapter keeps time by this clock: the suite advances it.
+    Manual(Arc<ManualClock>),
+    /// The adapter's engine keeps time (Redis' key TTLs, its `TIME`), which no injected clock
+    /// moves: the suite waits.
+    Engine,
+}
+
+impl Time {
+    /// Lets `d` pass, as the adapter sees it.
+    pub async fn pass(&self, d: Duration) {
+        match self {
+            Self::Manual(clock) => clock.advance(d),
+            Self::Engine => tokio::time::sleep(d).await,
+        }
+    }
+}
+
 /// Runs one test on a fresh current-thread runtime with every driver enabled, as
 /// `#[tokio::test]` does; the suites' macros call it so adapters need no tokio macros.
 #[doc(hidden)]
@@ -119,5 +149,54 @@ macro_rules! __conformance_tests {
                 });
             }
         )+
+    };
+}
+
+/// As `__conformance_tests!`, for a suite whose `$timed` behaviours also take a [`Time`]: the
+/// fixture is either `|clock| expr` (an adapter on the injected clock, given a `ManualClock`
+/// that the suite advances) or a plain expression (the engine keeps time; the suite waits).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __timed_conformance_tests {
+    ($suite:ident, |$clock:ident| $fixture:expr, [$($test:ident),* $(,)?], [$($timed:ident),* $(,)?] $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::conformance::run(async {
+                    let $clock: ::std::sync::Arc<dyn $crate::ports::Clock> =
+                        ::std::sync::Arc::new($crate::clock::ManualClock::new());
+                    $crate::conformance::$suite::$test($fixture).await;
+                });
+            }
+        )*
+        $(
+            #[test]
+            fn $timed() {
+                $crate::conformance::run(async {
+                    let manual = ::std::sync::Arc::new($crate::clock::ManualClock::new());
+                    let $clock: ::std::sync::Arc<dyn $crate::ports::Clock> = manual.clone();
+                    let time = $crate::conformance::Time::Manual(manual);
+                    $crate::conformance::$suite::$timed($fixture, time).await;
+                });
+            }
+        )*
+    };
+    ($suite:ident, $fixture:expr, [$($test:ident),* $(,)?], [$($timed:ident),* $(,)?] $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::conformance::run(async {
+                    $crate::conformance::$suite::$test($fixture).await;
+                });
+            }
+        )*
+        $(
+            #[test]
+            fn $timed() {
+                $crate::conformance::run(async {
+                    $crate::conformance::$suite::$timed($fixture, $crate::conformance::Time::Engine).await;
+                });
+            }
+        )*
     };
 }

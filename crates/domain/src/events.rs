@@ -60,14 +60,8 @@ pub struct DomainEvent {
 }
 
 impl DomainEvent {
-    /// A new event of `kind` about `project`.
-    pub fn project(kind: EventKind, project: &Project) -> Self {
-        Self {
-            id: EventId::new(),
-            kind,
-            created_at: crate::clock::now(),
-            tenant_id: project.tenant_id,
-            data: project.clone(),
-        }
+    /// A new event of `kind` about `project`, happened `at`.
+    pub fn project(kind: EventKind, project: &Project, at: OffsetDateTime) -> Self {
+        Self { id: EventId::new(), kind, created_at: at, tenant_id: project.tenant_id, data: project.clone() }
     }
 }

@@ -5,6 +5,7 @@
 //! `Internal` (anything unexpected); those two are not repeated on each method.
 
 mod cache;
+mod clock;
 mod credentials;
 mod dependency;
 mod idempotency;
@@ -14,6 +15,7 @@ mod repositories;
 mod webhooks;
 
 pub use cache::{CacheStore, Generation, GenerationStore};
+pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use dependency::Dependency;
 pub use idempotency::{

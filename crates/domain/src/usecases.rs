@@ -24,8 +24,9 @@ pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    DeliveryStore, Dependency, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter,
-    SecretCipher, TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
+    Clock, DeliveryStore, Dependency, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota,
+    RateLimiter, SecretCipher, TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender,
+    WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -59,6 +60,9 @@ pub struct Ports {
     pub sender: Arc<dyn WebhookSender>,
     /// The services the adapters connect to, for readiness, metrics and shutdown.
     pub dependencies: Vec<Arc<dyn Dependency>>,
+    /// The time: every timestamp the use cases write, and the adapters' own deadlines (the
+    /// composition root hands the same clock to the adapters that keep time).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Ports {

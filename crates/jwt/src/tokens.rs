@@ -12,11 +12,12 @@ mod keys;
 mod tests;
 
 use std::fmt;
+use std::sync::Arc;
 
 use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Validation, decode, decode_header, encode};
 use plinth_domain::ids::{TenantId, UserId};
-use plinth_domain::ports::{AccessToken, Claims, TokenService};
+use plinth_domain::ports::{AccessToken, Claims, Clock, TokenService};
 use plinth_domain::values::Role;
 use plinth_domain::{Error, Result};
 
@@ -50,12 +51,15 @@ pub struct JwtTokens {
     audience: String,
     /// Validated to lie in 1..=MAX_TTL seconds.
     ttl_secs: i64,
+    /// `iat` and `exp` of issued tokens, and the time presented tokens are checked against.
+    clock: Arc<dyn Clock>,
 }
 
 impl JwtTokens {
     /// Checks `config` and its keys. The keys are parsed and tried once here, so a bad key
-    /// fails start-up rather than every request.
-    pub fn new(config: JwtConfig) -> Result<Self, JwtConfigError> {
+    /// fails start-up rather than every request. Tokens are issued and checked at `clock`'s
+    /// time.
+    pub fn new(config: JwtConfig, clock: Arc<dyn Clock>) -> Result<Self, JwtConfigError> {
         if config.issuer.is_empty() {
             return Err(JwtConfigError::Empty("issuer"));
         }
@@ -74,7 +78,9 @@ impl JwtTokens {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
-        validation.validate_exp = true;
+        // `jsonwebtoken` would check `exp` against the system's clock; `Presented::into_claims`
+        // checks it against ours, with the same leeway.
+        validation.validate_exp = false;
         validation.validate_nbf = false;
 
         Ok(Self {
@@ -84,6 +90,7 @@ impl JwtTokens {
             issuer: config.issuer,
             audience: config.audience,
             ttl_secs,
+            clock,
         })
     }
 
@@ -103,6 +110,11 @@ impl JwtTokens {
         Ok(AccessToken { token, expires_in: self.ttl_secs.unsigned_abs() })
     }
 
+    /// Now, in Unix seconds.
+    fn unix_now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
     /// The claims of `token`, or why it is refused.
     fn check(&self, token: &str) -> Result<Claims, Refusal> {
         if token.len() > MAX_TOKEN_LEN {
@@ -114,17 +126,17 @@ impl JwtTokens {
         }
         let key = self.keys.verification_key(header.kid.as_deref()).ok_or(Refusal::UnknownKey)?;
         let data = decode::<Presented>(token, key, &self.validation).map_err(|e| refusal(&e))?;
-        data.claims.into_claims(unix_now(), LEEWAY_SECS)
+        data.claims.into_claims(self.unix_now(), LEEWAY_SECS)
     }
 }
 
 impl TokenService for JwtTokens {
     fn issue(&self, user: UserId, tenant: TenantId, role: Role, version: u32) -> Result<AccessToken> {
-        self.issue_at(user, tenant, role, version, unix_now())
+        self.issue_at(user, tenant, role, version, self.unix_now())
     }
 
     fn verify(&self, token: &str) -> Result<Claims> {
-        let now = unix_now();
+        let now = self.unix_now();
         if let Some(claims) = self.verified.get(token) {
             if claims.expires_at.saturating_add(LEEWAY_SECS) >= now {
                 return Ok(claims);
@@ -166,9 +178,4 @@ fn refusal(e: &JwtError) -> Refusal {
         ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => Refusal::Claims,
         _ => Refusal::Malformed,
     }
-}
-
-/// Now, in Unix seconds.
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }

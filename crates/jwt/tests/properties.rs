@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use plinth_domain::Error;
+use plinth_domain::clock::SystemClock;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::ports::TokenService;
 use plinth_domain::values::Role;
@@ -25,7 +27,7 @@ fn config(keys: KeySource) -> JwtConfig {
 }
 
 fn hs256() -> JwtTokens {
-    JwtTokens::new(config(KeySource::hs256(SECRET))).unwrap()
+    JwtTokens::new(config(KeySource::hs256(SECRET)), Arc::new(SystemClock::new())).unwrap()
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -41,7 +43,7 @@ fn asymmetric(algorithm: AsymmetricAlgorithm, signing: &str, kid: &str) -> JwtTo
         kid: kid.into(),
         verification_keys: vec![(kid.to_owned(), fixture(&format!("{signing}.pub.pem")))],
     };
-    JwtTokens::new(config(keys)).unwrap()
+    JwtTokens::new(config(keys), Arc::new(SystemClock::new())).unwrap()
 }
 
 fn now() -> i64 {

@@ -4,12 +4,13 @@
 //! past it is a miss and is removed.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use plinth_domain::Result;
-use plinth_domain::ports::CacheStore;
+use plinth_domain::ports::{CacheStore, Clock};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
@@ -20,12 +21,11 @@ const ENTRY_OVERHEAD: usize = size_of::<String>() + size_of::<Entry>();
 /// Entries expected for the capacity, one per this many bytes: sizes quick_cache's shards.
 const BYTES_PER_ENTRY_ESTIMATE: u64 = 2048;
 
-const YEAR: Duration = Duration::from_secs(365 * 86_400);
-
 #[derive(Clone)]
 struct Entry {
     value: Bytes,
-    expires_at: Instant,
+    /// The clock's monotonic reading at which the entry expires.
+    expires_at: Duration,
 }
 
 /// Weighs an entry by the bytes it holds.
@@ -42,14 +42,16 @@ impl Weighter<String, Entry> for ByteWeighter {
 /// with quick_cache's S3-FIFO policy, each entry kept until its ttl.
 pub struct L1Cache {
     entries: Cache<String, Entry, ByteWeighter>,
+    clock: Arc<dyn Clock>,
 }
 
 impl L1Cache {
-    /// A cache of at most about `max_bytes` (e.g. `64 << 20`). A single entry larger than a
-    /// shard's share of that is not kept.
-    pub fn with_capacity_bytes(max_bytes: u64) -> Self {
+    /// A cache of at most about `max_bytes` (e.g. `64 << 20`), whose entries expire by
+    /// `clock`'s monotonic readings. A single entry larger than a shard's share of that is not
+    /// kept.
+    pub fn with_capacity_bytes(max_bytes: u64, clock: Arc<dyn Clock>) -> Self {
         let estimated_items = usize::try_from(max_bytes / BYTES_PER_ENTRY_ESTIMATE).unwrap_or(usize::MAX).max(1);
-        Self { entries: Cache::with_weighter(estimated_items, max_bytes, ByteWeighter) }
+        Self { entries: Cache::with_weighter(estimated_items, max_bytes, ByteWeighter), clock }
     }
 
     /// The bytes held now, as weighed against the capacity.
@@ -87,7 +89,7 @@ impl fmt::Debug for L1Cache {
 impl CacheStore for L1Cache {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let Some(entry) = self.entries.get(key) else { return Ok(None) };
-        let now = Instant::now();
+        let now = self.clock.elapsed();
         if entry.expires_at > now {
             return Ok(Some(entry.value));
         }
@@ -102,9 +104,8 @@ impl CacheStore for L1Cache {
             self.entries.remove(key);
             return Ok(());
         }
-        let now = Instant::now();
-        // A ttl further away than `Instant` reaches is as good as a year.
-        let expires_at = now.checked_add(ttl).or_else(|| now.checked_add(YEAR)).unwrap_or(now);
+        // A ttl further away than a `Duration` reaches is as good as forever.
+        let expires_at = self.clock.elapsed().saturating_add(ttl);
         self.entries.insert(key.to_owned(), Entry { value, expires_at });
         Ok(())
     }
@@ -118,13 +119,19 @@ impl CacheStore for L1Cache {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use plinth_domain::clock::{ManualClock, SystemClock};
+
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    fn cache() -> L1Cache {
+        L1Cache::with_capacity_bytes(1 << 20, Arc::new(SystemClock::new()))
+    }
+
     #[tokio::test]
     async fn the_byte_bound_evicts_entries() {
-        let cache = L1Cache::with_capacity_bytes(64 << 10);
+        let cache = L1Cache::with_capacity_bytes(64 << 10, Arc::new(SystemClock::new()));
         let value = Bytes::from(vec![7u8; 1024]);
         for i in 0..1000 {
             cache.set(&format!("key-{i}"), value.clone(), MINUTE).await.unwrap();
@@ -137,17 +144,19 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_is_weighed_by_its_bytes() {
-        let cache = L1Cache::with_capacity_bytes(1 << 20);
+        let cache = cache();
         cache.set("k", Bytes::from(vec![0u8; 1000]), MINUTE).await.unwrap();
         assert_eq!(cache.weight_bytes(), u64::try_from(1 + 1000 + ENTRY_OVERHEAD).unwrap());
     }
 
     #[tokio::test]
     async fn an_expired_entry_is_a_miss_and_is_removed() {
-        let cache = L1Cache::with_capacity_bytes(1 << 20);
+        let clock = Arc::new(ManualClock::new());
+        let cache = L1Cache::with_capacity_bytes(1 << 20, clock.clone());
         cache.set("k", Bytes::from_static(b"v"), Duration::from_millis(20)).await.unwrap();
+        clock.advance(Duration::from_millis(19));
         assert_eq!(cache.get("k").await.unwrap(), Some(Bytes::from_static(b"v")));
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        clock.advance(Duration::from_millis(1));
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.get("k").await.unwrap(), None);
         assert!(cache.is_empty(), "{cache:?}");
@@ -155,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_zero_ttl_keeps_nothing() {
-        let cache = L1Cache::with_capacity_bytes(1 << 20);
+        let cache = cache();
         cache.set("k", Bytes::from_static(b"old"), MINUTE).await.unwrap();
         cache.set("k", Bytes::from_static(b"new"), Duration::ZERO).await.unwrap();
         assert_eq!(cache.get("k").await.unwrap(), None);
@@ -163,8 +172,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_ttl_beyond_what_instant_holds_keeps_the_value() {
-        let cache = L1Cache::with_capacity_bytes(1 << 20);
+    async fn a_ttl_beyond_what_a_duration_holds_keeps_the_value() {
+        let cache = cache();
         cache.set("k", Bytes::from_static(b"v"), Duration::MAX).await.unwrap();
         assert_eq!(cache.get("k").await.unwrap(), Some(Bytes::from_static(b"v")));
     }

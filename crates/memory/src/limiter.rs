@@ -10,26 +10,40 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::{DefaultKeyedRateLimiter, NotUntil};
+use governor::NotUntil;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
+use governor::state::keyed::DefaultKeyedStateStore;
 use plinth_domain::Result;
-use plinth_domain::ports::{Decision, Policy, Quota, RateLimiter};
+use plinth_domain::ports::{Clock, Decision, Policy, Quota, RateLimiter};
 
-type Keyed = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
-type Instant = <DefaultClock as Clock>::Instant;
+/// A governor limiter keyed by subject, on the injected clock.
+type Keyed = governor::RateLimiter<String, DefaultKeyedStateStore<String>, PortClock, StateInformationMiddleware>;
+
+/// The injected clock as governor reads it: its monotonic reading is governor's instant.
+#[derive(Debug, Clone)]
+struct PortClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for PortClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
 
 /// The in-process `RateLimiter`: exact for one instance, and the fallback when the shared
 /// limiter is unavailable. Call [`GovernorLimiter::retain_recent`] now and then to forget
 /// subjects whose quota is full again.
 pub struct GovernorLimiter {
     limiters: RwLock<HashMap<(Policy, Quota), Arc<Keyed>>>,
+    clock: PortClock,
 }
 
 impl GovernorLimiter {
-    /// A limiter that has counted nothing yet.
-    pub fn new() -> Self {
-        Self { limiters: RwLock::new(HashMap::new()) }
+    /// A limiter that has counted nothing yet, earning requests back as `clock`'s monotonic
+    /// readings advance.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { limiters: RwLock::new(HashMap::new()), clock: PortClock(clock) }
     }
 
     /// Forgets the subjects whose quota is full again (they are indistinguishable from new
@@ -59,15 +73,13 @@ impl GovernorLimiter {
             .entry((policy, quota))
             .or_insert_with(|| {
                 let q = governor::Quota::per_minute(quota.per_minute).allow_burst(quota.per_minute);
-                Arc::new(governor::RateLimiter::keyed(q).with_middleware::<StateInformationMiddleware>())
+                let state = DefaultKeyedStateStore::default();
+                Arc::new(
+                    governor::RateLimiter::<_, _, _, NoOpMiddleware<Duration>>::new(q, state, self.clock.clone())
+                        .with_middleware::<StateInformationMiddleware>(),
+                )
             })
             .clone()
-    }
-}
-
-impl Default for GovernorLimiter {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -85,7 +97,7 @@ impl RateLimiter for GovernorLimiter {
         let limit = quota.per_minute.get();
         Ok(match limiter.check_key(&subject.to_owned()) {
             Ok(state) => admitted(limit, state.remaining_burst_capacity()),
-            Err(not_until) => refused(limit, &not_until, limiter.clock().now()),
+            Err(not_until) => refused(limit, &not_until, self.clock.0.elapsed()),
         })
     }
 }
@@ -105,7 +117,7 @@ fn admitted(limit: u32, remaining: u32) -> Decision {
 
 /// A refused request: nothing remains; one request is earned back after the wait, and the
 /// rest of the quota (`limit - 1` more) after that.
-fn refused(limit: u32, not_until: &NotUntil<Instant>, now: Instant) -> Decision {
+fn refused(limit: u32, not_until: &NotUntil<Duration>, now: Duration) -> Decision {
     let wait = not_until.wait_time_from(now);
     let retry_after_secs = whole_secs(wait).max(1);
     let full = wait.saturating_add(not_until.quota().replenish_interval().saturating_mul(limit.saturating_sub(1)));
@@ -126,7 +138,13 @@ fn whole_secs(d: Duration) -> u64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use plinth_domain::clock::{ManualClock, SystemClock};
+
     use super::*;
+
+    fn system() -> Arc<dyn Clock> {
+        Arc::new(SystemClock::new())
+    }
 
     fn quota(n: u32) -> Quota {
         Quota::per_minute(n).unwrap()
@@ -151,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn retain_recent_keeps_spent_subjects_limited() {
-        let limiter = GovernorLimiter::new();
+        let limiter = GovernorLimiter::new(system());
         for _ in 0..3 {
             assert!(limiter.check(Policy::Ip, "spent", quota(3)).await.unwrap().allowed);
         }
@@ -163,17 +181,21 @@ mod tests {
 
     #[tokio::test]
     async fn retain_recent_forgets_subjects_whose_quota_is_full_again() {
-        let limiter = GovernorLimiter::new();
+        let clock = Arc::new(ManualClock::new());
+        let limiter = GovernorLimiter::new(clock.clone());
         // 6,000 a minute: one request is earned back every 10 ms.
         assert!(limiter.check(Policy::Tenant, "brief", quota(6000)).await.unwrap().allowed);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // governor forgets a subject one emission interval after its quota is whole again.
+        clock.advance(Duration::from_millis(19));
+        assert_eq!(limiter.retain_recent(), 1, "forgotten too early");
+        clock.advance(Duration::from_millis(1));
         assert_eq!(limiter.retain_recent(), 0);
         assert_eq!(limiter.check(Policy::Tenant, "brief", quota(6000)).await.unwrap().remaining, 5999);
     }
 
     #[tokio::test]
     async fn one_subject_under_two_quotas_is_counted_separately() {
-        let limiter = GovernorLimiter::new();
+        let limiter = GovernorLimiter::new(system());
         assert_eq!(limiter.check(Policy::Tenant, "t", quota(300)).await.unwrap().remaining, 299);
         assert_eq!(limiter.check(Policy::Tenant, "t", quota(3000)).await.unwrap().remaining, 2999);
     }

@@ -16,12 +16,12 @@ mod webhooks;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use plinth_domain::entities::{Delivery, DeliveryState, Project, Tenant, User, Webhook};
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{DeliveryId, TenantId, UserId, WebhookId};
-use plinth_domain::ports::{IdempotentWrite, Keyed};
+use plinth_domain::ports::{Clock, IdempotentWrite, Keyed};
 use plinth_domain::values::{Email, Slug};
 use plinth_domain::{Error, Result};
 
@@ -35,6 +35,8 @@ pub struct MemoryStore {
     data: RwLock<Data>,
     keys: Mutex<Keys>,
     wakeups: tokio::sync::Notify,
+    /// Projects' `updated_at` on rename; idempotency keys expire by it too.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Default)]
@@ -108,21 +110,21 @@ impl TenantData {
 }
 
 impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
+    /// An empty store, keeping time by `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             data: RwLock::new(Data::default()),
-            keys: Mutex::new(Keys::default()),
+            keys: Mutex::new(Keys::new(clock.clone())),
             wakeups: tokio::sync::Notify::new(),
+            clock,
         }
     }
 
-    /// An empty store whose tenants may each have at most `max` pending jobs (instead of
+    /// This store, with each tenant allowed at most `max` pending jobs (instead of
     /// `DEFAULT_MAX_PENDING_JOBS`).
-    pub fn with_max_pending_jobs(max: u64) -> Self {
-        let store = Self::new();
-        store.write().jobs.set_max_pending(max);
-        store
+    pub fn with_max_pending_jobs(self, max: u64) -> Self {
+        self.write().jobs.set_max_pending(max);
+        self
     }
 
     /// Forgets expired idempotency keys; returns how many. Claims also do this now and then.
@@ -157,12 +159,6 @@ impl MemoryStore {
             keys.store(key);
         }
         Ok(Keyed::Written)
-    }
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

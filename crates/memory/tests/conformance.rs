@@ -8,18 +8,19 @@ use plinth_domain::conformance::Storage;
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 
 fn storage() -> Storage {
-    Storage::shared(Arc::new(MemoryStore::new()))
+    Storage::shared(Arc::new(MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()))))
 }
 
 plinth_domain::tenant_repository_suite!(storage());
 plinth_domain::user_repository_suite!(storage());
 plinth_domain::project_repository_suite!(storage());
 plinth_domain::idempotency_store_suite!(storage());
-plinth_domain::cache_store_suite!(Arc::new(L1Cache::with_capacity_bytes(1 << 20)));
+plinth_domain::cache_store_suite!(|clock| Arc::new(L1Cache::with_capacity_bytes(1 << 20, clock)));
 plinth_domain::generation_store_suite!(Arc::new(MemoryGenerations::new()), always_local);
-plinth_domain::rate_limiter_suite!(Arc::new(GovernorLimiter::new()));
+plinth_domain::rate_limiter_suite!(|clock| Arc::new(GovernorLimiter::new(clock)));
 plinth_domain::webhook_repository_suite!(storage());
 plinth_domain::job_queue_suite!({
-    let store = Arc::new(MemoryStore::with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
+    let store = MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()));
+    let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
     plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
 });

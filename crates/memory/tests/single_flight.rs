@@ -13,7 +13,7 @@ use plinth_domain::ids::TenantId;
 use plinth_memory::{L1Cache, MemoryGenerations};
 
 fn cache() -> Arc<Cache> {
-    let l1 = Arc::new(L1Cache::with_capacity_bytes(1 << 20));
+    let l1 = Arc::new(L1Cache::with_capacity_bytes(1 << 20, Arc::new(plinth_domain::clock::SystemClock::new())));
     Arc::new(Cache::new(Some(l1), None, Arc::new(MemoryGenerations::new())))
 }
 

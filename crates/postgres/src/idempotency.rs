@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use plinth_domain::ports::{IdempotencyScope, IdempotencyStore, IdempotentWrite, Lookup, StoredResponse};
-use plinth_domain::{Error, Result, clock};
+use plinth_domain::{Error, Result};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::OrDb as _;
@@ -17,7 +18,7 @@ use crate::pool::{PgStore, tenant_read, tenant_tx};
 ///
 /// A row without an answer was left "in progress" by an earlier version of plinth, which
 /// claimed keys in a transaction of their own; such a claim is taken over at once.
-pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite) -> Result<bool> {
+pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite, now: OffsetDateTime) -> Result<bool> {
     let q = tx
         .prepare_cached(
             "INSERT INTO idempotency_keys \
@@ -43,7 +44,7 @@ pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite) -> 
         &status,
         &body,
         &write.response.location,
-        &clock::now(),
+        &now,
         &write.expires_at,
     ];
     Ok(tx.query_opt(&q, &params).await.or_db()?.is_some())
@@ -51,9 +52,9 @@ pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite) -> 
 
 /// Stores `key` in the caller's transaction when there is one; `false` when it is live already
 /// (the caller then writes nothing and lets the transaction roll back).
-pub(crate) async fn take_key(tx: &Transaction<'_>, key: Option<&IdempotentWrite>) -> Result<bool> {
+pub(crate) async fn take_key(tx: &Transaction<'_>, key: Option<&IdempotentWrite>, now: OffsetDateTime) -> Result<bool> {
     match key {
-        Some(key) => store_key(tx, key).await,
+        Some(key) => store_key(tx, key, now).await,
         None => Ok(true),
     }
 }
@@ -68,7 +69,7 @@ impl IdempotencyStore for PgStore {
                        WHERE tenant_id = $1 AND user_id = $2 AND key = $3 AND expires_at > $4 \
                          AND status IS NOT NULL";
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-                [scope.tenant.as_uuid(), scope.user.as_uuid(), &scope.key.as_str(), &clock::now()];
+                [scope.tenant.as_uuid(), scope.user.as_uuid(), &scope.key.as_str(), &self.clock.now()];
             let rows = tenant_read(&client, scope.tenant, sql, &params, 1).await?;
             let Some(row) = rows.first() else { return Ok(Lookup::New) };
             let stored: Uuid = row.try_get(0).or_db()?;
@@ -90,7 +91,7 @@ impl IdempotencyStore for PgStore {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, write.scope.tenant).await?;
-            store_key(&tx, write).await?;
+            store_key(&tx, write, self.clock.now()).await?;
             tx.commit().await.or_db()
         })
         .await

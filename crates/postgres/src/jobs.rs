@@ -15,7 +15,7 @@ use plinth_domain::ids::{DeliveryId, TenantId};
 use plinth_domain::ports::{
     AttemptOutcome, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work,
 };
-use plinth_domain::{Error, Result, clock};
+use plinth_domain::{Error, Result};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -266,7 +266,7 @@ impl DeliveryStore for PgStore {
                 .map_err(error::db)?;
             tx.execute(
                 &update,
-                &[job.tenant.as_uuid(), delivery.as_uuid(), &state.as_str(), &outcome.error, &clock::now()],
+                &[job.tenant.as_uuid(), delivery.as_uuid(), &state.as_str(), &outcome.error, &self.clock.now()],
             )
             .await
             .map_err(error::db)?;

@@ -1,5 +1,6 @@
 //! The connection pool and the tenant-scoped transaction every repository call runs in.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
@@ -7,6 +8,7 @@ use futures_util::TryStreamExt as _;
 use plinth_affinity as affinity;
 use plinth_domain::Error;
 use plinth_domain::ids::TenantId;
+use plinth_domain::ports::Clock;
 use tokio_postgres::NoTls;
 
 use crate::error::{self, DATABASE, OrDb as _, PgError};
@@ -34,14 +36,17 @@ pub struct PgSettings {
 /// from its own pool (the pools share `pool_size` between them).
 #[derive(Clone)]
 pub struct PgStore {
-    pools: std::sync::Arc<[Pool]>,
+    pools: Arc<[Pool]>,
     /// For the LISTEN connection the job queue wakes on.
     pub(crate) listen_config: tokio_postgres::Config,
-    pub(crate) wakeups: std::sync::Arc<crate::jobs::Wakeups>,
+    pub(crate) wakeups: Arc<crate::jobs::Wakeups>,
     /// Bounds a whole port call, so a database that stops answering can't hang a request.
     call_timeout: Duration,
     /// How many jobs one tenant may have pending; a write past it is `QueueFull`.
     pub(crate) max_pending_jobs: i64,
+    /// The timestamps the adapter writes itself (`updated_at`, a key's `created_at`) and
+    /// what idempotency keys expire against.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -66,7 +71,7 @@ pub struct PoolStatus {
 
 impl PgStore {
     /// A pool for `url`. Connects lazily: a database that is down now is not an error yet.
-    pub fn connect(url: &str, settings: &PgSettings) -> Result<Self, PgError> {
+    pub fn connect(url: &str, settings: &PgSettings, clock: Arc<dyn Clock>) -> Result<Self, PgError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| PgError::Url)?;
         let statement_ms = settings.statement_timeout.as_millis();
         config
@@ -98,9 +103,10 @@ impl PgStore {
         Ok(Self {
             pools,
             listen_config,
-            wakeups: std::sync::Arc::default(),
+            wakeups: Arc::default(),
             call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500),
             max_pending_jobs: i64::try_from(plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS).unwrap_or(i64::MAX),
+            clock,
         })
     }
 

@@ -8,7 +8,7 @@ use plinth_domain::ids::{ProjectId, TenantId};
 use plinth_domain::page::Cursor;
 use plinth_domain::ports::{EventsFor, IdempotentWrite, Keyed, ProjectRepository};
 use plinth_domain::values::ProjectName;
-use plinth_domain::{Error, Result, clock};
+use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
 
 use crate::error::{OrDb as _, corrupt};
@@ -97,7 +97,7 @@ impl ProjectRepository for PgStore {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, project.tenant_id).await?;
-            if !take_key(&tx, key).await? {
+            if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
             }
             let q = tx
@@ -145,7 +145,7 @@ impl ProjectRepository for PgStore {
                 .await
                 .or_db()?;
             let row =
-                tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &name.as_str(), &clock::now()]).await.or_db()?;
+                tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &name.as_str(), &self.clock.now()]).await.or_db()?;
             let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
             store_events(&tx, &events(&project), self.max_pending_jobs).await?;
             tx.commit().await.or_db()?;

@@ -9,7 +9,7 @@ use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::page::Cursor;
 use plinth_domain::ports::{IdempotentWrite, Keyed, UserCheck, UserRepository};
 use plinth_domain::values::{Email, PasswordHash, Role};
-use plinth_domain::{Error, Result, clock};
+use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
 
 use crate::error::{self, OrDb as _, corrupt};
@@ -103,7 +103,7 @@ impl UserRepository for PgStore {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, user.tenant_id).await?;
-            if !take_key(&tx, key).await? {
+            if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
             }
             insert_user(&tx, user).await?;
@@ -161,7 +161,7 @@ impl UserRepository for PgStore {
                 .await
                 .or_db()?;
             let row = tx
-                .query_one(&update, &[tenant.as_uuid(), id.as_uuid(), &role.as_str(), &clock::now()])
+                .query_one(&update, &[tenant.as_uuid(), id.as_uuid(), &role.as_str(), &self.clock.now()])
                 .await
                 .or_db()?;
             tx.commit().await.or_db()?;

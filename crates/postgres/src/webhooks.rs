@@ -107,7 +107,7 @@ impl WebhookRepository for PgStore {
         self.bounded(async {
             let mut client = self.conn().await?;
             let tx = tenant_tx(&mut client, webhook.tenant_id).await?;
-            if !take_key(&tx, key).await? {
+            if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
             }
             // Creations of one tenant take turns from here to their commit, so the count they

@@ -20,7 +20,7 @@ async fn store() -> (PgStore, TestDatabase) {
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-conformance".into(),
     };
-    (PgStore::connect(&db.app_url, &settings).unwrap(), db)
+    (PgStore::connect(&db.app_url, &settings, Arc::new(plinth_domain::clock::SystemClock::new())).unwrap(), db)
 }
 
 async fn storage() -> Storage {

@@ -37,7 +37,8 @@ async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::enti
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-outbox-test".into(),
     };
-    let store = PgStore::connect(&db.app_url, &settings).unwrap();
+    let store = PgStore::connect(&db.app_url, &settings, std::sync::Arc::new(plinth_domain::clock::SystemClock::new()))
+        .unwrap();
     let tenant = fixtures::tenant();
     let owner = fixtures::user(tenant.id, "owner", Role::Owner);
     TenantRepository::create_with_owner(&store, &tenant, &owner).await.unwrap();
@@ -58,7 +59,7 @@ async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
     let (store, tenant) = tenant_with_webhook(&db).await;
 
     let first = fixtures::project_at(tenant.id, "Committed", fixtures::ago(1));
-    let event = DomainEvent::project(EventKind::ProjectCreated, &first);
+    let event = DomainEvent::project(EventKind::ProjectCreated, &first, plinth_domain::clock::now());
     ProjectRepository::insert(&store, &first, std::slice::from_ref(&event), None).await.unwrap();
     assert_eq!(counts(&db).await, (1, 1, 1, 1), "project, event, delivery and job together");
 
@@ -83,7 +84,7 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
         key: IdempotencyKey::parse("retry-me").unwrap(),
     };
     let first = fixtures::project_at(tenant.id, "Committed", fixtures::ago(1));
-    let event = DomainEvent::project(EventKind::ProjectCreated, &first);
+    let event = DomainEvent::project(EventKind::ProjectCreated, &first, plinth_domain::clock::now());
     ProjectRepository::insert(&store, &first, std::slice::from_ref(&event), None).await.unwrap();
 
     // The key is stored first, then the project; the clashing event fails the transaction after both.
@@ -103,7 +104,7 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
 
     // So the retry runs, and its key is kept.
     let retry = fixtures::project_at(tenant.id, "Retried", fixtures::ago(1));
-    let event = DomainEvent::project(EventKind::ProjectCreated, &retry);
+    let event = DomainEvent::project(EventKind::ProjectCreated, &retry, plinth_domain::clock::now());
     assert_eq!(ProjectRepository::insert(&store, &retry, &[event], Some(&keyed)).await.unwrap(), Keyed::Written);
     assert_eq!(store.lookup(&scope, 7).await.unwrap(), Lookup::Replay(keyed.response));
 }
@@ -115,9 +116,14 @@ async fn retention_prunes_finished_deliveries_their_events_and_expired_keys_but_
     let (store, tenant) = tenant_with_webhook(&db).await;
     for name in ["done", "waiting"] {
         let p = fixtures::project_at(tenant.id, name, fixtures::ago(1));
-        ProjectRepository::insert(&store, &p, &[DomainEvent::project(EventKind::ProjectCreated, &p)], None)
-            .await
-            .unwrap();
+        ProjectRepository::insert(
+            &store,
+            &p,
+            &[DomainEvent::project(EventKind::ProjectCreated, &p, plinth_domain::clock::now())],
+            None,
+        )
+        .await
+        .unwrap();
     }
     let job = store.claim("test-worker").await.unwrap().expect("a job is due");
     let plinth_domain::ports::Work::Deliver(delivery) = job.work else { panic!("a delivery job") };

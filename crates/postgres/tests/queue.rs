@@ -20,7 +20,7 @@ fn store(db: &TestDatabase) -> PgStore {
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-queue-test".into(),
     };
-    PgStore::connect(&db.app_url, &settings).unwrap()
+    PgStore::connect(&db.app_url, &settings, std::sync::Arc::new(plinth_domain::clock::SystemClock::new())).unwrap()
 }
 
 /// Inserts `n` ready no-op jobs of `tenant` as the owner, due from an hour ago on (older than

@@ -112,7 +112,8 @@ pub async fn run_seed(config: &Config, command: &Command) -> Result<(), String> 
     .map_err(|e| e.to_string())?;
     eprintln!("\nseeded {} tenants in {:.1} s", seeded.len(), started.elapsed().as_secs_f64());
     if let Some(path) = tokens_file {
-        let tokens = composition::tokens(config).map_err(|e| e.to_string())?;
+        let tokens = composition::tokens(config, std::sync::Arc::new(plinth_domain::clock::SystemClock::new()))
+            .map_err(|e| e.to_string())?;
         let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
         for t in &seeded {
             let token = tokens

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plinth_domain::cache::{Cache, MeteredStore, TieredStore};
+use plinth_domain::clock::SystemClock;
 use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
-    CacheStore, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
+    CacheStore, Clock, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
     TenantRepository, TokenService, UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
@@ -73,7 +74,8 @@ pub struct Composed {
     pub demo: Option<DemoLogin>,
 }
 
-pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
+/// The configured token service, issuing and checking tokens at `clock`'s time.
+pub fn tokens(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn TokenService>, StartupError> {
     let jwt = &config.jwt;
     let keys = match &jwt.keys {
         JwtKeys::Hs256(Some(secret)) => plinth_jwt::KeySource::hs256(secret.expose().clone()),
@@ -103,21 +105,26 @@ pub fn tokens(config: &Config) -> Result<Arc<dyn TokenService>, StartupError> {
     };
     let config =
         plinth_jwt::JwtConfig { keys, issuer: jwt.issuer.clone(), audience: jwt.audience.clone(), ttl: jwt.ttl };
-    let tokens = JwtTokens::new(config).map_err(|e| StartupError::Keys(e.to_string()))?;
+    let tokens = JwtTokens::new(config, clock).map_err(|e| StartupError::Keys(e.to_string()))?;
     Ok(Arc::new(tokens))
 }
 
-/// Picks the adapters the configuration asks for.
+/// Picks the adapters the configuration asks for, on the system's clock.
 pub async fn compose(config: &Config) -> Result<Composed, StartupError> {
-    compose_with(config, |_| {}).await
+    compose_with(config, Arc::new(SystemClock::new()), |_| {}).await
 }
 
-/// Picks the adapters the configuration asks for, then lets `adapt` wrap or replace any of
-/// them (tests count what reaches a port this way; an embedder may add its own decorators).
-pub async fn compose_with(config: &Config, adapt: impl FnOnce(&mut Ports)) -> Result<Composed, StartupError> {
-    let local_limiter = Arc::new(GovernorLimiter::new());
+/// Picks the adapters the configuration asks for, all keeping time by `clock` (tests move a
+/// manual one), then lets `adapt` wrap or replace any of them (tests count what reaches a
+/// port this way; an embedder may add its own decorators).
+pub async fn compose_with(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    adapt: impl FnOnce(&mut Ports),
+) -> Result<Composed, StartupError> {
+    let local_limiter = Arc::new(GovernorLimiter::new(clock.clone()));
     let passwords: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(hash_permits()).map_err(StartupError::Hasher)?);
-    let (repos, database) = repositories(config)?;
+    let (repos, database) = repositories(config, &clock)?;
     let key = encryption_key(config);
     let mut ports = Ports {
         tenants: repos.tenants,
@@ -129,11 +136,14 @@ pub async fn compose_with(config: &Config, adapt: impl FnOnce(&mut Ports)) -> Re
         secrets: Arc::new(SecretBox::new(&key)),
         jobs: repos.jobs,
         deliveries: repos.deliveries,
-        sender: Arc::new(HttpSender::new(address_policy(config), None).map_err(StartupError::WebhookClient)?),
-        tokens: tokens(config)?,
+        sender: Arc::new(
+            HttpSender::new(address_policy(config), None, clock.clone()).map_err(StartupError::WebhookClient)?,
+        ),
+        tokens: tokens(config, clock.clone())?,
         passwords,
         limiter: local_limiter.clone(),
         dependencies: Vec::new(),
+        clock: clock.clone(),
     };
     if let Some(db) = &database {
         ports.dependencies.push(Arc::new(db.clone()));
@@ -149,7 +159,7 @@ pub async fn compose_with(config: &Config, adapt: impl FnOnce(&mut Ports)) -> Re
         ));
     }
     adapt(&mut ports);
-    let cache = cache(config, redis.as_ref());
+    let cache = cache(config, redis.as_ref(), clock);
     let settings = Settings {
         quotas: config.quotas,
         ttls: CacheTtls { projects: config.cache.data_ttl, ..CacheTtls::default() },
@@ -201,9 +211,9 @@ impl Repositories {
 }
 
 /// PostgreSQL when `DATABASE_URL` is set, else memory.
-fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), StartupError> {
+fn repositories(config: &Config, clock: &Arc<dyn Clock>) -> Result<(Repositories, Option<PgStore>), StartupError> {
     let Some(db) = &config.database else {
-        let store = MemoryStore::with_max_pending_jobs(config.tenant_max_pending_jobs);
+        let store = MemoryStore::new(clock.clone()).with_max_pending_jobs(config.tenant_max_pending_jobs);
         return Ok((Repositories::of(Arc::new(store)), None));
     };
     let settings = PgSettings {
@@ -212,7 +222,7 @@ fn repositories(config: &Config) -> Result<(Repositories, Option<PgStore>), Star
         statement_timeout: db.statement_timeout,
         application_name: "plinth-api".into(),
     };
-    let pg = PgStore::connect(db.url.expose(), &settings)
+    let pg = PgStore::connect(db.url.expose(), &settings, clock.clone())
         .map_err(StartupError::Database)?
         .with_max_pending_jobs(config.tenant_max_pending_jobs);
     Ok((Repositories::of(Arc::new(pg.clone())), Some(pg)))
@@ -238,10 +248,11 @@ fn redis_conn(config: &Config) -> Result<Option<RedisConn>, StartupError> {
 }
 
 /// The cache levels the configuration asks for, over the generations that key them.
-fn cache(config: &Config, redis: Option<&RedisConn>) -> Cache {
+fn cache(config: &Config, redis: Option<&RedisConn>, clock: Arc<dyn Clock>) -> Cache {
     // Each level is metered on its own (`cache_requests_total{layer}`).
     let metered = |layer, store: Arc<dyn CacheStore>| Arc::new(MeteredStore::new(layer, store)) as Arc<dyn CacheStore>;
-    let l1 = config.cache.l1.then(|| metered("l1", Arc::new(L1Cache::with_capacity_bytes(config.cache.l1_bytes))));
+    let l1 =
+        config.cache.l1.then(|| metered("l1", Arc::new(L1Cache::with_capacity_bytes(config.cache.l1_bytes, clock))));
     let Some(conn) = redis else {
         return Cache::new(l1, None, Arc::new(MemoryGenerations::new()));
     };

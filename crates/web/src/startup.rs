@@ -10,6 +10,8 @@ use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use plinth_domain::clock::SystemClock;
+use plinth_domain::ports::Clock;
 use plinth_domain::usecases::{Plinth, Ports};
 use utoipa_actix_web::AppExt as _;
 
@@ -42,9 +44,9 @@ pub struct Application {
     server: Server,
     port: u16,
     demo: Option<DemoLogin>,
+    plinth: Arc<Plinth>,
     worker: Option<WorkerHandle>,
     shutdown: ShutdownHandle,
-    plinth: Arc<Plinth>,
     drain: Duration,
     grace: Duration,
 }
@@ -64,16 +66,20 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Composes the adapters, binds `config.listen` and prepares the server.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        Self::build_with(config, |_| {}).await
+        Self::build_with(config, Arc::new(SystemClock::new()), |_| {}).await
     }
 
-    /// As [`Application::build`], letting `adapt` wrap or replace adapters once they are
-    /// chosen (see [`composition::compose_with`]).
-    pub async fn build_with(config: Config, adapt: impl FnOnce(&mut Ports)) -> Result<Self, StartupError> {
+    /// As [`Application::build`], on `clock`, letting `adapt` wrap or replace adapters once
+    /// they are chosen (see [`composition::compose_with`]).
+    pub async fn build_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        adapt: impl FnOnce(&mut Ports),
+    ) -> Result<Self, StartupError> {
         // The recorder first: the adapters take their metric handles as they are made, and a
         // handle taken before the recorder is installed records nothing.
         let metrics = MetricsEndpoint::new(config.metrics_token.as_ref());
-        let Composed { plinth, local_limiter, demo } = composition::compose_with(&config, adapt).await?;
+        let Composed { plinth, local_limiter, demo } = composition::compose_with(&config, clock, adapt).await?;
         let worker = config.worker.then(|| WorkerHandle::spawn(plinth.clone(), config.worker_settings));
         let (shutdown, signal) = shutdown::channel();
         let doc = openapi_document();
@@ -146,9 +152,9 @@ impl Application {
             server,
             port,
             demo,
+            plinth,
             worker,
             shutdown,
-            plinth,
             drain: config.shutdown_drain,
             grace: config.shutdown_grace,
         })
@@ -162,6 +168,12 @@ impl Application {
     /// The demo login, in embedded mode.
     pub fn demo(&self) -> Option<&DemoLogin> {
         self.demo.as_ref()
+    }
+
+    /// The use cases this server serves: an embedder (or a test) may drive the job worker's
+    /// steps itself (`Plinth::work_one`) when `PLINTH_WORKER` is off.
+    pub fn plinth(&self) -> Arc<Plinth> {
+        self.plinth.clone()
     }
 
     /// Starts a graceful shutdown when triggered, as SIGTERM does (tests, embedders). A second

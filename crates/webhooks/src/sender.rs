@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use plinth_domain::ports::{AttemptOutcome, OutboundWebhook, WebhookSender};
+use plinth_domain::ports::{AttemptOutcome, Clock, OutboundWebhook, WebhookSender};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
@@ -40,6 +40,8 @@ impl Resolve for GuardedResolver {
 pub struct HttpSender {
     client: reqwest::Client,
     policy: AddressPolicy,
+    /// The signature's timestamp.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for HttpSender {
@@ -49,8 +51,8 @@ impl std::fmt::Debug for HttpSender {
 }
 
 impl HttpSender {
-    /// A sender that reaches only what `policy` allows.
-    pub fn new(policy: AddressPolicy, timeout: Option<Duration>) -> Result<Self, String> {
+    /// A sender that reaches only what `policy` allows, signing with `clock`'s time.
+    pub fn new(policy: AddressPolicy, timeout: Option<Duration>, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout.unwrap_or(TIMEOUT))
@@ -60,7 +62,7 @@ impl HttpSender {
             .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Self { client, policy })
+        Ok(Self { client, policy, clock })
     }
 
     /// IP-literal hosts skip DNS, so they are checked here.
@@ -106,7 +108,7 @@ impl WebhookSender for HttpSender {
         if let Err(why) = self.check_literal(&url) {
             return failure(format!("refused: {why}"));
         }
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let timestamp = self.clock.now().unix_timestamp();
         let sent = self
             .client
             .post(url)
@@ -161,6 +163,10 @@ mod tests {
         (addr, task)
     }
 
+    fn system() -> Arc<dyn Clock> {
+        Arc::new(plinth_domain::clock::SystemClock::new())
+    }
+
     fn webhook(url: String) -> OutboundWebhook {
         OutboundWebhook {
             url,
@@ -173,21 +179,25 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_is_signed_and_names_its_event() {
         let (addr, seen) = receiver(204).await;
-        let sender = HttpSender::new(loopback_policy(), None).unwrap_or_else(|e| panic!("{e}"));
+        // 2026-01-01T00:00:00Z.
+        let clock = Arc::new(plinth_domain::clock::ManualClock::at(
+            time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap_or_else(|e| panic!("{e}")),
+        ));
+        let sender = HttpSender::new(loopback_policy(), None, clock).unwrap_or_else(|e| panic!("{e}"));
         let hook = webhook(format!("http://{addr}/hook"));
         let outcome = sender.send(&hook).await;
         assert_eq!(outcome, AttemptOutcome { delivered: true, status: Some(204), error: None });
         let request = seen.await.unwrap_or_default().to_lowercase();
         assert!(request.starts_with("post /hook"), "{request}");
         assert!(request.contains(&format!("plinth-event-id: {}", hook.event_id)));
-        assert!(request.contains("plinth-signature: t="));
+        assert!(request.contains("plinth-signature: t=1767225600,v1="), "signed at the clock's time: {request}");
         assert!(request.contains("content-type: application/json"));
     }
 
     #[tokio::test]
     async fn redirects_are_not_followed_and_count_as_failures() {
         let (addr, _) = receiver(302).await;
-        let sender = HttpSender::new(loopback_policy(), None).unwrap_or_else(|e| panic!("{e}"));
+        let sender = HttpSender::new(loopback_policy(), None, system()).unwrap_or_else(|e| panic!("{e}"));
         let outcome = sender.send(&webhook(format!("http://{addr}/"))).await;
         assert_eq!(outcome.status, Some(302));
         assert!(!outcome.delivered);
@@ -196,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn forbidden_targets_are_never_contacted() {
         let (addr, seen) = receiver(200).await;
-        let strict = HttpSender::new(AddressPolicy::default(), None).unwrap_or_else(|e| panic!("{e}"));
+        let strict = HttpSender::new(AddressPolicy::default(), None, system()).unwrap_or_else(|e| panic!("{e}"));
         let outcome = strict.send(&webhook(format!("http://{addr}/"))).await;
         assert!(!outcome.delivered && outcome.status.is_none(), "{outcome:?}");
         let by_name = strict.send(&webhook(format!("http://localhost:{}/", addr.port()))).await;
@@ -212,8 +222,8 @@ mod tests {
             let (_sock, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
             tokio::time::sleep(Duration::from_secs(30)).await;
         });
-        let sender =
-            HttpSender::new(loopback_policy(), Some(Duration::from_millis(300))).unwrap_or_else(|e| panic!("{e}"));
+        let sender = HttpSender::new(loopback_policy(), Some(Duration::from_millis(300)), system())
+            .unwrap_or_else(|e| panic!("{e}"));
         let outcome = sender.send(&webhook(format!("http://{addr}/"))).await;
         assert_eq!(outcome.error.as_deref(), Some("timed out"));
     }

@@ -5,27 +5,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::fixtures;
+use super::{Time, fixtures};
 use crate::ports::CacheStore;
 
-/// Every `CacheStore` behaviour, as named tests; the argument is an `Arc` of the store.
+/// Every `CacheStore` behaviour, as named tests; the argument is an `Arc` of the store, or
+/// `|clock| store` for a store that keeps time by that injected clock (see the module
+/// [`conformance`](crate::conformance)).
 #[macro_export]
 macro_rules! cache_store_suite {
-    ($fixture:expr $(,)?) => {
+    ($($fixture:tt)+) => {
         mod cache_store {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__conformance_tests!(
+            $crate::__timed_conformance_tests!(
                 cache,
-                $fixture,
-                a_stored_value_is_read_back,
-                a_missing_key_is_a_miss,
-                an_empty_value_is_not_a_miss,
-                a_deleted_key_is_a_miss,
-                deleting_a_missing_key_is_not_an_error,
-                setting_a_key_again_replaces_its_value,
-                keys_are_independent,
-                a_value_expires_after_its_ttl,
+                $($fixture)+,
+                [
+                    a_stored_value_is_read_back,
+                    a_missing_key_is_a_miss,
+                    an_empty_value_is_not_a_miss,
+                    a_deleted_key_is_a_miss,
+                    deleting_a_missing_key_is_not_an_error,
+                    setting_a_key_again_replaces_its_value,
+                    keys_are_independent,
+                ],
+                [a_value_expires_after_its_ttl],
             );
         }
     };
@@ -99,12 +103,16 @@ pub async fn keys_are_independent(store: Arc<dyn CacheStore>) {
 }
 
 /// A value is there until its ttl has passed, and a miss after.
-pub async fn a_value_expires_after_its_ttl(store: Arc<dyn CacheStore>) {
+pub async fn a_value_expires_after_its_ttl(store: Arc<dyn CacheStore>, time: Time) {
     let (short, long) = (key("short"), key("long"));
     set(&*store, &short, b"short-lived", Duration::from_secs(1)).await;
     set(&*store, &long, b"long-lived", MINUTE).await;
+    if let Time::Manual(_) = time {
+        // Only a clock that stands still can show the value is there until its very end.
+        time.pass(Duration::from_millis(999)).await;
+    }
     assert_eq!(get(&*store, &short).await, Some(Bytes::from_static(b"short-lived")));
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    time.pass(Duration::from_millis(1300)).await;
     assert_eq!(get(&*store, &short).await, None);
     assert_eq!(get(&*store, &long).await, Some(Bytes::from_static(b"long-lived")));
 }

@@ -87,7 +87,7 @@ async fn hooked_tenant(queue: &Queue) -> Tenant {
 /// Creates a project of `tenant`: one delivery, one job.
 async fn write(queue: &Queue, tenant: &Tenant, name: &str) -> crate::error::Result<crate::entities::Project> {
     let project = fixtures::project_at(tenant.id, name, fixtures::ago(1));
-    let event = DomainEvent::project(EventKind::ProjectCreated, &project);
+    let event = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
     queue.storage.projects.insert(&project, &[event], None).await.map(|_| project)
 }
 
@@ -162,7 +162,7 @@ pub async fn a_write_past_the_cap_fails_whole_and_changes_nothing(queue: Queue) 
         write(&queue, &tenant, &format!("fits {n}")).await.expect("under the cap");
     }
     let refused = fixtures::project_at(tenant.id, "one too many", fixtures::ago(1));
-    let event = DomainEvent::project(EventKind::ProjectCreated, &refused);
+    let event = DomainEvent::project(EventKind::ProjectCreated, &refused, clock::now());
     let result = queue.storage.projects.insert(&refused, &[event], None).await;
     assert!(matches!(result, Err(Error::QueueFull)), "{result:?}");
     assert!(queue.storage.projects.get(tenant.id, refused.id).await.expect("get").is_none(), "no project");
@@ -170,7 +170,7 @@ pub async fn a_write_past_the_cap_fails_whole_and_changes_nothing(queue: Queue) 
     let projects = queue.storage.projects.list(tenant.id, None, 100).await.expect("list");
     assert_eq!(projects.len() as u64, CAP);
 
-    let renamed = |p: &crate::entities::Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p)];
+    let renamed = |p: &crate::entities::Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p, clock::now())];
     let name = fixtures::project_name("renamed");
     let rename = queue.storage.projects.rename(tenant.id, projects[0].id, &name, &renamed).await;
     assert!(matches!(rename, Err(Error::QueueFull)), "{rename:?}");

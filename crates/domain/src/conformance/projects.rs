@@ -7,6 +7,7 @@ use time::Duration;
 
 use super::Storage;
 use super::fixtures::{self, ago};
+use crate::clock;
 use crate::entities::Project;
 use crate::error::Error;
 use crate::events::{DomainEvent, EventKind};
@@ -51,7 +52,7 @@ impl Captured {
     fn events(&self, kind: EventKind) -> impl Fn(&Project) -> Vec<DomainEvent> + Send + Sync + '_ {
         move |p: &Project| {
             self.0.lock().expect("not poisoned").push(p.clone());
-            vec![DomainEvent::project(kind, p)]
+            vec![DomainEvent::project(kind, p, clock::now())]
         }
     }
 
@@ -65,7 +66,7 @@ fn no_events(p: &Project) -> Vec<DomainEvent> {
 }
 
 async fn insert(storage: &Storage, project: &Project) {
-    let event = DomainEvent::project(EventKind::ProjectCreated, project);
+    let event = DomainEvent::project(EventKind::ProjectCreated, project, clock::now());
     storage.projects.insert(project, &[event], None).await.expect("insert succeeds");
 }
 
@@ -210,7 +211,7 @@ pub async fn renaming_returns_the_updated_project(storage: Storage) {
     let before = fixtures::project_at(tenant.id, "Apollo", ago(60));
     insert(&storage, &before).await;
     let name = fixtures::project_name("Artemis");
-    let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p)];
+    let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p, clock::now())];
     let after = storage.projects.rename(tenant.id, before.id, &name, &events).await.expect("rename succeeds");
     assert_eq!(after.id, before.id);
     assert_eq!(after.tenant_id, before.tenant_id);
@@ -248,7 +249,7 @@ pub async fn delete_events_are_built_from_the_deleted_project(storage: Storage) 
 pub async fn a_deleted_project_is_gone(storage: Storage) {
     let (tenant, mut projects) = tenant_with_projects(&storage, 3).await;
     let gone = projects.remove(1);
-    let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p)];
+    let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, clock::now())];
     storage.projects.delete(tenant, gone.id, &events).await.expect("delete succeeds");
     assert_eq!(get(&storage, tenant, gone.id).await, None);
     assert_eq!(list_all(&storage, tenant).await, projects);
@@ -257,7 +258,7 @@ pub async fn a_deleted_project_is_gone(storage: Storage) {
 /// Deleting a project a second time is `NotFound`, and builds no events.
 pub async fn deleting_twice_is_not_found(storage: Storage) {
     let (tenant, projects) = tenant_with_projects(&storage, 1).await;
-    let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p)];
+    let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, clock::now())];
     storage.projects.delete(tenant, projects[0].id, &events).await.expect("the first delete succeeds");
     let again = storage.projects.delete(tenant, projects[0].id, &no_events).await;
     assert!(matches!(again, Err(Error::NotFound)), "{again:?}");

@@ -4,28 +4,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fixtures;
+use super::{Time, fixtures};
 use crate::ports::{Decision, Policy, Quota, RateLimiter};
 
-/// Every `RateLimiter` behaviour, as named tests; the argument is an `Arc` of the limiter.
+/// Every `RateLimiter` behaviour, as named tests; the argument is an `Arc` of the limiter, or
+/// `|clock| limiter` for a limiter that keeps time by that injected clock (see the module
+/// [`conformance`](crate::conformance)).
 #[macro_export]
 macro_rules! rate_limiter_suite {
-    ($fixture:expr $(,)?) => {
+    ($($fixture:tt)+) => {
         mod rate_limiter {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__conformance_tests!(
+            $crate::__timed_conformance_tests!(
                 rate_limit,
-                $fixture,
-                a_fresh_subject_may_spend_its_whole_quota_at_once,
-                remaining_decreases_by_one_per_request,
-                the_limit_is_the_quota,
-                subjects_are_counted_independently,
-                policies_are_counted_independently,
-                reset_is_the_time_to_earn_back_what_was_spent,
-                a_refusal_says_when_to_retry,
-                the_quota_is_earned_back_evenly,
-                a_refused_request_is_not_counted,
+                $($fixture)+,
+                [
+                    a_fresh_subject_may_spend_its_whole_quota_at_once,
+                    remaining_decreases_by_one_per_request,
+                    the_limit_is_the_quota,
+                    subjects_are_counted_independently,
+                    policies_are_counted_independently,
+                    reset_is_the_time_to_earn_back_what_was_spent,
+                    a_refusal_says_when_to_retry,
+                ],
+                [the_quota_is_earned_back_evenly, a_refused_request_is_not_counted],
             );
         }
     };
@@ -135,13 +138,13 @@ pub async fn a_refusal_says_when_to_retry(limiter: Arc<dyn RateLimiter>) {
 
 /// Once spent, the quota comes back evenly: at 60 a minute, one more request a second later,
 /// and only one.
-pub async fn the_quota_is_earned_back_evenly(limiter: Arc<dyn RateLimiter>) {
+pub async fn the_quota_is_earned_back_evenly(limiter: Arc<dyn RateLimiter>, time: Time) {
     let (s, q) = (subject(), quota(60));
     spend_all(&*limiter, Policy::Tenant, &s, q).await;
     let refused = check(&*limiter, Policy::Tenant, &s, q).await;
     assert!(!refused.allowed, "{refused:?}");
     assert_eq!(refused.retry_after_secs, 1, "{refused:?}");
-    tokio::time::sleep(ONE_SECOND_AND_A_BIT).await;
+    time.pass(ONE_SECOND_AND_A_BIT).await;
     let earned = check(&*limiter, Policy::Tenant, &s, q).await;
     assert!(earned.allowed, "nothing earned back after a second: {earned:?}");
     assert_eq!(earned.remaining, 0, "{earned:?}");
@@ -151,13 +154,13 @@ pub async fn the_quota_is_earned_back_evenly(limiter: Arc<dyn RateLimiter>) {
 
 /// Refused requests cost nothing: after a burst of refusals, the next request is admitted as
 /// soon as one is earned back.
-pub async fn a_refused_request_is_not_counted(limiter: Arc<dyn RateLimiter>) {
+pub async fn a_refused_request_is_not_counted(limiter: Arc<dyn RateLimiter>, time: Time) {
     let (s, q) = (subject(), quota(60));
     spend_all(&*limiter, Policy::Ip, &s, q).await;
     for _ in 0..10 {
         assert!(!check(&*limiter, Policy::Ip, &s, q).await.allowed);
     }
-    tokio::time::sleep(ONE_SECOND_AND_A_BIT).await;
+    time.pass(ONE_SECOND_AND_A_BIT).await;
     let d = check(&*limiter, Policy::Ip, &s, q).await;
     assert!(d.allowed, "refusals were counted: {d:?}");
 }

@@ -83,7 +83,7 @@ pub async fn project_writes_create_a_pending_delivery_per_subscribed_webhook(sto
     create(&storage, &all).await;
     create(&storage, &deletes_only).await;
     let project = fixtures::project_at(tenant.id, "Hooked", fixtures::ago(1));
-    let created = DomainEvent::project(EventKind::ProjectCreated, &project);
+    let created = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
     storage.projects.insert(&project, std::slice::from_ref(&created), None).await.expect("insert");
 
     let to_all = storage.webhooks.deliveries(tenant.id, all.id, None, 10).await.expect("deliveries");
@@ -96,7 +96,7 @@ pub async fn project_writes_create_a_pending_delivery_per_subscribed_webhook(sto
     assert_eq!(d.last_error, None);
     assert!(storage.webhooks.deliveries(tenant.id, deletes_only.id, None, 10).await.expect("deliveries").is_empty());
 
-    let deleted = |p: &crate::entities::Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p)];
+    let deleted = |p: &crate::entities::Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, clock::now())];
     storage.projects.delete(tenant.id, project.id, &deleted).await.expect("delete");
     assert_eq!(storage.webhooks.deliveries(tenant.id, all.id, None, 10).await.expect("deliveries").len(), 2);
     let to_deletes = storage.webhooks.deliveries(tenant.id, deletes_only.id, None, 10).await.expect("deliveries");
@@ -110,7 +110,7 @@ pub async fn another_tenants_deliveries_are_not_found(storage: Storage) {
     let hook = webhook(a.id, &EventKind::ALL, 5);
     create(&storage, &hook).await;
     let project = fixtures::project_at(b.id, "Other", fixtures::ago(1));
-    let event = DomainEvent::project(EventKind::ProjectCreated, &project);
+    let event = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
     storage.projects.insert(&project, &[event], None).await.expect("insert");
     assert!(matches!(storage.webhooks.deliveries(b.id, hook.id, None, 10).await, Err(Error::NotFound)));
     assert!(storage.webhooks.deliveries(a.id, hook.id, None, 10).await.expect("deliveries").is_empty());

@@ -8,7 +8,6 @@
 //! first's transaction to end), writes nothing, and answers the first one's answer.
 
 use super::{Plinth, Principal};
-use crate::clock;
 use crate::error::{Error, Result};
 use crate::ports::{IdempotencyKey, IdempotencyScope, IdempotentWrite, Keyed, Lookup, StoredResponse};
 
@@ -70,7 +69,7 @@ impl Plinth {
             Lookup::Replay(first) => return Ok(Answer::Replay(first)),
             Lookup::Mismatch => return Err(Error::IdempotencyKeyReused),
         }
-        let expires_at = clock::now() + self.settings.idempotency_ttl;
+        let expires_at = self.ports.clock.now() + self.settings.idempotency_ttl;
         let keyed =
             |response| IdempotentWrite { scope: scope.clone(), fingerprint: idem.fingerprint, expires_at, response };
         let ran = async {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::Plinth;
-use crate::clock;
 use crate::error::{Error, Result};
 use crate::ports::{Pruned, QueueStats};
 
@@ -25,7 +24,7 @@ impl Plinth {
     /// idempotency keys. Errors: `Unavailable`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn prune(&self, retention: Duration) -> Result<Pruned> {
-        self.ports.jobs.prune(clock::now() - retention).await
+        self.ports.jobs.prune(self.ports.clock.now() - retention).await
     }
 
     /// The queue's numbers, for metrics. Errors: `Unavailable`.

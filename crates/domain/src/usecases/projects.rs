@@ -4,7 +4,6 @@ use bytes::Bytes;
 
 use super::Plinth;
 use crate::cache::Scope;
-use crate::clock;
 use crate::entities::Project;
 use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventKind};
@@ -82,11 +81,11 @@ impl Plinth {
     ) -> Result<Answer<Project>> {
         let prepare = async || {
             let name = parse_name(name)?;
-            let now = clock::now();
+            let now = self.ports.clock.now();
             Ok(Project { id: ProjectId::new(), tenant_id: who.tenant, name, created_at: now, updated_at: now })
         };
         let write = async |project: &Project, key: Option<&IdempotentWrite>| {
-            let event = DomainEvent::project(EventKind::ProjectCreated, project);
+            let event = DomainEvent::project(EventKind::ProjectCreated, project, self.ports.clock.now());
             self.ports.projects.insert(project, &[event], key).await
         };
         let answer = self.once(who, idempotency, prepare, write).await?;
@@ -100,7 +99,7 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn rename_project(&self, who: &Principal, id: ProjectId, name: &str) -> Result<Project> {
         let name = parse_name(name)?;
-        let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p)];
+        let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p, self.ports.clock.now())];
         let project = self.ports.projects.rename(who.tenant, id, &name, &events).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(project)
@@ -112,7 +111,7 @@ impl Plinth {
         if !who.role.manages_users() {
             return Err(Error::Forbidden("only an owner or an admin may delete a project"));
         }
-        let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p)];
+        let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, self.ports.clock.now())];
         self.ports.projects.delete(who.tenant, id, &events).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(())

@@ -1,7 +1,6 @@
 //! Signup: a new tenant and its first owner, on the platform host.
 
 use super::Plinth;
-use crate::clock;
 use crate::entities::{Tenant, User};
 use crate::error::{Result, Validator};
 use crate::ids::{TenantId, UserId};
@@ -62,7 +61,7 @@ impl Plinth {
             email,
             role: Role::Owner,
             password_hash: self.ports.passwords.hash(&password).await?,
-            created_at: clock::now(),
+            created_at: self.ports.clock.now(),
             token_version: 0,
         };
         self.ports.tenants.create_with_owner(&tenant, &user).await?;

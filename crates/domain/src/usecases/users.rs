@@ -1,7 +1,6 @@
 //! A tenant's users: who may manage whom, and never without an owner.
 
 use super::Plinth;
-use crate::clock;
 use crate::entities::User;
 use crate::error::{Error, Result, Validator};
 use crate::ids::UserId;
@@ -80,7 +79,7 @@ impl Plinth {
                 email,
                 role: input.role,
                 password_hash: self.ports.passwords.hash(&password).await?,
-                created_at: clock::now(),
+                created_at: self.ports.clock.now(),
                 token_version: 0,
             })
         };

@@ -4,7 +4,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::Plinth;
-use crate::clock;
 use crate::entities::{Delivery, Webhook};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -84,7 +83,7 @@ impl Plinth {
                 tenant_id: who.tenant,
                 url: url.to_owned(),
                 events: kinds,
-                created_at: clock::now(),
+                created_at: self.ports.clock.now(),
             };
             let secret = format!("whsec_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
             Ok(CreatedWebhook { webhook, secret })

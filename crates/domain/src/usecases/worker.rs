@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use rand::Rng as _;
 
 use super::Plinth;
-use crate::clock;
 use crate::error::Result;
 use crate::ids::DeliveryId;
 use crate::metric;
@@ -61,7 +60,7 @@ impl Plinth {
         } else if attempts >= settings.max_attempts {
             NextStep::Dead
         } else {
-            NextStep::RetryAt(clock::now() + backoff(settings.backoff, attempts))
+            NextStep::RetryAt(self.ports.clock.now() + backoff(settings.backoff, attempts))
         };
         tracing::info!(job = job.id, attempts, delivered = outcome.delivered, status = ?outcome.status, "webhook attempt");
         let result = match next {

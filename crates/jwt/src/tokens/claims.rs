@@ -18,8 +18,8 @@ pub(super) struct Issued<'a> {
     pub(super) aud: &'a str,
 }
 
-/// The claims of a presented token whose signature, `exp`, `iss` and `aud` `jsonwebtoken` has
-/// checked. Every claim is required. `iss` and `aud` are single strings: an array, which
+/// The claims of a presented token whose signature, `iss` and `aud` `jsonwebtoken` has checked
+/// (`exp` is checked by [`Presented::into_claims`], against the injected clock). Every claim is required. `iss` and `aud` are single strings: an array, which
 /// `jsonwebtoken` would accept when any element matched, fails to deserialise, so both must
 /// equal the configured value exactly. `iat` and `exp` are integers (no fractional seconds).
 #[derive(Debug, Deserialize)]
@@ -40,12 +40,16 @@ pub(super) struct Presented {
 }
 
 impl Presented {
-    /// The domain's claims, if every claim is well-formed and the token was not issued later
-    /// than `now` (give or take `leeway` seconds of clock skew between instances).
+    /// The domain's claims, if every claim is well-formed, the token has not expired and was
+    /// not issued later than `now` (either give or take `leeway` seconds of clock skew between
+    /// instances: a token is refused once `exp` is more than `leeway` seconds past).
     pub(super) fn into_claims(self, now: i64, leeway: i64) -> Result<Claims, Refusal> {
         let user = self.sub.parse::<UserId>().map_err(|_| Refusal::Claims)?;
         let tenant = self.tid.parse::<TenantId>().map_err(|_| Refusal::Claims)?;
         let role = self.role.parse::<Role>().map_err(|_| Refusal::Claims)?;
+        if self.exp < now.saturating_sub(leeway) {
+            return Err(Refusal::Expired);
+        }
         if self.iat > now.saturating_add(leeway) || self.iat > self.exp {
             return Err(Refusal::IssuedLater);
         }

@@ -33,8 +33,18 @@ fn config(keys: KeySource) -> JwtConfig {
     JwtConfig { keys, issuer: ISSUER.into(), audience: AUDIENCE.into(), ttl: Duration::from_secs(3600) }
 }
 
+/// The system's clock, as in production.
+fn system() -> Arc<dyn Clock> {
+    Arc::new(plinth_domain::clock::SystemClock::new())
+}
+
+/// The system's time, in Unix seconds.
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 fn hs256(secret: &[u8]) -> JwtTokens {
-    JwtTokens::new(config(KeySource::hs256(secret))).unwrap()
+    JwtTokens::new(config(KeySource::hs256(secret)), system()).unwrap()
 }
 
 /// Keys signing with the fixture `{signing}.pem` as `kid`, trusting `(kid, fixture)` pairs.
@@ -48,7 +58,7 @@ fn asymmetric(algorithm: AsymmetricAlgorithm, signing: &str, kid: &str, trusted:
 }
 
 fn service(keys: KeySource) -> JwtTokens {
-    JwtTokens::new(config(keys)).unwrap()
+    JwtTokens::new(config(keys), system()).unwrap()
 }
 
 fn refused(tokens: &JwtTokens, token: &str) -> bool {
@@ -160,8 +170,8 @@ fn a_token_signed_by_another_key_under_a_trusted_kid_is_refused() {
 
 #[test]
 fn a_random_secret_works_and_is_not_shared_with_another_instance() {
-    let one = JwtTokens::new(config(KeySource::random_hs256().unwrap())).unwrap();
-    let two = JwtTokens::new(config(KeySource::random_hs256().unwrap())).unwrap();
+    let one = JwtTokens::new(config(KeySource::random_hs256().unwrap()), system()).unwrap();
+    let two = JwtTokens::new(config(KeySource::random_hs256().unwrap()), system()).unwrap();
     let token = round_trip(&one);
     assert!(refused(&two, &token));
     assert_eq!(reason(&two, &token), Some(Refusal::Signature));

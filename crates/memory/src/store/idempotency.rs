@@ -2,10 +2,11 @@
 //! writes store their key under the data lock, with the change (see `MemoryStore::keyed`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use plinth_domain::ports::{IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse};
-use plinth_domain::{Result, clock};
+use plinth_domain::Result;
+use plinth_domain::ports::{Clock, IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse};
 use time::OffsetDateTime;
 
 use super::MemoryStore;
@@ -14,10 +15,11 @@ use super::MemoryStore;
 const SWEEP_EVERY: u32 = 1024;
 
 /// The keys, scoped to tenant and user by their map key.
-#[derive(Default)]
 pub(super) struct Keys {
     entries: HashMap<IdempotencyScope, Entry>,
     writes_since_sweep: u32,
+    /// What "expired" is measured against.
+    clock: Arc<dyn Clock>,
 }
 
 struct Entry {
@@ -27,8 +29,12 @@ struct Entry {
 }
 
 impl Keys {
+    pub(super) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { entries: HashMap::new(), writes_since_sweep: 0, clock }
+    }
+
     pub(super) fn prune(&mut self) -> usize {
-        let now = clock::now();
+        let now = self.clock.now();
         let before = self.entries.len();
         self.entries.retain(|_, e| e.expires_at > now);
         self.writes_since_sweep = 0;
@@ -36,7 +42,7 @@ impl Keys {
     }
 
     fn live(&self, scope: &IdempotencyScope) -> Option<&Entry> {
-        self.entries.get(scope).filter(|e| e.expires_at > clock::now())
+        self.entries.get(scope).filter(|e| e.expires_at > self.clock.now())
     }
 
     /// Stores `write` unless its key is live: `KeyTaken` then, and nothing changes.

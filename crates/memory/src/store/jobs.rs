@@ -3,7 +3,7 @@
 //! flight, a cap on each tenant's pending jobs, retries at a time, rescue), in process.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use plinth_domain::ports::{
     AttemptOutcome, DEFAULT_MAX_PENDING_JOBS, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned,
     QueueStats, Work,
 };
-use plinth_domain::{Error, Result, clock};
+use plinth_domain::{Error, Result};
 use time::OffsetDateTime;
 
 use super::{Data, MemoryStore};
@@ -23,7 +23,7 @@ use super::{Data, MemoryStore};
 struct Running {
     delivery: DeliveryId,
     run_at: OffsetDateTime,
-    since: Instant,
+    since: Duration,
 }
 
 /// One tenant's jobs: the unclaimed ones by (due time, id), the claimed ones, and when it was
@@ -88,9 +88,8 @@ impl Jobs {
 }
 
 impl Data {
-    /// One job per new delivery of `tenant`.
-    pub(super) fn enqueue(&mut self, tenant: TenantId, deliveries: Vec<DeliveryId>) {
-        let now = clock::now();
+    /// One job per new delivery of `tenant`, due `now`.
+    pub(super) fn enqueue(&mut self, tenant: TenantId, deliveries: Vec<DeliveryId>, now: OffsetDateTime) {
         for delivery in deliveries {
             self.jobs.next_id += 1;
             let id = self.jobs.next_id;
@@ -110,7 +109,7 @@ impl MemoryStore {
 impl JobQueue for MemoryStore {
     async fn claim(&self, _worker: &str) -> Result<Option<Job>> {
         let mut data = self.write();
-        let now = clock::now();
+        let now = self.clock.now();
         // One look at each tenant's head: the cost grows with tenants, never with a backlog.
         let next = data
             .jobs
@@ -121,7 +120,7 @@ impl JobQueue for MemoryStore {
         let Some((_, tenant)) = next else { return Ok(None) };
         let Some(queue) = data.jobs.queues.get_mut(&tenant) else { return Ok(None) };
         let Some(((run_at, id), delivery)) = queue.waiting.pop_first() else { return Ok(None) };
-        queue.running.insert(id, Running { delivery, run_at, since: Instant::now() });
+        queue.running.insert(id, Running { delivery, run_at, since: self.clock.elapsed() });
         queue.turn = Some(now);
         Ok(Some(Job { id, tenant, work: Work::Deliver(delivery) }))
     }
@@ -140,10 +139,11 @@ impl JobQueue for MemoryStore {
     }
 
     async fn rescue(&self, after: Duration) -> Result<u64> {
+        let now = self.clock.elapsed();
         let mut rescued = 0;
         for q in self.write().jobs.queues.values_mut() {
             let dead: Vec<i64> =
-                q.running.iter().filter(|(_, r)| r.since.elapsed() > after).map(|(id, _)| *id).collect();
+                q.running.iter().filter(|(_, r)| now.saturating_sub(r.since) > after).map(|(id, _)| *id).collect();
             for id in dead {
                 if let Some(r) = q.running.remove(&id) {
                     q.waiting.insert((r.run_at, id), r.delivery);
@@ -156,7 +156,7 @@ impl JobQueue for MemoryStore {
 
     async fn stats(&self) -> Result<QueueStats> {
         let data = self.read();
-        let now = clock::now();
+        let now = self.clock.now();
         let queues = data.jobs.queues.values();
         let oldest =
             queues.clone().filter_map(|q| q.waiting.keys().next().map(|(at, _)| *at)).filter(|at| *at <= now).min();

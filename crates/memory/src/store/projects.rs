@@ -2,7 +2,6 @@
 //! tenant's rows and outbox.
 
 use async_trait::async_trait;
-use plinth_domain::clock;
 use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{ProjectId, TenantId};
@@ -24,6 +23,7 @@ impl ProjectRepository for MemoryStore {
     }
 
     async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed> {
+        let now = self.clock.now();
         let written = self.keyed(key, |data| {
             let needed = data.owner_of_new_row(project.tenant_id)?.deliveries_for(events);
             data.jobs.check_room(project.tenant_id, needed)?;
@@ -32,7 +32,7 @@ impl ProjectRepository for MemoryStore {
                 return Err(Error::internal(format!("project {} exists", project.id)));
             }
             let deliveries = rows.record(events);
-            data.enqueue(project.tenant_id, deliveries);
+            data.enqueue(project.tenant_id, deliveries, now);
             Ok(())
         })?;
         self.wake();
@@ -46,11 +46,12 @@ impl ProjectRepository for MemoryStore {
         name: &ProjectName,
         events: EventsFor<'_>,
     ) -> Result<Project> {
+        let now = self.clock.now();
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let current = rows.projects.get(*id.as_uuid()).ok_or(Error::NotFound)?;
         // Never earlier than before, even if the wall clock stepped back.
-        let updated_at = clock::now().max(current.updated_at);
+        let updated_at = now.max(current.updated_at);
         let updated = Project { name: name.clone(), updated_at, ..current.clone() };
         // Built before anything changes: if building panics, nothing is half-written.
         let caused = events(&updated);
@@ -59,12 +60,13 @@ impl ProjectRepository for MemoryStore {
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.projects.replace(updated.clone());
         let deliveries = rows.record(&caused);
-        data.enqueue(tenant, deliveries);
+        data.enqueue(tenant, deliveries, now);
         self.wake();
         Ok(updated)
     }
 
     async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()> {
+        let now = self.clock.now();
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let current = rows.projects.get(*id.as_uuid()).ok_or(Error::NotFound)?;
@@ -74,7 +76,7 @@ impl ProjectRepository for MemoryStore {
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.projects.remove(*id.as_uuid());
         let deliveries = rows.record(&caused);
-        data.enqueue(tenant, deliveries);
+        data.enqueue(tenant, deliveries, now);
         self.wake();
         Ok(())
     }

@@ -47,12 +47,15 @@ async fn an_hs256_token_signed_with_the_public_key_is_refused() {
     let app = rs256_app().await;
     let s = app.signup("confused").await;
     let public_pem = std::fs::read(fixture("rsa-a.pub.pem")).unwrap();
-    let forged = JwtTokens::new(JwtConfig {
-        keys: KeySource::hs256(public_pem),
-        issuer: "plinth".into(),
-        audience: "plinth-api".into(),
-        ttl: Duration::from_secs(600),
-    })
+    let forged = JwtTokens::new(
+        JwtConfig {
+            keys: KeySource::hs256(public_pem),
+            issuer: "plinth".into(),
+            audience: "plinth-api".into(),
+            ttl: Duration::from_secs(600),
+        },
+        std::sync::Arc::new(plinth_domain::clock::SystemClock::new()),
+    )
     .unwrap()
     .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner, 0)
     .unwrap()
@@ -66,17 +69,20 @@ async fn a_token_signed_by_a_key_outside_the_verification_set_is_refused() {
     let app = rs256_app().await;
     let s = app.signup("outsider").await;
     // A well-formed EdDSA token from another key pair, and one claiming the trusted kid.
-    let other = JwtTokens::new(JwtConfig {
-        keys: KeySource::Asymmetric {
-            algorithm: AsymmetricAlgorithm::EdDsa,
-            signing_key_pem: KeyMaterial::new(std::fs::read(fixture("ed25519-b.pem")).unwrap()),
-            kid: "rsa-a".into(),
-            verification_keys: vec![("rsa-a".into(), std::fs::read(fixture("ed25519-b.pub.pem")).unwrap())],
+    let other = JwtTokens::new(
+        JwtConfig {
+            keys: KeySource::Asymmetric {
+                algorithm: AsymmetricAlgorithm::EdDsa,
+                signing_key_pem: KeyMaterial::new(std::fs::read(fixture("ed25519-b.pem")).unwrap()),
+                kid: "rsa-a".into(),
+                verification_keys: vec![("rsa-a".into(), std::fs::read(fixture("ed25519-b.pub.pem")).unwrap())],
+            },
+            issuer: "plinth".into(),
+            audience: "plinth-api".into(),
+            ttl: Duration::from_secs(600),
         },
-        issuer: "plinth".into(),
-        audience: "plinth-api".into(),
-        ttl: Duration::from_secs(600),
-    })
+        std::sync::Arc::new(plinth_domain::clock::SystemClock::new()),
+    )
     .unwrap()
     .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner, 0)
     .unwrap()

@@ -81,6 +81,47 @@ const FAST_RETRIES: &[(&str, &str)] = &[
     ("PLINTH_WEBHOOK_MAX_ATTEMPTS", "3"),
 ];
 
+/// No worker of the app's own: the test takes the worker's steps (`Plinth::work_one`) itself.
+/// Retries are due 1–2 ms after a failure.
+const STEPPED: &[(&str, &str)] = &[
+    ("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true"),
+    ("PLINTH_WORKER", "false"),
+    ("PLINTH_WEBHOOK_BACKOFF_MS", "1"),
+    ("PLINTH_WEBHOOK_MAX_ATTEMPTS", "3"),
+];
+
+/// Longer than any retry delay under [`STEPPED`] (after three failures: 4 ms at most).
+/// The queue schedules retries on the system's clock, not the injected one, so this much real
+/// time must pass before a step can tell "nothing due" from "nothing due yet".
+const LONGEST_STEPPED_RETRY: Duration = Duration::from_millis(5);
+
+/// Takes one step of the worker that works a job: waits (briefly: see [`STEPPED`]) until one
+/// is due.
+async fn step(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !app.plinth.work_one("stepping-test").await.unwrap() {
+        assert!(Instant::now() < deadline, "no job came due");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A project created on a tenant whose webhook's receiver answers `script`, and three steps
+/// of the worker, each making one attempt; returns the app, the receiver and the deliveries.
+async fn three_stepped_attempts(backend: Backend, script: Vec<u16>) -> (TestApp, Receiver, Vec<Value>) {
+    let receiver = Receiver::start(script, Duration::ZERO).await;
+    let app = TestApp::spawn_with(backend, STEPPED).await;
+    let token = app.signup("stepped").await.token;
+    let (hook, _) = subscribe(&app, "stepped", &token, &receiver.url).await;
+    app.project("stepped", &token, "Stepped").await;
+    for attempt in 1..=3 {
+        step(&app).await;
+        assert_eq!(receiver.seen().len(), attempt, "one attempt per step");
+    }
+    let items = deliveries(&app, "stepped", &token, &hook).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    (app, receiver, items)
+}
+
 async fn subscribe(app: &TestApp, slug: &str, token: &str, url: &str) -> (String, String) {
     let res = app
         .on(Method::POST, slug, "/v1/webhooks", Some(token))
@@ -153,12 +194,8 @@ on_every_backend! {
     }
 
     async fn a_failing_receiver_gets_the_same_event_again_until_it_answers(backend: Backend) {
-        let receiver = Receiver::start(vec![500, 500], Duration::ZERO).await;
-        let app = TestApp::spawn_with(backend, FAST_RETRIES).await;
-        let token = app.signup("retry").await.token;
-        let (hook, _) = subscribe(&app, "retry", &token, &receiver.url).await;
-        app.project("retry", &token, "Flaky").await;
-        let items = until(&app, "retry", &token, &hook, Duration::from_secs(10), |d| d.len() == 1 && d[0]["state"] == "delivered").await;
+        let (_app, receiver, items) = three_stepped_attempts(backend, vec![500, 500]).await;
+        assert_eq!(items[0]["state"], "delivered");
         assert_eq!(items[0]["attempts"], 3);
         let seen = receiver.seen();
         assert_eq!(seen.len(), 3);
@@ -166,15 +203,12 @@ on_every_backend! {
     }
 
     async fn a_receiver_that_always_fails_leaves_the_delivery_dead(backend: Backend) {
-        let receiver = Receiver::start(vec![500; 10], Duration::ZERO).await;
-        let app = TestApp::spawn_with(backend, FAST_RETRIES).await;
-        let token = app.signup("dead").await.token;
-        let (hook, _) = subscribe(&app, "dead", &token, &receiver.url).await;
-        app.project("dead", &token, "Doomed").await;
-        let items = until(&app, "dead", &token, &hook, Duration::from_secs(10), |d| d.len() == 1 && d[0]["state"] == "dead").await;
+        let (app, receiver, items) = three_stepped_attempts(backend, vec![500; 10]).await;
+        assert_eq!(items[0]["state"], "dead");
         assert_eq!(items[0]["attempts"], 3, "every attempt counted");
         assert_eq!(items[0]["last_error"], "the receiver answered 500");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(LONGEST_STEPPED_RETRY).await;
+        assert!(!app.plinth.work_one("stepping-test").await.unwrap(), "a job is still due after the last attempt");
         assert_eq!(receiver.seen().len(), 3, "no attempt after the last");
     }
 

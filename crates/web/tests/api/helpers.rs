@@ -1,6 +1,9 @@
 //! The API tests' helpers on top of the shared harness: the backend a test runs on, problem
 //! assertions, and walking lists.
 
+use std::sync::Arc;
+
+use plinth_domain::ports::Clock;
 use plinth_domain::usecases::Ports;
 use plinth_testkit::TestDatabase;
 use reqwest::{Method, Response, StatusCode};
@@ -31,6 +34,15 @@ impl TestApp {
             Backend::Postgres => Some(TestDatabase::new().await),
         };
         Self::start_adapted(vars, db, adapt).await
+    }
+
+    /// As [`TestApp::spawn_with`], with every adapter that keeps time keeping it by `clock`.
+    pub async fn spawn_on_clock(backend: Backend, vars: &[(&str, &str)], clock: Arc<dyn Clock>) -> Self {
+        let db = match backend {
+            Backend::Memory => None,
+            Backend::Postgres => Some(TestDatabase::new().await),
+        };
+        Self::start_wired(vars, db, clock, |_| {}).await
     }
 
     pub async fn spawn(backend: Backend) -> Self {

@@ -1,6 +1,10 @@
 //! `Idempotency-Key` on `POST /v1/projects` and `POST /v1/users`: a retry gets the first answer
 //! and does nothing twice; another body is refused; keys are scoped to the tenant and user.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use plinth_domain::clock::ManualClock;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -25,6 +29,22 @@ async fn answer(res: Response) -> (StatusCode, Option<String>, Value) {
 }
 
 on_every_backend! {
+    async fn a_key_is_free_again_once_it_expires_a_day_later(backend: Backend) {
+        let clock = Arc::new(ManualClock::new());
+        let app = TestApp::spawn_on_clock(backend, &[], clock.clone()).await;
+        let token = app.signup("acme").await.token;
+        assert_eq!(create_project(&app, "acme", &token, "key-1", "Apollo").await.status(), StatusCode::CREATED);
+        clock.advance(Duration::from_secs(24 * 3600 - 1));
+        // The signup's token has expired by now (an hour).
+        let token = app.login("acme", "owner@acme.test").await;
+        let res = create_project(&app, "acme", &token, "key-1", "Artemis").await;
+        assert_problem(res, 422, "idempotency_key_reused").await;
+        clock.advance(Duration::from_secs(1));
+        let res = create_project(&app, "acme", &token, "key-1", "Artemis").await;
+        assert_eq!(res.status(), StatusCode::CREATED, "the key has expired: a new request");
+        assert_eq!(app.project_count("acme", &token).await, 2);
+    }
+
     async fn a_retry_with_the_same_key_and_body_gets_the_first_answer_and_creates_nothing(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let token = app.signup("acme").await.token;
@@ -192,7 +212,7 @@ on_every_backend! {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port())).await.unwrap();
         stream.write_all(head.as_bytes()).await.unwrap();
         stream.write_all(body.as_bytes()).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
         stream.set_zero_linger().unwrap();
         drop(stream);
 

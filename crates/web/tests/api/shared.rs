@@ -1,7 +1,10 @@
 //! Several instances sharing PostgreSQL and Redis, as a fleet runs; and Redis blinking.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plinth_domain::clock::ManualClock;
+use plinth_domain::ports::Clock;
 use plinth_testkit::{PrivateRedis, RedisCluster, redis_prefix, shared_redis_url};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -13,6 +16,11 @@ const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
 /// A second instance on `first`'s database, with `vars` on top.
 async fn sibling(first: &TestApp, vars: &[(&str, &str)]) -> TestApp {
+    sibling_on_clock(first, vars, Arc::new(plinth_domain::clock::SystemClock::new())).await
+}
+
+/// As [`sibling`], keeping time by `clock`.
+async fn sibling_on_clock(first: &TestApp, vars: &[(&str, &str)], clock: Arc<dyn Clock>) -> TestApp {
     let db = first.db.as_ref().expect("the first instance has a database");
     let mut all = vec![
         ("DATABASE_URL", db.app_url.as_str()),
@@ -21,7 +29,7 @@ async fn sibling(first: &TestApp, vars: &[(&str, &str)]) -> TestApp {
         ("PLINTH_ENCRYPTION_KEY", KEY),
     ];
     all.extend_from_slice(vars);
-    TestApp::spawn_with(Backend::Memory, &all).await
+    TestApp::spawn_on_clock(Backend::Memory, &all, clock).await
 }
 
 async fn names(app: &TestApp, token: &str) -> Vec<String> {
@@ -31,13 +39,18 @@ async fn names(app: &TestApp, token: &str) -> Vec<String> {
     page["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
-/// Two instances on one database and one Redis (under a key prefix of their own).
+/// Two instances on one database and one Redis (under a key prefix of their own), on one
+/// clock that stands still: nothing either caches in process expires by its ttl, so what an
+/// instance learns of the other's writes, it learns from the invalidations announced through
+/// Redis.
 async fn fleet_of_two() -> (TestApp, TestApp) {
     let redis = shared_redis_url();
     let prefix = redis_prefix();
     let vars = [("REDIS_URL", redis.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str())];
-    let a = TestApp::spawn_with(Backend::Postgres, &vars).await;
-    let b = sibling(&a, &vars).await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+    let db = plinth_testkit::TestDatabase::new().await;
+    let a = TestApp::start_wired(&vars, Some(db), clock.clone(), |_| {}).await;
+    let b = sibling_on_clock(&a, &vars, clock).await;
     (a, b)
 }
 

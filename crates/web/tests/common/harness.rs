@@ -6,9 +6,12 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use plinth_domain::usecases::Ports;
+use plinth_domain::clock::SystemClock;
+use plinth_domain::ports::Clock;
+use plinth_domain::usecases::{Plinth, Ports};
 use plinth_testkit::TestDatabase;
 use plinth_web::shutdown::ShutdownHandle;
 use plinth_web::{Application, Config};
@@ -52,6 +55,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub shutdown: ShutdownHandle,
     pub stopped: JoinHandle<std::io::Result<()>>,
+    /// The app's use cases, to drive its job worker one step at a time.
+    pub plinth: Arc<Plinth>,
     /// Kept alive for the app's lifetime; dropped (and the database with it) at the end.
     pub db: Option<TestDatabase>,
 }
@@ -77,6 +82,17 @@ impl TestApp {
         db: Option<TestDatabase>,
         adapt: impl FnOnce(&mut Ports),
     ) -> Self {
+        Self::start_wired(vars, db, Arc::new(SystemClock::new()), adapt).await
+    }
+
+    /// As [`TestApp::start_adapted`], with every adapter that keeps time keeping it by
+    /// `clock` (a `ManualClock` the test advances instead of waiting).
+    pub async fn start_wired(
+        vars: &[(&str, &str)],
+        db: Option<TestDatabase>,
+        clock: Arc<dyn Clock>,
+        adapt: impl FnOnce(&mut Ports),
+    ) -> Self {
         let mut env: HashMap<String, String> = DEFAULTS.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         if let Some(db) = &db {
             env.insert("DATABASE_URL".into(), db.app_url.clone());
@@ -92,11 +108,12 @@ impl TestApp {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
         // The first app's log writer serves every test of this process.
         std::mem::forget(plinth_web::telemetry::init(&config.log));
-        let app = Application::build_with(config, adapt).await.expect("the app builds");
+        let app = Application::build_with(config, clock, adapt).await.expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_handle();
+        let plinth = app.plinth();
         let stopped = tokio::spawn(app.run_until_stopped());
-        Self { address, client: client(), shutdown, stopped, db }
+        Self { address, client: client(), shutdown, stopped, plinth, db }
     }
 
     /// The port the app listens on.

@@ -92,3 +92,19 @@ fn a_token_with_a_malformed_claim_is_refused() {
         assert!(refused(&tokens, &signed(&payload)), "{payload}");
     }
 }
+
+#[test]
+fn a_token_expires_by_the_injected_clock_once_past_exp_and_the_leeway() {
+    let clock = Arc::new(plinth_domain::clock::ManualClock::new());
+    let tokens = JwtTokens::new(config(KeySource::hs256(SECRET)), clock.clone()).unwrap();
+    let access = tokens.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap();
+    let claims = tokens.verify(&access.token).unwrap();
+    assert_eq!(claims.issued_at, clock.now().unix_timestamp(), "iat is the clock's");
+    // The verification is remembered now; both paths must follow the clock.
+    clock.advance(Duration::from_secs(3600 + LEEWAY_SECS.unsigned_abs()));
+    assert!(tokens.verify(&access.token).is_ok(), "still within the leeway");
+    assert_eq!(reason(&tokens, &access.token), None);
+    clock.advance(Duration::from_secs(1));
+    assert!(refused(&tokens, &access.token), "past exp and the leeway");
+    assert_eq!(reason(&tokens, &access.token), Some(Refusal::Expired));
+}

@@ -4,13 +4,13 @@ use super::*;
 
 #[test]
 fn an_hs256_secret_needs_32_bytes() {
-    let err = JwtTokens::new(config(KeySource::hs256(&[7; 31][..]))).unwrap_err();
+    let err = JwtTokens::new(config(KeySource::hs256(&[7; 31][..])), system()).unwrap_err();
     assert_eq!(err, JwtConfigError::SecretTooShort);
-    assert!(JwtTokens::new(config(KeySource::hs256(&[7; 32][..]))).is_ok());
+    assert!(JwtTokens::new(config(KeySource::hs256(&[7; 32][..])), system()).is_ok());
 }
 
 fn refusal(keys: KeySource) -> JwtConfigError {
-    JwtTokens::new(config(keys)).unwrap_err()
+    JwtTokens::new(config(keys), system()).unwrap_err()
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn an_empty_issuer_or_audience_or_a_bad_lifetime_is_refused() {
     let with = |f: fn(&mut JwtConfig)| {
         let mut c = config(KeySource::hs256(SECRET));
         f(&mut c);
-        JwtTokens::new(c).unwrap_err()
+        JwtTokens::new(c, system()).unwrap_err()
     };
     assert_eq!(with(|c| c.issuer.clear()), JwtConfigError::Empty("issuer"));
     assert_eq!(with(|c| c.audience.clear()), JwtConfigError::Empty("audience"));
