@@ -170,7 +170,12 @@ async fn tenant_of(
     routed: bool,
 ) -> Result<Option<Arc<Tenant>>, Error> {
     if !routed {
-        return Ok(None);
+        // The 405 needs no tenant, and a host that names none must not turn it into a 404;
+        // but a valid token on its tenant's host is still counted by that tenant's plan.
+        return Ok(match target {
+            HostTarget::Tenant(slug) => state.plinth.resolve_tenant(&slug).await.ok(),
+            _ => None,
+        });
     }
     match (class, target) {
         (Class::Signup, HostTarget::Platform) => Ok(None),
