@@ -115,8 +115,7 @@ async fn keys_rotate_old_tokens_keep_working_while_their_key_is_trusted() {
         let (p, pubs) = (private.to_owned(), publics.to_owned());
         let (app_url, owner_url) = (db.app_url.clone(), db.owner_url.clone());
         async move {
-            TestApp::spawn_with(
-                Backend::Memory,
+            TestApp::start(
                 &[
                     ("DATABASE_URL", &app_url),
                     ("PLINTH_DATABASE_OWNER_URL", &owner_url),
@@ -125,6 +124,7 @@ async fn keys_rotate_old_tokens_keep_working_while_their_key_is_trusted() {
                     ("PLINTH_JWT_PRIVATE_KEY_FILE", &p),
                     ("PLINTH_JWT_PUBLIC_KEY_FILES", &pubs),
                 ],
+                None,
             )
             .await
         }

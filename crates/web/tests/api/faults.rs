@@ -60,8 +60,7 @@ async fn a_restarted_database_answers_503_meanwhile_and_then_recovers() {
         .expect("migrate");
     let app_url = cluster.url("plinth_app", Some(APP_PASSWORD), "plinth");
     let owner_url = cluster.url("postgres", None, "plinth");
-    let app = TestApp::spawn_with(
-        Backend::Memory,
+    let app = TestApp::start(
         &[
             ("DATABASE_URL", &app_url),
             ("PLINTH_DATABASE_OWNER_URL", &owner_url),
@@ -71,6 +70,7 @@ async fn a_restarted_database_answers_503_meanwhile_and_then_recovers() {
             ("PLINTH_DB_POOL_TIMEOUT_MS", "500"),
             ("PLINTH_DB_STATEMENT_TIMEOUT_MS", "1000"),
         ],
+        None,
     )
     .await;
     let token = app.signup("faulty").await.token;

@@ -71,8 +71,7 @@ async fn readyz_answers_503_naming_the_database_while_it_is_down_and_200_once_it
         .expect("migrate");
     let app_url = cluster.url("plinth_app", Some(APP_PASSWORD), "plinth");
     let owner_url = cluster.url("postgres", None, "plinth");
-    let app = TestApp::spawn_with(
-        Backend::Memory,
+    let app = TestApp::start(
         &[
             ("DATABASE_URL", &app_url),
             ("PLINTH_DATABASE_OWNER_URL", &owner_url),
@@ -81,6 +80,7 @@ async fn readyz_answers_503_naming_the_database_while_it_is_down_and_200_once_it
             ("PLINTH_DB_POOL_TIMEOUT_MS", "500"),
             ("PLINTH_DB_STATEMENT_TIMEOUT_MS", "1000"),
         ],
+        None,
     )
     .await;
     let res = app.request(Method::GET, "localhost", "/readyz").send().await.unwrap();
