@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! Architecture invariant: no dependencies beyond std, so `cargo xtask` builds in seconds.
+//! Architecture invariant: no dependencies beyond std, so `cargo xtask` builds in seconds; the
+//! benchmark, which needs more, is its own crate (`tools/bench`) that `bench` runs.
 
 mod bench;
 mod ci;
@@ -29,7 +30,8 @@ commands:
           Schemathesis (pinned, in a venv under target/) against a Postgres+Redis-backed plinth:
           no 5xx, every response true to /openapi.json; ARGS go to `schemathesis run`
   bench [SCENARIO...] [--quick] [--duration S] [--connections C] [--tenants N] ...
-          how fast plinth is, against a bare actix-web server and pgbench (`bench --help`)
+          how fast plinth is, against a bare actix-web server and pgbench: runs the
+          plinth-bench crate (tools/bench) with these arguments (`bench --help`)
 ";
 
 fn main() -> ExitCode {

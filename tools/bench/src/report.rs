@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 use super::load::Measured;
 use super::scenario::{Reference, Scenario};
 use super::{Figures, Outcome, Report, Run, Subject};
@@ -458,13 +460,7 @@ pub fn markdown(r: &Report) -> String {
          shared Redis processed, so other clients add noise. `vs reference` is taken against the mean of \
          the reference's runs just before and just after the scenario."
     );
-    let redis: Vec<String> = main_runs(r)
-        .filter_map(|run| {
-            let f = run.figures()?;
-            (!f.redis_by_command.is_empty())
-                .then(|| format!("- `{}`: {}", run.subject.name(), by_command(&f.redis_by_command)))
-        })
-        .collect();
+    let redis = per_run(r, |f| &f.redis_by_command);
     if !redis.is_empty() {
         let _ = writeln!(
             md,
@@ -473,13 +469,7 @@ pub fn markdown(r: &Report) -> String {
             redis.join("\n")
         );
     }
-    let cache: Vec<String> = main_runs(r)
-        .filter_map(|run| {
-            let f = run.figures()?;
-            (!f.cache_per_req.is_empty())
-                .then(|| format!("- `{}`: {}", run.subject.name(), by_command(&f.cache_per_req)))
-        })
-        .collect();
+    let cache = per_run(r, |f| &f.cache_per_req);
     if !cache.is_empty() {
         let _ = writeln!(
             md,
@@ -544,193 +534,316 @@ pub fn markdown(r: &Report) -> String {
     md
 }
 
+/// One `- `scenario`: counter n, …` line per main run that has counters of this kind.
+fn per_run(r: &Report, counters: fn(&Figures) -> &Vec<(String, f64)>) -> Vec<String> {
+    main_runs(r)
+        .filter_map(|run| {
+            let c = counters(run.figures()?);
+            (!c.is_empty()).then(|| format!("- `{}`: {}", run.subject.name(), by_command(c)))
+        })
+        .collect()
+}
+
 /// `evalsha 1.00, get 0.98` (below 0.01 left out).
 fn by_command(commands: &[(String, f64)]) -> String {
     commands.iter().filter(|(_, n)| *n >= 0.01).map(|(c, n)| format!("{c} {n:.2}")).collect::<Vec<_>>().join(", ")
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
+/// Pairs serialized as a JSON object, in their order (most frequent first, for counters).
+#[derive(Debug)]
+struct Pairs<'a, K, V>(&'a [(K, V)]);
+
+impl<K: Serialize, V: Serialize> Serialize for Pairs<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
-    out.push('"');
-    out
 }
 
-fn json_num(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v}"),
-        _ => "null".into(),
+/// `report.json`, field by field in this order; non-finite figures are `null`.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    started_at: &'a str,
+    command: &'a str,
+    total_seconds: f64,
+    machine: &'a str,
+    load_average_before: &'a str,
+    load_average_after: &'a str,
+    versions: Pairs<'a, &'static str, String>,
+    options: JsonOptions,
+    logs: &'a str,
+    list_body_bytes: Option<usize>,
+    ceiling_rates: Vec<f64>,
+    seeded: Vec<JsonSeeded>,
+    runs: Vec<JsonRun<'a>>,
+    scale: Vec<JsonScale>,
+    targets: Vec<JsonTarget>,
+    profile: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonOptions {
+    tenants: u32,
+    users_per_tenant: u32,
+    projects_per_tenant: u32,
+    duration_s: u32,
+    warmup_s: u32,
+    connections: u32,
+    threads: u32,
+    quick: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonSeeded {
+    tenants: u32,
+    users_per_tenant: u32,
+    projects_per_tenant: u32,
+    projects: u64,
+    seed_seconds: f64,
+    vacuum_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonRun<'a> {
+    name: &'static str,
+    main: bool,
+    tenants: u32,
+    projects: u64,
+    status: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    detail: &'a str,
+    #[serde(flatten)]
+    figures: Option<JsonFigures<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonFigures<'a> {
+    rate: f64,
+    unit: &'static str,
+    requests: u64,
+    seconds: f64,
+    p50_ms: Option<f64>,
+    p90_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    p999_ms: Option<f64>,
+    max_ms: Option<f64>,
+    errors: u64,
+    error_detail: &'a str,
+    tool_rate: f64,
+    cpu_s_per_1k: Option<f64>,
+    peak_rss_mb: Option<f64>,
+    pg_tx_per_req: Option<f64>,
+    redis_cmds_per_req: Option<f64>,
+    redis_by_command: Pairs<'a, String, f64>,
+    log_bytes_per_req: Option<f64>,
+    cache_per_req: Pairs<'a, String, f64>,
+    note: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_reference: Option<JsonReference>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonReference {
+    name: &'static str,
+    rate: f64,
+    ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonScale {
+    projects: u64,
+    cached_p99_ms: Option<f64>,
+    db_p99_ms: Option<f64>,
+    cached_rate: Option<f64>,
+    db_rate: Option<f64>,
+    cached_p99_ms_each: Vec<f64>,
+    db_p99_ms_each: Vec<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonTarget {
+    goal: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn figures_json(f: &Figures) -> JsonFigures<'_> {
+    let m = &f.m;
+    // Latencies only where the tool measured them (wrk, pgbench), not for jobs.
+    let lat = |v: f64| (m.p99_us > 0.0).then_some(v / 1000.0);
+    JsonFigures {
+        rate: m.rate,
+        unit: f.unit,
+        requests: m.requests,
+        seconds: m.seconds,
+        p50_ms: lat(m.p50_us),
+        p90_ms: lat(m.p90_us),
+        p99_ms: lat(m.p99_us),
+        p999_ms: lat(m.p999_us),
+        max_ms: lat(m.max_us),
+        errors: m.errors,
+        error_detail: &m.error_detail,
+        tool_rate: m.tool_rate,
+        cpu_s_per_1k: f.cpu_s_per_1k,
+        peak_rss_mb: f.peak_rss_mb,
+        pg_tx_per_req: f.pg_tx_per_req,
+        redis_cmds_per_req: f.redis_cmds_per_req,
+        redis_by_command: Pairs(&f.redis_by_command),
+        log_bytes_per_req: f.log_bytes_per_req,
+        cache_per_req: Pairs(&f.cache_per_req),
+        note: &m.note,
+        vs_reference: f.vs_reference.map(|(reference, rate, ratio)| JsonReference {
+            name: reference.name(),
+            rate,
+            ratio,
+        }),
     }
 }
 
 /// `report.json`.
 pub fn json(r: &Report) -> String {
     let o = &r.options;
-    let mut runs = Vec::new();
-    for run in &r.runs {
-        let (status, detail) = match &run.outcome {
-            Outcome::Done(_) => ("done", String::new()),
-            Outcome::Skipped(w) => ("skipped", w.clone()),
-            Outcome::Failed(w) => ("failed", w.clone()),
-        };
-        let mut fields = vec![
-            format!("\"name\":{}", json_str(run.subject.name())),
-            format!("\"main\":{}", run.main),
-            format!("\"tenants\":{}", run.data.tenants),
-            format!("\"projects\":{}", run.data.projects()),
-            format!("\"status\":{}", json_str(status)),
-        ];
-        if !detail.is_empty() {
-            fields.push(format!("\"detail\":{}", json_str(&detail)));
-        }
-        if let Some(f) = run.figures() {
-            let m = &f.m;
-            let lat = |v: f64| if m.p99_us > 0.0 { Some(v / 1000.0) } else { None };
-            fields.extend([
-                format!("\"rate\":{}", json_num(Some(m.rate))),
-                format!("\"unit\":{}", json_str(f.unit)),
-                format!("\"requests\":{}", m.requests),
-                format!("\"seconds\":{}", json_num(Some(m.seconds))),
-                format!("\"p50_ms\":{}", json_num(lat(m.p50_us))),
-                format!("\"p90_ms\":{}", json_num(lat(m.p90_us))),
-                format!("\"p99_ms\":{}", json_num(lat(m.p99_us))),
-                format!("\"p999_ms\":{}", json_num(lat(m.p999_us))),
-                format!("\"max_ms\":{}", json_num(lat(m.max_us))),
-                format!("\"errors\":{}", m.errors),
-                format!("\"error_detail\":{}", json_str(&m.error_detail)),
-                format!("\"tool_rate\":{}", json_num(Some(m.tool_rate))),
-                format!("\"cpu_s_per_1k\":{}", json_num(f.cpu_s_per_1k)),
-                format!("\"peak_rss_mb\":{}", json_num(f.peak_rss_mb)),
-                format!("\"pg_tx_per_req\":{}", json_num(f.pg_tx_per_req)),
-                format!("\"redis_cmds_per_req\":{}", json_num(f.redis_cmds_per_req)),
-                format!(
-                    "\"redis_by_command\":{{{}}}",
-                    f.redis_by_command
-                        .iter()
-                        .map(|(c, n)| format!("{}:{}", json_str(c), json_num(Some(*n))))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                format!("\"log_bytes_per_req\":{}", json_num(f.log_bytes_per_req)),
-                format!(
-                    "\"cache_per_req\":{{{}}}",
-                    f.cache_per_req
-                        .iter()
-                        .map(|(c, n)| format!("{}:{}", json_str(c), json_num(Some(*n))))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                format!("\"note\":{}", json_str(&m.note)),
-            ]);
-            if let Some((reference, reference_rate, ratio)) = f.vs_reference {
-                fields.push(format!(
-                    "\"vs_reference\":{{\"name\":{},\"rate\":{},\"ratio\":{}}}",
-                    json_str(reference.name()),
-                    json_num(Some(reference_rate)),
-                    json_num(Some(ratio))
-                ));
+    let runs = r
+        .runs
+        .iter()
+        .map(|run| {
+            let (status, detail) = match &run.outcome {
+                Outcome::Done(_) => ("done", ""),
+                Outcome::Skipped(w) => ("skipped", w.as_str()),
+                Outcome::Failed(w) => ("failed", w.as_str()),
+            };
+            JsonRun {
+                name: run.subject.name(),
+                main: run.main,
+                tenants: run.data.tenants,
+                projects: run.data.projects(),
+                status,
+                detail,
+                figures: run.figures().map(figures_json),
             }
-        }
-        runs.push(format!("    {{{}}}", fields.join(",")));
-    }
-    let seeded: Vec<String> = r
-        .seeded
-        .iter()
-        .map(|s| {
-            format!(
-                "    {{\"tenants\":{},\"users_per_tenant\":{},\"projects_per_tenant\":{},\"projects\":{},\"seed_seconds\":{},\"vacuum_seconds\":{}}}",
-                s.data.tenants,
-                s.data.users_per_tenant,
-                s.data.projects_per_tenant,
-                s.data.projects(),
-                json_num(Some(s.seed_seconds)),
-                json_num(Some(s.vacuum_seconds))
-            )
         })
         .collect();
-    let scale: Vec<String> = scale(r)
-        .iter()
-        .map(|p| {
-            let each = |v: &[f64]| v.iter().map(|&us| json_num(Some(us / 1000.0))).collect::<Vec<_>>().join(",");
-            format!(
-                "    {{\"projects\":{},\"cached_p99_ms\":{},\"db_p99_ms\":{},\"cached_rate\":{},\"db_rate\":{},\
-                 \"cached_p99_ms_each\":[{}],\"db_p99_ms_each\":[{}]}}",
-                p.projects,
-                json_num(p.cached_p99_us().map(|v| v / 1000.0)),
-                json_num(p.db_p99_us().map(|v| v / 1000.0)),
-                json_num(p.cached_rate),
-                json_num(p.db_rate),
-                each(&p.cached_p99s),
-                each(&p.db_p99s)
-            )
-        })
-        .collect();
-    let targets: Vec<String> = targets(r)
-        .iter()
-        .map(|t| {
-            format!(
-                "    {{\"goal\":{},\"measured\":{},\"met\":{}}}",
-                json_str(&t.goal.replace('`', "")),
-                json_str(&t.measured),
-                t.met.map_or_else(|| "null".into(), |m| m.to_string())
-            )
-        })
-        .collect();
-    let ceiling = reference_rates(r, Reference::Ceiling);
-    let versions: Vec<String> = r.versions.iter().map(|(k, v)| format!("{}:{}", json_str(k), json_str(v))).collect();
-    format!(
-        "{{\n  \"started_at\":{},\n  \"command\":{},\n  \"total_seconds\":{},\n  \"machine\":{},\n  \
-         \"load_average_before\":{},\n  \"load_average_after\":{},\n  \"versions\":{{{}}},\n  \
-         \"options\":{{\"tenants\":{},\"users_per_tenant\":{},\"projects_per_tenant\":{},\"duration_s\":{},\"warmup_s\":{},\"connections\":{},\"threads\":{},\"quick\":{}}},\n  \
-         \"logs\":{},\n  \"list_body_bytes\":{},\n  \"ceiling_rates\":[{}],\n  \"seeded\":[\n{}\n  ],\n  \"runs\":[\n{}\n  ],\n  \
-         \"scale\":[\n{}\n  ],\n  \"targets\":[\n{}\n  ],\n  \"profile\":{}\n}}\n",
-        json_str(&r.started_at),
-        json_str(&o.command_line),
-        json_num(Some(r.total_seconds)),
-        json_str(&r.machine),
-        json_str(&r.load_average_before),
-        json_str(&r.load_average_after),
-        versions.join(","),
-        o.tenants,
-        o.users_per_tenant,
-        o.projects_per_tenant,
-        o.duration,
-        o.warmup,
-        o.connections,
-        o.threads,
-        o.quick,
-        json_str(&r.log_destination),
-        r.list_body_bytes.map_or_else(|| "null".into(), |b| b.to_string()),
-        ceiling.iter().map(|c| json_num(Some(*c))).collect::<Vec<_>>().join(","),
-        seeded.join(",\n"),
-        runs.join(",\n"),
-        scale.join(",\n"),
-        targets.join(",\n"),
-        r.profile.as_deref().map_or_else(|| "null".into(), json_str),
-    )
+    let ms_each = |v: &[f64]| v.iter().map(|us| us / 1000.0).collect();
+    let report = JsonReport {
+        started_at: &r.started_at,
+        command: &o.command_line,
+        total_seconds: r.total_seconds,
+        machine: &r.machine,
+        load_average_before: &r.load_average_before,
+        load_average_after: &r.load_average_after,
+        versions: Pairs(&r.versions),
+        options: JsonOptions {
+            tenants: o.tenants,
+            users_per_tenant: o.users_per_tenant,
+            projects_per_tenant: o.projects_per_tenant,
+            duration_s: o.duration,
+            warmup_s: o.warmup,
+            connections: o.connections,
+            threads: o.threads,
+            quick: o.quick,
+        },
+        logs: &r.log_destination,
+        list_body_bytes: r.list_body_bytes,
+        ceiling_rates: reference_rates(r, Reference::Ceiling),
+        seeded: r
+            .seeded
+            .iter()
+            .map(|s| JsonSeeded {
+                tenants: s.data.tenants,
+                users_per_tenant: s.data.users_per_tenant,
+                projects_per_tenant: s.data.projects_per_tenant,
+                projects: s.data.projects(),
+                seed_seconds: s.seed_seconds,
+                vacuum_seconds: s.vacuum_seconds,
+            })
+            .collect(),
+        runs,
+        scale: scale(r)
+            .iter()
+            .map(|p| JsonScale {
+                projects: p.projects,
+                cached_p99_ms: p.cached_p99_us().map(|v| v / 1000.0),
+                db_p99_ms: p.db_p99_us().map(|v| v / 1000.0),
+                cached_rate: p.cached_rate,
+                db_rate: p.db_rate,
+                cached_p99_ms_each: ms_each(&p.cached_p99s),
+                db_p99_ms_each: ms_each(&p.db_p99s),
+            })
+            .collect(),
+        targets: targets(r)
+            .into_iter()
+            .map(|t| JsonTarget { goal: t.goal.replace('`', ""), measured: t.measured, met: t.met })
+            .collect(),
+        profile: r.profile.as_deref(),
+    };
+    // Serializing these structs has no way to fail: every map key is a string.
+    serde_json::to_string_pretty(&report).map_or_else(|e| format!("{{\"error\":\"{e}\"}}\n"), |s| s + "\n")
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::DataSet;
+    use super::super::options::Options;
     use super::*;
 
     #[test]
-    fn formats_rates_and_json_strings() {
+    fn formats_rates_with_thousands_separators() {
         assert_eq!(rate(1234567.4), "1,234,567");
         assert_eq!(rate(999.0), "999");
-        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
-        assert_eq!(json_num(Some(f64::NAN)), "null");
+    }
+
+    #[test]
+    fn the_json_report_keeps_strings_intact_and_writes_no_number_for_a_missing_figure() {
+        let data = DataSet { tenants: 10, users_per_tenant: 2, projects_per_tenant: 100 };
+        let figures = Figures {
+            m: Measured { requests: 10, rate: f64::NAN, error_detail: "503×2 \"x\"\n".into(), ..Measured::default() },
+            unit: "req/s",
+            cpu_s_per_1k: Some(0.5),
+            peak_rss_mb: None,
+            pg_tx_per_req: None,
+            redis_cmds_per_req: None,
+            redis_by_command: vec![("evalsha".into(), 1.0), ("get".into(), 0.5)],
+            log_bytes_per_req: None,
+            cache_per_req: Vec::new(),
+            vs_reference: None,
+        };
+        let report = Report {
+            options: Options::parse(&["cached".to_owned()]).unwrap(),
+            started_at: "now".into(),
+            machine: "m".into(),
+            load_average_before: String::new(),
+            load_average_after: String::new(),
+            versions: vec![("wrk", "4.2".into())],
+            seeded: Vec::new(),
+            list_body_bytes: None,
+            list_head_bytes: None,
+            runs: vec![
+                Run {
+                    subject: Subject::Plinth(Scenario::Cached),
+                    data,
+                    main: true,
+                    outcome: Outcome::Done(Box::new(figures)),
+                },
+                Run {
+                    subject: Subject::Plinth(Scenario::Db),
+                    data,
+                    main: true,
+                    outcome: Outcome::Skipped("why".into()),
+                },
+            ],
+            profile: None,
+            total_seconds: 1.0,
+            log_destination: String::new(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+        let run = &v["runs"][0];
+        assert_eq!(run["name"], "cached");
+        assert_eq!(run["error_detail"], "503×2 \"x\"\n");
+        assert!(run["rate"].is_null() && run["p99_ms"].is_null());
+        assert_eq!(run["redis_by_command"]["evalsha"], 1.0);
+        assert_eq!(v["runs"][1]["detail"], "why");
+        assert!(v["runs"][1].get("rate").is_none());
+        assert_eq!(v["versions"]["wrk"], "4.2");
+        assert_eq!(v["options"]["tenants"], 10_000);
     }
 }

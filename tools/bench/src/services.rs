@@ -245,7 +245,7 @@ impl Server {
         log_sample: &Path,
         stderr_file: &Path,
     ) -> Result<Self, String> {
-        if http::get("127.0.0.1", port, "/healthz", "localhost", None).is_ok() {
+        if http::get(port, "/healthz", "localhost", None).is_ok() {
             return Err(format!("something already listens on 127.0.0.1:{port}; pass --port"));
         }
         let stderr = std::fs::File::create(stderr_file).map_err(|e| format!("{}: {e}", stderr_file.display()))?;
@@ -276,7 +276,7 @@ impl Server {
                 let err = std::fs::read_to_string(stderr_file).unwrap_or_default();
                 return Err(format!("{} exited during start-up ({status}): {}", self.name, err.trim()));
             }
-            if let Ok(r) = http::get("127.0.0.1", self.port, "/healthz", "localhost", None)
+            if let Ok(r) = http::get(self.port, "/healthz", "localhost", None)
                 && r.status == 200
             {
                 return Ok(());
@@ -382,21 +382,10 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Standard base64 with padding, as `PLINTH_ENCRYPTION_KEY` takes it.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Lines of `/proc/cpuinfo` etc. that describe the machine.
