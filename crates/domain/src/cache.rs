@@ -257,6 +257,12 @@ impl Cache {
         }
     }
 
+    /// Whether this instance hears the invalidations other instances announce (it is
+    /// subscribed); while it does not, its own level is bypassed for tenant data.
+    pub async fn hears_other_instances(&self) -> bool {
+        self.generations.current(PLATFORM).await.is_ok_and(|g| g.local_ok)
+    }
+
     /// The value of `key` in `scope`: from the cache if present, else from `fetch`, which runs
     /// once per key in this process however many requests wait for it, and whose answer is
     /// kept for about `ttl` (±10%, so entries made together don't expire together). A zero

@@ -32,6 +32,13 @@ impl Plinth {
         self.ports.jobs.stats().await
     }
 
+    /// Whether this instance hears the cache invalidations other instances announce (always, on
+    /// one instance without Redis); while it does not, it serves tenant data from the shared
+    /// level only. A fleet's instances are in step once each hears the others.
+    pub async fn hears_other_instances(&self) -> bool {
+        self.cache.hears_other_instances().await
+    }
+
     /// The names of the configured dependencies (none on the memory adapters).
     pub fn dependencies(&self) -> Vec<&'static str> {
         self.ports.dependencies.iter().map(|d| d.name()).collect()

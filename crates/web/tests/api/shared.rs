@@ -54,12 +54,23 @@ async fn fleet_of_two() -> (TestApp, TestApp) {
     (a, b)
 }
 
+/// Returns once every instance hears the others' invalidations (is subscribed), or fails.
+async fn in_step(fleet: &[&TestApp]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for app in fleet {
+        while !app.plinth.hears_other_instances().await {
+            assert!(Instant::now() < deadline, "an instance never subscribed to the invalidations");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_write_on_one_instance_is_seen_by_another_within_a_second() {
     let (a, b) = fleet_of_two().await;
     let token = a.signup("fleet").await.token;
-    // Let both instances subscribe, then warm B's caches with the empty list.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once both instances hear each other, warm B's caches with the empty list.
+    in_step(&[&a, &b]).await;
     assert!(names(&b, &token).await.is_empty());
     assert!(names(&b, &token).await.is_empty());
 
@@ -78,8 +89,8 @@ async fn a_write_on_one_instance_is_seen_by_another_within_a_second() {
 #[tokio::test]
 async fn a_tenant_signed_up_on_one_instance_is_found_by_another_within_a_second() {
     let (a, b) = fleet_of_two().await;
-    // Let both instances subscribe, then have B (and A) remember that no tenant is "acme".
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once both instances hear each other, have B (and A) remember that no tenant is "acme".
+    in_step(&[&a, &b]).await;
     for app in [&b, &b, &a] {
         let res = app.on(Method::GET, "acme", "/v1/tenant", None).send().await.expect("tenant");
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
