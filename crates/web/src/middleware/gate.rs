@@ -129,6 +129,9 @@ pub async fn gate(
                 _ => Subject::Ip(client(&req, &state)),
             };
             let limit = count(&state, subject).await;
+            if let Some(refusal) = refused(limit) {
+                return Ok(too_many(req, refusal, auth));
+            }
             (tenant, auth, limit)
         }
         None => {
@@ -142,9 +145,6 @@ pub async fn gate(
             (tenant_of(&state, class, target, routed).await, auth, limit)
         }
     };
-    if let Some(refusal) = refused(limit) {
-        return Ok(too_many(req, refusal, auth));
-    }
     let tenant = match tenant {
         Ok(t) => t,
         Err(e) => return Ok(reject(req, ApiError::Domain(e), limit)),
