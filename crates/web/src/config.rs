@@ -235,7 +235,11 @@ impl Config {
                 retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_RETENTION_DAYS", 30, 1..=3650)?),
             },
             server: ServerLimits {
-                body_timeout: Duration::from_secs(env.parse_in("PLINTH_BODY_TIMEOUT_S", 10, 1..=3600)?),
+                body_timeout: Duration::from_secs(env.parse_in(
+                    "PLINTH_BODY_TIMEOUT_S",
+                    crate::api::extract::DEFAULT_BODY_TIMEOUT.as_secs(),
+                    1..=3600,
+                )?),
                 max_connections: env.parse_in("PLINTH_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
                 keep_alive: Duration::from_secs(env.parse_in("PLINTH_KEEP_ALIVE_S", 5, 0..=3600)?),
             },
