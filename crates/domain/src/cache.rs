@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use crate::metric;
 use crate::ports::{CacheStore, GenerationStore};
+use crate::timing::{self, Phase};
 
 /// Logs a dependency's failure once when it starts failing and once when it recovers, not on
 /// every request; counts every failure (`component_errors_total`) and shows the state
@@ -97,12 +98,14 @@ impl MeteredStore {
 #[async_trait]
 impl CacheStore for MeteredStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let _lookup = timing::measure(Phase::Cache);
         let found = self.inner.get(key).await;
         self.count(&found);
         found
     }
 
     async fn get_briefly(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        let _lookup = timing::measure(Phase::Cache);
         let found = self.inner.get_briefly(key, ttl).await;
         self.count(&found);
         found

@@ -19,6 +19,7 @@ pub mod page;
 pub mod ports;
 pub mod rate_limit;
 pub mod tagged;
+pub mod timing;
 pub mod usecases;
 pub mod values;
 

@@ -40,6 +40,7 @@ impl TaggedJson {
     /// # Errors
     /// When `value` can't be serialized (a map with non-string keys, a failing `Serialize`).
     pub fn to_json<T: serde::Serialize + ?Sized>(value: &T, capacity: usize) -> serde_json::Result<Self> {
+        let _ser = crate::timing::measure(crate::timing::Phase::Ser);
         let mut buf = Vec::with_capacity(TAG_LEN + capacity);
         buf.resize(TAG_LEN, 0);
         serde_json::to_writer(&mut buf, value)?;

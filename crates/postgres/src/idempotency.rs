@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::OrDb as _;
+use crate::op;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 /// Stores `write`'s key and answer in the caller's transaction unless the key is live; returns
@@ -64,7 +65,7 @@ impl IdempotencyStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %scope.tenant))]
     async fn lookup(&self, scope: &IdempotencyScope, fingerprint: u128) -> Result<Lookup> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::IDEMPOTENCY_LOOKUP).await?;
             let sql = "SELECT fingerprint, status, body, location FROM idempotency_keys \
                        WHERE tenant_id = $1 AND user_id = $2 AND key = $3 AND expires_at > $4 \
                          AND status IS NOT NULL";
@@ -89,7 +90,7 @@ impl IdempotencyStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %write.scope.tenant))]
     async fn record(&self, write: &IdempotentWrite) -> Result<()> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::IDEMPOTENCY_RECORD).await?;
             let tx = tenant_tx(&mut client, write.scope.tenant).await?;
             store_key(&tx, write, self.clock.now()).await?;
             tx.commit().await.or_db()

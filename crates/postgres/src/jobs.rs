@@ -22,6 +22,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
 use crate::error::{self, corrupt};
+use crate::op;
 use crate::pool::{PgStore, tenant_tx};
 
 /// The channel jobs are announced on.
@@ -132,7 +133,7 @@ impl PgStore {
 impl JobQueue for PgStore {
     async fn claim(&self, worker: &str) -> Result<Option<Job>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::JOBS_CLAIM).await?;
             let claim = client.prepare_cached(CLAIM_SQL).await.map_err(error::db)?;
             let row = client.query_opt(&claim, &[&worker]).await.map_err(error::db)?;
             row.map(|r| job_from(r.get(0), r.get(1), &r.get(2))).transpose()
@@ -147,7 +148,7 @@ impl JobQueue for PgStore {
 
     async fn release(&self, job: &Job) -> Result<()> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::JOBS_RELEASE).await?;
             let q = client
                 .prepare_cached(
                     "UPDATE jobs SET locked_by = NULL, locked_at = NULL, attempts = greatest(attempts - 1, 0) WHERE id = $1",
@@ -163,7 +164,7 @@ impl JobQueue for PgStore {
     async fn rescue(&self, after: Duration) -> Result<u64> {
         let seconds = after.as_secs_f64();
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::JOBS_RESCUE).await?;
             let q = client
                 .prepare_cached(
                     "UPDATE jobs SET locked_by = NULL, locked_at = NULL \
@@ -178,7 +179,7 @@ impl JobQueue for PgStore {
 
     async fn stats(&self) -> Result<QueueStats> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::JOBS_STATS).await?;
             // Sums over one counter row per tenant: the same cost with no jobs or with millions.
             let q = client
                 .prepare_cached(
@@ -202,7 +203,7 @@ impl JobQueue for PgStore {
 
     async fn prune(&self, before: time::OffsetDateTime) -> Result<Pruned> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::JOBS_PRUNE).await?;
             let q = client.prepare_cached("SELECT * FROM plinth_prune($1)").await.map_err(error::db)?;
             let row = client.query_one(&q, &[&before]).await.map_err(error::db)?;
             let n = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
@@ -216,7 +217,7 @@ impl JobQueue for PgStore {
 impl DeliveryStore for PgStore {
     async fn load(&self, tenant: TenantId, delivery: DeliveryId) -> Result<Option<OutgoingDelivery>> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::DELIVERIES_LOAD).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx
                 .prepare_cached(
@@ -255,7 +256,7 @@ impl DeliveryStore for PgStore {
             NextStep::Dead => DeliveryState::Dead,
         };
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::DELIVERIES_RECORD).await?;
             let tx = tenant_tx(&mut client, job.tenant).await?;
             let update = tx
                 .prepare_cached(
@@ -290,7 +291,7 @@ impl DeliveryStore for PgStore {
 
     async fn discard(&self, job: &Job) -> Result<()> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::JOBS_DISCARD).await?;
             let q = client.prepare_cached("DELETE FROM jobs WHERE id = $1").await.map_err(error::db)?;
             client.execute(&q, &[&job.id]).await.map_err(error::db)?;
             Ok(())

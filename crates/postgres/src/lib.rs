@@ -11,6 +11,7 @@ mod idempotency;
 mod jobs;
 pub mod keyset;
 pub mod migrate;
+mod op;
 mod pool;
 mod projects;
 pub mod seed;

@@ -1,17 +1,20 @@
 //! The connection pool and the tenant-scoped transaction every repository call runs in.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
 use futures_util::TryStreamExt as _;
 use plinth_affinity as affinity;
 use plinth_domain::Error;
 use plinth_domain::ids::TenantId;
+use plinth_domain::metric::{self, ByOp};
 use plinth_domain::ports::Clock;
+use plinth_domain::timing::{self, Phase};
 use tokio_postgres::NoTls;
 
 use crate::error::{self, DATABASE, OrDb as _, PgError};
+use crate::op;
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -47,6 +50,46 @@ pub struct PgStore {
     /// The timestamps the adapter writes itself (`updated_at`, a key's `created_at`) and
     /// what idempotency keys expire against.
     pub(crate) clock: Arc<dyn Clock>,
+    /// `db_pool_wait_seconds` and `db_query_duration_seconds{op}`.
+    timings: Arc<Timings>,
+}
+
+/// The histograms every database call records into.
+#[derive(Debug)]
+struct Timings {
+    pool_wait: metrics::Histogram,
+    calls: ByOp,
+}
+
+/// A connection taken for one database call named `op` (a port call): it derefs to the
+/// pooled connection and, when dropped (the call is done), records how long the call held it
+/// in `db_query_duration_seconds{op}` and in the request's `db` phase.
+pub(crate) struct Conn<'a> {
+    object: Object,
+    op: &'static str,
+    taken: Instant,
+    timings: &'a Timings,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        &self.object
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Object {
+        &mut self.object
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        let took = self.taken.elapsed();
+        self.timings.calls.record(self.op, took);
+        timing::record(Phase::Db, took);
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -107,6 +150,10 @@ impl PgStore {
             call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500),
             max_pending_jobs: i64::try_from(plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS).unwrap_or(i64::MAX),
             clock,
+            timings: Arc::new(Timings {
+                pool_wait: metrics::histogram!(metric::DB_POOL_WAIT),
+                calls: ByOp::new(metric::DB_QUERY_DURATION),
+            }),
         })
     }
 
@@ -133,7 +180,7 @@ impl PgStore {
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), Error> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::PING).await?;
             client.simple_query("SELECT 1").await.or_db()?;
             Ok(())
         })
@@ -145,10 +192,17 @@ impl PgStore {
         self.pools.iter().for_each(Pool::close);
     }
 
-    /// A connection from this thread's pool.
-    pub(crate) async fn conn(&self) -> Result<Object, Error> {
+    /// A connection from this thread's pool, for the database call `op`. The wait for it is
+    /// recorded in `db_pool_wait_seconds` and the request's `pool` phase, failed waits too.
+    pub(crate) async fn conn(&self, op: &'static str) -> Result<Conn<'_>, Error> {
         let pool = &self.pools[affinity::slot(self.pools.len())];
-        pool.get().await.map_err(error::pool)
+        let asked = Instant::now();
+        let object = pool.get().await.map_err(error::pool);
+        let taken = Instant::now();
+        let waited = taken.saturating_duration_since(asked);
+        self.timings.pool_wait.record(waited.as_secs_f64());
+        timing::record(Phase::Pool, waited);
+        Ok(Conn { object: object?, op, taken, timings: &self.timings })
     }
 
     /// Runs `call` with the whole-call time bound; running out is `Unavailable`.
@@ -171,7 +225,6 @@ impl plinth_domain::ports::Dependency for PgStore {
     }
 
     fn record_gauges(&self) {
-        use plinth_domain::metric;
         let n = |v: usize| u32::try_from(v).map_or(f64::from(u32::MAX), f64::from);
         let s = self.status();
         metrics::gauge!(metric::DB_POOL_SIZE).set(n(s.size));

@@ -14,6 +14,7 @@ use tokio_postgres::Row;
 use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
+use crate::op;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
@@ -69,7 +70,7 @@ impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::PROJECTS_LIST).await?;
             let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
             // Sized up front: collecting `Result`s can't know the length and would grow it.
             let mut projects = Vec::with_capacity(rows.len());
@@ -84,7 +85,7 @@ impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::PROJECTS_GET).await?;
             let sql = concat!("SELECT ", columns!(), " FROM projects WHERE tenant_id = $1 AND id = $2");
             let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()], 1).await?;
             rows.first().map(project_from_row).transpose()
@@ -95,7 +96,7 @@ impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %project.tenant_id))]
     async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::PROJECTS_CREATE).await?;
             let tx = tenant_tx(&mut client, project.tenant_id).await?;
             if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
@@ -134,7 +135,7 @@ impl ProjectRepository for PgStore {
         events: EventsFor<'_>,
     ) -> Result<Project> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::PROJECTS_RENAME).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx
                 .prepare_cached(concat!(
@@ -157,7 +158,7 @@ impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self, events))]
     async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::PROJECTS_DELETE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx
                 .prepare_cached(concat!("DELETE FROM projects WHERE tenant_id = $1 AND id = $2 RETURNING ", columns!()))

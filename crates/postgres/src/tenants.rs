@@ -10,6 +10,7 @@ use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
 
 use crate::error::{self, OrDb as _, corrupt};
+use crate::op;
 use crate::pool::{PgStore, tenant_tx};
 use crate::users::insert_user;
 
@@ -27,7 +28,7 @@ impl TenantRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
     async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::TENANTS_CREATE).await?;
             let tx = tenant_tx(&mut client, tenant.id).await?;
             let insert = tx
                 .prepare_cached("INSERT INTO tenants (id, slug, name, plan) VALUES ($1, $2, $3, $4)")
@@ -54,7 +55,7 @@ impl TenantRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(slug = %slug))]
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::TENANTS_FIND).await?;
             let find = client.prepare_cached("SELECT id, slug, name, plan FROM tenant_by_slug($1)").await.or_db()?;
             let row = client.query_opt(&find, &[&slug.as_str()]).await.or_db()?;
             row.as_ref().map(tenant_from_row).transpose()

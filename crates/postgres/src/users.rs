@@ -15,6 +15,7 @@ use tokio_postgres::Row;
 use crate::error::{self, OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
+use crate::op;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
@@ -101,7 +102,7 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %user.tenant_id))]
     async fn create(&self, user: &User, key: Option<&IdempotentWrite>) -> Result<Keyed> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::USERS_CREATE).await?;
             let tx = tenant_tx(&mut client, user.tenant_id).await?;
             if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
@@ -116,7 +117,7 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::USERS_GET).await?;
             let sql = concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND id = $2");
             let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()], 1).await?;
             rows.first().map(user_from_row).transpose()
@@ -127,7 +128,7 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     async fn find_by_email(&self, tenant: TenantId, email: &Email) -> Result<Option<User>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::USERS_FIND_BY_EMAIL).await?;
             let sql = concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 AND email = $2");
             let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), &email.as_str()], 1).await?;
             rows.first().map(user_from_row).transpose()
@@ -138,7 +139,7 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<User>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::USERS_LIST).await?;
             let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
             rows.iter().map(user_from_row).collect()
         })
@@ -148,7 +149,7 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self, check))]
     async fn update_role(&self, tenant: TenantId, id: UserId, role: Role, check: UserCheck<'_>) -> Result<User> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::USERS_UPDATE_ROLE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             lock_target(&tx, tenant, id, role == Role::Owner, check).await?;
             let update = tx
@@ -173,7 +174,7 @@ impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self, check))]
     async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>) -> Result<()> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::USERS_DELETE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             lock_target(&tx, tenant, id, false, check).await?;
             let delete = tx.prepare_cached("DELETE FROM users WHERE tenant_id = $1 AND id = $2").await.or_db()?;

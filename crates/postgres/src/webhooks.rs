@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
+use crate::op;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 /// The tenant's webhooks, newest first.
@@ -105,7 +106,7 @@ impl WebhookRepository for PgStore {
     ) -> Result<Keyed> {
         let events: Vec<&str> = webhook.events.iter().map(|e| e.as_str()).collect();
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::WEBHOOKS_CREATE).await?;
             let tx = tenant_tx(&mut client, webhook.tenant_id).await?;
             if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
@@ -150,7 +151,7 @@ impl WebhookRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::WEBHOOKS_LIST).await?;
             let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
             rows.iter().map(webhook_from_row).collect()
         })
@@ -160,7 +161,7 @@ impl WebhookRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<()> {
         self.bounded(async {
-            let mut client = self.conn().await?;
+            let mut client = self.conn(op::WEBHOOKS_DELETE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx.prepare_cached("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2").await.or_db()?;
             let deleted = tx.execute(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
@@ -179,7 +180,7 @@ impl WebhookRepository for PgStore {
         limit: usize,
     ) -> Result<Vec<Delivery>> {
         self.bounded(async {
-            let client = self.conn().await?;
+            let client = self.conn(op::WEBHOOKS_DELIVERIES).await?;
             let rows = DELIVERIES.page(&client, tenant, &[tenant.as_uuid(), webhook.as_uuid()], after, limit).await?;
             // An empty page is also what a webhook that isn't the tenant's has: tell them apart.
             if rows.is_empty() {

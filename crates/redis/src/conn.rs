@@ -6,12 +6,25 @@ use std::time::{Duration, Instant};
 
 use plinth_affinity as affinity;
 use plinth_domain::Error;
+use plinth_domain::metric::{self, ByOp};
+use plinth_domain::timing::{self, Phase};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, RedisError};
 
 /// The dependency's name in errors and readiness answers.
 pub(crate) const REDIS: &str = "redis";
+
+/// The names of the Redis operations, the `op` label of `redis_command_duration_seconds`: a
+/// small fixed set written here (never a tenant or a key).
+pub(crate) mod op {
+    pub(crate) const CACHE_GET: &str = "cache.get";
+    pub(crate) const CACHE_SET: &str = "cache.set";
+    pub(crate) const CACHE_DELETE: &str = "cache.delete";
+    pub(crate) const GENERATION_GET: &str = "generation.get";
+    pub(crate) const GENERATION_BUMP: &str = "generation.bump";
+    pub(crate) const LIMITER_CHECK: &str = "limiter.check";
+}
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
@@ -58,6 +71,8 @@ pub struct RedisConn {
     /// Milliseconds since `epoch` before which no command is tried; 0 when closed.
     open_until: Arc<AtomicU64>,
     epoch: Instant,
+    /// `redis_command_duration_seconds{op}`.
+    durations: Arc<ByOp>,
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -107,6 +122,7 @@ impl RedisConn {
             breaker: settings.breaker,
             open_until: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
+            durations: Arc::new(ByOp::new(metric::REDIS_COMMAND_DURATION)),
         })
     }
 
@@ -137,9 +153,9 @@ impl RedisConn {
         self.open_until.store(until, Ordering::Relaxed);
     }
 
-    /// Runs one command; any failure is `Unavailable` and opens the breaker.
-    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
-        self.guarded(|| async {
+    /// Runs one command of operation `op`; any failure is `Unavailable` and opens the breaker.
+    pub(crate) async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T, Error> {
+        self.guarded(op, || async {
             match &self.inner {
                 Inner::Single(c) => cmd.query_async(&mut mine(c)).await,
                 Inner::Cluster(c) => cmd.query_async(&mut c.clone()).await,
@@ -148,9 +164,13 @@ impl RedisConn {
         .await
     }
 
-    /// Runs a Lua script.
-    pub(crate) async fn script<T: FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Result<T, Error> {
-        self.guarded(|| async {
+    /// Runs a Lua script, of operation `op`.
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        self.guarded(op, || async {
             match &self.inner {
                 Inner::Single(c) => invocation.invoke_async(&mut mine(c)).await,
                 Inner::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
@@ -160,8 +180,9 @@ impl RedisConn {
     }
 
     /// Runs `call` unless the breaker is open, within the command timeout (a second attempt
-    /// included, see [`once_more_if_unsent`]); a failure opens it.
-    async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    /// included, see [`once_more_if_unsent`]); a failure opens it. Its time, answered or not, is
+    /// recorded under `op` and in the request's `redis` phase.
+    async fn guarded<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T, Error>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
@@ -169,7 +190,12 @@ impl RedisConn {
         if self.breaker_open() {
             return Err(Error::Unavailable { dependency: REDIS, source: None });
         }
-        let result = match tokio::time::timeout(self.timeout, once_more_if_unsent(call)).await {
+        let started = Instant::now();
+        let answered = tokio::time::timeout(self.timeout, once_more_if_unsent(call)).await;
+        let took = started.elapsed();
+        self.durations.record(op, took);
+        timing::record(Phase::Redis, took);
+        let result = match answered {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::unavailable(REDIS, without_url(e))),
             Err(elapsed) => Err(Error::unavailable(REDIS, elapsed)),

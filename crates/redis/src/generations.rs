@@ -18,7 +18,7 @@ use plinth_domain::ports::{Generation, GenerationStore};
 use plinth_domain::{Error, Result};
 use tokio::task::JoinHandle;
 
-use crate::conn::RedisConn;
+use crate::conn::{RedisConn, op};
 
 /// A generation and its sequence number: messages can arrive late, so a lower sequence never
 /// replaces a higher one.
@@ -144,7 +144,10 @@ impl GenerationStore for RedisGenerations {
         let candidate: u64 = rand::random();
         let previous: Option<String> = self
             .conn
-            .query(redis::cmd("SET").arg(self.key(tenant)).arg(format!("{candidate}:0")).arg("NX").arg("GET"))
+            .query(
+                op::GENERATION_GET,
+                redis::cmd("SET").arg(self.key(tenant)).arg(format!("{candidate}:0")).arg("NX").arg("GET"),
+            )
             .await?;
         let (value, seq) = match previous {
             Some(v) => parse_stored(&v).ok_or_else(|| Error::internal("a stored cache generation is malformed"))?,
@@ -168,7 +171,7 @@ impl GenerationStore for RedisGenerations {
             .arg(value.to_string())
             .arg(&self.channel)
             .arg(tenant.to_string());
-        match self.conn.script::<u64>(invocation).await {
+        match self.conn.script::<u64>(op::GENERATION_BUMP, invocation).await {
             // This instance sees its own write at once, in order with everyone else's.
             Ok(seq) => {
                 learn(&self.known, tenant, value, seq);

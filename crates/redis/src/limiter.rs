@@ -31,7 +31,8 @@ use plinth_domain::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::conn::{REDIS, RedisConn};
+use crate::conn::{REDIS, RedisConn, op};
+use plinth_domain::timing::{self, Phase};
 
 /// KEYS: the subjects' keys. ARGV: for each key, its emission interval in µs, its quota, and
 /// how many requests to take at most (one, or a lease). Takes as many as are available, up to
@@ -280,6 +281,9 @@ impl RedisLimiter {
             let mut taken = run(&self.conn, &self.script, &[Ask { key: &key, quota, want }]).await?;
             return taken.pop().ok_or_else(gone);
         };
+        // The batch's script call runs in the batcher's task: the request's `redis` phase is
+        // its wait for the answer.
+        let _waiting = timing::measure(Phase::Redis);
         let (reply, answer) = oneshot::channel();
         queue.try_send(Pending { key, quota, want, reply }).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -301,7 +305,7 @@ async fn run(conn: &RedisConn, script: &redis::Script, asks: &[Ask<'_>]) -> Resu
     for a in asks {
         invocation.key(a.key).arg(interval_us(a.quota)).arg(a.quota).arg(a.want);
     }
-    let raw: Vec<i64> = conn.script(invocation).await?;
+    let raw: Vec<i64> = conn.script(op::LIMITER_CHECK, invocation).await?;
     if raw.len() != asks.len() * 4 {
         return Err(Error::unavailable(REDIS, format!("rate limit script answered {} values", raw.len())));
     }

@@ -13,7 +13,7 @@ pub mod schemas;
 mod auth;
 mod idempotency;
 mod projects;
-mod respond;
+pub(crate) mod respond;
 mod signup;
 mod users;
 mod webhooks;

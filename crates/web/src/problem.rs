@@ -213,7 +213,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        res.body(serde_json::to_vec(&problem).unwrap_or_default())
+        res.body(crate::api::respond::serialize(&problem).unwrap_or_default())
     }
 }
 

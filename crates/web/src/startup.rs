@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use plinth_domain::clock::SystemClock;
 use plinth_domain::ports::Clock;
@@ -22,6 +22,7 @@ use crate::composition::{self, Composed, DemoLogin, StartupError};
 use crate::config::Config;
 use crate::middleware::metrics::track;
 use crate::middleware::request_id::request_id;
+use crate::middleware::server_timing::server_timing;
 use crate::shutdown::{self, Phase, ShutdownHandle, ShutdownSignal};
 use crate::state::AppState;
 use crate::telemetry::metrics::{self as telemetry_metrics, MetricsEndpoint};
@@ -117,6 +118,7 @@ impl Application {
         let doc_json = web::Data::new(doc_json);
         let body_timeout = extract::BodyTimeout(config.server.body_timeout);
         let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let timed = config.server_timing;
         let keep_alive = match config.server.keep_alive {
             Duration::ZERO => KeepAlive::Disabled,
             idle => KeepAlive::Timeout(idle),
@@ -132,6 +134,7 @@ impl Application {
                 .configure(configure)
                 .into_app()
                 .default_service(web::to(unmatched))
+                .wrap(Condition::new(timed, from_fn(server_timing)))
                 .wrap(from_fn(request_id))
                 .wrap(from_fn(track))
         })

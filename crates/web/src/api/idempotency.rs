@@ -43,7 +43,7 @@ pub fn stored<T: serde::Serialize>(
     value: &T,
     location: Option<String>,
 ) -> plinth_domain::Result<StoredResponse> {
-    let body = serde_json::to_vec(value).map_err(Error::internal)?;
+    let body = super::respond::serialize(value)?;
     Ok(StoredResponse { status: status.as_u16(), body: Bytes::from(body), location })
 }
 

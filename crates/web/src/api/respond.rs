@@ -5,6 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use plinth_domain::tagged::TaggedJson;
+use plinth_domain::timing::{self, Phase};
 use serde::Serialize;
 
 use crate::problem::ApiError;
@@ -14,7 +15,7 @@ pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// `value` as a JSON body with `status`.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<HttpResponse, ApiError> {
-    let body = serde_json::to_vec(value).map_err(plinth_domain::Error::internal)?;
+    let body = serialize(value)?;
     Ok(HttpResponse::build(status).insert_header((header::CONTENT_TYPE, JSON)).body(body))
 }
 
@@ -59,6 +60,12 @@ fn answer(req: &HttpRequest, tag: HeaderValue, body: Bytes) -> HttpResponse {
 
 /// A successful GET of `value`, as [`get_json`].
 pub fn get<T: Serialize>(req: &HttpRequest, value: &T) -> Result<HttpResponse, ApiError> {
-    let body = serde_json::to_vec(value).map_err(plinth_domain::Error::internal)?;
+    let body = serialize(value)?;
     Ok(get_json(req, Bytes::from(body)))
+}
+
+/// `value` as JSON, timed as the request's `ser` phase.
+pub fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, plinth_domain::Error> {
+    let _ser = timing::measure(Phase::Ser);
+    serde_json::to_vec(value).map_err(plinth_domain::Error::internal)
 }

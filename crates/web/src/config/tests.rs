@@ -33,6 +33,7 @@ fn an_empty_environment_is_the_embedded_default() {
     assert_eq!(c.quotas.login.per_minute.get(), 10);
     assert_eq!(c.ipv6_prefix, 64);
     assert!(c.worker);
+    assert!(!c.server_timing);
     assert_eq!((c.shutdown_drain.as_secs(), c.shutdown_grace.as_secs()), (5, 30));
     assert_eq!(c.webhooks.max_attempts, 8);
     assert_eq!(c.tenant_max_pending_jobs, 10_000);
@@ -52,6 +53,7 @@ fn each_bad_value_names_its_variable() {
     assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "129")]), "PLINTH_IPV6_PREFIX");
     assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", "/64")]), "PLINTH_IPV6_PREFIX");
     assert_eq!(error_variable(&[("PLINTH_WORKER", "yes please")]), "PLINTH_WORKER");
+    assert_eq!(error_variable(&[("PLINTH_SERVER_TIMING", "on")]), "PLINTH_SERVER_TIMING");
     assert_eq!(error_variable(&[("PLINTH_LOG_FORMAT", "xml")]), "PLINTH_LOG_FORMAT");
     assert_eq!(error_variable(&[("PLINTH_TENANT_MAX_PENDING_JOBS", "0")]), "PLINTH_TENANT_MAX_PENDING_JOBS");
     assert_eq!(error_variable(&[("PLINTH_TENANT_MAX_PENDING_JOBS", "many")]), "PLINTH_TENANT_MAX_PENDING_JOBS");
@@ -178,4 +180,10 @@ fn the_ipv6_prefix_is_a_length_from_32_to_128() {
     for bad in ["31", "129", "/64", "many"] {
         assert_eq!(error_variable(&[("PLINTH_IPV6_PREFIX", bad)]), "PLINTH_IPV6_PREFIX", "{bad} was accepted");
     }
+}
+
+#[test]
+fn server_timing_is_off_unless_asked_for() {
+    assert!(!config(&[("PLINTH_SERVER_TIMING", "false")]).unwrap().server_timing);
+    assert!(config(&[("PLINTH_SERVER_TIMING", "true")]).unwrap().server_timing);
 }

@@ -16,6 +16,7 @@ use plinth_domain::Error;
 use plinth_domain::entities::Tenant;
 use plinth_domain::host::{BaseDomain, HostTarget};
 use plinth_domain::ports::{Decision, Policy, Quota};
+use plinth_domain::timing::{self, Phase};
 use plinth_domain::usecases::{Principal, Subject};
 
 use super::client_ip::{bucket, canonical, client_ip};
@@ -98,6 +99,8 @@ pub async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, ActixError> {
+    // Until the handler is called (or the request refused): dropped at either.
+    let gate_time = timing::measure(Phase::Gate);
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Err(ApiError::Domain(Error::internal("application state is missing")).into());
     };
@@ -151,6 +154,7 @@ pub async fn gate(
     };
 
     req.extensions_mut().insert(RequestCtx { tenant, auth });
+    drop(gate_time);
     let mut res = next.call(req).await?.map_into_left_body();
     if let Some((policy, quota, d)) = &limit {
         ratelimit_headers(res.headers_mut(), *policy, *quota, d);

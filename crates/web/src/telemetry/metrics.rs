@@ -64,6 +64,13 @@ fn install() -> PrometheusHandle {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(domain::JOB_DURATION.into()), JOB_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(domain::DB_POOL_WAIT.into()), domain::ROUND_TRIP_BUCKETS))
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(domain::DB_QUERY_DURATION.into()), domain::ROUND_TRIP_BUCKETS)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(domain::REDIS_COMMAND_DURATION.into()), domain::ROUND_TRIP_BUCKETS)
+        })
         .unwrap_or_else(|_| PrometheusBuilder::new())
         .build_recorder();
     let handle = recorder.handle();
@@ -95,6 +102,17 @@ fn describe() {
     describe_gauge!(domain::DB_POOL_AVAILABLE, "Idle connections in the database pool");
     describe_gauge!(domain::DB_POOL_WAITING, "Callers waiting for a database connection");
     describe_gauge!(domain::DB_POOL_MAX, "Maximum size of the database pool");
+    describe_histogram!(domain::DB_POOL_WAIT, Unit::Seconds, "Time waited for a database connection from the pool");
+    describe_histogram!(
+        domain::DB_QUERY_DURATION,
+        Unit::Seconds,
+        "Time of one database call (a port call's statements), by operation"
+    );
+    describe_histogram!(
+        domain::REDIS_COMMAND_DURATION,
+        Unit::Seconds,
+        "Time of one Redis command or script call, by operation"
+    );
     describe_counter!(domain::JOBS, "Jobs worked, by kind and outcome");
     describe_histogram!(domain::JOB_DURATION, Unit::Seconds, "Time to work one job, by kind");
     describe_counter!(domain::WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by result");

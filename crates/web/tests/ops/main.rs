@@ -14,3 +14,4 @@ mod openapi;
 mod readiness;
 mod scrape;
 mod shutdown;
+mod timing;
