@@ -11,6 +11,7 @@
 //! Adding a scenario: a variant in `scenario.rs` (its name, configuration and load), and, if
 //! its load is not an HTTP one, an arm in [`Bench::measure_plinth`] (as `jobs` has).
 
+mod breakdown;
 mod http;
 mod jobs;
 mod load;
@@ -80,7 +81,14 @@ pub struct Figures {
     pub cache_per_req: Vec<(String, f64)>,
     /// The reference's rate measured just before, and this run's ratio to it.
     pub vs_reference: Option<(Reference, f64, f64)>,
+    /// Pool waits, database calls and Redis commands of the measured requests, from plinth's
+    /// histograms (HTTP scenarios of a build that has them).
+    pub breakdown: Option<breakdown::Breakdown>,
 }
+
+/// What [`Bench::drive`] measured: warm-up requests, the measured run, CPU seconds per 1,000
+/// requests, peak RSS in MB, and where the measured requests' time went.
+type Driven = (u64, Measured, Option<f64>, Option<f64>, Option<breakdown::Breakdown>);
 
 /// How a run ended.
 #[derive(Debug, Clone)]
@@ -678,13 +686,7 @@ impl Bench {
     }
 
     /// Warm-up then measured wrk runs against a server, with its CPU and peak RSS.
-    fn drive(
-        &self,
-        server: &Server,
-        script: &Path,
-        label: &str,
-        settle: bool,
-    ) -> Result<(u64, Measured, Option<f64>, Option<f64>), String> {
+    fn drive(&self, server: &Server, script: &Path, label: &str, settle: bool) -> Result<Driven, String> {
         let mut run = WrkRun {
             port: server.port,
             connections: self.opts.connections,
@@ -721,9 +723,16 @@ impl Bench {
             }
         }
         run.seconds = self.opts.duration;
+        let histograms = breakdown::scrape(server.port, BASE_DOMAIN);
         let cpu_before = services::cpu_ticks(server.pid())?;
         let m = load::wrk(&run, label, &self.progress)?;
         let cpu_after = services::cpu_ticks(server.pid())?;
+        let breakdown = histograms
+            .zip(breakdown::scrape(server.port, BASE_DOMAIN))
+            .and_then(|(before, after)| breakdown::between(&before, &after, m.requests));
+        if let Some(b) = &breakdown {
+            self.progress.result(&format!("{label}: {}", b.line()));
+        }
         if let (Some(b), Some(a)) = (fetched, fetched.and_then(|_| fetches(server.port))) {
             let per_request = (a - b) / (m.requests.max(1) as f64);
             self.progress.result(&format!("{label}: {per_request:.4} fetches per request while measured"));
@@ -731,7 +740,7 @@ impl Bench {
         let cpu_seconds = (cpu_after - cpu_before) as f64 / self.clk_tck as f64;
         let cpu_per_1k = (m.requests > 0).then(|| cpu_seconds * 1000.0 / m.requests as f64);
         let rss = services::peak_rss_kib(server.pid()).map(|k| k as f64 * 1024.0 / 1e6);
-        Ok((warm, m, cpu_per_1k, rss))
+        Ok((warm, m, cpu_per_1k, rss, breakdown))
     }
 
     fn measure_plinth(&mut self, scenario: Scenario, data: DataSet, tokens: &Path) -> Result<Option<Figures>, String> {
@@ -745,6 +754,7 @@ impl Bench {
         let mut cache = Vec::new();
         let xact_before = self.pg.xact_commit();
         let redis_before = if scenario.redis() { self.redis.command_calls() } else { None };
+        let mut breakdown = None;
         let (warm, m, cpu, rss, unit) = if scenario.load() == Load::Jobs {
             let backlog = u64::from(self.opts.duration) * 4_000;
             let cpu_before = services::cpu_ticks(server.pid())?;
@@ -758,7 +768,8 @@ impl Bench {
             let script = self.out.join(format!("{}.lua", scenario.name()));
             std::fs::write(&script, load::lua_script(tokens, scenario.load(), BASE_DOMAIN))
                 .map_err(|e| format!("{}: {e}", script.display()))?;
-            let (warm, m, cpu, rss) = self.drive(&server, &script, scenario.name(), scenario.settles())?;
+            let (warm, m, cpu, rss, timed) = self.drive(&server, &script, scenario.name(), scenario.settles())?;
+            breakdown = timed;
             cache = http::get(server.port, "/metrics", BASE_DOMAIN, None)
                 .ok()
                 .filter(|r| r.status == 200)
@@ -796,6 +807,7 @@ impl Bench {
             cpu_s_per_1k: cpu,
             peak_rss_mb: rss,
             vs_reference,
+            breakdown,
         }))
     }
 
@@ -811,7 +823,7 @@ impl Bench {
         let script = self.out.join("ceiling.lua");
         std::fs::write(&script, load::lua_script(tokens, Load::List, BASE_DOMAIN))
             .map_err(|e| format!("{}: {e}", script.display()))?;
-        let (_, m, cpu, rss) = self.drive(&server, &script, "ceiling", false)?;
+        let (_, m, cpu, rss, _) = self.drive(&server, &script, "ceiling", false)?;
         server.stop(Duration::from_secs(5))?;
         Ok(Some(Figures {
             m,
@@ -824,6 +836,7 @@ impl Bench {
             log_bytes_per_req: None,
             cache_per_req: Vec::new(),
             vs_reference: None,
+            breakdown: None,
         }))
     }
 
@@ -858,6 +871,7 @@ impl Bench {
             log_bytes_per_req: None,
             cache_per_req: Vec::new(),
             vs_reference: None,
+            breakdown: None,
         }))
     }
 

@@ -478,6 +478,9 @@ pub fn markdown(r: &Report) -> String {
             cache.join("\n")
         );
     }
+    md.push_str(&crate::breakdown::markdown(
+        main_runs(r).filter_map(|run| Some((run.subject.name(), run.figures()?.breakdown.as_ref()?))),
+    ));
     let _ = writeln!(md, "\n## Targets\n");
     md.push_str(&md_table(&["target", "measured", ""], &target_rows(r)));
     let derived = derived(r);
@@ -639,6 +642,8 @@ struct JsonFigures<'a> {
     note: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     vs_reference: Option<JsonReference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown: Option<&'a crate::breakdown::Breakdown>,
 }
 
 #[derive(Debug, Serialize)]
@@ -696,6 +701,7 @@ fn figures_json(f: &Figures) -> JsonFigures<'_> {
             rate,
             ratio,
         }),
+        breakdown: f.breakdown.as_ref(),
     }
 }
 
@@ -806,6 +812,7 @@ mod tests {
             log_bytes_per_req: None,
             cache_per_req: Vec::new(),
             vs_reference: None,
+            breakdown: None,
         };
         let report = Report {
             options: Options::parse(&["cached".to_owned()]).unwrap(),
