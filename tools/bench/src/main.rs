@@ -496,6 +496,10 @@ impl Bench {
             }
         }
         cmd.env("PLINTH_JWT_SECRET", &self.jwt_secret).env("PLINTH_ENCRYPTION_KEY", &self.encryption_key);
+        // To measure what the header costs: plinth's own PLINTH_* variables are not passed on.
+        if std::env::var("PLINTH_BENCH_SERVER_TIMING").is_ok_and(|v| v == "true") {
+            cmd.env("PLINTH_SERVER_TIMING", "true");
+        }
         cmd
     }
 

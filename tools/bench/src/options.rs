@@ -25,7 +25,9 @@ environment:
   PLINTH_BENCH_PG     admin connection to the PostgreSQL server
                       (default postgres://postgres@127.0.0.1:5432/postgres)
   PLINTH_BENCH_REDIS  Redis (default redis://127.0.0.1:6379); only keys under the prefix
-                      plinth-bench: are written and flushed";
+                      plinth-bench: are written and flushed
+  PLINTH_BENCH_SERVER_TIMING  true: plinth runs with PLINTH_SERVER_TIMING=true (what the
+                      Server-Timing header costs)";
 
 /// A positional argument: a scenario, or `scale` (the scale curve).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
