@@ -385,6 +385,64 @@ impl Bench {
     }
 }
 
+/// A search of two steps, the second missed, for the tests of the chart and the report.
+#[cfg(test)]
+pub mod fixtures {
+    use super::{Capacity, KindFigures, Step};
+
+    fn step(rate: f64, p99: f64, held: bool) -> Step {
+        Step {
+            target_rate: rate,
+            achieved_rate: rate,
+            requests: 1000,
+            errors: 0,
+            error_detail: String::new(),
+            p50_ms: 1.0,
+            p90_ms: 2.0,
+            p99_ms: p99,
+            p999_ms: p99 * 2.0,
+            max_ms: p99 * 3.0,
+            by_kind: vec![KindFigures {
+                kind: "list",
+                requests: 700,
+                errors: 0,
+                p50_ms: 1.0,
+                p99_ms: p99,
+                max_ms: 9.0,
+            }],
+            curve: vec![(0.0, 0.2), (50.0, 1.0), (99.0, p99), (99.9, p99 * 2.0), (100.0, p99 * 3.0)],
+            plinth_cores: Some(1.0),
+            plinth_cpu_us_per_req: Some(400.0),
+            machine_busy_percent: Some(80.0),
+            plinth_rss_mb: Some(60.0),
+            driver_cpu_us_per_req: Some(30.0),
+            send_lag_p99_ms: 0.5,
+            deletes_replaced: 0,
+            held,
+        }
+    }
+
+    pub fn sample() -> Capacity {
+        Capacity {
+            tenants: 1000,
+            users: 100_000,
+            projects: 100_000,
+            start_rate: 500.0,
+            step_factor: 1.25,
+            warmup_s: 5,
+            window_s: 30,
+            max_in_flight: 1000,
+            steps: vec![step(500.0, 8.0, true), step(625.0, 2500.0, false)],
+            held_rate: Some(500.0),
+            active_users: Some(2500.0),
+            seconds_per_user_request: 5.0,
+            peak_rss_mb: Some(70.0),
+            load_average_before: "1.0 <&>".into(),
+            load_average_after: "2.0".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -841,7 +841,7 @@ mod tests {
                     outcome: Outcome::Skipped("why".into()),
                 },
             ],
-            capacity: None,
+            capacity: Some(super::super::capacity::fixtures::sample()),
             profile: None,
             total_seconds: 1.0,
             log_destination: String::new(),
@@ -856,5 +856,12 @@ mod tests {
         assert!(v["runs"][1].get("rate").is_none());
         assert_eq!(v["versions"]["wrk"], "4.2");
         assert_eq!(v["options"]["tenants"], 10_000);
+        // The capacity search, latency-corrected figures per step and the held rate.
+        let capacity = &v["capacity"];
+        assert_eq!((capacity["held_rate"].as_f64(), capacity["active_users"].as_f64()), (Some(500.0), Some(2500.0)));
+        assert_eq!(capacity["steps"][1]["p99_ms"], 2500.0);
+        assert_eq!(capacity["steps"][1]["held"], false);
+        assert_eq!(capacity["steps"][0]["by_kind"][0]["kind"], "list");
+        assert_eq!(capacity["steps"][0]["curve"][1], serde_json::json!([50.0, 1.0]));
     }
 }
