@@ -3,10 +3,12 @@
 
 use crate::util::cargo;
 
-/// Runs `plinth-bench ARGS` (built like xtask itself, in the dev profile), passing its exit on.
+/// Runs `plinth-bench ARGS`, passing its exit on. Built in the release profile: its `capacity`
+/// driver sends the requests itself, on the cores plinth runs on, and unoptimized it spent
+/// several times the CPU per request.
 pub fn run(args: &[String]) -> Result<(), String> {
     let status = cargo()
-        .args(["run", "--quiet", "--package", "plinth-bench", "--"])
+        .args(["run", "--release", "--quiet", "--package", "plinth-bench", "--"])
         .args(args)
         .status()
         .map_err(|e| format!("bench: could not start cargo: {e}"))?;

@@ -8,10 +8,14 @@
 //! server, `crates/web/examples/ceiling.rs`) and `pgbench` (the db scenario's transaction).
 //! Writes `target/bench/report.{md,json,svg}` and prints a table.
 //!
+//! `capacity` is driven by the bench's own open-loop driver instead (`capacity.rs`), on a data
+//! set of its own, and also writes `target/bench/capacity.svg`.
+//!
 //! Adding a scenario: a variant in `scenario.rs` (its name, configuration and load), and, if
-//! its load is not an HTTP one, an arm in [`Bench::measure_plinth`] (as `jobs` has).
+//! its load is not a wrk one, an arm in [`Bench::measure_plinth`] (as `jobs` and `capacity` have).
 
 mod breakdown;
+mod capacity;
 mod http;
 mod jobs;
 mod load;
@@ -90,6 +94,25 @@ pub struct Figures {
 /// requests, peak RSS in MB, and where the measured requests' time went.
 type Driven = (u64, Measured, Option<f64>, Option<f64>, Option<breakdown::Breakdown>);
 
+impl Figures {
+    /// Figures with the server's CPU and peak RSS and none of plinth's counters.
+    pub fn plain(m: Measured, unit: &'static str, cpu_s_per_1k: Option<f64>, peak_rss_mb: Option<f64>) -> Self {
+        Self {
+            m,
+            unit,
+            cpu_s_per_1k,
+            peak_rss_mb,
+            pg_tx_per_req: None,
+            redis_cmds_per_req: None,
+            redis_by_command: Vec::new(),
+            log_bytes_per_req: None,
+            cache_per_req: Vec::new(),
+            vs_reference: None,
+            breakdown: None,
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -159,6 +182,8 @@ pub struct Report {
     pub list_body_bytes: Option<usize>,
     pub list_head_bytes: Option<usize>,
     pub runs: Vec<Run>,
+    /// The `capacity` search, when it ran.
+    pub capacity: Option<capacity::Capacity>,
     pub profile: Option<String>,
     pub total_seconds: f64,
     pub log_destination: String,
@@ -322,6 +347,7 @@ fn run(opts: Options) -> Result<(), String> {
             list_body_bytes: None,
             list_head_bytes: None,
             runs: Vec::new(),
+            capacity: None,
             profile: None,
             total_seconds: 0.0,
             log_destination: "JSON lines at info on stdout, through a pipe the bench drains and discards (counting \
@@ -432,8 +458,14 @@ fn plan(opts: &Options) -> Vec<Step> {
     } else {
         Vec::new()
     };
-    if !opts.scenarios.is_empty() && !sets.contains(&main) {
+    // `capacity` runs on a data set of its own; the other scenarios on the main one.
+    let capacity_set = capacity::data_set(opts.quick);
+    let on_main = |s: &Scenario| s.load() != Load::Capacity;
+    if opts.scenarios.iter().any(on_main) && !sets.contains(&main) {
         sets.push(main);
+    }
+    if opts.scenarios.contains(&Scenario::Capacity) && !sets.contains(&capacity_set) {
+        sets.push(capacity_set);
     }
     sets.sort_by_key(|d| d.tenants);
     let mut steps: Vec<Step> = sets.iter().map(|&d| Step::Prepare(d)).collect();
@@ -450,10 +482,11 @@ fn plan(opts: &Options) -> Vec<Step> {
         {
             steps.push(before);
         }
-        steps.push(Step::Measure(Subject::Plinth(s), main, true));
+        let data = if on_main(&s) { main } else { capacity_set };
+        steps.push(Step::Measure(Subject::Plinth(s), data, true));
         steps.extend(reference);
     }
-    if !opts.scenarios.is_empty() && opts.profile.is_some() {
+    if opts.scenarios.iter().any(on_main) && opts.profile.is_some() {
         steps.push(Step::Profile(main));
     }
     if opts.scale && sets.len() > 1 {
@@ -748,6 +781,9 @@ impl Bench {
     }
 
     fn measure_plinth(&mut self, scenario: Scenario, data: DataSet, tokens: &Path) -> Result<Option<Figures>, String> {
+        if scenario.load() == Load::Capacity {
+            return self.measure_capacity(data, tokens);
+        }
         let label = format!("{}-{}", scenario.name(), data.tenants);
         if scenario.load() == Load::Jobs
             && let Some(why) = jobs::unavailable(&self.pg)
@@ -829,19 +865,7 @@ impl Bench {
             .map_err(|e| format!("{}: {e}", script.display()))?;
         let (_, m, cpu, rss, _) = self.drive(&server, &script, "ceiling", false)?;
         server.stop(Duration::from_secs(5))?;
-        Ok(Some(Figures {
-            m,
-            unit: "req/s",
-            cpu_s_per_1k: cpu,
-            peak_rss_mb: rss,
-            pg_tx_per_req: None,
-            redis_cmds_per_req: None,
-            redis_by_command: Vec::new(),
-            log_bytes_per_req: None,
-            cache_per_req: Vec::new(),
-            vs_reference: None,
-            breakdown: None,
-        }))
+        Ok(Some(Figures::plain(m, "req/s", cpu, rss)))
     }
 
     fn measure_pgbench(&mut self, data: DataSet) -> Result<Option<Figures>, String> {
@@ -864,19 +888,7 @@ impl Bench {
         run.seconds = self.opts.duration;
         run.log_dir = Some(&log_dir);
         let m = load::pgbench(&run, "pgbench", &self.progress)?;
-        Ok(Some(Figures {
-            m,
-            unit: "tx/s",
-            cpu_s_per_1k: None,
-            peak_rss_mb: None,
-            pg_tx_per_req: Some(1.0),
-            redis_cmds_per_req: None,
-            redis_by_command: Vec::new(),
-            log_bytes_per_req: None,
-            cache_per_req: Vec::new(),
-            vs_reference: None,
-            breakdown: None,
-        }))
+        Ok(Some(Figures { pg_tx_per_req: Some(1.0), ..Figures::plain(m, "tx/s", None, None) }))
     }
 
     /// Runs the cached scenario once under a profiler: perf when hardware counters work here,
@@ -1013,7 +1025,10 @@ impl Bench {
         let md = report::markdown(&self.report);
         let json = report::json(&self.report);
         let chart = svg::chart(&self.report);
-        for (name, text) in [("report.md", &md), ("report.json", &json), ("report.svg", &chart)] {
+        let capacity_chart = self.report.capacity.as_ref().map(capacity::chart);
+        let mut files = vec![("report.md", &md), ("report.json", &json), ("report.svg", &chart)];
+        files.extend(capacity_chart.as_ref().map(|c| ("capacity.svg", c)));
+        for (name, text) in files {
             let path = self.out.join(name);
             std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
@@ -1149,6 +1164,21 @@ mod tests {
                 Step::Measure(Subject::Reference(Reference::Pgbench), main, true),
             ]
         );
+    }
+
+    #[test]
+    fn capacity_runs_on_its_own_data_set_and_alone_seeds_only_that() {
+        let args: Vec<String> = ["capacity", "--no-scale"].map(String::from).to_vec();
+        let set = DataSet { tenants: 1_000, users_per_tenant: 100, projects_per_tenant: 100 };
+        assert_eq!(
+            plan(&Options::parse(&args).unwrap()),
+            vec![Step::Prepare(set), Step::Measure(Subject::Plinth(Scenario::Capacity), set, true)]
+        );
+        let args: Vec<String> = ["db", "capacity", "--no-scale"].map(String::from).to_vec();
+        let steps = plan(&Options::parse(&args).unwrap());
+        let main = DataSet { tenants: 10_000, users_per_tenant: 10, projects_per_tenant: 100 };
+        assert_eq!(steps[..2], [Step::Prepare(set), Step::Prepare(main)]);
+        assert_eq!(steps.last(), Some(&Step::Measure(Subject::Plinth(Scenario::Capacity), set, true)));
     }
 
     #[test]

@@ -17,6 +17,11 @@ scenarios (default: all of them, their references and the scale curve):
   jobs           no-op jobs completed per second by the in-process worker; also runs jobs-flood
   jobs-flood     the same while one more tenant holds 50,000 ready jobs (claims must not slow)
   scale          db and cached p99 at every size of --scale
+  capacity       open loop: a SaaS mix (70% list, 15% get, 8% create, 4% rename, 2% delete,
+                 1% login) at fixed arrival rates over 1,000 tenants x 100 users x 100 projects,
+                 PostgreSQL + Redis; the rate steps up from --start-rate by --step-factor until
+                 p99 > 50 ms, p99.9 > 200 ms or errors > 0.1%, then once more; latency counted
+                 from when each request was due. Writes target/bench/capacity.svg
 references (run automatically with the scenarios they are compared to):
   ceiling        a bare actix-web server answering a precomputed body of the list's size
   pgbench        the db scenario's transaction, driven by pgbench at the same concurrency
@@ -123,6 +128,15 @@ struct Cli {
     /// Use the release binaries already built
     #[arg(long)]
     no_build: bool,
+    /// capacity: the first step's arrival rate, requests per second
+    #[arg(long, value_name = "R", value_parser = number::<f64>, default_value = "500")]
+    start_rate: f64,
+    /// capacity: each step's rate is the previous one's times this
+    #[arg(long, value_name = "F", value_parser = number::<f64>, default_value = "1.25")]
+    step_factor: f64,
+    /// capacity: steps at most
+    #[arg(long, value_name = "N", value_parser = number::<u32>, default_value = "12")]
+    max_steps: u32,
 }
 
 /// What to run, and how.
@@ -146,6 +160,10 @@ pub struct Options {
     pub profile: Option<String>,
     pub port: u16,
     pub build: bool,
+    /// `capacity`: the first rate, the factor between steps, and the most steps.
+    pub capacity_start: f64,
+    pub capacity_factor: f64,
+    pub capacity_max_steps: u32,
     /// The command line, for the report.
     pub command_line: String,
 }
@@ -197,6 +215,9 @@ impl Options {
             },
             port: cli.port,
             build: !cli.no_build,
+            capacity_start: cli.start_rate,
+            capacity_factor: cli.step_factor,
+            capacity_max_steps: cli.max_steps,
             command_line: std::iter::once("cargo xtask bench")
                 .chain(args.iter().map(String::as_str))
                 .collect::<Vec<_>>()
@@ -207,6 +228,9 @@ impl Options {
         }
         if o.duration == 0 || o.connections == 0 || o.threads == 0 {
             return Err(invalid("--duration, --connections and --threads must be at least 1"));
+        }
+        if !(o.capacity_start >= 1.0 && o.capacity_factor > 1.0 && o.capacity_max_steps >= 1) {
+            return Err(invalid("--start-rate must be at least 1, --step-factor above 1 and --max-steps at least 1"));
         }
         Ok(o)
     }
@@ -245,5 +269,7 @@ mod tests {
         assert!(parse(&["cahced"]).unwrap_err().to_string().contains("unknown scenario"));
         assert!(parse(&["--connections", "0"]).is_err());
         assert!(parse(&["--tenants", "ten"]).is_err());
+        assert!(parse(&["capacity", "--step-factor", "1"]).is_err());
+        assert!(parse(&["capacity", "--start-rate", "0"]).is_err());
     }
 }

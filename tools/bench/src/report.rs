@@ -246,7 +246,7 @@ fn row(run: &Run) -> Vec<String> {
 }
 
 /// Aligned plain-text columns.
-fn text_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub fn text_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -278,7 +278,7 @@ fn text_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = format!("| {} |\n|{}\n", headers.join(" | "), " --- |".repeat(headers.len()));
     for r in rows {
         let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
@@ -339,6 +339,10 @@ pub fn terminal(r: &Report) -> String {
     if scale_rows.len() > 1 {
         out.push_str("scale:\n");
         out.push_str(&text_table(&SCALE_HEADERS, &scale_rows));
+        out.push('\n');
+    }
+    if let Some(c) = &r.capacity {
+        out.push_str(&super::capacity::terminal(c));
         out.push('\n');
     }
     out.push_str("targets:\n");
@@ -481,6 +485,9 @@ pub fn markdown(r: &Report) -> String {
     md.push_str(&crate::breakdown::markdown(
         main_runs(r).filter_map(|run| Some((run.subject.name(), run.figures()?.breakdown.as_ref()?))),
     ));
+    if let Some(c) = &r.capacity {
+        md.push_str(&super::capacity::markdown(c));
+    }
     let _ = writeln!(md, "\n## Targets\n");
     md.push_str(&md_table(&["target", "measured", ""], &target_rows(r)));
     let derived = derived(r);
@@ -580,6 +587,8 @@ struct JsonReport<'a> {
     runs: Vec<JsonRun<'a>>,
     scale: Vec<JsonScale>,
     targets: Vec<JsonTarget>,
+    /// The open-loop capacity search: latency counted from when each request was due.
+    capacity: Option<&'a super::capacity::Capacity>,
     profile: Option<&'a str>,
 }
 
@@ -779,6 +788,7 @@ pub fn json(r: &Report) -> String {
             .into_iter()
             .map(|t| JsonTarget { goal: t.goal.replace('`', ""), measured: t.measured, met: t.met })
             .collect(),
+        capacity: r.capacity.as_ref(),
         profile: r.profile.as_deref(),
     };
     // Serializing these structs has no way to fail: every map key is a string.
@@ -838,6 +848,7 @@ mod tests {
                     outcome: Outcome::Skipped("why".into()),
                 },
             ],
+            capacity: Some(super::super::capacity::fixtures::sample()),
             profile: None,
             total_seconds: 1.0,
             log_destination: String::new(),
@@ -852,5 +863,12 @@ mod tests {
         assert!(v["runs"][1].get("rate").is_none());
         assert_eq!(v["versions"]["wrk"], "4.2");
         assert_eq!(v["options"]["tenants"], 10_000);
+        // The capacity search, latency-corrected figures per step and the held rate.
+        let capacity = &v["capacity"];
+        assert_eq!((capacity["held_rate"].as_f64(), capacity["active_users"].as_f64()), (Some(500.0), Some(2500.0)));
+        assert_eq!(capacity["steps"][1]["p99_ms"], 2500.0);
+        assert_eq!(capacity["steps"][1]["held"], false);
+        assert_eq!(capacity["steps"][0]["by_kind"][0]["kind"], "list");
+        assert_eq!(capacity["steps"][0]["curve"][1], serde_json::json!([50.0, 1.0]));
     }
 }

@@ -12,6 +12,8 @@ pub enum Scenario {
     Jobs,
     /// `jobs` while one more tenant holds a backlog of [`FLOOD`] ready jobs.
     JobsFlood,
+    /// The open-loop capacity search over a SaaS mix (`capacity.rs`), on its own data set.
+    Capacity,
 }
 
 /// The backlog of the flooding tenant in `jobs-flood`.
@@ -28,6 +30,8 @@ pub enum Load {
     Mixed,
     /// No HTTP: a backlog of no-op jobs the worker drains.
     Jobs,
+    /// The capacity driver's mix at fixed arrival rates, stepped up (not wrk).
+    Capacity,
 }
 
 /// What a scenario is compared to.
@@ -48,8 +52,17 @@ impl Reference {
 
 impl Scenario {
     /// Every scenario, in the order a full run measures them (references are interleaved).
-    pub const ALL: [Self; 8] =
-        [Self::Cached, Self::CachedShared, Self::L2, Self::Db, Self::Tenant, Self::Mixed, Self::Jobs, Self::JobsFlood];
+    pub const ALL: [Self; 9] = [
+        Self::Cached,
+        Self::CachedShared,
+        Self::L2,
+        Self::Db,
+        Self::Tenant,
+        Self::Mixed,
+        Self::Jobs,
+        Self::JobsFlood,
+        Self::Capacity,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -61,6 +74,7 @@ impl Scenario {
             Self::Mixed => "mixed",
             Self::Jobs => "jobs",
             Self::JobsFlood => "jobs-flood",
+            Self::Capacity => "capacity",
         }
     }
 
@@ -98,7 +112,7 @@ impl Scenario {
             Self::Cached => "l1",
             Self::L2 => "l2",
             Self::Db => "l1",
-            Self::CachedShared | Self::Tenant | Self::Mixed | Self::Jobs | Self::JobsFlood => "l1,l2",
+            Self::CachedShared | Self::Tenant | Self::Mixed | Self::Jobs | Self::JobsFlood | Self::Capacity => "l1,l2",
         }
     }
 
@@ -108,6 +122,7 @@ impl Scenario {
             Self::Tenant => Load::Tenant,
             Self::Mixed => Load::Mixed,
             Self::Jobs | Self::JobsFlood => Load::Jobs,
+            Self::Capacity => Load::Capacity,
         }
     }
 
@@ -133,6 +148,11 @@ impl Scenario {
             Load::Tenant => "GET /v1/tenant (no token)",
             Load::Mixed => "90% GET /v1/projects, 10% POST /v1/projects",
             Load::Jobs => "no-op jobs drained by the in-process worker (PLINTH_WORKER_CONCURRENCY default 4)",
+            Load::Capacity => {
+                "open loop at fixed arrival rates, stepped up: 70% GET /v1/projects, 15% GET /v1/projects/{id}, \
+                 8% POST /v1/projects, 4% PATCH /v1/projects/{id}, 2% DELETE /v1/projects/{id}, 1% POST \
+                 /v1/auth/login (own data set; default L1 bound)"
+            }
         };
         let redis = if self.redis() { "PostgreSQL + Redis" } else { "PostgreSQL, no REDIS_URL" };
         let l1 = if self.holds_the_hot_set_in_l1() { " (L1 sized to hold every tenant's page)" } else { "" };

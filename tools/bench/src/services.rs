@@ -346,7 +346,12 @@ fn drain_logs(stdout: impl std::io::Read, logs: &LogCounter, sample_path: &Path)
 
 /// CPU time (user + system) of a process so far, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    cpu_ticks_at(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// The same from a `stat` file of /proc: a process's, or a thread's (`/proc/thread-self/stat`).
+pub fn cpu_ticks_at(path: &Path) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     // Fields after the command name (which may contain spaces) start at the state (field 3);
     // utime and stime are fields 14 and 15.
     let after = stat.rsplit_once(')').map(|(_, r)| r).ok_or("malformed /proc/<pid>/stat")?;
@@ -357,11 +362,17 @@ pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
 
 /// The process's peak resident set (VmHWM), in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// The process's resident set now (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux when that is unavailable).

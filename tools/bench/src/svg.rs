@@ -16,11 +16,11 @@ const P99: &str = "#f28e2b";
 const P50: &str = "#b85c00";
 const DB: &str = "#e15759";
 
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn text(svg: &mut String, x: f64, y: f64, anchor: &str, class: &str, s: &str) {
+pub fn text(svg: &mut String, x: f64, y: f64, anchor: &str, class: &str, s: &str) {
     let _ = writeln!(svg, r#"<text x="{x:.1}" y="{y:.1}" text-anchor="{anchor}" class="{class}">{}</text>"#, escape(s));
 }
 
@@ -115,9 +115,13 @@ pub fn chart(r: &Report) -> String {
     if points.len() > 1 {
         y = scale_panel(&mut body, &points, y);
     }
-    let height = y + 20.0;
+    document(WIDTH, y + 20.0, &body)
+}
+
+/// An SVG document of `width` × `height` around `body`, with the classes the charts use.
+pub fn document(width: f64, height: f64, body: &str) -> String {
     format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif">
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0}" viewBox="0 0 {width} {height:.0}" font-family="sans-serif">
 <style>
 .title {{ font-size: 16px; font-weight: bold; }}
 .head {{ font-size: 14px; font-weight: bold; }}
