@@ -220,15 +220,20 @@ async fn client(
             (r, false)
         };
         tally.requests.fetch_add(1, Ordering::Relaxed);
-        let Ok(res) = res else {
-            tally.server_errors.fetch_add(1, Ordering::Relaxed);
-            continue;
+        let res = match res {
+            Ok(res) if !res.status().is_server_error() => res,
+            failed => {
+                // Counted as a failure either way; the first few say which kind it was.
+                if tally.server_errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                    match failed {
+                        Ok(res) => eprintln!("soak: {} answered {}", res.url().path(), res.status()),
+                        Err(e) => eprintln!("soak: a request got no answer: {e:?}"),
+                    }
+                }
+                continue;
+            }
         };
         let status = res.status();
-        if status.is_server_error() {
-            tally.server_errors.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
         if event && status.is_success() {
             tally.events.fetch_add(1, Ordering::Relaxed);
         }
