@@ -14,6 +14,7 @@ pub mod migrate;
 mod pool;
 mod projects;
 pub mod seed;
+mod sessions;
 mod tenants;
 mod users;
 mod webhooks;
