@@ -108,7 +108,7 @@ impl SessionRepository for MemoryStore {
         let Some(rows) = data.tenant(tenant) else { return Ok(Vec::new()) };
         let mut live: Vec<Session> =
             rows.sessions.sessions.values().filter(|s| s.user_id == user && s.is_live(now)).cloned().collect();
-        live.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        live.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
         Ok(live)
     }
 
