@@ -1,8 +1,9 @@
 """Schemathesis hooks for `cargo xtask schemathesis` (tenant routes).
 
 Every request goes to the tenant's host with its owner's bearer token. The fuzzer may take
-that token away: it can make another user owner and then demote or delete ours, and the
-contract revokes a token when its user is changed or deleted. From then on every answer would
+that token away: it can make another user owner and then demote or delete ours, log out, end
+the owner's sessions or change their password, and the contract revokes a token when its user
+is changed or deleted or its session ends. From then on every answer would
 be 401 and the rest of the run would test nothing. So the token comes from this provider: when
 an answer is 401, Schemathesis asks for a token again (and replays the request once); if the
 owner's token no longer works, this signs up a fresh tenant and goes on there. Requests whose

@@ -27,6 +27,7 @@
 //! | `project_repository_suite!` | [`Storage`] |
 //! | `idempotency_store_suite!` | [`Storage`] |
 //! | `webhook_repository_suite!` | [`Storage`] |
+//! | `session_repository_suite!` | [`Storage`] |
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
@@ -49,6 +50,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod projects;
 pub mod rate_limit;
+pub mod sessions;
 pub mod tenants;
 pub mod users;
 pub mod webhooks;
@@ -60,7 +62,9 @@ use std::time::Duration;
 
 use crate::clock::ManualClock;
 
-use crate::ports::{IdempotencyStore, ProjectRepository, TenantRepository, UserRepository, WebhookRepository};
+use crate::ports::{
+    IdempotencyStore, ProjectRepository, SessionRepository, TenantRepository, UserRepository, WebhookRepository,
+};
 
 /// The storage ports of one backend, sharing one store: the repository suites create tenants
 /// (and users) first, as a database with foreign keys requires.
@@ -76,6 +80,8 @@ pub struct Storage {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Webhooks and the deliveries project writes create.
     pub webhooks: Arc<dyn WebhookRepository>,
+    /// Sessions and their refresh tokens (which belong to a tenant's user).
+    pub sessions: Arc<dyn SessionRepository>,
     /// Whatever must live as long as the test (a test database), dropped with the fixture.
     pub guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -84,14 +90,21 @@ impl Storage {
     /// Every storage port from one adapter that implements them all.
     pub fn shared<S>(store: Arc<S>) -> Self
     where
-        S: TenantRepository + UserRepository + ProjectRepository + IdempotencyStore + WebhookRepository + 'static,
+        S: TenantRepository
+            + UserRepository
+            + ProjectRepository
+            + IdempotencyStore
+            + WebhookRepository
+            + SessionRepository
+            + 'static,
     {
         Self {
             tenants: store.clone(),
             users: store.clone(),
             projects: store.clone(),
             idempotency: store.clone(),
-            webhooks: store,
+            webhooks: store.clone(),
+            sessions: store,
             guard: None,
         }
     }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::ids::{ProjectId, TenantId, UserId};
+use crate::ids::{ProjectId, SessionId, TenantId, UserId};
 use crate::values::{Email, PasswordHash, Plan, ProjectName, Role, Slug, TenantName};
 
 /// A customer organisation, addressed by its slug's host name.
@@ -141,4 +141,48 @@ pub struct Delivery {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
+}
+
+/// A signed-in device: created by a login (or signup), continued by refresh tokens, ended by
+/// logout, by reuse of a spent refresh token, by its user's password or role change, or by
+/// expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Session {
+    /// The session's id (the `sid` of its access tokens).
+    pub id: SessionId,
+    /// The tenant.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// The signed-in user.
+    #[serde(skip)]
+    pub user_id: UserId,
+    /// When the session began (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    /// When a refresh token last continued it (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub last_used_at: OffsetDateTime,
+    /// It ends unless refreshed before this.
+    #[serde(skip)]
+    pub idle_expires_at: OffsetDateTime,
+    /// It ends at this time whatever happens.
+    #[serde(skip)]
+    pub expires_at: OffsetDateTime,
+    /// The client's address at login, as the rate limits see it.
+    pub ip: Option<String>,
+    /// The client's `User-Agent` at login, cut to 256 characters.
+    pub user_agent: Option<String>,
+}
+
+impl Session {
+    /// The most characters of a `User-Agent` kept.
+    pub const USER_AGENT_MAX_CHARS: usize = 256;
+
+    /// Whether the session is still live at `now`.
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        now < self.idle_expires_at && now < self.expires_at
+    }
 }

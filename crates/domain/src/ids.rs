@@ -98,6 +98,10 @@ id_type!(
     /// A domain event's id: stable across every delivery attempt of that event.
     EventId
 );
+id_type!(
+    /// A session's id: one per login, carried by its access tokens as `sid`.
+    SessionId
+);
 
 #[cfg(test)]
 mod tests {

@@ -32,13 +32,7 @@ impl CursorKey {
 
     /// A key derived from another secret, so the secret itself is never used for two jobs.
     pub fn derive(secret: &[u8]) -> Self {
-        use hmac::Mac as _;
-        let mut key = [0u8; 32];
-        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) {
-            mac.update(b"plinth list cursors v1");
-            key.copy_from_slice(&mac.finalize().into_bytes());
-        }
-        Self(key)
+        Self(crate::values::derive_key(secret, b"plinth list cursors v1"))
     }
 
     fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {

@@ -12,6 +12,7 @@ mod idempotency;
 mod jobs;
 mod rate_limit;
 mod repositories;
+mod sessions;
 mod webhooks;
 
 pub use cache::{CacheStore, Generation, GenerationStore};
@@ -28,4 +29,5 @@ pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
 pub use repositories::{
     CountCheck, EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository, WebhookRepository,
 };
+pub use sessions::{SessionRepository, Spend};
 pub use webhooks::{AttemptOutcome, OutboundWebhook, SecretCipher, WebhookSender, WebhookUrlGuard};

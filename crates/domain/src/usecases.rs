@@ -5,6 +5,7 @@ mod idempotency;
 mod limits;
 mod operations;
 mod projects;
+mod sessions;
 mod signup;
 mod tenants;
 mod users;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub use auth::Principal;
 pub use idempotency::{Answer, Idempotency, KeptAnswer, RefusedAnswer};
 pub use limits::Subject;
+pub use sessions::{ClientInfo, SessionSettings, SignedIn};
 pub use signup::{SignupInput, SignupOutput};
 pub use users::NewUserInput;
 pub use webhooks::CreatedWebhook;
@@ -25,8 +27,8 @@ pub use webhooks::CreatedWebhook;
 use crate::cache::Cache;
 use crate::ports::{
     Clock, DeliveryStore, Dependency, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota,
-    RateLimiter, SecretCipher, TenantRepository, TokenService, UserRepository, WebhookRepository, WebhookSender,
-    WebhookUrlGuard,
+    RateLimiter, SecretCipher, SessionRepository, TenantRepository, TokenService, UserRepository, WebhookRepository,
+    WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -40,6 +42,8 @@ pub struct Ports {
     pub projects: Arc<dyn ProjectRepository>,
     /// Idempotency keys.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Sessions and their refresh tokens.
+    pub sessions: Arc<dyn SessionRepository>,
     /// Access tokens.
     pub tokens: Arc<dyn TokenService>,
     /// Password hashing.
@@ -95,7 +99,7 @@ pub struct CacheTtls {
     pub missing_tenant: Duration,
     /// Project pages and single projects (writes invalidate them anyway).
     pub projects: Duration,
-    /// A user's current role, checked against every token. Deleting a user or changing their
+    /// A session's liveness and its user's current role, checked against every token. Deleting a user or changing their
     /// role invalidates it on every instance at once (the tenant's generation); this bounds
     /// only the double fault where Redis is down during the change and the instance that made
     /// it dies before Redis is back (otherwise that instance redoes the invalidation within a
@@ -127,6 +131,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// Signs list cursors.
     pub cursor_key: crate::page::CursorKey,
+    /// Sessions and refresh tokens.
+    pub sessions: SessionSettings,
 }
 
 /// How webhook deliveries are retried.

@@ -28,12 +28,15 @@ macro_rules! trimmed_or_control {
 mod email;
 mod name;
 mod password;
+mod refresh;
 mod role;
 mod slug;
 
 pub use email::Email;
 pub use name::{DISPLAY_NAME_PATTERN, ProjectName, TenantName};
 pub use password::{Password, PasswordHash};
+pub(crate) use refresh::derive_key;
+pub use refresh::{RefreshKey, RefreshToken, TokenHash};
 pub use role::{Plan, Role};
 pub use slug::{RESERVED as RESERVED_SLUGS, Slug};
 

@@ -11,7 +11,7 @@ use plinth_domain::host::{BaseDomain, HostTarget};
 use plinth_domain::ids::{DeliveryId, EventId, ProjectId, TenantId, UserId, WebhookId};
 use plinth_domain::page::{Cursor, CursorKey, MAX_LIMIT, PageRequest};
 use plinth_domain::ports::IdempotencyKey;
-use plinth_domain::values::{Email, Password, ProjectName, Slug, TenantName};
+use plinth_domain::values::{Email, Password, ProjectName, RefreshToken, Slug, TenantName};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -408,5 +408,53 @@ proptest! {
     fn an_id_parses_from_its_display(bytes in any::<[u8; 16]>()) {
         let id = UserId::from_uuid(Uuid::from_bytes(bytes));
         prop_assert_eq!(id.to_string().parse::<UserId>(), Ok(id));
+    }
+}
+
+/// Whether `s` is in the refresh token's documented language: `plr_`, 42 base64url characters,
+/// and a last one whose two unused low bits are zero.
+fn is_refresh_token_text(s: &str) -> bool {
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    let Some(body) = s.strip_prefix("plr_") else { return false };
+    let bytes = body.as_bytes();
+    bytes.len() == 43 && bytes[..42].iter().all(|&c| b64(c)) && b"AEIMQUYcgkosw048".contains(&bytes[42])
+}
+
+proptest! {
+    #[test]
+    fn a_refresh_token_round_trips(raw in any::<[u8; 32]>()) {
+        let text = format!("plr_{}", URL_SAFE_NO_PAD.encode(raw));
+        prop_assert_eq!(text.len(), RefreshToken::TEXT_LEN);
+        prop_assert!(is_refresh_token_text(&text));
+        let token = RefreshToken::parse(&text).unwrap();
+        prop_assert_eq!(token.expose(), text);
+    }
+
+    #[test]
+    fn a_refresh_token_parses_exactly_its_language(
+        s in prop_oneof![
+            text(60),
+            "plr_[A-Za-z0-9_-]{40,44}",
+            "plr_[A-Za-z0-9_+/=-]{43}",
+            "[a-z]{3}_[A-Za-z0-9_-]{43}",
+            "PLR_[A-Za-z0-9_-]{43}",
+        ]
+    ) {
+        prop_assert_eq!(RefreshToken::parse(&s).is_ok(), is_refresh_token_text(&s), "{:?}", s);
+    }
+
+    #[test]
+    fn an_altered_refresh_token_is_refused_or_another_token(raw in any::<[u8; 32]>(),
+                                                            at in any::<prop::sample::Index>(),
+                                                            ch in "[A-Za-z0-9_-]") {
+        let text = format!("plr_{}", URL_SAFE_NO_PAD.encode(raw));
+        let i = 4 + at.index(43);
+        let mut altered = text.clone();
+        altered.replace_range(i..=i, &ch);
+        prop_assume!(altered != text);
+        if let Ok(other) = RefreshToken::parse(&altered) {
+            let original = RefreshToken::parse(&text).unwrap();
+            prop_assert!(!other.hash().constant_time_eq(&original.hash()));
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Validation, decode, decode_header, encode};
-use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::ids::{SessionId, TenantId, UserId};
 use plinth_domain::ports::{AccessToken, Claims, Clock, TokenService};
 use plinth_domain::values::Role;
 use plinth_domain::{Error, Result};
@@ -74,7 +74,7 @@ impl JwtTokens {
 
         let mut validation = Validation::new(keys.algorithm());
         validation.leeway = LEEWAY_SECS.unsigned_abs();
-        // `tid`, `role` and `iat` are required by `Presented`, which has no default for them.
+        // `tid`, `role`, `sid` and `iat` are required by `Presented`, which has no default for them.
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
@@ -94,13 +94,28 @@ impl JwtTokens {
         })
     }
 
-    /// A token as `issue` makes it, but issued at `iat` (Unix seconds).
+    /// A token as `issue` makes it, in a new session, but issued at `iat` (Unix seconds).
+    #[cfg(test)]
     fn issue_at(&self, user: UserId, tenant: TenantId, role: Role, version: u32, iat: i64) -> Result<AccessToken> {
+        self.issue_in(user, tenant, role, version, SessionId::new(), iat)
+    }
+
+    /// A token as `issue` makes it, but issued at `iat` (Unix seconds).
+    fn issue_in(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        role: Role,
+        version: u32,
+        session: SessionId,
+        iat: i64,
+    ) -> Result<AccessToken> {
         let claims = Issued {
             sub: user,
             tid: tenant,
             role,
             ver: version,
+            sid: session,
             iat,
             exp: iat.saturating_add(self.ttl_secs),
             iss: &self.issuer,
@@ -131,8 +146,15 @@ impl JwtTokens {
 }
 
 impl TokenService for JwtTokens {
-    fn issue(&self, user: UserId, tenant: TenantId, role: Role, version: u32) -> Result<AccessToken> {
-        self.issue_at(user, tenant, role, version, self.unix_now())
+    fn issue(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        role: Role,
+        version: u32,
+        session: SessionId,
+    ) -> Result<AccessToken> {
+        self.issue_in(user, tenant, role, version, session, self.unix_now())
     }
 
     fn verify(&self, token: &str) -> Result<Claims> {

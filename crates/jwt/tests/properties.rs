@@ -227,7 +227,7 @@ proptest! {
     #[test]
     fn an_issued_token_altered_anywhere_is_refused(at in any::<prop::sample::Index>(), c in "[A-Za-z0-9_.=-]") {
         let tokens = hs256();
-        let token = tokens.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap().token;
+        let token = tokens.issue(UserId::new(), TenantId::new(), Role::Owner, 0, plinth_domain::ids::SessionId::new()).unwrap().token;
         let i = at.index(token.len());
         let mut altered = token.clone();
         altered.replace_range(i..=i, &c);

@@ -10,6 +10,7 @@ mod idempotency;
 mod jobs;
 mod projects;
 mod rows;
+mod sessions;
 mod tenants;
 mod users;
 mod webhooks;
@@ -29,7 +30,7 @@ use self::idempotency::Keys;
 use self::rows::Rows;
 
 /// Every storage port in memory: `TenantRepository`, `UserRepository`, `ProjectRepository`,
-/// `IdempotencyStore`, `WebhookRepository`, `JobQueue` and `DeliveryStore`. Share one as
+/// `IdempotencyStore`, `WebhookRepository`, `SessionRepository`, `JobQueue` and `DeliveryStore`. Share one as
 /// `Arc<MemoryStore>` and coerce it to each port.
 pub struct MemoryStore {
     data: RwLock<Data>,
@@ -60,6 +61,8 @@ struct TenantData {
     /// Each webhook's sealed secret.
     secrets: HashMap<WebhookId, Vec<u8>>,
     deliveries: Rows<Delivery>,
+    /// Sessions and their refresh tokens.
+    sessions: sessions::Sessions,
 }
 
 impl TenantData {
@@ -73,6 +76,7 @@ impl TenantData {
             webhooks: Rows::default(),
             secrets: HashMap::new(),
             deliveries: Rows::default(),
+            sessions: sessions::Sessions::default(),
         }
     }
 

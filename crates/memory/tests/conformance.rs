@@ -24,3 +24,4 @@ plinth_domain::job_queue_suite!({
     let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
     plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
 });
+plinth_domain::session_repository_suite!(storage());

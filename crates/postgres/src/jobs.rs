@@ -207,7 +207,7 @@ impl JobQueue for PgStore {
             let q = client.prepare_cached("SELECT * FROM plinth_prune($1)").await.map_err(error::db)?;
             let row = client.query_one(&q, &[&before]).await.map_err(error::db)?;
             let n = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-            Ok(Pruned { deliveries: n(0), events: n(1), idempotency_keys: n(2) })
+            Ok(Pruned { deliveries: n(0), events: n(1), idempotency_keys: n(2), ..Pruned::default() })
         })
         .await
     }

@@ -15,6 +15,7 @@ mod op;
 mod pool;
 mod projects;
 pub mod seed;
+mod sessions;
 mod tenants;
 mod users;
 mod webhooks;

@@ -36,6 +36,9 @@ pub struct SeededTenant {
     pub slug: String,
     /// Its owner's id.
     pub owner: Uuid,
+    /// A session of the owner (with no refresh token), live for 90 days: load-test access
+    /// tokens belong to it.
+    pub session: Uuid,
 }
 
 /// Rows are written in chunks of this many tenants, reporting progress after each.
@@ -61,11 +64,13 @@ pub async fn seed(owner_url: &str, plan: &SeedPlan, progress: impl Fn(u64, u64))
                 id: Uuid::now_v7(),
                 slug: format!("{}{i:06}", plan.slug_prefix),
                 owner: Uuid::now_v7(),
+                session: Uuid::now_v7(),
             })
             .collect();
         copy_tenants(&tx, &chunk).await?;
         copy_users(&tx, &chunk, plan, now).await?;
         copy_projects(&tx, &chunk, plan, now).await?;
+        copy_sessions(&tx, &chunk, now).await?;
         tx.commit().await?;
         seeded.extend(chunk);
         start = end;
@@ -76,7 +81,7 @@ pub async fn seed(owner_url: &str, plan: &SeedPlan, progress: impl Fn(u64, u64))
 }
 
 async fn analyze(client: &mut Client) -> Result<(), PgError> {
-    client.batch_execute("ANALYZE tenants; ANALYZE users; ANALYZE projects;").await?;
+    client.batch_execute("ANALYZE tenants; ANALYZE users; ANALYZE projects; ANALYZE sessions;").await?;
     Ok(())
 }
 
@@ -109,6 +114,35 @@ async fn copy_users(
             let at = now - Duration::from_secs(u64::from(plan.users_per_tenant - j));
             w.as_mut().write(&[&t.id, &id, &email, &role, &plan.password_hash, &at, &at]).await?;
         }
+    }
+    w.finish().await?;
+    Ok(())
+}
+
+async fn copy_sessions(
+    tx: &tokio_postgres::Transaction<'_>,
+    chunk: &[SeededTenant],
+    now: time::OffsetDateTime,
+) -> Result<(), PgError> {
+    let sink = tx
+        .copy_in(
+            "COPY sessions (tenant_id, id, user_id, created_at, last_used_at, idle_expires_at, expires_at) \
+             FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [
+        Type::UUID,
+        Type::UUID,
+        Type::UUID,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ];
+    let mut w = pin!(BinaryCopyInWriter::new(sink, &types));
+    let until = now + Duration::from_secs(90 * 86_400);
+    for t in chunk {
+        w.as_mut().write(&[&t.id, &t.session, &t.owner, &now, &now, &until, &until]).await?;
     }
     w.finish().await?;
     Ok(())

@@ -151,7 +151,7 @@ impl UserRepository for PgStore {
         self.bounded(async {
             let mut client = self.conn(op::USERS_UPDATE_ROLE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
-            lock_target(&tx, tenant, id, role == Role::Owner, check).await?;
+            let before = lock_target(&tx, tenant, id, role == Role::Owner, check).await?;
             let update = tx
                 .prepare_cached(concat!(
                     "UPDATE users SET role = $3, updated_at = $4, \
@@ -165,6 +165,10 @@ impl UserRepository for PgStore {
                 .query_one(&update, &[tenant.as_uuid(), id.as_uuid(), &role.as_str(), &self.clock.now()])
                 .await
                 .or_db()?;
+            if before.role != role {
+                // A role change ends the user's sessions too.
+                crate::sessions::end_sessions(&tx, tenant, id, None).await?;
+            }
             tx.commit().await.or_db()?;
             user_from_row(&row)
         })

@@ -33,6 +33,7 @@ plinth_domain::user_repository_suite!(storage().await);
 plinth_domain::project_repository_suite!(storage().await);
 plinth_domain::idempotency_store_suite!(storage().await);
 plinth_domain::webhook_repository_suite!(storage().await);
+plinth_domain::session_repository_suite!(storage().await);
 plinth_domain::job_queue_suite!({
     let (store, db) = store().await;
     let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));

@@ -147,6 +147,9 @@ async fn every_tenant_table_has_forced_rls_a_checked_policy_and_a_tenant_first_k
         .map(|r| r.get(0))
         .collect();
     assert!(tables.len() >= 4, "expected the tenant tables, found {tables:?}");
+    for expected in ["users", "projects", "sessions", "refresh_tokens"] {
+        assert!(tables.iter().any(|t| t == expected), "{expected} is a tenant table: {tables:?}");
+    }
     for table in &tables {
         let row = owner
             .query_one("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = $1", &[table])
@@ -201,6 +204,25 @@ async fn every_tenant_table_has_forced_rls_a_checked_policy_and_a_tenant_first_k
             assert!(cols.iter().any(|c| c == "tenant_id"), "{table}: foreign key {name} must include tenant_id");
         }
     }
+}
+
+#[tokio::test]
+async fn the_api_role_can_prune_expired_sessions_but_never_live_ones() {
+    let db = TestDatabase::new().await;
+    let (a, b) = two_tenants(&db).await;
+    let owner = db.owner().await;
+    for (tenant, ends) in [(a, "now() + interval '1 day'"), (b, "now() - interval '1 second'")] {
+        let sql = format!(
+            "INSERT INTO sessions (tenant_id, id, user_id, created_at, last_used_at, idle_expires_at, expires_at) \
+             SELECT tenant_id, $2, id, now(), now(), {ends}, {ends} FROM users WHERE tenant_id = $1"
+        );
+        owner.execute(&sql, &[&tenant, &Uuid::now_v7()]).await.unwrap();
+    }
+    let app = db.app().await;
+    assert_eq!(count(&app, "SELECT count(*) FROM sessions").await, 0, "no tenant set: no session visible");
+    let row = app.query_one("SELECT plinth_prune_sessions(now() + interval '100 years')", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1, "only the expired session goes, whatever the cutoff asked");
+    assert_eq!(count(&owner, "SELECT count(*) FROM sessions").await, 1);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod auth;
 mod idempotency;
 mod projects;
 pub(crate) mod respond;
+mod sessions;
 mod signup;
 mod users;
 mod webhooks;
@@ -33,7 +34,11 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .wrap(from_fn(gate))
             .service(signup::signup)
             .service(auth::login)
+            .service(sessions::refresh)
+            .service(sessions::logout)
             .service(auth::me)
+            .service(sessions::list)
+            .service(sessions::change_password)
             .service(auth::get_tenant)
             .service(projects::list)
             .service(projects::create)
@@ -46,6 +51,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(projects::remove)
             .service(users::update)
             .service(users::remove)
+            .service(sessions::remove)
+            .service(sessions::remove_all)
             .service(webhooks::remove)
             .service(webhooks::deliveries),
     );

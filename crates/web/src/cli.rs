@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::ids::{SessionId, TenantId, UserId};
 use plinth_domain::ports::PasswordHasher as _;
 use plinth_domain::values::{Password, Role};
 use plinth_jwt::Argon2Hasher;
@@ -117,7 +117,13 @@ pub async fn run_seed(config: &Config, command: &Command) -> Result<(), String> 
         let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
         for t in &seeded {
             let token = tokens
-                .issue(UserId::from_uuid(t.owner), TenantId::from_uuid(t.id), Role::Owner, 0)
+                .issue(
+                    UserId::from_uuid(t.owner),
+                    TenantId::from_uuid(t.id),
+                    Role::Owner,
+                    0,
+                    SessionId::from_uuid(t.session),
+                )
                 .map_err(|e| e.to_string())?;
             writeln!(file, "{}\t{}", t.slug, token.token).map_err(|e| e.to_string())?;
         }

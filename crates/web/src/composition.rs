@@ -8,10 +8,13 @@ use plinth_domain::clock::SystemClock;
 use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
     CacheStore, Clock, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
-    TenantRepository, TokenService, UserRepository, WebhookRepository,
+    SessionRepository, TenantRepository, TokenService, UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
-use plinth_domain::usecases::{CacheTtls, DeliverySettings, Plinth, Ports, Settings, SignupInput};
+use plinth_domain::usecases::{
+    CacheTtls, ClientInfo, DeliverySettings, Plinth, Ports, SessionSettings, Settings, SignupInput,
+};
+use plinth_domain::values::RefreshKey;
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 use plinth_postgres::{PgSettings, PgStore};
@@ -132,6 +135,7 @@ pub async fn compose_with(
         projects: repos.projects,
         idempotency: repos.idempotency,
         webhooks: repos.webhooks,
+        sessions: repos.sessions,
         url_guard: Arc::new(UrlGuard::new(address_policy(config))),
         secrets: Arc::new(SecretBox::new(&key)),
         jobs: repos.jobs,
@@ -166,6 +170,14 @@ pub async fn compose_with(
         idempotency_ttl: Duration::from_secs(24 * 3600),
         delivery: DeliverySettings { max_attempts: config.webhooks.max_attempts, backoff: config.webhooks.backoff },
         cursor_key: CursorKey::derive(&key),
+        // Derived from the encryption key: set in every mode, required with a database and
+        // shared by the fleet, unlike the JWT secret (absent with EdDSA and RS256 keys).
+        sessions: SessionSettings {
+            idle: config.sessions.idle,
+            max: config.sessions.max,
+            reuse_window: config.sessions.reuse_window,
+            key: RefreshKey::derive(&key),
+        },
     };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
     let demo = match database {
@@ -182,6 +194,7 @@ struct Repositories {
     projects: Arc<dyn ProjectRepository>,
     idempotency: Arc<dyn IdempotencyStore>,
     webhooks: Arc<dyn WebhookRepository>,
+    sessions: Arc<dyn SessionRepository>,
     jobs: Arc<dyn JobQueue>,
     deliveries: Arc<dyn DeliveryStore>,
 }
@@ -194,6 +207,7 @@ impl Repositories {
             + ProjectRepository
             + IdempotencyStore
             + WebhookRepository
+            + SessionRepository
             + JobQueue
             + DeliveryStore
             + 'static,
@@ -204,6 +218,7 @@ impl Repositories {
             projects: store.clone(),
             idempotency: store.clone(),
             webhooks: store.clone(),
+            sessions: store.clone(),
             jobs: store.clone(),
             deliveries: store,
         }
@@ -273,12 +288,15 @@ fn hash_permits() -> usize {
 
 async fn seed_demo(plinth: &Plinth) -> Result<DemoLogin, StartupError> {
     plinth
-        .signup(SignupInput {
-            tenant_slug: DEMO.slug.into(),
-            tenant_name: "Demo".into(),
-            email: DEMO.email.into(),
-            password: DEMO.password.into(),
-        })
+        .signup(
+            SignupInput {
+                tenant_slug: DEMO.slug.into(),
+                tenant_name: "Demo".into(),
+                email: DEMO.email.into(),
+                password: DEMO.password.into(),
+            },
+            ClientInfo::default(),
+        )
         .await
         .map_err(StartupError::Seed)?;
     Ok(DEMO)

@@ -118,6 +118,18 @@ pub struct ServerLimits {
     pub keep_alive: Duration,
 }
 
+/// How long sessions live, and the window in which a spent refresh token is a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// `PLINTH_SESSION_IDLE_S`: a session not refreshed for this long ends.
+    pub idle: Duration,
+    /// `PLINTH_SESSION_MAX_S`: a session ends this long after its login.
+    pub max: Duration,
+    /// `PLINTH_REFRESH_REUSE_S`: a spent refresh token presented again within this gets the
+    /// same successor (a retry) instead of ending the session.
+    pub reuse_window: Duration,
+}
+
 /// Everything plinth reads from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -162,6 +174,8 @@ pub struct Config {
     /// `PLINTH_TENANT_MAX_PENDING_JOBS`: a write that would take a tenant past this many
     /// pending jobs answers 429 `queue_full`.
     pub tenant_max_pending_jobs: u64,
+    /// `PLINTH_SESSION_IDLE_S`, `PLINTH_SESSION_MAX_S`, `PLINTH_REFRESH_REUSE_S`.
+    pub sessions: SessionConfig,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -251,6 +265,11 @@ impl Config {
                 plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS,
                 1..=100_000_000,
             )?,
+            sessions: SessionConfig {
+                idle: Duration::from_secs(env.parse_in("PLINTH_SESSION_IDLE_S", 14 * 86_400, 60..=31_536_000)?),
+                max: Duration::from_secs(env.parse_in("PLINTH_SESSION_MAX_S", 90 * 86_400, 60..=315_360_000)?),
+                reuse_window: Duration::from_secs(env.parse_in("PLINTH_REFRESH_REUSE_S", 10, 0..=300)?),
+            },
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
             log: log_config(&env)?,
@@ -356,7 +375,7 @@ fn jwt_config(env: &Env<impl Fn(&str) -> Option<String>>, persistent: bool) -> R
         keys,
         issuer: env.string("PLINTH_JWT_ISSUER").unwrap_or_else(|| "plinth".into()),
         audience: env.string("PLINTH_JWT_AUDIENCE").unwrap_or_else(|| "plinth-api".into()),
-        ttl: Duration::from_secs(env.parse_in("PLINTH_TOKEN_TTL", 3600, 1..=31_536_000)?),
+        ttl: Duration::from_secs(env.parse_in("PLINTH_TOKEN_TTL", 900, 1..=31_536_000)?),
     })
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::ids::{TenantId, UserId};
+use crate::ids::{SessionId, TenantId, UserId};
 use crate::values::{Password, PasswordHash, Role};
 
 /// What a verified access token says.
@@ -19,6 +19,8 @@ pub struct Claims {
     pub role: Role,
     /// The user's token version when the token was issued (`ver`).
     pub version: u32,
+    /// The session the token belongs to (`sid`).
+    pub session: SessionId,
     /// Issued at, Unix seconds.
     pub issued_at: i64,
     /// Expires at, Unix seconds.
@@ -42,8 +44,15 @@ impl fmt::Debug for AccessToken {
 
 /// Issues and verifies access tokens. Pure computation, so not async.
 pub trait TokenService: Send + Sync {
-    /// A token for `user` of `tenant` with `role`, at the user's token `version`.
-    fn issue(&self, user: UserId, tenant: TenantId, role: Role, version: u32) -> Result<AccessToken>;
+    /// A token for `user` of `tenant` with `role`, at the user's token `version`, in `session`.
+    fn issue(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        role: Role,
+        version: u32,
+        session: SessionId,
+    ) -> Result<AccessToken>;
 
     /// The claims of a token this service (or a key it trusts) signed, with the pinned
     /// algorithm, unexpired, with the expected issuer and audience.

@@ -56,6 +56,8 @@ pub struct Pruned {
     pub events: u64,
     /// Expired idempotency keys.
     pub idempotency_keys: u64,
+    /// Sessions no longer live.
+    pub sessions: u64,
 }
 
 /// A durable queue: jobs are enqueued by the writes that cause them (in the same

@@ -6,8 +6,9 @@ use super::Plinth;
 use crate::cache::Scope;
 use crate::entities::Tenant;
 use crate::error::{Error, Result};
-use crate::ids::{TenantId, UserId};
-use crate::ports::{AccessToken, Claims};
+use crate::ids::{SessionId, TenantId, UserId};
+use crate::ports::Claims;
+use crate::usecases::{ClientInfo, SignedIn};
 use crate::values::{Email, Password, Role};
 
 /// Who a request acts as: established from a valid token.
@@ -19,6 +20,8 @@ pub struct Principal {
     pub user: UserId,
     /// The user's role, current as of the last few seconds.
     pub role: Role,
+    /// The session the token belongs to, live as of the last few seconds.
+    pub session: SessionId,
 }
 
 impl Principal {
@@ -28,7 +31,8 @@ impl Principal {
     }
 }
 
-/// The marker cached for "user deleted"; a user's marker is otherwise `<role>:<token version>`.
+/// The marker cached for "session ended, expired or not this user's, or user deleted"; a live
+/// session's marker is otherwise its user's `<role>:<token version>`.
 const DELETED: &[u8] = b"-";
 
 /// Whether `marker` (see [`DELETED`]) says `role` at `version`.
@@ -39,19 +43,20 @@ fn marker_matches(marker: &[u8], role: Role, version: u32) -> bool {
     std::str::from_utf8(rest).ok().and_then(|v| v.parse::<u32>().ok()) == Some(version)
 }
 
-/// `user:<id>`: the key of a user's marker.
-fn marker_key(user: UserId) -> String {
-    let mut key = String::with_capacity(5 + 36);
-    key.push_str("user:");
-    user.push_to(&mut key);
+/// `session:<id>`: the key of a session's marker.
+fn marker_key(session: SessionId) -> String {
+    let mut key = String::with_capacity(8 + 36);
+    key.push_str("session:");
+    session.push_to(&mut key);
     key
 }
 
 impl Plinth {
-    /// Signs in `email` of `tenant`. An unknown email and a wrong password get the same
-    /// answer after about the same time. Errors: `InvalidCredentials`.
+    /// Signs in `email` of `tenant`, starting a session for `client`. An unknown email and a
+    /// wrong password get the same answer after about the same time. Errors:
+    /// `InvalidCredentials`.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
-    pub async fn login(&self, tenant: &Tenant, email: &str, password: &str) -> Result<AccessToken> {
+    pub async fn login(&self, tenant: &Tenant, email: &str, password: &str, client: ClientInfo) -> Result<SignedIn> {
         // Malformed input still spends a hash, like an unknown email.
         let password = Password::parse(password).ok();
         let user = match Email::parse(email) {
@@ -68,7 +73,7 @@ impl Plinth {
         };
         let matches = self.ports.passwords.verify(password, user.as_ref().map(|u| &u.password_hash)).await?;
         match user {
-            Some(user) if matches => self.ports.tokens.issue(user.id, tenant.id, user.role, user.token_version),
+            Some(user) if matches => self.start_session(&user, client).await,
             _ => Err(Error::InvalidCredentials),
         }
     }
@@ -82,10 +87,11 @@ impl Plinth {
     }
 
     /// The principal a token with these verified `claims` establishes on `tenant`'s host.
-    /// Refuses a token issued for another tenant, and one whose user was deleted or changed
-    /// role since it was issued: the token's role and version must be the user's current ones
-    /// (cached as the user's marker, which every deletion and role change invalidates).
-    /// Errors: `InvalidToken`.
+    /// Refuses a token issued for another tenant, one whose session has ended or expired, and
+    /// one whose user was deleted or changed role since it was issued: the token's role and
+    /// version must be the user's current ones. Both are one cached marker per session (one
+    /// cache lookup per request), which every ended session, deletion, role and password
+    /// change invalidates on every instance (the tenant's generation). Errors: `InvalidToken`.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     pub async fn authenticate(&self, tenant: TenantId, claims: &Claims) -> Result<Principal> {
         if claims.tenant != tenant {
@@ -93,9 +99,10 @@ impl Plinth {
         }
         let marker = self
             .cache
-            .cached(Scope::Tenant(tenant), &marker_key(claims.user), self.settings.ttls.user_marker, || async {
-                Ok(match self.ports.users.get(tenant, claims.user).await? {
-                    Some(u) => Bytes::from(format!("{}:{}", u.role.as_str(), u.token_version)),
+            .cached(Scope::Tenant(tenant), &marker_key(claims.session), self.settings.ttls.user_marker, || async {
+                let now = self.ports.clock.now();
+                Ok(match self.ports.sessions.marker(tenant, claims.session, claims.user, now).await? {
+                    Some((role, version)) => Bytes::from(format!("{}:{version}", role.as_str())),
                     None => Bytes::from_static(DELETED),
                 })
             })
@@ -103,7 +110,7 @@ impl Plinth {
         if !marker_matches(&marker, claims.role, claims.version) {
             return Err(Error::InvalidToken);
         }
-        Ok(Principal { tenant, user: claims.user, role: claims.role })
+        Ok(Principal { tenant, user: claims.user, role: claims.role, session: claims.session })
     }
 }
 

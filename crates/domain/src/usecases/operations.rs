@@ -21,10 +21,13 @@ impl Plinth {
     }
 
     /// Deletes what is older than `retention`: finished deliveries, their events, expired
-    /// idempotency keys. Errors: `Unavailable`.
+    /// idempotency keys; and sessions that are no longer live. Errors: `Unavailable`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn prune(&self, retention: Duration) -> Result<Pruned> {
-        self.ports.jobs.prune(self.ports.clock.now() - retention).await
+        let now = self.ports.clock.now();
+        let mut pruned = self.ports.jobs.prune(now - retention).await?;
+        pruned.sessions = self.ports.sessions.prune(now).await?;
+        Ok(pruned)
     }
 
     /// The queue's numbers, for metrics. Errors: `Unavailable`.

@@ -4,7 +4,7 @@ use super::Plinth;
 use crate::entities::{Tenant, User};
 use crate::error::{Result, Validator};
 use crate::ids::{TenantId, UserId};
-use crate::ports::AccessToken;
+use crate::usecases::{ClientInfo, SignedIn};
 use crate::values::{Email, Password, Plan, Role, Slug, TenantName};
 
 /// The signup form, unvalidated.
@@ -37,15 +37,15 @@ pub struct SignupOutput {
     pub tenant: Tenant,
     /// Its owner.
     pub user: User,
-    /// A token for the owner.
-    pub token: AccessToken,
+    /// The owner's session: its access and refresh tokens.
+    pub token: SignedIn,
 }
 
 impl Plinth {
-    /// Creates a tenant on the free plan with `email` as its owner, and signs the owner in.
-    /// Errors: `Validation`; `Conflict(SlugTaken)`.
+    /// Creates a tenant on the free plan with `email` as its owner, and signs the owner in
+    /// (a session for `client`). Errors: `Validation`; `Conflict(SlugTaken)`.
     #[tracing::instrument(level = "debug", skip_all, fields(slug = %input.tenant_slug))]
-    pub async fn signup(&self, input: SignupInput) -> Result<SignupOutput> {
+    pub async fn signup(&self, input: SignupInput, client: ClientInfo) -> Result<SignupOutput> {
         let mut v = Validator::new();
         let slug = v.check("tenant_slug", Slug::parse(&input.tenant_slug));
         let name = v.check("tenant_name", TenantName::parse(&input.tenant_name));
@@ -67,7 +67,7 @@ impl Plinth {
         self.ports.tenants.create_with_owner(&tenant, &user).await?;
         // Any instance may remember the slug as naming no tenant: drop those answers everywhere.
         self.cache.invalidate_platform().await;
-        let token = self.ports.tokens.issue(user.id, tenant.id, user.role, user.token_version)?;
+        let token = self.start_session(&user, client).await?;
         Ok(SignupOutput { tenant, user, token })
     }
 }

@@ -31,7 +31,7 @@ fn user_cursor(u: &User) -> Cursor {
 }
 
 /// An admin may not touch owners.
-fn guard_owner(actor: &Principal, target: &User) -> Result<()> {
+pub(super) fn guard_owner(actor: &Principal, target: &User) -> Result<()> {
     if actor.role == Role::Admin && target.role == Role::Owner {
         return Err(Error::Forbidden("an admin can't change or delete an owner"));
     }
@@ -95,7 +95,8 @@ impl Plinth {
             return Err(Error::Forbidden("an admin can't make anyone an owner"));
         }
         let user = self.ports.users.update_role(who.tenant, id, role, &|target| guard_owner(who, target)).await?;
-        // The user's tokens carry the old role: drop the cached marker everywhere.
+        // The user's tokens carry the old role, and their sessions ended with the change (in
+        // its transaction): drop the cached markers everywhere.
         self.cache.invalidate(who.tenant).await;
         Ok(user)
     }

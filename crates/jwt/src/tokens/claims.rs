@@ -1,6 +1,6 @@
 //! The claims as they travel in a token, and the reasons a presented token is refused.
 
-use plinth_domain::ids::{TenantId, UserId};
+use plinth_domain::ids::{SessionId, TenantId, UserId};
 use plinth_domain::ports::Claims;
 use plinth_domain::values::Role;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ pub(super) struct Issued<'a> {
     pub(super) tid: TenantId,
     pub(super) role: Role,
     pub(super) ver: u32,
+    pub(super) sid: SessionId,
     pub(super) iat: i64,
     pub(super) exp: i64,
     pub(super) iss: &'a str,
@@ -31,6 +32,9 @@ pub(super) struct Presented {
     /// as version 0, the version every user started with.
     #[serde(default)]
     ver: u32,
+    /// The session; required: a token issued before sessions existed belongs to none, and is
+    /// refused (its user signs in again).
+    sid: String,
     iat: i64,
     exp: i64,
     #[allow(dead_code, reason = "checked by jsonwebtoken; declared so that it must be a string")]
@@ -47,13 +51,14 @@ impl Presented {
         let user = self.sub.parse::<UserId>().map_err(|_| Refusal::Claims)?;
         let tenant = self.tid.parse::<TenantId>().map_err(|_| Refusal::Claims)?;
         let role = self.role.parse::<Role>().map_err(|_| Refusal::Claims)?;
+        let session = self.sid.parse::<SessionId>().map_err(|_| Refusal::Claims)?;
         if self.exp < now.saturating_sub(leeway) {
             return Err(Refusal::Expired);
         }
         if self.iat > now.saturating_add(leeway) || self.iat > self.exp {
             return Err(Refusal::IssuedLater);
         }
-        Ok(Claims { user, tenant, role, version: self.ver, issued_at: self.iat, expires_at: self.exp })
+        Ok(Claims { user, tenant, role, version: self.ver, session, issued_at: self.iat, expires_at: self.exp })
     }
 }
 

@@ -72,7 +72,7 @@ fn reason(tokens: &JwtTokens, token: &str) -> Option<Refusal> {
 
 fn round_trip(tokens: &JwtTokens) -> String {
     let (user, tenant) = (UserId::new(), TenantId::new());
-    let access = tokens.issue(user, tenant, Role::Admin, 7).unwrap();
+    let access = tokens.issue(user, tenant, Role::Admin, 7, SessionId::new()).unwrap();
     assert_eq!(access.expires_in, 3600);
     let claims = tokens.verify(&access.token).unwrap();
     assert_eq!((claims.user, claims.tenant, claims.role, claims.version), (user, tenant, Role::Admin, 7));
@@ -90,7 +90,7 @@ fn claims() -> Value {
     let now = unix_now();
     json!({
         "sub": UserId::new().to_string(), "tid": TenantId::new().to_string(), "role": "member",
-        "iat": now, "exp": now + 600, "iss": ISSUER, "aud": AUDIENCE,
+        "sid": SessionId::new().to_string(), "iat": now, "exp": now + 600, "iss": ISSUER, "aud": AUDIENCE,
     })
 }
 
@@ -131,7 +131,7 @@ fn an_rs256_token_round_trips_and_names_its_key() {
 fn every_role_round_trips() {
     let tokens = hs256(SECRET);
     for role in [Role::Owner, Role::Admin, Role::Member] {
-        let access = tokens.issue(UserId::new(), TenantId::new(), role, 0).unwrap();
+        let access = tokens.issue(UserId::new(), TenantId::new(), role, 0, SessionId::new()).unwrap();
         assert_eq!(tokens.verify(&access.token).unwrap().role, role);
     }
 }
@@ -139,7 +139,7 @@ fn every_role_round_trips() {
 #[test]
 fn a_token_of_a_retired_key_verifies_until_its_public_key_is_removed() {
     let old = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-a", "a", &[("a", "ed25519-a.pub.pem")]));
-    let token = old.issue(UserId::new(), TenantId::new(), Role::Member, 0).unwrap().token;
+    let token = old.issue(UserId::new(), TenantId::new(), Role::Member, 0, SessionId::new()).unwrap().token;
 
     let rotated = [("b", "ed25519-b.pub.pem"), ("a", "ed25519-a.pub.pem")];
     let during = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-b", "b", &rotated));
@@ -156,14 +156,14 @@ fn a_token_of_a_retired_key_verifies_until_its_public_key_is_removed() {
 fn a_token_naming_an_unknown_kid_is_refused() {
     let a = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-a", "a", &[("a", "ed25519-a.pub.pem")]));
     let b = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-b", "b", &[("b", "ed25519-b.pub.pem")]));
-    assert!(refused(&b, &a.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap().token));
+    assert!(refused(&b, &a.issue(UserId::new(), TenantId::new(), Role::Owner, 0, SessionId::new()).unwrap().token));
 }
 
 #[test]
 fn a_token_signed_by_another_key_under_a_trusted_kid_is_refused() {
     let forger = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-a", "b", &[("b", "ed25519-a.pub.pem")]));
     let b = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-b", "b", &[("b", "ed25519-b.pub.pem")]));
-    let forged = forger.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap().token;
+    let forged = forger.issue(UserId::new(), TenantId::new(), Role::Owner, 0, SessionId::new()).unwrap().token;
     assert!(refused(&b, &forged));
     assert_eq!(reason(&b, &forged), Some(Refusal::Signature));
 }
@@ -180,7 +180,7 @@ fn a_random_secret_works_and_is_not_shared_with_another_instance() {
 #[test]
 fn a_remembered_verification_still_checks_expiry() {
     let tokens = hs256(SECRET);
-    let access = tokens.issue(UserId::new(), TenantId::new(), Role::Member, 0).unwrap();
+    let access = tokens.issue(UserId::new(), TenantId::new(), Role::Member, 0, SessionId::new()).unwrap();
     let claims = tokens.verify(&access.token).unwrap();
     // The second verification is answered from memory, with the same claims.
     assert_eq!(tokens.verified.get(access.token.as_str()), Some(claims));
@@ -197,7 +197,13 @@ fn a_remembered_verification_still_checks_expiry() {
 #[test]
 fn refused_tokens_are_not_remembered() {
     let tokens = hs256(SECRET);
-    let forged = hs256(b"another secret of at least 32 bytes!").issue(UserId::new(), TenantId::new(), Role::Owner, 0);
+    let forged = hs256(b"another secret of at least 32 bytes!").issue(
+        UserId::new(),
+        TenantId::new(),
+        Role::Owner,
+        0,
+        SessionId::new(),
+    );
     let forged = forged.unwrap().token;
     assert!(refused(&tokens, &forged));
     assert!(tokens.verified.get(forged.as_str()).is_none());

@@ -62,9 +62,13 @@ impl UserRepository for MemoryStore {
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let user = rows.checked_user(id, role == Role::Owner, check)?;
-        let token_version = if user.role == role { user.token_version } else { user.token_version + 1 };
+        let changed = user.role != role;
+        let token_version = if changed { user.token_version + 1 } else { user.token_version };
         let updated = User { role, token_version, ..user.clone() };
         rows.users.replace(updated.clone());
+        if changed {
+            rows.sessions.end_where(|s| s.user_id == id);
+        }
         Ok(updated)
     }
 
@@ -75,6 +79,7 @@ impl UserRepository for MemoryStore {
         if let Some(user) = rows.users.remove(*id.as_uuid()) {
             rows.emails.remove(&user.email);
         }
+        rows.sessions.end_where(|s| s.user_id == id);
         Ok(())
     }
 }

@@ -1,12 +1,13 @@
-//! `POST /v1/auth/login`, `GET /v1/me` and `GET /v1/tenant`.
+//! `POST /v1/auth/login`, `GET /v1/me` and `GET /v1/tenant`; the tokens a sign-in answers.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use plinth_domain::entities::{Tenant, User};
+use plinth_domain::usecases::SignedIn;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Auth, JsonBody, TenantCtx};
+use super::extract::{Auth, Client, JsonBody, TenantCtx};
 use super::respond;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -22,7 +23,7 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// A bearer token.
+/// A session's tokens: a short-lived bearer token, and the refresh token that gets the next.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// The JWT.
@@ -30,8 +31,22 @@ pub struct TokenResponse {
     /// Always `Bearer`.
     #[schema(example = "Bearer")]
     pub token_type: &'static str,
-    /// Seconds until it expires.
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Spend it at `POST /v1/auth/refresh` for the next tokens; it works once.
+    #[schema(schema_with = super::schemas::refresh_token)]
+    pub refresh_token: String,
+}
+
+impl From<SignedIn> for TokenResponse {
+    fn from(out: SignedIn) -> Self {
+        Self {
+            access_token: out.access.token,
+            token_type: "Bearer",
+            expires_in: out.access.expires_in,
+            refresh_token: out.refresh.expose(),
+        }
+    }
 }
 
 /// The caller and its tenant.
@@ -54,15 +69,11 @@ pub struct MeResponse {
 pub async fn login(
     state: web::Data<AppState>,
     tenant: TenantCtx,
+    client: Client,
     body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = state.plinth.login(&tenant.0, &body.value.email, &body.value.password).await?;
-    let mut res = respond::json(
-        StatusCode::OK,
-        &TokenResponse { access_token: token.token, token_type: "Bearer", expires_in: token.expires_in },
-    )?;
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    let out = state.plinth.login(&tenant.0, &body.value.email, &body.value.password, client.0).await?;
+    super::sessions::signed_in(StatusCode::OK, out)
 }
 
 /// The caller and its tenant.

@@ -1,6 +1,7 @@
 //! Extractors: what handlers take from a request, each failing with the contract's answer.
 
 use std::future::{Ready, ready};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,13 @@ use bytes::Bytes;
 use plinth_domain::Error;
 use plinth_domain::entities::Tenant;
 use plinth_domain::page::PageRequest;
-use plinth_domain::usecases::Principal;
+use plinth_domain::usecases::{ClientInfo, Principal};
 use serde::de::DeserializeOwned;
 
+use crate::middleware::client_ip::{canonical, client_ip};
 use crate::middleware::gate::{AuthState, RequestCtx};
 use crate::problem::ApiError;
+use crate::state::AppState;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -40,6 +43,26 @@ impl FromRequest for TenantCtx {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let tenant = req.extensions().get::<RequestCtx>().and_then(|c| c.tenant.clone());
         ready(tenant.map(TenantCtx).ok_or(ApiError::Domain(Error::TenantNotFound)))
+    }
+}
+
+/// Where the request comes from, for the session it may start: the client's address (as the
+/// rate limits find it, whole) and its `User-Agent` (cut to 256 characters).
+#[derive(Debug, Clone)]
+pub struct Client(pub ClientInfo);
+
+impl FromRequest for Client {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ip = req.app_data::<web::Data<AppState>>().map(|state| {
+            let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
+            let forwarded = req.headers().get_all("x-forwarded-for").map(header::HeaderValue::as_bytes);
+            client_ip(peer, forwarded, &state.trusted_proxies).to_string()
+        });
+        let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        ready(Ok(Client(ClientInfo::new(ip, user_agent))))
     }
 }
 
@@ -105,7 +128,7 @@ impl FromRequest for Paging {
             limit: Option<String>,
             cursor: Option<String>,
         }
-        let Some(state) = req.app_data::<web::Data<crate::state::AppState>>() else {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
             return ready(Err(ApiError::Domain(Error::internal("application state is missing"))));
         };
         let key = &state.plinth.settings().cursor_key;

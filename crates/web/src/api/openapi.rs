@@ -17,7 +17,7 @@ use crate::problem::Problem;
     components(schemas(Problem, plinth_domain::FieldError)),
     tags(
         (name = "platform", description = "Health, readiness, metrics and this document; any host, never rate-limited"),
-        (name = "auth", description = "Signup (platform host), login and the caller"),
+        (name = "auth", description = "Signup (platform host), login, sessions and the caller"),
         (name = "tenant", description = "The tenant a host names"),
         (name = "users", description = "A tenant's users (owners and admins)"),
         (name = "projects", description = "A tenant's projects"),
@@ -46,6 +46,29 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "login" => {
             &[BODY, (401, "Wrong email or password (`invalid_credentials`)"), TENANT, SLOW, TOO_LARGE, MEDIA, INVALID]
         }
+        "refresh" => &[
+            BODY,
+            (
+                401,
+                "The refresh token is malformed, unknown, spent, or of an ended or expired session (`invalid_token`)",
+            ),
+            TENANT,
+            SLOW,
+            TOO_LARGE,
+            MEDIA,
+            INVALID,
+        ],
+        "changePassword" => &[
+            BODY,
+            (401, "No bearer token, not a valid one here, or the wrong current password (`invalid_credentials`)"),
+            TENANT,
+            SLOW,
+            TOO_LARGE,
+            MEDIA,
+            INVALID,
+        ],
+        "logout" | "listMySessions" | "deleteMySession" => &[UNAUTH, TENANT],
+        "deleteUserSessions" => &[UNAUTH, FORBIDDEN, TENANT],
         "getTenant" => &[TENANT],
         "me" => &[UNAUTH, TENANT],
         "listUsers" | "listProjects" | "listWebhooks" | "listDeliveries" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
@@ -92,7 +115,14 @@ fn add_common(path: &str, op: &mut Operation) {
     responses.responses.entry("500".into()).or_insert_with(|| problem_response("Internal error"));
     let get = matches!(
         id.as_str(),
-        "getTenant" | "me" | "listUsers" | "listProjects" | "getProject" | "listWebhooks" | "listDeliveries"
+        "getTenant"
+            | "me"
+            | "listMySessions"
+            | "listUsers"
+            | "listProjects"
+            | "getProject"
+            | "listWebhooks"
+            | "listDeliveries"
     );
     if get {
         responses.responses.entry("304".into()).or_insert_with(|| {

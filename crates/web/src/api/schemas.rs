@@ -4,7 +4,7 @@
 
 use plinth_domain::page::Cursor;
 use plinth_domain::ports::IdempotencyKey;
-use plinth_domain::values::{DISPLAY_NAME_PATTERN, Email, Password, RESERVED_SLUGS, Slug};
+use plinth_domain::values::{DISPLAY_NAME_PATTERN, Email, Password, RESERVED_SLUGS, RefreshToken, Slug};
 use utoipa::openapi::Object;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
@@ -92,5 +92,15 @@ pub fn cursor() -> Object {
         .pattern(Some(Cursor::PATTERN))
         .min_length(Some(Cursor::TEXT_LEN))
         .max_length(Some(Cursor::TEXT_LEN))
+        .build()
+}
+
+/// A refresh token: `plr_` and 43 base64url characters.
+pub fn refresh_token() -> Object {
+    string()
+        .description(Some("The `refresh_token` of the last login or refresh"))
+        .pattern(Some(RefreshToken::PATTERN))
+        .min_length(Some(RefreshToken::TEXT_LEN))
+        .max_length(Some(RefreshToken::TEXT_LEN))
         .build()
 }

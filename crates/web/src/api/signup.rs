@@ -9,7 +9,8 @@ use plinth_domain::host::HostTarget;
 use plinth_domain::usecases::SignupInput;
 use serde::{Deserialize, Serialize};
 
-use super::extract::JsonBody;
+use super::auth::TokenResponse;
+use super::extract::{Client, JsonBody};
 use super::respond;
 use super::schemas;
 use crate::middleware::gate::host_target;
@@ -42,13 +43,9 @@ pub struct SignupResponse {
     pub tenant: Tenant,
     /// Its owner.
     pub user: User,
-    /// A bearer token for the owner.
-    pub access_token: String,
-    /// Always `Bearer`.
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-    /// Seconds until the token expires.
-    pub expires_in: u64,
+    /// The owner's session: a bearer token and a refresh token.
+    #[serde(flatten)]
+    pub tokens: TokenResponse,
 }
 
 /// Creates a tenant on the free plan and its owner; on the platform host only.
@@ -62,6 +59,7 @@ pub struct SignupResponse {
 pub async fn signup(
     req: HttpRequest,
     state: web::Data<AppState>,
+    client: Client,
     body: JsonBody<SignupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // The gate refuses signup off the platform host already; this holds should the gate ever
@@ -72,22 +70,19 @@ pub async fn signup(
     let b = body.value;
     let out = state
         .plinth
-        .signup(SignupInput {
-            tenant_slug: b.tenant_slug,
-            tenant_name: b.tenant_name,
-            email: b.email,
-            password: b.password,
-        })
+        .signup(
+            SignupInput {
+                tenant_slug: b.tenant_slug,
+                tenant_name: b.tenant_name,
+                email: b.email,
+                password: b.password,
+            },
+            client.0,
+        )
         .await?;
     let mut res = respond::json(
         StatusCode::CREATED,
-        &SignupResponse {
-            tenant: out.tenant,
-            user: out.user,
-            access_token: out.token.token,
-            token_type: "Bearer",
-            expires_in: out.token.expires_in,
-        },
+        &SignupResponse { tenant: out.tenant, user: out.user, tokens: TokenResponse::from(out.token) },
     )?;
     res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     Ok(res)

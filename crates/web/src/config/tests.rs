@@ -25,7 +25,15 @@ fn an_empty_environment_is_the_embedded_default() {
     assert_eq!(c.cache, CacheLevels { l1: true, l2: true, l1_bytes: 64 << 20, data_ttl: Duration::from_secs(30) });
     assert_eq!(c.jwt.keys, JwtKeys::Hs256(None));
     assert_eq!((c.jwt.issuer.as_str(), c.jwt.audience.as_str()), ("plinth", "plinth-api"));
-    assert_eq!(c.jwt.ttl.as_secs(), 3600);
+    assert_eq!(c.jwt.ttl.as_secs(), 900);
+    assert_eq!(
+        c.sessions,
+        SessionConfig {
+            idle: Duration::from_secs(14 * 86_400),
+            max: Duration::from_secs(90 * 86_400),
+            reuse_window: Duration::from_secs(10),
+        }
+    );
     assert_eq!(c.quotas.free.per_minute.get(), 300);
     assert_eq!(c.quotas.pro.per_minute.get(), 3000);
     assert_eq!(c.quotas.enterprise.per_minute.get(), 30000);

@@ -49,7 +49,7 @@ pub enum AuthState {
 enum Class {
     /// Signup: the platform host, the login quota.
     Signup,
-    /// Login: a tenant host, the login quota.
+    /// Login and refresh: a tenant host, the login quota.
     Login,
     /// Everything else under `/v1`: a tenant host, the tenant or IP quota.
     Tenant,
@@ -61,7 +61,7 @@ enum Class {
 fn classify(path: &str) -> Class {
     match path {
         "/v1/signup" => Class::Signup,
-        "/v1/auth/login" => Class::Login,
+        "/v1/auth/login" | "/v1/auth/refresh" => Class::Login,
         _ => Class::Tenant,
     }
 }

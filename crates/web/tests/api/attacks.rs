@@ -57,7 +57,13 @@ async fn an_hs256_token_signed_with_the_public_key_is_refused() {
         std::sync::Arc::new(plinth_domain::clock::SystemClock::new()),
     )
     .unwrap()
-    .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner, 0)
+    .issue(
+        s.user_id.parse().unwrap(),
+        s.tenant_id.parse().unwrap(),
+        Role::Owner,
+        0,
+        crate::helpers::sid_of(&s.token).parse().unwrap(),
+    )
     .unwrap()
     .token;
     let res = app.on(Method::GET, "confused", "/v1/me", Some(&forged)).send().await.unwrap();
@@ -84,7 +90,13 @@ async fn a_token_signed_by_a_key_outside_the_verification_set_is_refused() {
         std::sync::Arc::new(plinth_domain::clock::SystemClock::new()),
     )
     .unwrap()
-    .issue(s.user_id.parse().unwrap(), s.tenant_id.parse().unwrap(), Role::Owner, 0)
+    .issue(
+        s.user_id.parse().unwrap(),
+        s.tenant_id.parse().unwrap(),
+        Role::Owner,
+        0,
+        crate::helpers::sid_of(&s.token).parse().unwrap(),
+    )
     .unwrap()
     .token;
     let res = app.on(Method::GET, "outsider", "/v1/me", Some(&other)).send().await.unwrap();

@@ -12,11 +12,11 @@ use plinth_jwt::{JwtConfig, JwtTokens, KeySource};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, JWT_SECRET, PASSWORD, TestApp, assert_problem, header};
+use crate::helpers::{Backend, JWT_SECRET, PASSWORD, TestApp, assert_problem, header, sid_of};
 use crate::on_every_backend;
 
 /// A token as plinth would issue it, signed with `secret`, for `iss`/`aud`.
-fn mint(secret: &str, issuer: &str, audience: &str, user: &str, tenant: &str, role: Role) -> String {
+fn mint(secret: &str, issuer: &str, audience: &str, user: &str, tenant: &str, role: Role, sid: &str) -> String {
     let tokens = JwtTokens::new(
         JwtConfig {
             keys: KeySource::hs256(secret.as_bytes().to_vec()),
@@ -27,7 +27,7 @@ fn mint(secret: &str, issuer: &str, audience: &str, user: &str, tenant: &str, ro
         Arc::new(SystemClock::new()),
     )
     .unwrap();
-    tokens.issue(user.parse().unwrap(), tenant.parse().unwrap(), role, 0).unwrap().token
+    tokens.issue(user.parse().unwrap(), tenant.parse().unwrap(), role, 0, sid.parse().unwrap()).unwrap().token
 }
 
 async fn login(app: &TestApp, slug: &str, email: &str, password: &str) -> reqwest::Response {
@@ -58,9 +58,10 @@ on_every_backend! {
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(header(&res, "cache-control").as_deref(), Some("no-store"));
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+        assert_eq!(body.as_object().unwrap().len(), 4, "{body}");
         assert_eq!(body["token_type"], "Bearer");
-        assert_eq!(body["expires_in"], 3600);
+        assert_eq!(body["expires_in"], 900);
+        assert!(body["refresh_token"].as_str().unwrap().starts_with("plr_"), "{body}");
         let token = body["access_token"].as_str().unwrap();
         assert_eq!(me(&app, "acme", token).await.status(), StatusCode::OK);
     }
@@ -193,17 +194,23 @@ on_every_backend! {
         let app = TestApp::spawn_with(backend, &[("PLINTH_JWT_SECRET", JWT_SECRET)]).await;
         let owner = app.signup("acme").await;
         let (u, t) = (owner.user_id.as_str(), owner.tenant_id.as_str());
+        let sid = sid_of(&owner.token);
+        let sid = sid.as_str();
         // The mint is right: with the app's key, issuer and audience its token works.
-        let genuine = mint(JWT_SECRET, "plinth", "plinth-api", u, t, Role::Owner);
+        let genuine = mint(JWT_SECRET, "plinth", "plinth-api", u, t, Role::Owner, sid);
         assert_eq!(me(&app, "acme", &genuine).await.status(), StatusCode::OK);
         for (why, token) in [
-            ("another key", mint("another-secret-of-at-least-32-bytes!!", "plinth", "plinth-api", u, t, Role::Owner)),
-            ("another issuer", mint(JWT_SECRET, "evil", "plinth-api", u, t, Role::Owner)),
-            ("another audience", mint(JWT_SECRET, "plinth", "other-api", u, t, Role::Owner)),
-            ("another role than the user's", mint(JWT_SECRET, "plinth", "plinth-api", u, t, Role::Admin)),
+            ("another key", mint("another-secret-of-at-least-32-bytes!!", "plinth", "plinth-api", u, t, Role::Owner, sid)),
+            ("another issuer", mint(JWT_SECRET, "evil", "plinth-api", u, t, Role::Owner, sid)),
+            ("another audience", mint(JWT_SECRET, "plinth", "other-api", u, t, Role::Owner, sid)),
+            ("another role than the user's", mint(JWT_SECRET, "plinth", "plinth-api", u, t, Role::Admin, sid)),
+            (
+                "a session that does not exist",
+                mint(JWT_SECRET, "plinth", "plinth-api", u, t, Role::Owner, &uuid::Uuid::now_v7().to_string()),
+            ),
             (
                 "a user that does not exist",
-                mint(JWT_SECRET, "plinth", "plinth-api", "0190f5c2-6a4e-7d3a-8b1c-3e2f4a5b6c7d", t, Role::Owner),
+                mint(JWT_SECRET, "plinth", "plinth-api", "0190f5c2-6a4e-7d3a-8b1c-3e2f4a5b6c7d", t, Role::Owner, sid),
             ),
         ] {
             assert_invalid_token(me(&app, "acme", &token).await, why).await;

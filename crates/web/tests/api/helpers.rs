@@ -124,3 +124,13 @@ impl TestApp {
         self.all(slug, token, "/v1/users").await.len()
     }
 }
+
+/// The session id (`sid`) an access token carries, read from its payload (not verified).
+pub fn sid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+            .expect("JSON claims");
+    claims["sid"].as_str().expect("a sid").to_owned()
+}

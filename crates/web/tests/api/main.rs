@@ -20,6 +20,7 @@ mod platform;
 mod projects;
 mod rate_limit;
 mod server_limits;
+mod sessions;
 mod shared;
 mod signup;
 mod smoke;

@@ -139,9 +139,15 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/signup", &["post"]),
     ("/v1/tenant", &["get"]),
     ("/v1/auth/login", &["post"]),
+    ("/v1/auth/refresh", &["post"]),
+    ("/v1/auth/logout", &["post"]),
     ("/v1/me", &["get"]),
+    ("/v1/me/sessions", &["get"]),
+    ("/v1/me/sessions/{id}", &["delete"]),
+    ("/v1/me/password", &["put"]),
     ("/v1/users", &["get", "post"]),
     ("/v1/users/{id}", &["delete", "patch"]),
+    ("/v1/users/{id}/sessions", &["delete"]),
     ("/v1/projects", &["get", "post"]),
     ("/v1/projects/{id}", &["delete", "get", "patch"]),
 ];
@@ -182,8 +188,8 @@ async fn every_documented_operation_has_an_id_and_the_bearer_routes_name_the_sch
             let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
             ids.push(id.to_owned());
             let secured = op.get("security").is_some();
-            let needs_token =
-                path.starts_with("/v1/") && !["/v1/signup", "/v1/tenant", "/v1/auth/login"].contains(&path.as_str());
+            let needs_token = path.starts_with("/v1/")
+                && !["/v1/signup", "/v1/tenant", "/v1/auth/login", "/v1/auth/refresh"].contains(&path.as_str());
             assert_eq!(secured, needs_token, "{method} {path}");
         }
     }

@@ -44,10 +44,14 @@ async fn names(app: &TestApp, token: &str) -> Vec<String> {
 /// instance learns of the other's writes, it learns from the invalidations announced through
 /// Redis.
 async fn fleet_of_two() -> (TestApp, TestApp) {
+    fleet_of_two_on(Arc::new(ManualClock::new())).await
+}
+
+/// As [`fleet_of_two`], on `clock`.
+async fn fleet_of_two_on(clock: Arc<dyn Clock>) -> (TestApp, TestApp) {
     let redis = shared_redis_url();
     let prefix = redis_prefix();
     let vars = [("REDIS_URL", redis.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str())];
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
     let db = plinth_testkit::TestDatabase::new().await;
     let a = TestApp::start_wired(&vars, Some(db), clock.clone(), |_| {}).await;
     let b = sibling_on_clock(&a, &vars, clock).await;
@@ -84,6 +88,40 @@ async fn a_write_on_one_instance_is_seen_by_another_within_a_second() {
         assert!(written.elapsed() < Duration::from_secs(1), "B still serves the old list after a second");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn reuse_of_a_spent_refresh_token_on_one_instance_ends_the_session_on_another_within_5_s() {
+    let clock = Arc::new(ManualClock::new());
+    let (a, b) = fleet_of_two_on(clock.clone()).await;
+    let s = a.signup("fleet").await;
+    in_step(&[&a, &b]).await;
+    let refresh = |app: &TestApp, token: String| {
+        app.on(Method::POST, "fleet", "/v1/auth/refresh", None)
+            .json(&serde_json::json!({"refresh_token": token}))
+            .send()
+    };
+    let res = refresh(&a, s.refresh.clone()).await.expect("refresh");
+    assert_eq!(res.status(), StatusCode::OK);
+    let access = res.json::<Value>().await.expect("tokens")["access_token"].as_str().expect("token").to_owned();
+    // Both instances have checked the new token, and cache its session's marker.
+    let me = |app: &TestApp, token: String| app.on(Method::GET, "fleet", "/v1/me", Some(&token)).send();
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(me(app, access.clone()).await.expect("me").status(), StatusCode::OK);
+    }
+
+    clock.advance(Duration::from_secs(11));
+    let res = refresh(&b, s.refresh).await.expect("replay");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a replay after the window is reuse");
+    let ended = Instant::now();
+    loop {
+        if me(&a, access.clone()).await.expect("me").status() == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(ended.elapsed() < Duration::from_secs(5), "A still accepts the ended session's token after 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(me(&b, access).await.expect("me").status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -55,7 +55,7 @@ on_every_backend! {
         assert!(!cc.contains("public"), "a token is never publicly cacheable: {cc}");
         let body: Value = res.json().await.unwrap();
         let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 5, "{body}");
+        assert_eq!(keys.len(), 6, "{body}");
         let tenant = &body["tenant"];
         assert!(tenant["id"].as_str().is_some_and(|s| s.len() == 36), "{body}");
         assert_eq!(tenant["slug"], "acme");
@@ -68,7 +68,8 @@ on_every_backend! {
         assert_eq!(user["role"], "owner");
         assert_eq!(user.as_object().unwrap().len(), 3, "no password hash, no tenant id: {user}");
         assert_eq!(body["token_type"], "Bearer");
-        assert_eq!(body["expires_in"], 3600);
+        assert_eq!(body["expires_in"], 900);
+        assert!(body["refresh_token"].as_str().is_some_and(|t| t.starts_with("plr_")), "{body}");
         let token = body["access_token"].as_str().unwrap();
         assert_eq!(token.split('.').count(), 3, "a JWT");
 

@@ -64,6 +64,8 @@ pub struct TestApp {
 /// What signup returned.
 pub struct Signup {
     pub token: String,
+    /// The owner's refresh token.
+    pub refresh: String,
     pub tenant_id: String,
     pub user_id: String,
 }
@@ -156,6 +158,11 @@ impl TestApp {
 
     /// Logs `email` in on `slug`; returns the token.
     pub async fn login(&self, slug: &str, email: &str) -> String {
+        self.sign_in(slug, email).await.0
+    }
+
+    /// Logs `email` in on `slug`; returns the access token and the refresh token.
+    pub async fn sign_in(&self, slug: &str, email: &str) -> (String, String) {
         let res = self
             .on(Method::POST, slug, "/v1/auth/login", None)
             .json(&json!({"email": email, "password": PASSWORD}))
@@ -163,7 +170,9 @@ impl TestApp {
             .await
             .expect("login");
         assert_eq!(res.status(), StatusCode::OK, "login of {email} on {slug}");
-        res.json::<Value>().await.expect("token")["access_token"].as_str().expect("token").to_owned()
+        let body = res.json::<Value>().await.expect("tokens");
+        let text = |k: &str| body[k].as_str().expect("a token").to_owned();
+        (text("access_token"), text("refresh_token"))
     }
 
     /// Creates a project; returns its JSON.
@@ -196,6 +205,7 @@ pub async fn signup(client: &reqwest::Client, address: &str, slug: &str) -> Sign
     let body: Value = res.json().await.expect("signup body");
     Signup {
         token: body["access_token"].as_str().expect("token").to_owned(),
+        refresh: body["refresh_token"].as_str().expect("refresh token").to_owned(),
         tenant_id: body["tenant"]["id"].as_str().expect("tenant id").to_owned(),
         user_id: body["user"]["id"].as_str().expect("user id").to_owned(),
     }

@@ -32,7 +32,9 @@ async fn logs_of_a_signup_and_login_hold_no_secret(level: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    let signup_token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let signup = res.json::<Value>().await.unwrap();
+    let signup_token = signup["access_token"].as_str().unwrap().to_owned();
+    let mut refresh_tokens = vec![signup["refresh_token"].as_str().unwrap().to_owned()];
     let res = app
         .request(Method::POST, &host, "/v1/auth/login")
         .header("x-request-id", "login-request-1")
@@ -41,9 +43,26 @@ async fn logs_of_a_signup_and_login_hold_no_secret(level: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let login = res.json::<Value>().await.unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    refresh_tokens.push(login["refresh_token"].as_str().unwrap().to_owned());
     let res = app.request(Method::GET, &host, "/v1/me").bearer_auth(&token).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // Two rotations, then the first token again: reuse, which ends the session (and says so
+    // in the log, by the session's id only).
+    for expected in [StatusCode::OK, StatusCode::OK, StatusCode::UNAUTHORIZED] {
+        let spend = if expected == StatusCode::OK { refresh_tokens.last() } else { refresh_tokens.get(1) };
+        let res = app
+            .request(Method::POST, &host, "/v1/auth/refresh")
+            .json(&json!({"refresh_token": spend.unwrap()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), expected);
+        if expected == StatusCode::OK {
+            refresh_tokens.push(res.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned());
+        }
+    }
     // A failed login logs its attempt, not the password tried.
     let wrong = format!("{password}-wrong");
     let res = app
@@ -60,6 +79,11 @@ async fn logs_of_a_signup_and_login_hold_no_secret(level: &str) {
     let (stdout, stderr) = (app.stdout(), app.stderr());
     for (what, secret) in [("password", &password), ("wrong password", &wrong), ("token", &token)] {
         assert!(!stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()), "the {what} was logged");
+    }
+    for t in &refresh_tokens {
+        assert!(!stdout.contains(t.as_str()) && !stderr.contains(t.as_str()), "a refresh token was logged");
+        // Not even its secret part.
+        assert!(!stdout.contains(&t[4..]) && !stderr.contains(&t[4..]), "a refresh token was logged");
     }
     for t in [&token, &signup_token] {
         // Not even the signature of a token.
@@ -79,10 +103,10 @@ async fn logs_of_a_signup_and_login_hold_no_secret(level: &str) {
     assert_eq!(login["status"], 200, "{login}");
     assert!(login["latency_us"].as_u64().is_some_and(|us| us > 0), "{login}");
     assert_eq!(login["level"], "INFO");
-    // One access-log line per request on the tenant's host: two logins and `me` (signup is on
-    // the platform host).
+    // One access-log line per request on the tenant's host: two logins, `me` and three
+    // refreshes (signup is on the platform host).
     let of_tenant = access.iter().filter(|l| l["tenant"] == slug.as_str()).count();
-    assert_eq!(of_tenant, 3, "{stdout}");
+    assert_eq!(of_tenant, 6, "{stdout}");
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ async fn every_documented_operation_is_routed_and_answers_a_documented_status() 
     let app = TestApp::start(&[], None).await;
     let tenant = slug("openapi");
     let token = app.signup(&tenant).await.token;
+    // Logout ends the session of the token it is called with: it gets one of its own.
+    let spare = app.login(&tenant, &format!("owner@{tenant}.test")).await;
     let tenant_host = format!("{tenant}.localhost");
     let doc: Value = app.request(Method::GET, "localhost", "/openapi.json").send().await.unwrap().json().await.unwrap();
     assert!(doc["components"]["schemas"]["NotReady"].is_object(), "the 503 body of /readyz is documented");
@@ -41,7 +43,7 @@ async fn every_documented_operation_is_routed_and_answers_a_documented_status() 
             let host = if path.starts_with("/v1/") && id != "signup" { tenant_host.as_str() } else { "localhost" };
             let mut request = app.request(m.clone(), host, &concrete);
             if path.starts_with("/v1/") {
-                request = request.bearer_auth(&token);
+                request = request.bearer_auth(if id == "logout" { &spare } else { &token });
             }
             if ["POST", "PUT", "PATCH"].contains(&m.as_str()) {
                 request = request.json(&json!({}));
@@ -129,7 +131,8 @@ fn request_values(doc: &Value) -> Vec<(String, Value)> {
 fn every_string_the_server_validates_declares_its_form() {
     let doc = serde_json::to_value(plinth_web::startup::openapi_document()).unwrap();
     // Login takes any strings and answers 401 when they sign no one in.
-    let free = ["(login) body email", "(login) body password"];
+    // So does a password change's current password (a wrong one is 401).
+    let free = ["(login) body email", "(login) body password", "(changePassword) body current_password"];
     let mut strings = 0;
     let mut missing = Vec::new();
     for (what, schema) in request_values(&doc) {
@@ -214,7 +217,8 @@ fn accepted(where_: &str, value: &str) -> bool {
             let as_sent = value.replace('İ', "i");
             Email::parse(&as_sent).is_ok() && as_sent.chars().count() <= Email::MAX_LEN
         }
-        "(signup) body password" => Password::parse(value).is_ok(),
+        "(signup) body password" | "(changePassword) body new_password" => Password::parse(value).is_ok(),
+        "(refresh) body refresh_token" => plinth_domain::values::RefreshToken::parse(value).is_ok(),
         // A value with a space at either end never arrives as sent (HTTP strips it), so the
         // document refuses it.
         "header Idempotency-Key" => value == value.trim_matches(' ') && IdempotencyKey::parse(value).is_ok(),
@@ -228,12 +232,14 @@ fn accepted(where_: &str, value: &str) -> bool {
     }
 }
 
-const RULES: [&str; 7] = [
+const RULES: [&str; 9] = [
     "body tenant_slug",
     "body tenant_name",
     "(createProject) body name",
     "(signup) body email",
     "(signup) body password",
+    "(changePassword) body new_password",
+    "(refresh) body refresh_token",
     "header Idempotency-Key",
     "query cursor",
 ];

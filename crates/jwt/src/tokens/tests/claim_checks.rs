@@ -60,7 +60,8 @@ fn a_token_for_another_issuer_or_audience_is_refused() {
 #[test]
 fn a_token_missing_any_claim_is_refused() {
     let tokens = hs256(SECRET);
-    for claim in ["sub", "tid", "role", "iat", "exp", "iss", "aud"] {
+    // `sid` included: a token issued before sessions existed belongs to none.
+    for claim in ["sub", "tid", "role", "sid", "iat", "exp", "iss", "aud"] {
         let mut c = claims();
         c.as_object_mut().unwrap().remove(claim);
         assert!(refused(&tokens, &signed(&c)), "without {claim}");
@@ -80,6 +81,9 @@ fn a_token_with_a_malformed_claim_is_refused() {
         ("tid", json!(format!("urn:uuid:{uuid}"))),
         ("role", json!("superuser")),
         ("role", json!("Owner")),
+        ("sid", json!("not-a-session")),
+        ("sid", json!(uuid.as_uuid().simple().to_string())),
+        ("sid", json!(null)),
         ("iat", json!("now")),
         ("iat", json!(1.5)),
         ("exp", json!(unix_now() as f64 + 600.5)),
@@ -97,7 +101,7 @@ fn a_token_with_a_malformed_claim_is_refused() {
 fn a_token_expires_by_the_injected_clock_once_past_exp_and_the_leeway() {
     let clock = Arc::new(plinth_domain::clock::ManualClock::new());
     let tokens = JwtTokens::new(config(KeySource::hs256(SECRET)), clock.clone()).unwrap();
-    let access = tokens.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap();
+    let access = tokens.issue(UserId::new(), TenantId::new(), Role::Owner, 0, SessionId::new()).unwrap();
     let claims = tokens.verify(&access.token).unwrap();
     assert_eq!(claims.issued_at, clock.now().unix_timestamp(), "iat is the clock's");
     // The verification is remembered now; both paths must follow the clock.

@@ -35,8 +35,8 @@ fn a_token_of_another_algorithm_is_refused() {
     let ed = service(asymmetric(AsymmetricAlgorithm::EdDsa, "ed25519-a", "a", &[("a", "ed25519-a.pub.pem")]));
     let rs = service(asymmetric(AsymmetricAlgorithm::Rs256, "rsa-a", "a", &[("a", "rsa-a.pub.pem")]));
     let (user, tenant) = (UserId::new(), TenantId::new());
-    let ed_token = ed.issue(user, tenant, Role::Owner, 0).unwrap().token;
-    let rs_token = rs.issue(user, tenant, Role::Owner, 0).unwrap().token;
+    let ed_token = ed.issue(user, tenant, Role::Owner, 0, SessionId::new()).unwrap().token;
+    let rs_token = rs.issue(user, tenant, Role::Owner, 0, SessionId::new()).unwrap().token;
     assert!(refused(&rs, &ed_token));
     assert!(refused(&ed, &rs_token));
     assert!(refused(&hs256(SECRET), &ed_token));
@@ -57,7 +57,10 @@ fn a_token_without_a_kid_is_refused_by_an_asymmetric_verifier() {
 #[test]
 fn a_token_signed_with_another_secret_is_refused() {
     let other = hs256(b"another secret, also more than 32 bytes");
-    assert!(refused(&hs256(SECRET), &other.issue(UserId::new(), TenantId::new(), Role::Owner, 0).unwrap().token));
+    assert!(refused(
+        &hs256(SECRET),
+        &other.issue(UserId::new(), TenantId::new(), Role::Owner, 0, SessionId::new()).unwrap().token
+    ));
 }
 
 #[test]
