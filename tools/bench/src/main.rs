@@ -271,7 +271,7 @@ enum Step {
     Prepare(DataSet),
     Probe(DataSet),
     Measure(Subject, DataSet, bool),
-    Profile(DataSet),
+    Profile(Scenario, DataSet),
 }
 
 fn main() -> ExitCode {
@@ -408,10 +408,10 @@ fn run(opts: Options) -> Result<(), String> {
                     bench.progress.result(&line);
                 }
             }
-            Step::Profile(data) => {
+            Step::Profile(scenario, data) => {
                 let tokens = bench.select(data);
-                bench.progress.begin("profile: the cached scenario, once, under a profiler");
-                match bench.profile(&tokens) {
+                bench.progress.begin(&format!("profile: the {} scenario, once, under a profiler", scenario.name()));
+                match bench.profile(scenario, &tokens) {
                     Ok(summary) => bench.report.profile = Some(summary),
                     Err(e) => {
                         bench.progress.result(&format!("profile failed: {e}"));
@@ -440,6 +440,12 @@ fn check_tools(opts: &Options) -> Result<(), String> {
         return Err("redis-cli is not installed; on Debian or Ubuntu:\n  apt-get install -y redis-tools".into());
     }
     Ok(())
+}
+
+/// The scenario `--profile` profiles: the first list scenario asked for (`cached`, `cached-shared`,
+/// `l2` or `db`), else `cached`.
+fn profiled(scenarios: &[Scenario]) -> Scenario {
+    scenarios.iter().copied().find(|s| s.load() == Load::List).unwrap_or(Scenario::Cached)
 }
 
 /// The steps: every data set seeded into its own database first; then the main data set with
@@ -487,7 +493,7 @@ fn plan(opts: &Options) -> Vec<Step> {
         steps.extend(reference);
     }
     if opts.scenarios.iter().any(on_main) && opts.profile.is_some() {
-        steps.push(Step::Profile(main));
+        steps.push(Step::Profile(profiled(&opts.scenarios), main));
     }
     if opts.scale && sets.len() > 1 {
         for round in [sets.clone(), sets.iter().rev().copied().collect()] {
@@ -891,10 +897,10 @@ impl Bench {
         Ok(Some(Figures { pg_tx_per_req: Some(1.0), ..Figures::plain(m, "tx/s", None, None) }))
     }
 
-    /// Runs the cached scenario once under a profiler: perf when hardware counters work here,
-    /// else valgrind's callgrind (slow: 8 connections; counters zeroed after the warm-up).
-    /// Writes `target/bench/profile.txt` and returns its top lines.
-    fn profile(&mut self, tokens: &Path) -> Result<String, String> {
+    /// Runs `scenario` (a list scenario) once under a profiler: perf when hardware counters
+    /// work here, else valgrind's callgrind (slow: 8 connections; counters zeroed after the
+    /// warm-up). Writes `target/bench/profile.txt` and returns its top lines.
+    fn profile(&mut self, scenario: Scenario, tokens: &Path) -> Result<String, String> {
         let counters = services::output("perf", Command::new("sh").args(["-c", "perf stat -e instructions true 2>&1"]))
             .is_ok_and(|o| o.contains("instructions") && !o.contains("not supported"));
         let perf = match self.opts.profile.as_deref() {
@@ -916,7 +922,7 @@ impl Bench {
             .map_err(|e| format!("{}: {e}", script.display()))?;
         let seconds = if self.opts.quick { 5 } else { 15 };
         let (tool, report) = if perf {
-            let server = self.start_plinth(Scenario::Cached, "profile", &[])?;
+            let server = self.start_plinth(scenario, "profile", &[])?;
             let run = WrkRun {
                 port: server.port,
                 connections: self.opts.connections,
@@ -985,7 +991,7 @@ impl Bench {
                 "--tool=callgrind".to_owned(),
                 format!("--callgrind-out-file={}", out_file.display()),
             ];
-            let server = self.start_plinth(Scenario::Cached, "profile", &wrapper)?;
+            let server = self.start_plinth(scenario, "profile", &wrapper)?;
             let run = WrkRun { port: server.port, connections: 8, threads: 1, seconds, script: &script };
             load::wrk(&run, "profile warm-up (callgrind)", &self.progress)?;
             services::output(
@@ -1148,6 +1154,23 @@ mod tests {
                 point(Scenario::Db, small),
             ]
         );
+    }
+
+    #[test]
+    fn the_profile_runs_the_first_list_scenario_asked_for() {
+        let profiled = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            plan(&Options::parse(&args).unwrap()).into_iter().find_map(|s| match s {
+                Step::Profile(scenario, _) => Some(scenario),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            profiled(&["mixed", "cached-shared", "cached", "--profile", "--no-scale"]),
+            Some(Scenario::CachedShared)
+        );
+        assert_eq!(profiled(&["mixed", "--profile", "--no-scale"]), Some(Scenario::Cached));
+        assert_eq!(profiled(&["cached-shared", "--no-scale"]), None);
     }
 
     #[test]

@@ -114,8 +114,9 @@ struct Cli {
     /// Small data and short runs, for development
     #[arg(long)]
     quick: bool,
-    /// Also profile the cached scenario once (perf when hardware counters work, else valgrind
-    /// --tool=callgrind) into target/bench/profile.txt
+    /// Also profile the first list scenario asked for (cached, cached-shared, l2 or db; else
+    /// cached) once (perf when hardware counters work, else valgrind --tool=callgrind) into
+    /// target/bench/profile.txt
     #[arg(long)]
     profile: bool,
     /// The same with TOOL: perf (sampling cpu-clock when there are no hardware counters) or
