@@ -6,7 +6,7 @@
 //! it subscribes again. Generations are random, not counters: Redis here keeps nothing across
 //! a restart, and a counter that restarted would address old entries again.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

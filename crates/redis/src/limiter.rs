@@ -21,7 +21,7 @@
 //! that much too early. The `RateLimit` headers count what Redis had left when the lease was
 //! taken plus what remains of it here: exact with one instance, an estimate with several.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Resolving the tenant a request's host names: on every request, so cached.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;

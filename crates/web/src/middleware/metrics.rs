@@ -4,7 +4,7 @@
 //! `route` is the template the request matched (`/v1/projects/{id}`), and `unmatched` for any
 //! path that is not a documented route, so a client sending random paths creates no series.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
