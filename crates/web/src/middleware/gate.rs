@@ -53,6 +53,10 @@ enum Class {
     Login,
     /// Everything else under `/v1`: a tenant host, the tenant or IP quota.
     Tenant,
+    /// A password change: a tenant request that checks a password, so each attempt is counted
+    /// by the client's login quota as well as by its tenant's (guessing the current password
+    /// with a stolen access token is as slow as guessing it at login).
+    Credentials,
 }
 
 /// The class of `path`, which must be the path as actix's router matches it (percent-decoded
@@ -62,6 +66,7 @@ fn classify(path: &str) -> Class {
     match path {
         "/v1/signup" => Class::Signup,
         "/v1/auth/login" | "/v1/auth/refresh" => Class::Login,
+        "/v1/me/password" => Class::Credentials,
         _ => Class::Tenant,
     }
 }
@@ -114,7 +119,7 @@ pub async fn gate(
     // cost a twentieth of a cached read.
     let routed = || !state.routes.lacks_method(req.path(), req.method().as_str());
     let claims = match (class, token) {
-        (Class::Tenant, Some(token)) => state.plinth.verify_token(token).ok(),
+        (Class::Tenant | Class::Credentials, Some(token)) => state.plinth.verify_token(token).ok(),
         _ => None,
     };
 
@@ -137,12 +142,21 @@ pub async fn gate(
             if let Some(refusal) = refused(limit) {
                 return Ok(too_many(req, refusal, auth));
             }
+            if class == Class::Credentials {
+                let login = count(&state, Subject::Login(client(&req, &state))).await;
+                if let Some(refusal) = refused(login) {
+                    return Ok(too_many(req, refusal, auth));
+                }
+            }
             (tenant, auth, limit)
         }
         None => {
             let auth = if token.is_some() { AuthState::Invalid } else { AuthState::Missing };
             let ip = client(&req, &state);
-            let subject = if class == Class::Tenant { Subject::Ip(ip) } else { Subject::Login(ip) };
+            let subject = match class {
+                Class::Tenant | Class::Credentials => Subject::Ip(ip),
+                Class::Signup | Class::Login => Subject::Login(ip),
+            };
             let limit = count(&state, subject).await;
             if let Some(refusal) = refused(limit) {
                 return Ok(too_many(req, refusal, auth));
@@ -334,6 +348,7 @@ mod tests {
         assert_eq!(classify("/v1/signup"), Class::Signup);
         assert_eq!(classify("/v1/auth/login"), Class::Login);
         assert_eq!(classify("/v1/projects"), Class::Tenant);
+        assert_eq!(classify("/v1/me/password"), Class::Credentials);
         assert_eq!(classify("/v1/signup/"), Class::Tenant);
     }
 }

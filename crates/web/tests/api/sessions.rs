@@ -337,4 +337,25 @@ on_every_backend! {
             .unwrap();
         assert_eq!(res.status().as_u16(), 429, "the platform host counts it too");
     }
+    async fn password_change_attempts_count_under_the_login_policy_too(backend: Backend) {
+        let app = TestApp::spawn_with(backend, &[("PLINTH_LOGIN_QUOTA", "3")]).await;
+        let s = app.signup("pwlimit").await;
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let res = app
+                .on(Method::PUT, "pwlimit", "/v1/me/password", Some(&s.token))
+                .json(&json!({"current_password": "a wrong guess", "new_password": "a brand new passphrase"}))
+                .send()
+                .await
+                .unwrap();
+            if res.status().as_u16() == 429 {
+                assert_eq!(header(&res, "ratelimit-policy").as_deref(), Some("\"login\";q=3;w=60"));
+            }
+            statuses.push(res.status().as_u16());
+        }
+        // The signup took one of the address's three login attempts; the tenant's own quota is
+        // far from spent, so only the login policy can refuse.
+        assert_eq!(statuses, [401, 401, 429, 429], "guesses of the current password are limited like logins");
+        assert_eq!(me(&app, "pwlimit", &s.token).await, StatusCode::OK, "other requests are not");
+    }
 }
