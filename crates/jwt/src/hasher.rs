@@ -5,12 +5,11 @@
 //! permits: a login flood queues for those permits instead of taking every core from the rest
 //! of the API, and a caller that gives up while queued costs nothing.
 //!
-//! Each hashing thread keeps its 19 MiB of argon2 memory from one hash to the next instead of
-//! allocating and freeing it per hash. Freeing a block that large raises glibc's dynamic mmap
-//! threshold to its size (and the trim threshold to twice that) for the whole process, after
-//! which every thread's allocator arena kept up to 38 MiB of freed memory: that, not the hashes
-//! themselves, was most of an instance's resident memory under logins (see the memory section
-//! of docs/performance.md).
+//! Each hash allocates its argon2 memory and frees it when done, so an idle hasher holds none.
+//! What a free of 19 MiB costs in resident memory is the allocator's business: the `plinth`
+//! binary uses jemalloc, which hands a block that large back to the operating system at once
+//! (glibc's malloc kept such blocks in its arenas, hundreds of MB under logins; see the memory
+//! section of docs/performance.md).
 
 #[cfg(test)]
 mod tests;
@@ -18,8 +17,8 @@ mod tests;
 use std::fmt;
 use std::sync::Arc;
 
-use argon2::password_hash::{self, Output, ParamsString, SaltString};
-use argon2::{Algorithm, Argon2, Block, Version};
+use argon2::password_hash::{self, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Version};
 use async_trait::async_trait;
 use plinth_domain::ports::PasswordHasher;
 use plinth_domain::values::{Password, PasswordHash};
@@ -34,10 +33,6 @@ pub use argon2::Params as Argon2Params;
 
 /// Salt length in bytes: the 128 bits RFC 9106 recommends.
 const SALT_LEN: usize = 16;
-
-/// The algorithm and version every new hash uses.
-const ALGORITHM: Algorithm = Algorithm::Argon2id;
-const VERSION: Version = Version::V0x13;
 
 /// What the dummy hash is a hash of. Nothing depends on it being secret: a verification
 /// against the dummy answers false whatever the password.
@@ -54,54 +49,25 @@ pub struct Argon2Hasher {
     dummy: PasswordHash,
 }
 
-type HashJob = Box<dyn FnOnce(&mut Memory) + Send>;
+type HashJob = Box<dyn FnOnce() + Send>;
 
-/// A hashing thread's argon2 memory, kept across hashes.
+/// Starts `n` threads that run hashing jobs, and returns the queue that feeds them.
 ///
-/// It holds up to `kept` blocks (the configured parameters' count), allocated on the thread's
-/// first hash. A stored hash that asks for more (made with larger parameters) gets memory of
-/// its own for that one verification.
-pub(crate) struct Memory {
-    blocks: Vec<Block>,
-    kept: usize,
-}
-
-impl Memory {
-    fn new(kept: usize) -> Self {
-        Self { blocks: Vec::new(), kept }
-    }
-
-    /// Runs `f` on `count` blocks.
-    fn with_blocks<T>(&mut self, count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
-        if count > self.kept {
-            return f(&mut vec![Block::new(); count]);
-        }
-        if self.blocks.len() < count {
-            self.blocks.resize(count, Block::new());
-        }
-        f(&mut self.blocks[..count])
-    }
-}
-
-/// Starts `n` threads that run hashing jobs, each keeping `kept` blocks of argon2 memory, and
-/// returns the queue that feeds them.
-///
-/// Dedicated threads rather than tokio's blocking pool: each keeps its argon2 memory, so a
-/// fixed set bounds that memory at `n` times one hash's.
-fn start_threads(n: usize, kept: usize) -> std::sync::mpsc::Sender<HashJob> {
+/// Dedicated threads rather than tokio's blocking pool: a fixed set, as many as the permits,
+/// bounds the argon2 memory in use at once at that many hashes' worth, whatever the allocator.
+fn start_threads(n: usize) -> std::sync::mpsc::Sender<HashJob> {
     let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
     let rx = Arc::new(std::sync::Mutex::new(rx));
     for i in 0..n {
         let rx = Arc::clone(&rx);
         let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
-            let mut memory = Memory::new(kept);
             loop {
                 let job = match rx.lock() {
                     Ok(guard) => guard.recv(),
                     Err(_) => return,
                 };
                 match job {
-                    Ok(job) => job(&mut memory),
+                    Ok(job) => job(),
                     Err(_) => return, // the hasher is gone
                 }
             }
@@ -122,9 +88,6 @@ pub enum HasherError {
     /// argon2 refused the parameters or the salt.
     #[error("argon2 could not hash")]
     Argon2(#[source] password_hash::Error),
-    /// No hashing thread could be started.
-    #[error("no hashing thread could be started")]
-    Threads,
 }
 
 impl Argon2Hasher {
@@ -136,19 +99,10 @@ impl Argon2Hasher {
 
     /// A hasher with custom parameters: cheaper ones for tests; production keeps the default.
     pub fn with_params(params: Argon2Params, permits: usize) -> Result<Self, HasherError> {
-        let kept = params.block_count();
-        let argon2 = Argon2::new(ALGORITHM, VERSION, params);
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy = PasswordHash::new(hash_with(&argon2, DUMMY_PASSWORD)?);
         let permits = permits.max(1);
-        let jobs = start_threads(permits, kept);
-        // The dummy is hashed on a hashing thread too, in the memory it keeps.
-        let (done, dummy) = std::sync::mpsc::channel();
-        let hasher = argon2.clone();
-        let job: HashJob = Box::new(move |memory| {
-            let _ = done.send(hash_with(&hasher, memory, DUMMY_PASSWORD));
-        });
-        jobs.send(job).map_err(|_| HasherError::Threads)?;
-        let dummy = PasswordHash::new(dummy.recv().map_err(|_| HasherError::Threads)??);
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), jobs, dummy })
+        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), jobs: start_threads(permits), dummy })
     }
 
     /// Runs `job` on a hashing thread once a permit is free. The permit moves into the job, so
@@ -156,14 +110,14 @@ impl Argon2Hasher {
     async fn run<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Argon2<'static>, &mut Memory) -> T + Send + 'static,
+        F: FnOnce(&Argon2<'static>) -> T + Send + 'static,
     {
         let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(Error::internal)?;
         let argon2 = self.argon2.clone();
         let (done, result) = tokio::sync::oneshot::channel();
-        let work: HashJob = Box::new(move |memory| {
+        let work: HashJob = Box::new(move || {
             let _permit = permit;
-            let _ = done.send(job(&argon2, memory));
+            let _ = done.send(job(&argon2));
         });
         self.jobs.send(work).map_err(|_| Error::internal("the hashing threads are gone"))?;
         result.await.map_err(Error::internal)
@@ -175,7 +129,7 @@ impl PasswordHasher for Argon2Hasher {
     #[tracing::instrument(level = "debug", name = "argon2_hash", skip_all)]
     async fn hash(&self, password: &Password) -> Result<PasswordHash> {
         let password = password.clone();
-        let phc = self.run(move |argon2, memory| hash_with(argon2, memory, password.expose().as_bytes())).await?;
+        let phc = self.run(move |argon2| hash_with(argon2, password.expose().as_bytes())).await?;
         Ok(PasswordHash::new(phc.map_err(Error::internal)?))
     }
 
@@ -187,7 +141,7 @@ impl PasswordHasher for Argon2Hasher {
             None => (self.dummy.clone(), false),
         };
         let matches =
-            self.run(move |_, memory| verify_with(memory, password.expose().as_bytes(), stored.as_str())).await?;
+            self.run(move |argon2| verify_with(argon2, password.expose().as_bytes(), stored.as_str())).await?;
         Ok(matches.map_err(Error::internal)? && known)
     }
 }
@@ -201,52 +155,27 @@ impl fmt::Debug for Argon2Hasher {
     }
 }
 
-/// argon2's output for `password` and `salt` under `argon2`'s parameters, `len` bytes long,
-/// computed in `memory`.
-fn output(
-    argon2: &Argon2<'_>,
-    memory: &mut Memory,
-    password: &[u8],
-    salt: &[u8],
-    len: usize,
-) -> Result<Output, password_hash::Error> {
-    memory.with_blocks(argon2.params().block_count(), |blocks| {
-        Output::init_with(len, |out| Ok(argon2.hash_password_into_with_memory(password, salt, out, blocks)?))
-    })
-}
-
 /// The PHC string of `password` with a fresh salt from the operating system.
-fn hash_with(argon2: &Argon2<'_>, memory: &mut Memory, password: &[u8]) -> Result<String, HasherError> {
+fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, HasherError> {
     let mut salt = [0; SALT_LEN];
     OsRng.try_fill_bytes(&mut salt).map_err(|_| HasherError::Random)?;
-    let len = argon2.params().output_len().unwrap_or(Argon2Params::DEFAULT_OUTPUT_LEN);
-    let hash = output(argon2, memory, password, &salt, len).map_err(HasherError::Argon2)?;
     let salt = SaltString::encode_b64(&salt).map_err(HasherError::Argon2)?;
-    let phc = password_hash::PasswordHash {
-        algorithm: ALGORITHM.ident(),
-        version: Some(VERSION.into()),
-        params: ParamsString::try_from(argon2.params()).map_err(HasherError::Argon2)?,
-        salt: Some(salt.as_salt()),
-        hash: Some(hash),
-    };
-    Ok(phc.to_string())
+    let hash = argon2.hash_password(password, &salt).map_err(HasherError::Argon2)?;
+    Ok(hash.to_string())
 }
 
-/// Whether `password` matches the PHC string `stored`, hashed with the algorithm, version and
-/// parameters `stored` names. A string that is not a complete argon2 PHC string is an error,
-/// not a mismatch.
-fn verify_with(memory: &mut Memory, password: &[u8], stored: &str) -> Result<bool, password_hash::Error> {
+/// Whether `password` matches the PHC string `stored`, hashed with the parameters `stored`
+/// names. A string that is not a complete argon2 PHC string is an error, not a mismatch.
+fn verify_with(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Result<bool, password_hash::Error> {
     let parsed = password_hash::PasswordHash::new(stored)?;
-    // Without a salt or an output there is nothing to compare: that would hide a corrupt row
-    // and answer faster than a real verification.
-    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+    // Without a salt or an output, `verify_password` answers "wrong password" at once:
+    // that would hide a corrupt row and answer faster than a real verification.
+    if parsed.salt.is_none() || parsed.hash.is_none() {
         return Err(password_hash::Error::PhcStringField);
-    };
-    let algorithm = Algorithm::try_from(parsed.algorithm)?;
-    let version = parsed.version.map(Version::try_from).transpose()?.unwrap_or_default();
-    let argon2 = Argon2::new(algorithm, version, Argon2Params::try_from(&parsed)?);
-    let mut salt_bytes = [0; 64];
-    let salt = salt.decode_b64(&mut salt_bytes)?;
-    // `Output`'s comparison takes constant time.
-    Ok(output(&argon2, memory, password, salt, expected.len())? == expected)
+    }
+    match argon2.verify_password(password, &parsed) {
+        Ok(()) => Ok(true),
+        Err(password_hash::Error::Password) => Ok(false),
+        Err(e) => Err(e),
+    }
 }

@@ -7,6 +7,12 @@ use plinth_web::cli::{self, Cli, Command};
 use plinth_web::config::{ConfigError, MigrateConfig};
 use plinth_web::{Application, Config, telemetry};
 
+/// jemalloc, not the system allocator: it returns freed memory to the operating system a few
+/// seconds after it is freed, where glibc's per-thread arenas kept it and grew under the soak
+/// mix (see the memory section of docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -106,7 +106,7 @@ async fn a_caller_that_stops_waiting_for_a_permit_costs_no_hash() {
     let ran = Arc::new(AtomicUsize::new(0));
     let waiting = tokio::spawn({
         let (hasher, ran) = (Arc::clone(&hasher), Arc::clone(&ran));
-        async move { hasher.run(move |_, _| ran.fetch_add(1, Ordering::SeqCst)).await }
+        async move { hasher.run(move |_| ran.fetch_add(1, Ordering::SeqCst)).await }
     });
     // One yield of this single-threaded runtime runs the task up to its wait for a permit.
     tokio::task::yield_now().await;
@@ -116,7 +116,7 @@ async fn a_caller_that_stops_waiting_for_a_permit_costs_no_hash() {
     drop(held);
     // Jobs run in order on the one hashing thread: had the abandoned job been queued, it would
     // have run before this one.
-    hasher.run(|_, _| ()).await.unwrap();
+    hasher.run(|_| ()).await.unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 0, "the abandoned caller's job ran");
 }
 
@@ -134,7 +134,7 @@ async fn most_at_once(hasher: &Arc<Argon2Hasher>, n: usize, wait: Duration) -> u
                 (Arc::clone(&running), Arc::clone(&most), Arc::clone(&started), Arc::clone(&release));
             tokio::spawn(async move {
                 hasher
-                    .run(move |_, _| {
+                    .run(move |_| {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
                         started.fetch_add(1, Ordering::SeqCst);
@@ -183,8 +183,7 @@ fn debug_shows_neither_the_dummy_hash_nor_a_salt() {
 
 #[tokio::test]
 async fn hashes_made_with_other_parameters_verify_in_more_or_less_memory() {
-    // A hashing thread keeps memory for its own parameters: a stored hash that needs less uses
-    // part of it, one that needs more gets memory of its own for that verification.
+    // A stored hash is verified with the parameters it names, not the hasher's own.
     let small = fast_with_permits(1);
     let large = Argon2Hasher::with_params(Argon2Params::new(4096, 1, 1, None).unwrap(), 1).unwrap();
     let from_small = small.hash(&password("correct horse battery")).await.unwrap();
@@ -193,18 +192,4 @@ async fn hashes_made_with_other_parameters_verify_in_more_or_less_memory() {
         assert!(hasher.verify(&password("correct horse battery"), Some(stored)).await.unwrap(), "{}", stored.as_str());
         assert!(!hasher.verify(&password("correct horse battery!"), Some(stored)).await.unwrap());
     }
-}
-
-#[test]
-fn a_hashing_thread_reuses_its_memory_and_keeps_no_more_than_its_own_parameters_need() {
-    let mut memory = Memory::new(1024);
-    let first = memory.with_blocks(1024, |blocks| (blocks.as_ptr(), blocks.len()));
-    let again = memory.with_blocks(1024, |blocks| (blocks.as_ptr(), blocks.len()));
-    assert_eq!(first, again, "the second hash allocated");
-    assert_eq!(memory.with_blocks(512, |blocks| (blocks.as_ptr(), blocks.len())), (first.0, 512));
-    let larger = memory.with_blocks(2048, |blocks| (blocks.as_ptr(), blocks.len()));
-    assert_eq!(larger.1, 2048);
-    assert_ne!(larger.0, first.0);
-    assert_eq!(memory.blocks.capacity(), 1024, "kept more than its own parameters need");
-    assert_eq!(memory.with_blocks(1024, |blocks| blocks.as_ptr()), first.0);
 }
