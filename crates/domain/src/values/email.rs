@@ -27,13 +27,18 @@ impl Email {
         trimmed!(),
         "]*$"
     );
-    /// The most characters an address has once trimmed and lowercased.
+    /// The most characters an address has, as sent and once trimmed and lowercased.
     pub const MAX_LEN: usize = 254;
 
     /// Validates and normalises `s`.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        // Checked after lowercasing: some characters lowercase to longer strings ('İ' becomes
+        // The length is checked as sent (what the published schema's `maxLength` counts, so
+        // that input the schema refuses is refused here too, surrounding spaces included), and
+        // again after lowercasing: some characters lowercase to longer strings ('İ' becomes
         // "i\u{307}"), and the stored form must itself be a valid address.
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(InvalidValue("must be 1 to 254 characters"));
+        }
         let s = s.trim().to_lowercase();
         if s.is_empty() || s.chars().count() > Self::MAX_LEN {
             return Err(InvalidValue("must be 1 to 254 characters"));
@@ -68,6 +73,14 @@ impl fmt::Debug for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_longer_than_254_characters_as_sent_is_refused_even_if_shorter_trimmed() {
+        let padded = format!("{}a@b.test", " ".repeat(Email::MAX_LEN));
+        assert!(Email::parse(&padded).is_err());
+        let fits = format!("{}a@b.test", " ".repeat(Email::MAX_LEN - 8));
+        assert_eq!(Email::parse(&fits).unwrap().as_str(), "a@b.test");
+    }
 
     #[test]
     fn an_address_is_trimmed_and_lowercased() {
