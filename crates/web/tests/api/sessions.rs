@@ -358,4 +358,45 @@ on_every_backend! {
         assert_eq!(statuses, [401, 401, 429, 429], "guesses of the current password are limited like logins");
         assert_eq!(me(&app, "pwlimit", &s.token).await, StatusCode::OK, "other requests are not");
     }
+    async fn no_answer_carrying_a_refresh_token_is_ever_replayed_from_an_idempotency_key(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let s = app.signup("noreplay").await;
+        let key = "the-same-key-every-time";
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let res = app
+                .on(Method::POST, "noreplay", "/v1/auth/login", None)
+                .header("Idempotency-Key", key)
+                .json(&json!({"email": "owner@noreplay.test", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(header(&res, "idempotent-replayed"), None, "a login is never a replay");
+            seen.push(res.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned());
+        }
+        let res = app
+            .on(Method::POST, "noreplay", "/v1/auth/refresh", None)
+            .header("Idempotency-Key", key)
+            .json(&json!({"refresh_token": s.refresh}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&res, "idempotent-replayed"), None, "a refresh is never a replay");
+        seen.push(res.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned());
+        let distinct: std::collections::HashSet<_> = seen.iter().collect();
+        assert_eq!(distinct.len(), seen.len(), "each answer minted its own refresh token");
+        // An idempotent write with the same key answers from its store: it must not hold a token.
+        let project = |k: &str| {
+            app.on(Method::POST, "noreplay", "/v1/projects", Some(&s.token))
+                .header("Idempotency-Key", k)
+                .json(&json!({"name": "kept"}))
+                .send()
+        };
+        project(key).await.unwrap();
+        let replay = project(key).await.unwrap();
+        assert_eq!(header(&replay, "idempotent-replayed").as_deref(), Some("true"));
+        let text = replay.text().await.unwrap();
+        assert!(seen.iter().all(|t| !text.contains(t.as_str())) && !text.contains("plr_"), "{text}");
+    }
 }
