@@ -8,6 +8,7 @@ mod cache;
 mod clock;
 mod credentials;
 mod dependency;
+mod email;
 mod idempotency;
 mod jobs;
 mod rate_limit;
@@ -19,6 +20,7 @@ pub use cache::{CacheStore, Generation, GenerationStore};
 pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use dependency::Dependency;
+pub use email::{EmailSender, MailFailure, OutboundEmail};
 pub use idempotency::{
     IdempotencyKey, IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse,
 };

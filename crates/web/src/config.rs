@@ -328,7 +328,7 @@ fn quota(env: &Env<impl Fn(&str) -> Option<String>>, name: &'static str, default
 
 fn cache_levels(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<CacheLevels, ConfigError> {
     let raw = env.string("PLINTH_CACHE").unwrap_or_else(|| "l1,l2".into());
-    let l1_mb: u64 = env.parse_in("PLINTH_L1_CACHE_MB", 64, 1..=1_048_576)?;
+    let l1_mb: u64 = env.parse_in("PLINTH_L1_CACHE_MB", 32, 1..=1_048_576)?;
     let data_ttl = Duration::from_secs(env.parse_in("PLINTH_CACHE_TTL_S", 30, 0..=86_400)?);
     let mut levels = CacheLevels { l1: false, l2: false, l1_bytes: l1_mb << 20, data_ttl };
     if raw.trim() == "off" {

@@ -91,16 +91,20 @@ function init(args)
   if #lists == 0 then
     error("no tenant for wrk thread " .. index .. " in " .. tokens_file)
   end
-  n, k, errors, statuses = #lists, 0, 0, {{}}
+  n, k, listed, created, errors, statuses = #lists, 0, 0, 0, 0, {{}}
 end
 
+-- Lists and creates walk the tenants on counters of their own, so every tenant is both written
+-- and read (one shared counter would send each tenth request, the create, to the same tenth of
+-- the tenants, and no list would ever follow a write's invalidation).
 function request()
   k = k + 1
-  local j = (k - 1) % n + 1
   if mode == "mixed" and k % 10 == 0 then
-    return creates[j]
+    created = created + 1
+    return creates[(created - 1) % n + 1]
   end
-  return lists[j]
+  listed = listed + 1
+  return lists[(listed - 1) % n + 1]
 end
 
 function response(status, headers, body)

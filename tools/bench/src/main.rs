@@ -674,7 +674,7 @@ impl Bench {
 
     /// An L1 bound that holds every tenant's first page, marker and tenant entry of the largest
     /// data set this run uses (16 KiB a tenant: about twice what they weigh), and never below
-    /// the default 64 MiB.
+    /// the default 32 MiB.
     fn l1_mb(&self) -> u64 {
         let tenants = self.opts.scale_tenants.iter().copied().chain([self.opts.tenants]).max().unwrap_or(0);
         (u64::from(tenants) * 16 / 1024).max(64)

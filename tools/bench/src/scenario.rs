@@ -89,7 +89,7 @@ impl Scenario {
 
     /// Whether `PLINTH_L1_CACHE_MB` is raised to hold every tenant's page: the scenarios that
     /// measure serving from L1. The others (`mixed` among them, whose RSS has a target) keep the
-    /// default 64 MiB.
+    /// default 32 MiB.
     pub fn holds_the_hot_set_in_l1(self) -> bool {
         matches!(self, Self::Cached | Self::CachedShared)
     }
