@@ -28,6 +28,7 @@
 //! | `idempotency_store_suite!` | [`Storage`] |
 //! | `webhook_repository_suite!` | [`Storage`] |
 //! | `session_repository_suite!` | [`Storage`] |
+//! | `account_emails_suite!` | [`Storage`] |
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
@@ -43,6 +44,7 @@
 // Test support: a failed expectation here is a failed test, which is what panicking reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod accounts;
 pub mod cache;
 pub mod fixtures;
 pub mod generations;
@@ -63,7 +65,7 @@ use std::time::Duration;
 use crate::clock::ManualClock;
 
 use crate::ports::{
-    IdempotencyStore, ProjectRepository, SessionRepository, TenantRepository, UserRepository, WebhookRepository,
+    AccountEmails, IdempotencyStore, ProjectRepository, SessionRepository, TenantRepository, UserRepository, WebhookRepository,
 };
 
 /// The storage ports of one backend, sharing one store: the repository suites create tenants
@@ -82,6 +84,8 @@ pub struct Storage {
     pub webhooks: Arc<dyn WebhookRepository>,
     /// Sessions and their refresh tokens (which belong to a tenant's user).
     pub sessions: Arc<dyn SessionRepository>,
+    /// Invitations, emailed tokens and their messages.
+    pub accounts: Arc<dyn AccountEmails>,
     /// Whatever must live as long as the test (a test database), dropped with the fixture.
     pub guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -96,6 +100,7 @@ impl Storage {
             + IdempotencyStore
             + WebhookRepository
             + SessionRepository
+            + AccountEmails
             + 'static,
     {
         Self {
@@ -104,7 +109,8 @@ impl Storage {
             projects: store.clone(),
             idempotency: store.clone(),
             webhooks: store.clone(),
-            sessions: store,
+            sessions: store.clone(),
+            accounts: store,
             guard: None,
         }
     }

@@ -44,6 +44,34 @@ pub struct User {
     /// another version is refused.
     #[serde(skip)]
     pub token_version: u32,
+    /// Whether the user has proved they receive mail at `email` (a verification link, an
+    /// accepted invitation, or a password reset).
+    pub email_verified: bool,
+}
+
+/// An invitation to join a tenant, pending until accepted, revoked or expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invitation {
+    /// The invitation's id.
+    pub id: crate::ids::InvitationId,
+    /// The inviting tenant.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// Who is invited.
+    pub email: Email,
+    /// The role they get on accepting.
+    pub role: Role,
+    /// Who invited them.
+    pub invited_by: UserId,
+    /// When it was sent (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    /// When its link stops working (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: OffsetDateTime,
 }
 
 /// A project: the example resource every tenant owns many of.

@@ -30,6 +30,13 @@ pub enum Error {
     /// Login failed; deliberately says nothing about which part was wrong.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// An emailed token (invitation, password reset, verification) that is malformed, unknown,
+    /// used, expired, revoked, of another tenant or of another purpose: deliberately one error.
+    #[error("invalid emailed token")]
+    InvalidEmailToken,
+    /// The deployment requires a verified address for writes, and the caller's is not.
+    #[error("email address not verified")]
+    EmailUnverified,
     /// The caller's role may not do this.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
@@ -45,6 +52,12 @@ pub enum Error {
     /// An idempotency key was sent again with another request.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
+    /// A quota the use case counts itself (not the gate's) is spent.
+    #[error("rate limited")]
+    RateLimited {
+        /// Whole seconds until a request is admitted again.
+        retry_after_secs: u64,
+    },
     /// The write would enqueue jobs past the tenant's cap on pending jobs; nothing was written.
     #[error("the tenant's job queue is full")]
     QueueFull,
@@ -110,6 +123,8 @@ pub enum Conflict {
     EmailTaken,
     /// The change would leave the tenant without an owner.
     LastOwner,
+    /// The tenant has as many pending invitations as it may.
+    TooManyInvitations,
 }
 
 impl fmt::Display for Conflict {
@@ -118,6 +133,7 @@ impl fmt::Display for Conflict {
             Self::SlugTaken => "this tenant slug is already taken",
             Self::EmailTaken => "a user with this email already exists",
             Self::LastOwner => "the last owner can't be removed or demoted",
+            Self::TooManyInvitations => "this tenant has too many pending invitations; revoke some first",
         })
     }
 }

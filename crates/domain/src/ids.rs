@@ -102,6 +102,14 @@ id_type!(
     /// A session's id: one per login, carried by its access tokens as `sid`.
     SessionId
 );
+id_type!(
+    /// An outbound email's id: its `Message-ID`, and what its link's token is derived from.
+    EmailId
+);
+id_type!(
+    /// A pending invitation's id.
+    InvitationId
+);
 
 #[cfg(test)]
 mod tests {

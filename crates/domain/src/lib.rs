@@ -12,6 +12,7 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod hex;
+pub mod mail;
 pub mod host;
 pub mod ids;
 pub mod metric;

@@ -19,10 +19,15 @@ pub const COMPONENT_ERRORS: &str = "component_errors_total";
 pub const COMPONENT_FALLBACKS: &str = "component_fallbacks_total";
 /// Gauge `{component}`: 1 while the component is degraded, 0 once it has recovered.
 pub const COMPONENT_DEGRADED: &str = "component_degraded";
-/// Counter `{kind, outcome}`: jobs worked, by kind (`deliver`, `noop`) and outcome (`ok`, `error`).
+/// Counter `{kind, outcome}`: jobs worked, by kind (`deliver`, `email`, `noop`) and outcome (`ok`, `error`).
 pub const JOBS: &str = "jobs_total";
 /// Histogram `{kind}`: how long working one job took, in seconds.
 pub const JOB_DURATION: &str = "job_duration_seconds";
+/// Counter `{purpose, result}`: emails by purpose (`invitation`, `password_reset`,
+/// `verify_email`) and result (`sent`, `pending` for a retry, `dead`, `dropped`).
+pub const EMAILS: &str = "emails_total";
+/// Counter `{policy}`: requests refused by a rate limit.
+pub const RATE_LIMIT_REJECTIONS: &str = "rate_limit_rejections_total";
 /// Counter `{result}`: webhook delivery attempts by result (`delivered`, `retry`, `dead`).
 pub const WEBHOOK_ATTEMPTS: &str = "webhook_attempts_total";
 /// Gauge: connections the database pool holds (recorded by the database adapter at each scrape).

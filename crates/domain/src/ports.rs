@@ -4,6 +4,7 @@
 //! talks to a dependency may also return `Unavailable` (the dependency did not answer) or
 //! `Internal` (anything unexpected); those two are not repeated on each method.
 
+mod accounts;
 mod cache;
 mod clock;
 mod credentials;
@@ -16,6 +17,7 @@ mod repositories;
 mod sessions;
 mod webhooks;
 
+pub use accounts::{AccountEmails, Acceptance, EmailOutcome, NewEmail, NewVerification, PendingEmail};
 pub use cache::{CacheStore, Generation, GenerationStore};
 pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};

@@ -1,5 +1,6 @@
 //! The use cases: what the API does, over the ports. Handlers call exactly one of these.
 
+mod accounts;
 mod auth;
 mod idempotency;
 mod limits;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use accounts::EmailSettings;
 pub use auth::Principal;
 pub use idempotency::{Answer, Idempotency, KeptAnswer, RefusedAnswer};
 pub use limits::Subject;
@@ -26,7 +28,7 @@ pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    Clock, DeliveryStore, Dependency, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota,
+    AccountEmails, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota,
     RateLimiter, SecretCipher, SessionRepository, TenantRepository, TokenService, UserRepository, WebhookRepository,
     WebhookSender, WebhookUrlGuard,
 };
@@ -62,6 +64,10 @@ pub struct Ports {
     pub deliveries: Arc<dyn DeliveryStore>,
     /// Outbound webhook requests.
     pub sender: Arc<dyn WebhookSender>,
+    /// Invitations, emailed tokens and their messages.
+    pub accounts: Arc<dyn AccountEmails>,
+    /// Outbound email.
+    pub mailer: Arc<dyn EmailSender>,
     /// The services the adapters connect to, for readiness, metrics and shutdown.
     pub dependencies: Vec<Arc<dyn Dependency>>,
     /// The time: every timestamp the use cases write, and the adapters' own deadlines (the
@@ -88,6 +94,8 @@ pub struct Quotas {
     pub ip: Quota,
     /// Signup and login attempts, per client IP.
     pub login: Quota,
+    /// Messages to one address of one tenant.
+    pub mailbox: Quota,
 }
 
 /// How long cached answers live.
@@ -133,6 +141,8 @@ pub struct Settings {
     pub cursor_key: crate::page::CursorKey,
     /// Sessions and refresh tokens.
     pub sessions: SessionSettings,
+    /// Invitations, password resets and verification links.
+    pub email: EmailSettings,
 }
 
 /// How webhook deliveries are retried.

@@ -26,6 +26,7 @@ macro_rules! trimmed_or_control {
 }
 
 mod email;
+mod email_token;
 mod name;
 mod password;
 mod refresh;
@@ -33,6 +34,7 @@ mod role;
 mod slug;
 
 pub use email::Email;
+pub use email_token::{EmailKey, EmailToken, Purpose};
 pub use name::{DISPLAY_NAME_PATTERN, ProjectName, TenantName};
 pub use password::{Password, PasswordHash};
 pub(crate) use refresh::derive_key;

@@ -6,6 +6,7 @@
 //! guards the tenants, so every write (with its events, its caller's check and the last-owner
 //! rule) is atomic.
 
+mod accounts;
 mod idempotency;
 mod jobs;
 mod projects;
@@ -63,6 +64,8 @@ struct TenantData {
     deliveries: Rows<Delivery>,
     /// Sessions and their refresh tokens.
     sessions: sessions::Sessions,
+    /// Invitations, emailed tokens and messages.
+    accounts: accounts::Accounts,
 }
 
 impl TenantData {
@@ -77,6 +80,7 @@ impl TenantData {
             secrets: HashMap::new(),
             deliveries: Rows::default(),
             sessions: sessions::Sessions::default(),
+            accounts: accounts::Accounts::default(),
         }
     }
 

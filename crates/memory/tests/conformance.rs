@@ -25,3 +25,4 @@ plinth_domain::job_queue_suite!({
     plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
 });
 plinth_domain::session_repository_suite!(storage());
+plinth_domain::account_emails_suite!(storage());

@@ -71,6 +71,11 @@ pub(crate) fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
     (*db.code() == SqlState::UNIQUE_VIOLATION).then(|| db.constraint().unwrap_or_default())
 }
 
+/// Whether `e` is a foreign-key violation (a row names one that does not exist).
+pub(crate) fn foreign_key_violation(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| *db.code() == SqlState::FOREIGN_KEY_VIOLATION)
+}
+
 /// A pool error as a domain error: every pool failure means the database is unavailable.
 pub(crate) fn pool(e: deadpool_postgres::PoolError) -> Error {
     match e {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use futures_util::StreamExt as _;
 use plinth_domain::entities::DeliveryState;
-use plinth_domain::ids::{DeliveryId, TenantId};
+use plinth_domain::ids::{DeliveryId, EmailId, TenantId};
 use plinth_domain::ports::{
     AttemptOutcome, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work,
 };
@@ -30,6 +30,8 @@ const CHANNEL: &str = "plinth_jobs";
 const LISTEN: &str = "LISTEN plinth_jobs";
 /// Attempt one webhook delivery.
 const DELIVER: &str = "webhook.deliver";
+/// Send one message.
+const EMAIL: &str = "email.send";
 /// Nothing (queue benchmarks).
 const NOOP: &str = "noop";
 
@@ -42,12 +44,40 @@ pub(crate) struct Wakeups {
 
 /// Enqueues the attempt of `delivery` in the caller's transaction; announced on commit.
 pub(crate) async fn enqueue_delivery(tx: &Transaction<'_>, tenant: TenantId, delivery: DeliveryId) -> Result<()> {
+    let payload = json!({"tenant_id": tenant.to_string(), "delivery_id": delivery.to_string()});
+    enqueue(tx, tenant, DELIVER, &payload).await
+}
+
+/// Enqueues the sending of message `email` in the caller's transaction; announced on commit.
+pub(crate) async fn enqueue_email(tx: &Transaction<'_>, tenant: TenantId, email: EmailId) -> Result<()> {
+    let payload = json!({"tenant_id": tenant.to_string(), "email_id": email.to_string()});
+    enqueue(tx, tenant, EMAIL, &payload).await
+}
+
+async fn enqueue(tx: &Transaction<'_>, tenant: TenantId, kind: &str, payload: &serde_json::Value) -> Result<()> {
     let insert =
         tx.prepare_cached("INSERT INTO jobs (queue, kind, payload) VALUES ($1, $2, $3)").await.map_err(error::db)?;
-    let payload = json!({"tenant_id": tenant.to_string(), "delivery_id": delivery.to_string()});
-    tx.execute(&insert, &[&tenant.to_string(), &DELIVER, &payload]).await.map_err(error::db)?;
+    tx.execute(&insert, &[&tenant.to_string(), &kind, payload]).await.map_err(error::db)?;
     let notify = tx.prepare_cached("SELECT pg_notify($1, '')").await.map_err(error::db)?;
     tx.execute(&notify, &[&CHANNEL]).await.map_err(error::db)?;
+    Ok(())
+}
+
+/// Finishes the claimed `job` in the caller's transaction, or puts it back for a retry.
+pub(crate) async fn move_on(tx: &Transaction<'_>, job: &Job, next: NextStep) -> Result<()> {
+    match next {
+        NextStep::RetryAt(at) => {
+            let retry = tx
+                .prepare_cached("UPDATE jobs SET locked_by = NULL, locked_at = NULL, run_at = $2 WHERE id = $1")
+                .await
+                .map_err(error::db)?;
+            tx.execute(&retry, &[&job.id, &at]).await.map_err(error::db)?;
+        }
+        NextStep::Delivered | NextStep::Dead => {
+            let done = tx.prepare_cached("DELETE FROM jobs WHERE id = $1").await.map_err(error::db)?;
+            tx.execute(&done, &[&job.id]).await.map_err(error::db)?;
+        }
+    }
     Ok(())
 }
 
@@ -82,6 +112,7 @@ fn job_from(id: i64, kind: &str, payload: &serde_json::Value) -> Result<Job> {
     let tenant = TenantId::from_uuid(field("tenant_id").ok_or_else(|| corrupt("job payload"))?);
     let work = match kind {
         DELIVER => Work::Deliver(DeliveryId::from_uuid(field("delivery_id").ok_or_else(|| corrupt("job payload"))?)),
+        EMAIL => Work::Email(EmailId::from_uuid(field("email_id").ok_or_else(|| corrupt("job payload"))?)),
         NOOP => Work::Noop,
         _ => return Err(corrupt("job kind")),
     };
@@ -271,19 +302,7 @@ impl DeliveryStore for PgStore {
             )
             .await
             .map_err(error::db)?;
-            match next {
-                NextStep::RetryAt(at) => {
-                    let retry = tx
-                        .prepare_cached("UPDATE jobs SET locked_by = NULL, locked_at = NULL, run_at = $2 WHERE id = $1")
-                        .await
-                        .map_err(error::db)?;
-                    tx.execute(&retry, &[&job.id, &at]).await.map_err(error::db)?;
-                }
-                NextStep::Delivered | NextStep::Dead => {
-                    let done = tx.prepare_cached("DELETE FROM jobs WHERE id = $1").await.map_err(error::db)?;
-                    tx.execute(&done, &[&job.id]).await.map_err(error::db)?;
-                }
-            }
+            move_on(&tx, job, next).await?;
             tx.commit().await.map_err(error::db)
         })
         .await

@@ -6,6 +6,7 @@
 //! sets `app.current_tenant` (a bound parameter, transaction-local); no SQL is built by string
 //! formatting; driver errors become domain errors here and never cross a port.
 
+mod accounts;
 mod error;
 mod idempotency;
 mod jobs;

@@ -188,10 +188,10 @@ impl SessionRepository for PgStore {
         session: SessionId,
         user: UserId,
         now: OffsetDateTime,
-    ) -> Result<Option<(Role, u32)>> {
+    ) -> Result<Option<(Role, u32, bool)>> {
         self.bounded(async {
             let client = self.conn(op::SESSIONS_MARKER).await?;
-            let sql = "SELECT u.role, u.token_version FROM sessions s \
+            let sql = "SELECT u.role, u.token_version, u.email_verified FROM sessions s \
                        JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
                        WHERE s.tenant_id = $1 AND s.id = $2 AND s.user_id = $3 \
                        AND s.idle_expires_at > $4 AND s.expires_at > $4";
@@ -202,7 +202,7 @@ impl SessionRepository for PgStore {
             let role: Role = row.try_get::<_, &str>("role").or_db()?.parse().map_err(|_| corrupt("role"))?;
             let version =
                 u32::try_from(row.try_get::<_, i32>("token_version").or_db()?).map_err(|_| corrupt("token_version"))?;
-            Ok(Some((role, version)))
+            Ok(Some((role, version, row.try_get("email_verified").or_db()?)))
         })
         .await
     }

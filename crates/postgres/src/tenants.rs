@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use plinth_domain::entities::{Tenant, User};
 use plinth_domain::error::Conflict;
 use plinth_domain::ids::TenantId;
-use plinth_domain::ports::TenantRepository;
+use plinth_domain::ports::{NewVerification, TenantRepository};
 use plinth_domain::values::{Slug, TenantName};
 use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
@@ -26,7 +26,12 @@ fn tenant_from_row(row: &Row) -> Result<Tenant> {
 #[async_trait]
 impl TenantRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
-    async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()> {
+    async fn create_with_owner(
+        &self,
+        tenant: &Tenant,
+        owner: &User,
+        verification: Option<&NewVerification>,
+    ) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::TENANTS_CREATE).await?;
             let tx = tenant_tx(&mut client, tenant.id).await?;
@@ -47,6 +52,9 @@ impl TenantRepository for PgStore {
                 });
             }
             insert_user(&tx, owner).await?;
+            if let Some(v) = verification {
+                crate::accounts::queue_verification_in(&tx, v, self.max_pending_jobs).await?;
+            }
             tx.commit().await.or_db()
         })
         .await

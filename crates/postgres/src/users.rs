@@ -20,7 +20,7 @@ use crate::pool::{PgStore, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
-        "tenant_id, id, email, role, password_hash, created_at, token_version"
+        "tenant_id, id, email, role, password_hash, created_at, token_version, email_verified"
     };
 }
 
@@ -38,6 +38,7 @@ fn user_from_row(row: &Row) -> Result<User> {
         created_at: row.try_get("created_at").or_db()?,
         token_version: u32::try_from(row.try_get::<_, i32>("token_version").or_db()?)
             .map_err(|_| corrupt("token_version"))?,
+        email_verified: row.try_get("email_verified").or_db()?,
     })
 }
 
@@ -45,8 +46,8 @@ fn user_from_row(row: &Row) -> Result<User> {
 pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()> {
     let insert = tx
         .prepare_cached(
-            "INSERT INTO users (tenant_id, id, email, role, password_hash, created_at, updated_at, token_version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+            "INSERT INTO users (tenant_id, id, email, role, password_hash, created_at, updated_at, token_version, \
+             email_verified) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
         )
         .await
         .or_db()?;
@@ -61,6 +62,7 @@ pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()>
                 &user.password_hash.as_str(),
                 &user.created_at,
                 &i32::try_from(user.token_version).map_err(Error::internal)?,
+                &user.email_verified,
             ],
         )
         .await;

@@ -39,3 +39,4 @@ plinth_domain::job_queue_suite!({
     let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
     plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store).keep_alive(db))
 });
+plinth_domain::account_emails_suite!(storage().await);

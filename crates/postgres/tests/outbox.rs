@@ -41,7 +41,7 @@ async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::enti
         .unwrap();
     let tenant = fixtures::tenant();
     let owner = fixtures::user(tenant.id, "owner", Role::Owner);
-    TenantRepository::create_with_owner(&store, &tenant, &owner).await.unwrap();
+    TenantRepository::create_with_owner(&store, &tenant, &owner, None).await.unwrap();
     let hook = Webhook {
         id: WebhookId::new(),
         tenant_id: tenant.id,

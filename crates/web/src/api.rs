@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod platform;
 pub mod schemas;
 
+mod accounts;
 mod auth;
 mod idempotency;
 mod projects;
@@ -39,6 +40,13 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(auth::me)
             .service(sessions::list)
             .service(sessions::change_password)
+            .service(accounts::request_reset)
+            .service(accounts::confirm_reset)
+            .service(accounts::verify)
+            .service(accounts::resend)
+            .service(accounts::accept)
+            .service(accounts::create)
+            .service(accounts::list)
             .service(auth::get_tenant)
             .service(projects::list)
             .service(projects::create)
@@ -53,6 +61,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(users::remove)
             .service(sessions::remove)
             .service(sessions::remove_all)
+            .service(accounts::revoke)
             .service(webhooks::remove)
             .service(webhooks::deliveries),
     );

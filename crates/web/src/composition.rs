@@ -6,15 +6,17 @@ use std::time::Duration;
 use plinth_domain::cache::{Cache, MeteredStore, TieredStore};
 use plinth_domain::clock::SystemClock;
 use plinth_domain::page::CursorKey;
+use plinth_domain::mail::MailSettings;
 use plinth_domain::ports::{
-    CacheStore, Clock, DeliveryStore, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
+    AccountEmails, CacheStore, Clock, DeliveryStore, EmailSender, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
     SessionRepository, TenantRepository, TokenService, UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{
-    CacheTtls, ClientInfo, DeliverySettings, Plinth, Ports, SessionSettings, Settings, SignupInput,
+    CacheTtls, ClientInfo, DeliverySettings, EmailSettings, Plinth, Ports, SessionSettings, Settings, SignupInput,
 };
-use plinth_domain::values::RefreshKey;
+use plinth_domain::values::{EmailKey, RefreshKey};
+use plinth_email::{LogSender, SmtpSender};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 use plinth_postgres::{PgSettings, PgStore};
@@ -35,6 +37,9 @@ pub enum StartupError {
     /// The webhooks' HTTP client could not be built (no TLS roots, for one).
     #[error("the webhook HTTP client could not be built: {0}")]
     WebhookClient(String),
+    /// The SMTP settings are unusable.
+    #[error("PLINTH_SMTP_URL: {0}")]
+    Smtp(String),
     /// The OpenAPI document could not be rendered.
     #[error("the OpenAPI document could not be rendered: {0}")]
     OpenApi(#[source] serde_json::Error),
@@ -136,6 +141,8 @@ pub async fn compose_with(
         idempotency: repos.idempotency,
         webhooks: repos.webhooks,
         sessions: repos.sessions,
+        accounts: repos.accounts,
+        mailer: mailer(config)?,
         url_guard: Arc::new(UrlGuard::new(address_policy(config))),
         secrets: Arc::new(SecretBox::new(&key)),
         jobs: repos.jobs,
@@ -178,6 +185,19 @@ pub async fn compose_with(
             reuse_window: config.sessions.reuse_window,
             key: RefreshKey::derive(&key),
         },
+        email: EmailSettings {
+            invitation_ttl: config.email.invitation_ttl,
+            reset_ttl: config.email.reset_ttl,
+            verify_ttl: config.email.verify_ttl,
+            require_verified: config.email.require_verified,
+            ..EmailSettings::new(
+                EmailKey::derive(&key),
+                MailSettings {
+                    public_url: config.email.public_url.clone(),
+                    message_id_domain: config.email.from_domain().to_owned(),
+                },
+            )
+        },
     };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
     let demo = match database {
@@ -195,6 +215,7 @@ struct Repositories {
     idempotency: Arc<dyn IdempotencyStore>,
     webhooks: Arc<dyn WebhookRepository>,
     sessions: Arc<dyn SessionRepository>,
+    accounts: Arc<dyn AccountEmails>,
     jobs: Arc<dyn JobQueue>,
     deliveries: Arc<dyn DeliveryStore>,
 }
@@ -208,6 +229,7 @@ impl Repositories {
             + IdempotencyStore
             + WebhookRepository
             + SessionRepository
+            + AccountEmails
             + JobQueue
             + DeliveryStore
             + 'static,
@@ -219,6 +241,7 @@ impl Repositories {
             idempotency: store.clone(),
             webhooks: store.clone(),
             sessions: store.clone(),
+            accounts: store.clone(),
             jobs: store.clone(),
             deliveries: store,
         }
@@ -241,6 +264,23 @@ fn repositories(config: &Config, clock: &Arc<dyn Clock>) -> Result<(Repositories
         .map_err(StartupError::Database)?
         .with_max_pending_jobs(config.tenant_max_pending_jobs);
     Ok((Repositories::of(Arc::new(pg.clone())), Some(pg)))
+}
+
+/// SMTP when `PLINTH_SMTP_URL` is set, else the log (each message's link written there, so
+/// every flow can be walked without a mail server).
+fn mailer(config: &Config) -> Result<Arc<dyn EmailSender>, StartupError> {
+    let email = &config.email;
+    let Some(url) = &email.smtp_url else {
+        tracing::warn!(
+            "no SMTP server is configured (PLINTH_SMTP_URL): emails are written to the log, links included, \
+             and not sent"
+        );
+        return Ok(Arc::new(LogSender));
+    };
+    let sender = SmtpSender::new(url.expose(), &email.from, email.smtp_ca_file.as_deref())
+        .map_err(|e| StartupError::Smtp(e.to_string()))?;
+    tracing::info!(smtp = %sender.describe(), "emails are sent by SMTP");
+    Ok(Arc::new(sender))
 }
 
 /// Where webhooks may go (`PLINTH_WEBHOOK_ALLOW_PRIVATE`, `PLINTH_WEBHOOK_ALLOWED_CIDRS`).

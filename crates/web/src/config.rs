@@ -130,6 +130,37 @@ pub struct SessionConfig {
     pub reuse_window: Duration,
 }
 
+/// Outbound email and the account flows that send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailConfig {
+    /// `PLINTH_SMTP_URL` (`smtp://user:pass@host:port`, `smtps://…`); `None` writes each
+    /// message to the log instead.
+    pub smtp_url: Option<Secret<String>>,
+    /// `PLINTH_SMTP_CA_FILE`: PEM roots to trust besides the system's (a private relay).
+    pub smtp_ca_file: Option<PathBuf>,
+    /// `PLINTH_EMAIL_FROM`: the `From` of every message.
+    pub from: String,
+    /// `PLINTH_PUBLIC_URL_TEMPLATE` with `{base_domain}` filled in: a tenant's public URL,
+    /// `{slug}` standing for its slug.
+    pub public_url: String,
+    /// `PLINTH_INVITATION_TTL_S`.
+    pub invitation_ttl: Duration,
+    /// `PLINTH_RESET_TTL_S`.
+    pub reset_ttl: Duration,
+    /// `PLINTH_VERIFY_TTL_S`.
+    pub verify_ttl: Duration,
+    /// `PLINTH_REQUIRE_VERIFIED_EMAIL`: unverified users' writes answer 403 `email_unverified`.
+    pub require_verified: bool,
+}
+
+impl EmailConfig {
+    /// The domain of `from` (what `Message-ID`s end with).
+    pub fn from_domain(&self) -> &str {
+        let address = self.from.rsplit_once('<').map_or(self.from.as_str(), |(_, a)| a.trim_end_matches('>'));
+        address.rsplit_once('@').map_or("localhost", |(_, d)| d.trim())
+    }
+}
+
 /// Everything plinth reads from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -147,7 +178,7 @@ pub struct Config {
     pub cache: CacheLevels,
     /// The `PLINTH_JWT_*` settings and `PLINTH_TOKEN_TTL`.
     pub jwt: JwtConfig,
-    /// `PLINTH_QUOTA_*`, `PLINTH_IP_QUOTA`, `PLINTH_LOGIN_QUOTA`.
+    /// `PLINTH_QUOTA_*`, `PLINTH_IP_QUOTA`, `PLINTH_LOGIN_QUOTA`, `PLINTH_MAILBOX_QUOTA`.
     pub quotas: Quotas,
     /// `PLINTH_LIMIT_LEASE_PERCENT`: with Redis, the share of a quota one instance may take
     /// from Redis at once and spend locally; 0 asks Redis for every request.
@@ -176,6 +207,8 @@ pub struct Config {
     pub tenant_max_pending_jobs: u64,
     /// `PLINTH_SESSION_IDLE_S`, `PLINTH_SESSION_MAX_S`, `PLINTH_REFRESH_REUSE_S`.
     pub sessions: SessionConfig,
+    /// `PLINTH_SMTP_*`, `PLINTH_EMAIL_FROM`, `PLINTH_PUBLIC_URL_TEMPLATE`, the links' lifetimes.
+    pub email: EmailConfig,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -232,6 +265,7 @@ impl Config {
                 enterprise: quota(&env, "PLINTH_QUOTA_ENTERPRISE", 30000)?,
                 ip: quota(&env, "PLINTH_IP_QUOTA", 60)?,
                 login: quota(&env, "PLINTH_LOGIN_QUOTA", 10)?,
+                mailbox: quota(&env, "PLINTH_MAILBOX_QUOTA", 3)?,
             },
             limit_lease_percent: env.parse_in("PLINTH_LIMIT_LEASE_PERCENT", 5, 0..=100)?,
             trusted_proxies: env.cidrs("PLINTH_TRUSTED_PROXIES")?,
@@ -270,6 +304,7 @@ impl Config {
                 max: Duration::from_secs(env.parse_in("PLINTH_SESSION_MAX_S", 90 * 86_400, 60..=315_360_000)?),
                 reuse_window: Duration::from_secs(env.parse_in("PLINTH_REFRESH_REUSE_S", 10, 0..=300)?),
             },
+            email: email_config(&env)?,
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
             log: log_config(&env)?,
@@ -400,3 +435,34 @@ fn encryption_key(
 
 #[cfg(test)]
 mod tests;
+
+fn email_config(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<EmailConfig, ConfigError> {
+    let smtp_url = env.string("PLINTH_SMTP_URL");
+    if let Some(url) = &smtp_url
+        && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+    {
+        return Err(ConfigError::new("PLINTH_SMTP_URL", "must start with smtp:// or smtps://"));
+    }
+    let base_domain = env.string("PLINTH_BASE_DOMAIN").unwrap_or_else(|| "localhost".into());
+    let template = env.string("PLINTH_PUBLIC_URL_TEMPLATE").unwrap_or_else(|| "https://{slug}.{base_domain}".into());
+    if !template.contains("{slug}") || !(template.starts_with("https://") || template.starts_with("http://")) {
+        return Err(ConfigError::new(
+            "PLINTH_PUBLIC_URL_TEMPLATE",
+            "must be an http(s) URL containing {slug} (for example https://{slug}.example.com)",
+        ));
+    }
+    let from = env.string("PLINTH_EMAIL_FROM").unwrap_or_else(|| format!("plinth <no-reply@{base_domain}>"));
+    if !from.contains('@') || from.contains(['\r', '\n']) {
+        return Err(ConfigError::new("PLINTH_EMAIL_FROM", "must be an address, optionally with a name: Name <a@b>"));
+    }
+    Ok(EmailConfig {
+        smtp_url: smtp_url.map(Secret::new),
+        smtp_ca_file: env.string("PLINTH_SMTP_CA_FILE").map(PathBuf::from),
+        from,
+        public_url: template.replace("{base_domain}", &base_domain),
+        invitation_ttl: Duration::from_secs(env.parse_in("PLINTH_INVITATION_TTL_S", 7 * 86_400, 60..=31_536_000)?),
+        reset_ttl: Duration::from_secs(env.parse_in("PLINTH_RESET_TTL_S", 1800, 60..=86_400)?),
+        verify_ttl: Duration::from_secs(env.parse_in("PLINTH_VERIFY_TTL_S", 2 * 86_400, 60..=31_536_000)?),
+        require_verified: env.parse("PLINTH_REQUIRE_VERIFIED_EMAIL", false)?,
+    })
+}

@@ -123,6 +123,14 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
         Error::InvalidCredentials => {
             (S::UNAUTHORIZED, "invalid_credentials", "The email or the password is wrong.".into())
         }
+        Error::InvalidEmailToken => (
+            S::BAD_REQUEST,
+            "invalid_email_token",
+            "This link is not valid: it may have been used, have expired or been revoked. Ask for a new one.".into(),
+        ),
+        Error::EmailUnverified => {
+            (S::FORBIDDEN, "email_unverified", "Verify your email address before making changes.".into())
+        }
         Error::Forbidden(m) => (S::FORBIDDEN, "forbidden", capitalise(m)),
         Error::TenantNotFound => (S::NOT_FOUND, "tenant_not_found", "No tenant is served at this host.".into()),
         Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
@@ -132,6 +140,9 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
             "idempotency_key_reused",
             "This Idempotency-Key was used with a different request.".into(),
         ),
+        Error::RateLimited { .. } => {
+            (S::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded. Please slow down.".into())
+        }
         Error::QueueFull => (
             S::TOO_MANY_REQUESTS,
             "queue_full",
@@ -201,7 +212,7 @@ impl ResponseError for ApiError {
             Self::Domain(Error::QueueFull) => {
                 res.insert_header((header::RETRY_AFTER, QUEUE_FULL_RETRY_AFTER));
             }
-            Self::RateLimited { retry_after } => {
+            Self::RateLimited { retry_after } | Self::Domain(Error::RateLimited { retry_after_secs: retry_after }) => {
                 res.insert_header((header::RETRY_AFTER, retry_after.max(&1).to_string()));
             }
             Self::MethodNotAllowed(allow) => {

@@ -49,6 +49,7 @@ pub fn user_at(tenant: TenantId, local: &str, role: Role, created_at: OffsetDate
         password_hash: PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_owned()),
         created_at: clock::truncate(created_at),
         token_version: 0,
+        email_verified: false,
     }
 }
 
@@ -72,7 +73,7 @@ pub fn ago(seconds: i64) -> OffsetDateTime {
 pub async fn tenant_with_owner(storage: &Storage) -> (Tenant, User) {
     let tenant = tenant();
     let owner = user_at(tenant.id, "owner", Role::Owner, ago(3600));
-    storage.tenants.create_with_owner(&tenant, &owner).await.expect("create_with_owner succeeds");
+    storage.tenants.create_with_owner(&tenant, &owner, None).await.expect("create_with_owner succeeds");
     (tenant, owner)
 }
 

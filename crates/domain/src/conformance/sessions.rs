@@ -197,7 +197,7 @@ pub async fn the_marker_is_the_users_role_while_the_session_lives(storage: Stora
         let storage = storage.clone();
         async move { storage.sessions.marker(tenant.id, s, u, at).await.expect("marker succeeds") }
     };
-    assert_eq!(marker(session.id, ada.id, now()).await, Some((Role::Admin, 0)));
+    assert_eq!(marker(session.id, ada.id, now()).await, Some((Role::Admin, 0, false)));
     assert_eq!(marker(session.id, owner.id, now()).await, None, "not the owner's session");
     assert_eq!(marker(SessionId::new(), ada.id, now()).await, None);
     assert_eq!(marker(session.id, ada.id, now() + Duration::days(3)).await, None, "expired by then");

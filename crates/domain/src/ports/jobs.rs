@@ -27,6 +27,8 @@ pub struct Job {
 pub enum Work {
     /// Attempt this webhook delivery once.
     Deliver(DeliveryId),
+    /// Attempt to send this message once.
+    Email(crate::ids::EmailId),
     /// Nothing: measures the queue itself (`cargo xtask bench jobs`).
     Noop,
 }
@@ -58,6 +60,8 @@ pub struct Pruned {
     pub idempotency_keys: u64,
     /// Sessions no longer live.
     pub sessions: u64,
+    /// Emailed tokens and invitations past their expiry, and messages no longer pending.
+    pub emails: u64,
 }
 
 /// A durable queue: jobs are enqueued by the writes that cause them (in the same

@@ -16,6 +16,9 @@ pub enum Policy {
     Ip,
     /// A signup or login attempt, counted against the client IP, more strictly.
     Login,
+    /// A message to one address (a password reset, an invitation, a verification link),
+    /// counted against the tenant and the address, so nobody can flood a mailbox.
+    Mailbox,
 }
 
 impl Policy {
@@ -25,6 +28,7 @@ impl Policy {
             Self::Tenant => "tenant",
             Self::Ip => "ip",
             Self::Login => "login",
+            Self::Mailbox => "mailbox",
         }
     }
 }

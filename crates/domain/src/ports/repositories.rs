@@ -25,9 +25,14 @@ pub type CountCheck<'a> = &'a (dyn Fn(usize) -> Result<()> + Send + Sync);
 /// Tenants: resolved from their slug on every request, created by signup.
 #[async_trait]
 pub trait TenantRepository: Send + Sync {
-    /// Creates `tenant` and its first user `owner` atomically.
-    /// Errors: `Conflict(SlugTaken)`.
-    async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()>;
+    /// Creates `tenant` and its first user `owner`, and queues `verification` (the owner's
+    /// verification link) when given, atomically. Errors: `Conflict(SlugTaken)`.
+    async fn create_with_owner(
+        &self,
+        tenant: &Tenant,
+        owner: &User,
+        verification: Option<&crate::ports::NewVerification>,
+    ) -> Result<()>;
 
     /// The tenant with this slug, if any. Needs no tenant context.
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>>;

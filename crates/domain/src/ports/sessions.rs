@@ -52,15 +52,16 @@ pub trait SessionRepository: Send + Sync {
         idle_until: OffsetDateTime,
     ) -> Result<Spend>;
 
-    /// The role and token version of `user`, if `session` is theirs and live at `now`: what
-    /// every access token of the session is checked against (one read, cached by the caller).
+    /// The role, token version and address verification of `user`, if `session` is theirs and
+    /// live at `now`: what every access token of the session is checked against (one read,
+    /// cached by the caller).
     async fn marker(
         &self,
         tenant: TenantId,
         session: SessionId,
         user: UserId,
         now: OffsetDateTime,
-    ) -> Result<Option<(Role, u32)>>;
+    ) -> Result<Option<(Role, u32, bool)>>;
 
     /// The user's sessions live at `now`, newest first.
     async fn list(&self, tenant: TenantId, user: UserId, now: OffsetDateTime) -> Result<Vec<Session>>;

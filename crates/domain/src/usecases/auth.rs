@@ -22,9 +22,17 @@ pub struct Principal {
     pub role: Role,
     /// The session the token belongs to, live as of the last few seconds.
     pub session: SessionId,
+    /// Whether the user's address is verified, as of the last few seconds.
+    pub email_verified: bool,
 }
 
 impl Principal {
+    /// `Ok` unless the deployment requires verified addresses for writes (`required`) and this
+    /// principal's is not: then `EmailUnverified`.
+    pub fn require_verified(&self, required: bool) -> Result<()> {
+        if required && !self.email_verified { Err(Error::EmailUnverified) } else { Ok(()) }
+    }
+
     /// `Ok` when this principal manages users (owner or admin), else `Forbidden`.
     pub fn require_manager(&self) -> Result<()> {
         if self.role.manages_users() { Ok(()) } else { Err(Error::Forbidden("only an owner or an admin may do this")) }
@@ -32,15 +40,19 @@ impl Principal {
 }
 
 /// The marker cached for "session ended, expired or not this user's, or user deleted"; a live
-/// session's marker is otherwise its user's `<role>:<token version>`.
+/// session's marker is otherwise its user's `<role>:<token version>:<verified, 0 or 1>`.
 const DELETED: &[u8] = b"-";
 
-/// Whether `marker` (see [`DELETED`]) says `role` at `version`.
-fn marker_matches(marker: &[u8], role: Role, version: u32) -> bool {
-    let Some(rest) = marker.strip_prefix(role.as_str().as_bytes()).and_then(|r| r.strip_prefix(b":")) else {
-        return false;
+/// `Some(whether the address is verified)` when `marker` (see [`DELETED`]) says `role` at
+/// `version`; `None` when it does not.
+fn marker_matches(marker: &[u8], role: Role, version: u32) -> Option<bool> {
+    let rest = marker.strip_prefix(role.as_str().as_bytes())?.strip_prefix(b":")?;
+    let (v, verified) = match rest {
+        [v @ .., b':', b'1'] => (v, true),
+        [v @ .., b':', b'0'] => (v, false),
+        _ => return None,
     };
-    std::str::from_utf8(rest).ok().and_then(|v| v.parse::<u32>().ok()) == Some(version)
+    (std::str::from_utf8(v).ok()?.parse::<u32>().ok()? == version).then_some(verified)
 }
 
 /// `session:<id>`: the key of a session's marker.
@@ -102,15 +114,17 @@ impl Plinth {
             .cached(Scope::Tenant(tenant), &marker_key(claims.session), self.settings.ttls.user_marker, || async {
                 let now = self.ports.clock.now();
                 Ok(match self.ports.sessions.marker(tenant, claims.session, claims.user, now).await? {
-                    Some((role, version)) => Bytes::from(format!("{}:{version}", role.as_str())),
+                    Some((role, version, verified)) => {
+                        Bytes::from(format!("{}:{version}:{}", role.as_str(), u8::from(verified)))
+                    }
                     None => Bytes::from_static(DELETED),
                 })
             })
             .await?;
-        if !marker_matches(&marker, claims.role, claims.version) {
+        let Some(email_verified) = marker_matches(&marker, claims.role, claims.version) else {
             return Err(Error::InvalidToken);
-        }
-        Ok(Principal { tenant, user: claims.user, role: claims.role, session: claims.session })
+        };
+        Ok(Principal { tenant, user: claims.user, role: claims.role, session: claims.session, email_verified })
     }
 }
 
@@ -120,12 +134,14 @@ mod tests {
 
     #[test]
     fn a_marker_matches_only_its_role_at_its_version() {
-        assert!(marker_matches(b"admin:0", Role::Admin, 0));
-        assert!(marker_matches(b"member:12", Role::Member, 12));
-        assert!(!marker_matches(b"admin:1", Role::Admin, 0));
-        assert!(!marker_matches(b"admin:0", Role::Member, 0));
-        assert!(!marker_matches(b"admin", Role::Admin, 0));
-        assert!(!marker_matches(DELETED, Role::Owner, 0));
-        assert!(!marker_matches(b"owner:", Role::Owner, 0));
+        assert_eq!(marker_matches(b"admin:0:0", Role::Admin, 0), Some(false));
+        assert_eq!(marker_matches(b"member:12:1", Role::Member, 12), Some(true));
+        assert_eq!(marker_matches(b"admin:1:1", Role::Admin, 0), None);
+        assert_eq!(marker_matches(b"admin:0:1", Role::Member, 0), None);
+        assert_eq!(marker_matches(b"admin:0", Role::Admin, 0), None);
+        assert_eq!(marker_matches(b"admin", Role::Admin, 0), None);
+        assert_eq!(marker_matches(DELETED, Role::Owner, 0), None);
+        assert_eq!(marker_matches(b"owner::1", Role::Owner, 0), None);
+        assert_eq!(marker_matches(b"owner:0:2", Role::Owner, 0), None);
     }
 }

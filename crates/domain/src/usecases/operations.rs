@@ -27,6 +27,7 @@ impl Plinth {
         let now = self.ports.clock.now();
         let mut pruned = self.ports.jobs.prune(now - retention).await?;
         pruned.sessions = self.ports.sessions.prune(now).await?;
+        pruned.emails = self.ports.accounts.prune(now, now - retention).await?;
         Ok(pruned)
     }
 

@@ -42,8 +42,8 @@ pub struct SignupOutput {
 }
 
 impl Plinth {
-    /// Creates a tenant on the free plan with `email` as its owner, and signs the owner in
-    /// (a session for `client`). Errors: `Validation`; `Conflict(SlugTaken)`.
+    /// Creates a tenant on the free plan with `email` as its owner, sends the owner a
+    /// verification link, and signs the owner in (a session for `client`). Errors: `Validation`; `Conflict(SlugTaken)`.
     #[tracing::instrument(level = "debug", skip_all, fields(slug = %input.tenant_slug))]
     pub async fn signup(&self, input: SignupInput, client: ClientInfo) -> Result<SignupOutput> {
         let mut v = Validator::new();
@@ -63,8 +63,10 @@ impl Plinth {
             password_hash: self.ports.passwords.hash(&password).await?,
             created_at: self.ports.clock.now(),
             token_version: 0,
+            email_verified: false,
         };
-        self.ports.tenants.create_with_owner(&tenant, &user).await?;
+        // The owner's verification link is queued in the signup's transaction.
+        self.ports.tenants.create_with_owner(&tenant, &user, Some(&self.verification(&user))).await?;
         // Any instance may remember the slug as naming no tenant: drop those answers everywhere.
         self.cache.invalidate_platform().await;
         let token = self.start_session(&user, client).await?;

@@ -81,6 +81,7 @@ impl Plinth {
                 password_hash: self.ports.passwords.hash(&password).await?,
                 created_at: self.ports.clock.now(),
                 token_version: 0,
+                email_verified: false,
             })
         };
         let write = async |user: &User, key: Option<&IdempotentWrite>| self.ports.users.create(user, key).await;

@@ -32,6 +32,7 @@ impl Plinth {
         let started = Instant::now();
         let (kind, done) = match job.work {
             Work::Deliver(delivery) => ("deliver", self.deliver(&job, delivery).await),
+            Work::Email(email) => ("email", self.send_email(&job, email).await),
             Work::Noop => ("noop", self.ports.deliveries.discard(&job).await),
         };
         let outcome = if done.is_ok() { "ok" } else { "error" };

@@ -18,10 +18,10 @@ use time::OffsetDateTime;
 
 use super::{Data, MemoryStore};
 
-/// A claimed job: what it delivers, when it was due, and since when it is claimed.
+/// A claimed job: what it does, when it was due, and since when it is claimed.
 #[derive(Debug, Clone, Copy)]
 struct Running {
-    delivery: DeliveryId,
+    work: Work,
     run_at: OffsetDateTime,
     since: Duration,
 }
@@ -30,7 +30,7 @@ struct Running {
 /// last served.
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: BTreeMap<(OffsetDateTime, i64), DeliveryId>,
+    waiting: BTreeMap<(OffsetDateTime, i64), Work>,
     running: HashMap<i64, Running>,
     turn: Option<OffsetDateTime>,
 }
@@ -91,9 +91,26 @@ impl Data {
     /// One job per new delivery of `tenant`, due `now`.
     pub(super) fn enqueue(&mut self, tenant: TenantId, deliveries: Vec<DeliveryId>, now: OffsetDateTime) {
         for delivery in deliveries {
-            self.jobs.next_id += 1;
-            let id = self.jobs.next_id;
-            self.jobs.queues.entry(tenant).or_default().waiting.insert((now, id), delivery);
+            self.enqueue_work(tenant, Work::Deliver(delivery), now);
+        }
+    }
+
+    /// One job of `tenant` doing `work`, due `now`.
+    pub(super) fn enqueue_work(&mut self, tenant: TenantId, work: Work, now: OffsetDateTime) {
+        self.jobs.next_id += 1;
+        let id = self.jobs.next_id;
+        self.jobs.queues.entry(tenant).or_default().waiting.insert((now, id), work);
+    }
+}
+
+impl Data {
+    /// Finishes the claimed `job`, or puts it back for a retry.
+    pub(super) fn move_on(&mut self, job: &Job, next: NextStep) {
+        if let Some(q) = self.jobs.queues.get_mut(&job.tenant) {
+            let claimed = q.running.remove(&job.id);
+            if let (NextStep::RetryAt(at), Some(r)) = (next, claimed) {
+                q.waiting.insert((at, job.id), r.work);
+            }
         }
     }
 }
@@ -119,10 +136,10 @@ impl JobQueue for MemoryStore {
             .min_by_key(|(at, tenant)| (*at, *tenant.as_uuid()));
         let Some((_, tenant)) = next else { return Ok(None) };
         let Some(queue) = data.jobs.queues.get_mut(&tenant) else { return Ok(None) };
-        let Some(((run_at, id), delivery)) = queue.waiting.pop_first() else { return Ok(None) };
-        queue.running.insert(id, Running { delivery, run_at, since: self.clock.elapsed() });
+        let Some(((run_at, id), work)) = queue.waiting.pop_first() else { return Ok(None) };
+        queue.running.insert(id, Running { work, run_at, since: self.clock.elapsed() });
         queue.turn = Some(now);
-        Ok(Some(Job { id, tenant, work: Work::Deliver(delivery) }))
+        Ok(Some(Job { id, tenant, work }))
     }
 
     async fn wait_for_work(&self, max: Duration) {
@@ -133,7 +150,7 @@ impl JobQueue for MemoryStore {
         if let Some(q) = self.write().jobs.queues.get_mut(&job.tenant)
             && let Some(r) = q.running.remove(&job.id)
         {
-            q.waiting.insert((r.run_at, job.id), r.delivery);
+            q.waiting.insert((r.run_at, job.id), r.work);
         }
         Ok(())
     }
@@ -146,7 +163,7 @@ impl JobQueue for MemoryStore {
                 q.running.iter().filter(|(_, r)| now.saturating_sub(r.since) > after).map(|(id, _)| *id).collect();
             for id in dead {
                 if let Some(r) = q.running.remove(&id) {
-                    q.waiting.insert((r.run_at, id), r.delivery);
+                    q.waiting.insert((r.run_at, id), r.work);
                     rescued += 1;
                 }
             }
@@ -232,12 +249,7 @@ impl DeliveryStore for MemoryStore {
             };
             rows.deliveries.replace(updated);
         }
-        if let Some(q) = data.jobs.queues.get_mut(&job.tenant) {
-            let claimed = q.running.remove(&job.id);
-            if let (NextStep::RetryAt(at), Some(r)) = (next, claimed) {
-                q.waiting.insert((at, job.id), r.delivery);
-            }
-        }
+        data.move_on(job, next);
         Ok(())
     }
 

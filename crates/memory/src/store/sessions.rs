@@ -96,11 +96,11 @@ impl SessionRepository for MemoryStore {
         session: SessionId,
         user: UserId,
         now: OffsetDateTime,
-    ) -> Result<Option<(Role, u32)>> {
+    ) -> Result<Option<(Role, u32, bool)>> {
         let data = self.read();
         let Some(rows) = data.tenant(tenant) else { return Ok(None) };
         let live = rows.sessions.sessions.get(&session).is_some_and(|s| s.user_id == user && s.is_live(now));
-        Ok(live.then(|| rows.users.get(*user.as_uuid()).map(|u| (u.role, u.token_version))).flatten())
+        Ok(live.then(|| rows.users.get(*user.as_uuid()).map(|u| (u.role, u.token_version, u.email_verified))).flatten())
     }
 
     async fn list(&self, tenant: TenantId, user: UserId, now: OffsetDateTime) -> Result<Vec<Session>> {

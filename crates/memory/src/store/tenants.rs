@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use plinth_domain::entities::{Tenant, User};
-use plinth_domain::ports::TenantRepository;
+use plinth_domain::ports::{NewVerification, TenantRepository};
 use plinth_domain::values::Slug;
 use plinth_domain::{Conflict, Error, Result};
 
@@ -10,7 +10,12 @@ use super::{MemoryStore, TenantData};
 
 #[async_trait]
 impl TenantRepository for MemoryStore {
-    async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> Result<()> {
+    async fn create_with_owner(
+        &self,
+        tenant: &Tenant,
+        owner: &User,
+        verification: Option<&NewVerification>,
+    ) -> Result<()> {
         if owner.tenant_id != tenant.id {
             return Err(Error::internal("the owner belongs to another tenant"));
         }
@@ -26,6 +31,11 @@ impl TenantRepository for MemoryStore {
         rows.users.insert(owner.clone());
         data.slugs.insert(tenant.slug.clone(), tenant.id);
         data.tenants.insert(tenant.id, rows);
+        if let Some(v) = verification {
+            Self::queue_verification_locked(&mut data, v)?;
+            drop(data);
+            self.wake();
+        }
         Ok(())
     }
 

@@ -66,7 +66,10 @@ impl FromRequest for Client {
     }
 }
 
-/// The caller, from a valid bearer token: 401 otherwise.
+/// The caller, from a valid bearer token: 401 otherwise. With `PLINTH_REQUIRE_VERIFIED_EMAIL`,
+/// a caller whose address is not verified may read, and manage their own account (`/v1/me/…`,
+/// `/v1/auth/…`: sessions, password, a new verification link), but any other write answers
+/// 403 `email_unverified`.
 #[derive(Debug, Clone, Copy)]
 pub struct Auth(pub Principal);
 
@@ -76,11 +79,25 @@ impl FromRequest for Auth {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(match req.extensions().get::<RequestCtx>().map(|c| c.auth) {
-            Some(AuthState::Valid(p)) => Ok(Auth(p)),
+            Some(AuthState::Valid(p)) => verified_for(req, p).map(Auth),
             Some(AuthState::Invalid) => Err(Error::InvalidToken.into()),
             Some(AuthState::Missing) | None => Err(Error::Unauthorized.into()),
         })
     }
+}
+
+/// `p`, unless the deployment requires a verified address for this request and `p` has none.
+fn verified_for(req: &HttpRequest, p: Principal) -> Result<Principal, ApiError> {
+    if p.email_verified || req.method().is_safe() {
+        return Ok(p);
+    }
+    let own_account = {
+        let path = req.match_info().as_str();
+        path.starts_with("/v1/me/") || path.starts_with("/v1/auth/")
+    };
+    let required = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.plinth.settings().email.require_verified);
+    p.require_verified(required && !own_account)?;
+    Ok(p)
 }
 
 /// A resource's id from its path segment: a malformed id names nothing, so it is `404

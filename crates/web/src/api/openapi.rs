@@ -17,9 +17,10 @@ use crate::problem::Problem;
     components(schemas(Problem, plinth_domain::FieldError)),
     tags(
         (name = "platform", description = "Health, readiness, metrics and this document; any host, never rate-limited"),
-        (name = "auth", description = "Signup (platform host), login, sessions and the caller"),
+        (name = "auth", description = "Signup (platform host), login, sessions, password reset, address verification and the caller"),
         (name = "tenant", description = "The tenant a host names"),
         (name = "users", description = "A tenant's users (owners and admins)"),
+        (name = "invitations", description = "Inviting people to a tenant by email, and accepting"),
         (name = "projects", description = "A tenant's projects"),
         (name = "webhooks", description = "A tenant's webhooks and their deliveries (owners and admins)"),
     )

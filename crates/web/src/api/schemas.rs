@@ -4,7 +4,9 @@
 
 use plinth_domain::page::Cursor;
 use plinth_domain::ports::IdempotencyKey;
-use plinth_domain::values::{DISPLAY_NAME_PATTERN, Email, Password, RESERVED_SLUGS, RefreshToken, Slug};
+use plinth_domain::values::{
+    DISPLAY_NAME_PATTERN, Email, EmailToken, Password, Purpose, RESERVED_SLUGS, RefreshToken, Slug,
+};
 use utoipa::openapi::Object;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
@@ -92,6 +94,30 @@ pub fn cursor() -> Object {
         .pattern(Some(Cursor::PATTERN))
         .min_length(Some(Cursor::TEXT_LEN))
         .max_length(Some(Cursor::TEXT_LEN))
+        .build()
+}
+
+/// An invitation link's token: `pli_` and 43 base64url characters.
+pub fn invitation_token() -> Object {
+    emailed_token(Purpose::Invitation, "The token in the invitation link's fragment (`#token=…`)")
+}
+
+/// A password-reset link's token.
+pub fn reset_token() -> Object {
+    emailed_token(Purpose::PasswordReset, "The token in the reset link's fragment (`#token=…`)")
+}
+
+/// A verification link's token.
+pub fn verify_token() -> Object {
+    emailed_token(Purpose::VerifyEmail, "The token in the verification link's fragment (`#token=…`)")
+}
+
+fn emailed_token(purpose: Purpose, description: &str) -> Object {
+    string()
+        .description(Some(description))
+        .pattern(Some(purpose.pattern()))
+        .min_length(Some(EmailToken::TEXT_LEN))
+        .max_length(Some(EmailToken::TEXT_LEN))
         .build()
 }
 

@@ -49,7 +49,8 @@ pub enum AuthState {
 enum Class {
     /// Signup: the platform host, the login quota.
     Signup,
-    /// Login and refresh: a tenant host, the login quota.
+    /// Login, refresh, and the requests that carry an emailed token or ask for one (password
+    /// reset, verification, accepting an invitation): a tenant host, the login quota.
     Login,
     /// Everything else under `/v1`: a tenant host, the tenant or IP quota.
     Tenant,
@@ -65,7 +66,12 @@ enum Class {
 fn classify(path: &str) -> Class {
     match path {
         "/v1/signup" => Class::Signup,
-        "/v1/auth/login" | "/v1/auth/refresh" => Class::Login,
+        "/v1/auth/login"
+        | "/v1/auth/refresh"
+        | "/v1/auth/password-reset"
+        | "/v1/auth/password-reset/confirm"
+        | "/v1/auth/verify-email"
+        | "/v1/invitations/accept" => Class::Login,
         "/v1/me/password" => Class::Credentials,
         _ => Class::Tenant,
     }
@@ -347,6 +353,10 @@ mod tests {
     fn signup_and_login_are_their_own_classes() {
         assert_eq!(classify("/v1/signup"), Class::Signup);
         assert_eq!(classify("/v1/auth/login"), Class::Login);
+        for path in ["/v1/auth/password-reset", "/v1/auth/password-reset/confirm", "/v1/auth/verify-email", "/v1/invitations/accept"] {
+            assert_eq!(classify(path), Class::Login, "{path}");
+        }
+        assert_eq!(classify("/v1/invitations"), Class::Tenant);
         assert_eq!(classify("/v1/projects"), Class::Tenant);
         assert_eq!(classify("/v1/me/password"), Class::Credentials);
         assert_eq!(classify("/v1/signup/"), Class::Tenant);

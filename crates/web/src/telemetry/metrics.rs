@@ -30,7 +30,7 @@ pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 /// Gauge: requests being served now.
 pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
 /// Counter `{policy}`: requests refused with 429, by the policy that counted them.
-pub const RATE_LIMIT_REJECTIONS: &str = "rate_limit_rejections_total";
+pub const RATE_LIMIT_REJECTIONS: &str = plinth_domain::metric::RATE_LIMIT_REJECTIONS;
 /// Counter: requests admitted without counting because the limiter failed (fail-open).
 pub const RATE_LIMIT_FAIL_OPEN: &str = "rate_limit_fail_open_total";
 /// Gauge: jobs due and not claimed.

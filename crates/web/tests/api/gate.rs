@@ -193,8 +193,13 @@ struct CountedLookups {
 
 #[async_trait]
 impl TenantRepository for CountedLookups {
-    async fn create_with_owner(&self, tenant: &Tenant, owner: &User) -> plinth_domain::Result<()> {
-        self.inner.create_with_owner(tenant, owner).await
+    async fn create_with_owner(
+        &self,
+        tenant: &Tenant,
+        owner: &User,
+        verification: Option<&plinth_domain::ports::NewVerification>,
+    ) -> plinth_domain::Result<()> {
+        self.inner.create_with_owner(tenant, owner, verification).await
     }
 
     async fn find_by_slug(&self, slug: &Slug) -> plinth_domain::Result<Option<Tenant>> {

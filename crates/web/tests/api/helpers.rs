@@ -45,6 +45,20 @@ impl TestApp {
         Self::start_wired(vars, db, clock, |_| {}).await
     }
 
+    /// As [`TestApp::spawn_on_clock`], with `adapt` wrapping or replacing adapters.
+    pub async fn spawn_adapted_on_clock(
+        backend: Backend,
+        vars: &[(&str, &str)],
+        clock: Arc<dyn Clock>,
+        adapt: impl FnOnce(&mut Ports),
+    ) -> Self {
+        let db = match backend {
+            Backend::Memory => None,
+            Backend::Postgres => Some(TestDatabase::new().await),
+        };
+        Self::start_wired(vars, db, clock, adapt).await
+    }
+
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, &[]).await
     }

@@ -9,6 +9,7 @@ mod helpers;
 mod attacks;
 mod auth;
 mod deliveries;
+mod emails;
 mod errors;
 mod fault_load;
 mod faults;

@@ -8,6 +8,7 @@
 mod harness;
 mod helpers;
 
+mod email_log;
 mod logs;
 mod migrate;
 mod openapi;
