@@ -10,6 +10,7 @@ mod schemathesis;
 mod soak;
 mod test;
 mod util;
+mod venv;
 
 use std::process::ExitCode;
 
@@ -18,7 +19,8 @@ usage: cargo xtask <command>
 
 commands:
   ci      everything CI checks: fmt, clippy, cargo-deny (licenses, bans, sources), tests
-  test    the tests alone (cargo nextest when installed, else cargo test)
+  test    the tests alone (cargo nextest when installed, else cargo test), after installing
+          the tests' SMTP server (aiosmtpd, pinned, in the venv under target/)
   migrate [--status]
           apply the migrations (as PLINTH_DATABASE_OWNER_URL), or list them
   seed [--tenants N] [--users-per-tenant M] [--projects-per-tenant K] [--tokens-file F]

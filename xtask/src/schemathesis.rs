@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::util::{cargo, root, run as step};
+use crate::util::{cargo, root, run as step, target_dir};
+use crate::venv;
 
 /// The Schemathesis release this was verified with.
 const VERSION: &str = "4.32.5";
@@ -41,7 +42,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let work = target.join("schemathesis");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
 
-    let schemathesis = install(&target)?;
+    let schemathesis = install()?;
     step("build plinth", cargo().args(["build", "-p", "plinth-web", "--bin", "plinth"]))?;
     let plinth = target.join("debug").join("plinth");
 
@@ -85,40 +86,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// `CARGO_TARGET_DIR`, or the workspace's `target/`.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
-}
-
-/// The venv's `schemathesis`, installed at [`VERSION`] when missing or another version.
-fn install(target: &Path) -> Result<PathBuf, String> {
-    let venv = target.join("venv");
-    let bin = venv.join("bin").join("schemathesis");
-    let installed = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim().ends_with(VERSION));
-    if installed {
-        return Ok(bin);
-    }
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        step("create venv", Command::new("python3").arg("-m").arg("venv").arg(&venv)).map_err(|e| {
-            format!("{e}: `python3 -m venv` needs the venv module (Debian: apt-get install -y python3-venv)")
-        })?;
-    }
-    step(
-        "install schemathesis",
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("schemathesis=={VERSION}"),
-        ]),
-    )?;
-    Ok(bin)
+/// The venv's `schemathesis`, at [`VERSION`].
+fn install() -> Result<PathBuf, String> {
+    let python = venv::install("schemathesis", VERSION)?;
+    Ok(python.with_file_name("schemathesis"))
 }
 
 /// Drops and creates [`DATABASE`], as `postgres` on 127.0.0.1:5432.

@@ -53,6 +53,7 @@ const IO_CRATES: &[&str] = &[
     "tracing-subscriber",
     "metrics-exporter-prometheus",
     "chacha20poly1305",
+    "lettre",
 ];
 
 #[test]
@@ -71,7 +72,7 @@ fn the_domain_depends_on_no_workspace_crate_and_no_io_crate() {
 #[test]
 fn every_adapter_depends_on_the_domain_and_never_on_another_adapter() {
     // `plinth-affinity` is shared runtime mechanics (per-thread connection slots), not an adapter.
-    for adapter in ["memory", "postgres", "redis", "jwt", "webhooks"] {
+    for adapter in ["memory", "postgres", "redis", "jwt", "webhooks", "email"] {
         let deps = dependencies(&format!("crates/{adapter}/Cargo.toml"));
         let workspace: Vec<_> = deps.iter().filter(|d| d.starts_with("plinth-") && *d != "plinth-affinity").collect();
         assert_eq!(workspace, ["plinth-domain"], "crates/{adapter} depends on {workspace:?}");

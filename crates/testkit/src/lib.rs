@@ -4,15 +4,20 @@
 //!
 //! The server is `PLINTH_TEST_PG` (an admin URL, default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! A test that can't reach it fails with a message that says how to start it; it never skips.
+//!
+//! Also: throwaway Redis servers and clusters ([`PrivateRedis`], [`RedisCluster`]), a private
+//! PostgreSQL cluster ([`PrivateCluster`]), and a real SMTP server ([`Mailbox`]).
 
 #![allow(clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 mod cluster;
+mod mailbox;
 mod redis;
 
 use std::time::Duration;
 
 pub use cluster::PrivateCluster;
+pub use mailbox::{Mailbox, MailboxSecurity, ReceivedMail};
 pub use redis::{PrivateRedis, RedisCluster, shared_redis_url};
 
 use tokio_postgres::{Client, Config, NoTls};
