@@ -65,7 +65,8 @@ use std::time::Duration;
 use crate::clock::ManualClock;
 
 use crate::ports::{
-    AccountEmails, IdempotencyStore, ProjectRepository, SessionRepository, TenantRepository, UserRepository, WebhookRepository,
+    AccountEmails, IdempotencyStore, ProjectRepository, SessionRepository, TenantRepository, UserRepository,
+    WebhookRepository,
 };
 
 /// The storage ports of one backend, sharing one store: the repository suites create tenants

@@ -123,9 +123,9 @@ fn escape_html(s: &str, out: &mut String) {
 /// `7 days`, `30 minutes`, `1 hour`: the largest whole unit.
 fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
-    let (n, unit) = if s >= 86_400 && s % 86_400 == 0 {
+    let (n, unit) = if s >= 86_400 && s.is_multiple_of(86_400) {
         (s / 86_400, "day")
-    } else if s >= 3600 && s % 3600 == 0 {
+    } else if s >= 3600 && s.is_multiple_of(3600) {
         (s / 3600, "hour")
     } else if s >= 60 {
         (s / 60, "minute")

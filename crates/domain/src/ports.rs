@@ -17,7 +17,7 @@ mod repositories;
 mod sessions;
 mod webhooks;
 
-pub use accounts::{AccountEmails, Acceptance, EmailOutcome, NewEmail, NewVerification, PendingEmail};
+pub use accounts::{Acceptance, AccountEmails, EmailOutcome, NewEmail, NewVerification, PendingEmail};
 pub use cache::{CacheStore, Generation, GenerationStore};
 pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};

@@ -28,9 +28,9 @@ pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    AccountEmails, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota,
-    RateLimiter, SecretCipher, SessionRepository, TenantRepository, TokenService, UserRepository, WebhookRepository,
-    WebhookSender, WebhookUrlGuard,
+    AccountEmails, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore, JobQueue, PasswordHasher,
+    ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository, TenantRepository, TokenService,
+    UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.

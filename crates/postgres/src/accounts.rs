@@ -9,7 +9,7 @@ use plinth_domain::entities::{Invitation, Tenant, User};
 use plinth_domain::error::Conflict;
 use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
 use plinth_domain::ports::{
-    AccountEmails, Acceptance, EmailOutcome, Job, NewEmail, NewVerification, NextStep, PendingEmail,
+    Acceptance, AccountEmails, EmailOutcome, Job, NewEmail, NewVerification, NextStep, PendingEmail,
 };
 use plinth_domain::values::{Email, PasswordHash, Purpose, Role, Slug, TenantName, TokenHash};
 use plinth_domain::{Error, Result};
@@ -92,7 +92,10 @@ async fn spend_token(
         )
         .await
         .or_db()?;
-    let row = tx.query_opt(&delete, &[tenant.as_uuid(), &token.as_bytes().as_slice(), &purpose.as_str(), &now]).await.or_db()?;
+    let row = tx
+        .query_opt(&delete, &[tenant.as_uuid(), &token.as_bytes().as_slice(), &purpose.as_str(), &now])
+        .await
+        .or_db()?;
     row.map(|r| r.try_get("user_id").map(UserId::from_uuid).or_db()).transpose()
 }
 
@@ -227,7 +230,8 @@ impl AccountEmails for PgStore {
                 )
                 .await
                 .or_db()?;
-            let row = tx.query_opt(&spend, &[tenant.as_uuid(), &token.as_bytes().as_slice(), &member.now]).await.or_db()?;
+            let row =
+                tx.query_opt(&spend, &[tenant.as_uuid(), &token.as_bytes().as_slice(), &member.now]).await.or_db()?;
             let Some(row) = row else { return Ok(None) };
             let user = User {
                 id: member.user,
@@ -348,8 +352,7 @@ impl AccountEmails for PgStore {
             let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
             tx.commit().await.or_db()?;
             let Some(row) = row else { return Ok(None) };
-            let purpose =
-                Purpose::parse(row.try_get("purpose").or_db()?).ok_or_else(|| corrupt("email purpose"))?;
+            let purpose = Purpose::parse(row.try_get("purpose").or_db()?).ok_or_else(|| corrupt("email purpose"))?;
             let role: Option<&str> = row.try_get("invited_role").or_db()?;
             let inviter: Option<&str> = row.try_get("inviter").or_db()?;
             let invitation = match (role, inviter) {

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use plinth_domain::cache::{Cache, MeteredStore, TieredStore};
 use plinth_domain::clock::SystemClock;
-use plinth_domain::page::CursorKey;
 use plinth_domain::mail::MailSettings;
+use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
-    AccountEmails, CacheStore, Clock, DeliveryStore, EmailSender, GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository,
-    SessionRepository, TenantRepository, TokenService, UserRepository, WebhookRepository,
+    AccountEmails, CacheStore, Clock, DeliveryStore, EmailSender, GenerationStore, IdempotencyStore, JobQueue,
+    PasswordHasher, ProjectRepository, SessionRepository, TenantRepository, TokenService, UserRepository,
+    WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{
@@ -334,6 +335,7 @@ async fn seed_demo(plinth: &Plinth) -> Result<DemoLogin, StartupError> {
                 tenant_name: "Demo".into(),
                 email: DEMO.email.into(),
                 password: DEMO.password.into(),
+                email_verified: true,
             },
             ClientInfo::default(),
         )

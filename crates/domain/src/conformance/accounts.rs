@@ -97,7 +97,10 @@ pub async fn an_invitation_is_pending_until_accepted_once(storage: Storage) {
     let member = acceptance();
     let user = storage.accounts.accept_invitation(tenant.id, &hash, &member).await.expect("accept succeeds");
     let user = user.expect("a pending invitation is accepted");
-    assert_eq!((user.id, &user.email, user.role, user.email_verified), (member.user, &invitation.email, Role::Member, true));
+    assert_eq!(
+        (user.id, &user.email, user.role, user.email_verified),
+        (member.user, &invitation.email, Role::Member, true)
+    );
     assert_eq!(storage.users.find_by_email(tenant.id, &invitation.email).await.expect("find succeeds"), Some(user));
     let again = storage.accounts.accept_invitation(tenant.id, &hash, &acceptance()).await.expect("accept succeeds");
     assert_eq!(again, None, "an invitation works once");
@@ -129,7 +132,10 @@ pub async fn revoked_expired_and_foreign_invitations_are_not_accepted(storage: S
     let (revoked, revoked_hash) = invite(&storage, &tenant, &owner, "revoked").await;
     assert!(storage.accounts.revoke_invitation(tenant.id, revoked.id).await.expect("revoke succeeds"));
     assert!(!storage.accounts.revoke_invitation(tenant.id, revoked.id).await.expect("revoke succeeds"));
-    assert_eq!(storage.accounts.accept_invitation(tenant.id, &revoked_hash, &acceptance()).await.expect("accept"), None);
+    assert_eq!(
+        storage.accounts.accept_invitation(tenant.id, &revoked_hash, &acceptance()).await.expect("accept"),
+        None
+    );
     let (expiring, expiring_hash) =
         invite_until(&storage, &tenant, &owner, "expiring", now() + Duration::minutes(1)).await.expect("invite");
     let later = Acceptance { now: clock::truncate(now() + Duration::minutes(2)), ..acceptance() };
@@ -138,7 +144,9 @@ pub async fn revoked_expired_and_foreign_invitations_are_not_accepted(storage: S
     let (_, foreign_hash) = invite(&storage, &tenant, &owner, "foreign").await;
     assert_eq!(storage.accounts.accept_invitation(other.id, &foreign_hash, &acceptance()).await.expect("accept"), None);
     assert!(!storage.accounts.revoke_invitation(other.id, revoked.id).await.expect("revoke succeeds"));
-    assert!(storage.accounts.accept_invitation(tenant.id, &foreign_hash, &acceptance()).await.expect("accept").is_some());
+    assert!(
+        storage.accounts.accept_invitation(tenant.id, &foreign_hash, &acceptance()).await.expect("accept").is_some()
+    );
 }
 
 /// A tenant can't hold more pending invitations than the cap it is given.
@@ -177,7 +185,7 @@ pub async fn racing_acceptances_make_one_member(storage: Storage) {
     let results = racers.join_all().await;
     let members = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
     assert_eq!(members, 1, "{results:?}");
-    assert!(results.iter().all(|r| matches!(r, Ok(_))), "{results:?}");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
 
 /// Accepting for an address that became a member meanwhile is `Conflict(EmailTaken)`, and the
@@ -229,7 +237,10 @@ pub async fn a_reset_token_is_issued_to_a_member_only_and_spent_once(storage: St
     let spent = storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset");
     assert_eq!(spent, Some(owner.id));
     let user = storage.users.get(tenant.id, owner.id).await.expect("get").expect("the owner");
-    assert_eq!((user.password_hash, user.email_verified, user.token_version), (new_hash(), true, owner.token_version + 1));
+    assert_eq!(
+        (user.password_hash, user.email_verified, user.token_version),
+        (new_hash(), true, owner.token_version + 1)
+    );
     assert!(storage.sessions.list(tenant.id, owner.id, now()).await.expect("list").is_empty(), "every session ended");
     assert_eq!(storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset"), None);
 }

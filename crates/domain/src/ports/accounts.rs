@@ -108,8 +108,13 @@ pub trait AccountEmails: Send + Sync {
     /// pending invitation of the same address, atomically. Errors: `Conflict(EmailTaken)` when
     /// a member has the address; `Conflict(TooManyInvitations)` when the tenant would have
     /// more than `max_pending` pending invitations; `QueueFull`.
-    async fn invite(&self, invitation: &Invitation, token: &TokenHash, email: &NewEmail, max_pending: usize)
-    -> Result<()>;
+    async fn invite(
+        &self,
+        invitation: &Invitation,
+        token: &TokenHash,
+        email: &NewEmail,
+        max_pending: usize,
+    ) -> Result<()>;
 
     /// The tenant's invitations pending at `now`, newest first.
     async fn invitations(&self, tenant: TenantId, now: OffsetDateTime) -> Result<Vec<Invitation>>;

@@ -184,7 +184,11 @@ impl Plinth {
         let token = token(Purpose::PasswordReset, token_text)?;
         let hash = self.ports.passwords.hash(&password?).await?;
         let now = self.ports.clock.now();
-        self.ports.accounts.reset_password(tenant.id, &token.hash(), &hash, now).await?.ok_or(Error::InvalidEmailToken)?;
+        self.ports
+            .accounts
+            .reset_password(tenant.id, &token.hash(), &hash, now)
+            .await?
+            .ok_or(Error::InvalidEmailToken)?;
         // Every session of the user ended in that transaction: drop their markers everywhere.
         self.cache.invalidate(tenant.id).await;
         Ok(())
@@ -246,7 +250,9 @@ impl Plinth {
             let attempts = email.attempts + 1;
             match self.ports.mailer.send(&message).await {
                 Ok(()) => EmailOutcome::Sent,
-                Err(e) if e.permanent || attempts >= self.settings.delivery.max_attempts => EmailOutcome::Dead(e.reason),
+                Err(e) if e.permanent || attempts >= self.settings.delivery.max_attempts => {
+                    EmailOutcome::Dead(e.reason)
+                }
                 Err(e) => EmailOutcome::RetryAt(
                     self.ports.clock.now() + super::worker::backoff(self.settings.delivery.backoff, attempts),
                     e.reason,

@@ -18,6 +18,9 @@ pub struct SignupInput {
     pub email: String,
     /// The owner's password.
     pub password: String,
+    /// Whether the owner's address is known to be theirs already (the embedded mode's demo
+    /// tenant): then it is verified at once and no verification link is sent.
+    pub email_verified: bool,
 }
 
 impl std::fmt::Debug for SignupInput {
@@ -63,10 +66,11 @@ impl Plinth {
             password_hash: self.ports.passwords.hash(&password).await?,
             created_at: self.ports.clock.now(),
             token_version: 0,
-            email_verified: false,
+            email_verified: input.email_verified,
         };
         // The owner's verification link is queued in the signup's transaction.
-        self.ports.tenants.create_with_owner(&tenant, &user, Some(&self.verification(&user))).await?;
+        let verification = (!user.email_verified).then(|| self.verification(&user));
+        self.ports.tenants.create_with_owner(&tenant, &user, verification.as_ref()).await?;
         // Any instance may remember the slug as naming no tenant: drop those answers everywhere.
         self.cache.invalidate_platform().await;
         let token = self.start_session(&user, client).await?;

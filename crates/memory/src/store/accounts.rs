@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use plinth_domain::entities::{Invitation, User};
 use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
 use plinth_domain::ports::{
-    AccountEmails, Acceptance, EmailOutcome, Job, NewEmail, NewVerification, NextStep, PendingEmail, Work,
+    Acceptance, AccountEmails, EmailOutcome, Job, NewEmail, NewVerification, NextStep, PendingEmail, Work,
 };
 use plinth_domain::values::{Email, PasswordHash, Purpose, TokenHash};
 use plinth_domain::{Conflict, Error, Result};

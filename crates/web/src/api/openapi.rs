@@ -33,7 +33,10 @@ pub struct ApiDoc;
 fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
     const BODY: (u16, &str) = (400, "Malformed JSON");
     const UNAUTH: (u16, &str) = (401, "No bearer token (`unauthorized`) or not a valid one here (`invalid_token`)");
-    const FORBIDDEN: (u16, &str) = (403, "The caller's role may not do this");
+    const FORBIDDEN: (u16, &str) = (
+        403,
+        "The caller's role may not do this (`forbidden`), or a write by a user whose address is not verified while verification is required (`email_unverified`)",
+    );
     const TENANT: (u16, &str) = (404, "No tenant at this host (`tenant_not_found`), or no such resource (`not_found`)");
     const CONFLICT: (u16, &str) = (409, "Conflict with the current state");
     const TOO_LARGE: (u16, &str) = (413, "Body over 64 KiB");
@@ -68,6 +71,36 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
             MEDIA,
             INVALID,
         ],
+        "acceptInvitation" | "confirmPasswordReset" | "verifyEmail" => &[
+            (
+                400,
+                "Malformed JSON, or an emailed token that is not (or no longer) valid, whatever the reason (`invalid_email_token`)",
+            ),
+            TENANT,
+            SLOW,
+            CONFLICT,
+            TOO_LARGE,
+            MEDIA,
+            INVALID,
+        ],
+        "requestPasswordReset" => &[BODY, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
+        "createInvitation" => &[
+            BODY,
+            UNAUTH,
+            (
+                403,
+                "The caller's role may not do this (`forbidden`), or their address is not verified (`email_unverified`)",
+            ),
+            TENANT,
+            SLOW,
+            (409, "A member has this address, or the tenant has too many pending invitations (`conflict`)"),
+            TOO_LARGE,
+            MEDIA,
+            INVALID,
+        ],
+        "listInvitations" => &[UNAUTH, FORBIDDEN, TENANT],
+        "deleteInvitation" => &[UNAUTH, FORBIDDEN, TENANT],
+        "resendVerification" => &[UNAUTH, TENANT],
         "logout" | "listMySessions" | "deleteMySession" => &[UNAUTH, TENANT],
         "deleteUserSessions" => &[UNAUTH, FORBIDDEN, TENANT],
         "getTenant" => &[TENANT],
@@ -105,7 +138,7 @@ fn add_common(path: &str, op: &mut Operation) {
             "Rate limit exceeded (`rate_limited`), or the tenant's pending webhook deliveries are at their cap \
              (`queue_full`); see Retry-After"
         } else {
-            "Rate limit exceeded; see Retry-After"
+            "Rate limit exceeded (`rate_limited`; for a request that sends a message, the `mailbox` policy too); see Retry-After"
         };
         responses.responses.entry("429".into()).or_insert_with(|| problem_response(too_many));
         responses
@@ -124,6 +157,7 @@ fn add_common(path: &str, op: &mut Operation) {
             | "getProject"
             | "listWebhooks"
             | "listDeliveries"
+            | "listInvitations"
     );
     if get {
         responses.responses.entry("304".into()).or_insert_with(|| {

@@ -76,6 +76,7 @@ pub async fn signup(
                 tenant_name: b.tenant_name,
                 email: b.email,
                 password: b.password,
+                email_verified: false,
             },
             client.0,
         )

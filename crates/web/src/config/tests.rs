@@ -22,7 +22,7 @@ fn an_empty_environment_is_the_embedded_default() {
     assert_eq!(c.base_domain.as_str(), "localhost");
     assert!(c.database.is_none());
     assert!(c.redis_urls.is_empty());
-    assert_eq!(c.cache, CacheLevels { l1: true, l2: true, l1_bytes: 64 << 20, data_ttl: Duration::from_secs(30) });
+    assert_eq!(c.cache, CacheLevels { l1: true, l2: true, l1_bytes: 32 << 20, data_ttl: Duration::from_secs(30) });
     assert_eq!(c.jwt.keys, JwtKeys::Hs256(None));
     assert_eq!((c.jwt.issuer.as_str(), c.jwt.audience.as_str()), ("plinth", "plinth-api"));
     assert_eq!(c.jwt.ttl.as_secs(), 900);
@@ -102,13 +102,13 @@ fn lists_and_levels_parse() {
         ("PLINTH_BASE_DOMAIN", "Example.COM"),
     ])
     .unwrap();
-    assert_eq!(c.cache, CacheLevels { l1: false, l2: true, l1_bytes: 64 << 20, data_ttl: Duration::from_secs(30) });
+    assert_eq!(c.cache, CacheLevels { l1: false, l2: true, l1_bytes: 32 << 20, data_ttl: Duration::from_secs(30) });
     assert_eq!(c.trusted_proxies.len(), 2);
     assert_eq!(c.redis_urls.len(), 2);
     assert_eq!(c.base_domain.as_str(), "example.com");
     assert_eq!(
         config(&[("PLINTH_CACHE", "off")]).unwrap().cache,
-        CacheLevels { l1: false, l2: false, l1_bytes: 64 << 20, data_ttl: Duration::from_secs(30) }
+        CacheLevels { l1: false, l2: false, l1_bytes: 32 << 20, data_ttl: Duration::from_secs(30) }
     );
 }
 

@@ -353,7 +353,12 @@ mod tests {
     fn signup_and_login_are_their_own_classes() {
         assert_eq!(classify("/v1/signup"), Class::Signup);
         assert_eq!(classify("/v1/auth/login"), Class::Login);
-        for path in ["/v1/auth/password-reset", "/v1/auth/password-reset/confirm", "/v1/auth/verify-email", "/v1/invitations/accept"] {
+        for path in [
+            "/v1/auth/password-reset",
+            "/v1/auth/password-reset/confirm",
+            "/v1/auth/verify-email",
+            "/v1/invitations/accept",
+        ] {
             assert_eq!(classify(path), Class::Login, "{path}");
         }
         assert_eq!(classify("/v1/invitations"), Class::Tenant);

@@ -105,12 +105,12 @@ on_every_backend! {
         assert_eq!(
             body,
             json!({
-                "user": {"id": member_id, "email": "mia@acme.test", "role": "member"},
+                "user": {"id": member_id, "email": "mia@acme.test", "role": "member", "email_verified": false},
                 "tenant": {"id": owner.tenant_id, "slug": "acme", "name": "Tenant acme", "plan": "free"},
             })
         );
         let body: Value = me(&app, "acme", &owner.token).await.json().await.unwrap();
-        assert_eq!(body["user"], json!({"id": owner.user_id, "email": "owner@acme.test", "role": "owner"}));
+        assert_eq!(body["user"], json!({"id": owner.user_id, "email": "owner@acme.test", "role": "owner", "email_verified": false}));
     }
 
     async fn a_request_without_a_bearer_token_is_unauthorized_with_a_bearer_challenge(backend: Backend) {

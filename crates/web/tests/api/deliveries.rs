@@ -111,6 +111,7 @@ async fn three_stepped_attempts(backend: Backend, script: Vec<u16>) -> (TestApp,
     let receiver = Receiver::start(script, Duration::ZERO).await;
     let app = TestApp::spawn_with(backend, STEPPED).await;
     let token = app.signup("stepped").await.token;
+    step(&app).await; // the owner's verification message (to the log)
     let (hook, _) = subscribe(&app, "stepped", &token, &receiver.url).await;
     app.project("stepped", &token, "Stepped").await;
     for attempt in 1..=3 {
@@ -219,6 +220,8 @@ on_every_backend! {
             ("PLINTH_TENANT_MAX_PENDING_JOBS", "2"),
         ]).await;
         let token = app.signup("capped").await.token;
+        // The owner's verification message is a job too: sent (to the log) before counting.
+        assert!(app.plinth.work_one("test").await.unwrap());
         let (hook, _) = subscribe(&app, "capped", &token, "http://127.0.0.1:9/hook").await;
         let kept = app.project("capped", &token, "One").await;
         app.project("capped", &token, "Two").await;

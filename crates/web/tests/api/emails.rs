@@ -11,10 +11,10 @@ use plinth_domain::clock::ManualClock;
 use plinth_domain::entities::{Invitation, User};
 use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
 use plinth_domain::ports::{
-    AccountEmails, Acceptance, Clock, EmailOutcome, Job, NewEmail, NewVerification, PendingEmail,
+    Acceptance, AccountEmails, Clock, EmailOutcome, Job, NewEmail, NewVerification, PendingEmail,
 };
 use plinth_domain::values::{Email, PasswordHash, TokenHash};
-use plinth_testkit::mailbox::{Mailbox, ReceivedMail};
+use plinth_testkit::{Mailbox, ReceivedMail};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -186,7 +186,8 @@ on_every_backend! {
             assert_eq!(body, &revoked_body);
         }
         // Nobody joined.
-        assert_eq!(app.all("tok", &owner.token, "/v1/users").await.len(), 1);
+        let fresh = app.login("tok", "owner@tok.test").await;
+        assert_eq!(app.all("tok", &fresh, "/v1/users").await.len(), 1);
     }
 
     async fn nobody_invites_above_their_own_role(backend: Backend) {
@@ -307,7 +308,8 @@ on_every_backend! {
         let res = invite(&app, "outage", &owner.token, "late@outage.test", "member").await;
         assert_eq!(res.status(), StatusCode::CREATED, "the request does not wait for SMTP");
         // The attempt fails and is scheduled again, the job kept.
-        assert_eq!(work(&app).await, 1);
+        assert!(app.plinth.work_one("test").await.unwrap());
+        assert!(to(&mb, "late@outage.test").is_empty());
         assert_eq!(app.plinth.queue_stats().await.unwrap().ready, 1);
         mb.start_again().unwrap_or_else(|e| panic!("{e}"));
         clock.advance(Duration::from_secs(1)); // past the 1 ms backoff
@@ -319,7 +321,7 @@ on_every_backend! {
 
     async fn a_worker_dying_between_sending_and_recording_resends_the_same_message(backend: Backend) {
         let mb = mailbox();
-        let fail_once = Arc::new(AtomicBool::new(true));
+        let fail_once = Arc::new(AtomicBool::new(false));
         let flag = fail_once.clone();
         let clock = Arc::new(ManualClock::new());
         let url = mb.url();
@@ -338,7 +340,8 @@ on_every_backend! {
         // Sent, then the worker "dies": the job stays claimed, nothing recorded.
         app.plinth.work_one("test").await.unwrap_err();
         assert_eq!(to(&mb, "twice@crash.test").len(), 1);
-        // Its claim is rescued and the job runs again.
+        // Its claim is rescued (the worker stopped answering a second ago) and the job runs again.
+        clock.advance(Duration::from_secs(1));
         assert_eq!(app.plinth.rescue_jobs(Duration::ZERO).await.unwrap(), 1);
         assert_eq!(work(&app).await, 1);
         let copies = to(&mb, "twice@crash.test");
@@ -392,7 +395,12 @@ impl AccountEmails for DiesBeforeRecording {
     async fn revoke_invitation(&self, t: TenantId, id: InvitationId) -> plinth_domain::Result<bool> {
         self.inner.revoke_invitation(t, id).await
     }
-    async fn accept_invitation(&self, t: TenantId, h: &TokenHash, m: &Acceptance) -> plinth_domain::Result<Option<User>> {
+    async fn accept_invitation(
+        &self,
+        t: TenantId,
+        h: &TokenHash,
+        m: &Acceptance,
+    ) -> plinth_domain::Result<Option<User>> {
         self.inner.accept_invitation(t, h, m).await
     }
     async fn request_reset(&self, e: &NewEmail) -> plinth_domain::Result<()> {
@@ -410,7 +418,12 @@ impl AccountEmails for DiesBeforeRecording {
     async fn queue_verification(&self, v: &NewVerification) -> plinth_domain::Result<()> {
         self.inner.queue_verification(v).await
     }
-    async fn verify_email(&self, t: TenantId, h: &TokenHash, now: time::OffsetDateTime) -> plinth_domain::Result<Option<UserId>> {
+    async fn verify_email(
+        &self,
+        t: TenantId,
+        h: &TokenHash,
+        now: time::OffsetDateTime,
+    ) -> plinth_domain::Result<Option<UserId>> {
         self.inner.verify_email(t, h, now).await
     }
     async fn load_email(&self, t: TenantId, id: EmailId) -> plinth_domain::Result<Option<PendingEmail>> {

@@ -66,7 +66,8 @@ on_every_backend! {
         assert!(user["id"].as_str().is_some_and(|s| s.len() == 36), "{body}");
         assert_eq!(user["email"], "ada@acme.test");
         assert_eq!(user["role"], "owner");
-        assert_eq!(user.as_object().unwrap().len(), 3, "no password hash, no tenant id: {user}");
+        assert_eq!(user["email_verified"], false, "a link to verify it is on its way");
+        assert_eq!(user.as_object().unwrap().len(), 4, "no password hash, no tenant id: {user}");
         assert_eq!(body["token_type"], "Bearer");
         assert_eq!(body["expires_in"], 900);
         assert!(body["refresh_token"].as_str().is_some_and(|t| t.starts_with("plr_")), "{body}");

@@ -48,7 +48,7 @@ on_every_backend! {
             assert_eq!(res.status(), StatusCode::CREATED);
             let user: Value = res.json().await.unwrap();
             let id = user["id"].as_str().unwrap().to_owned();
-            assert_eq!(user, json!({"id": id, "email": email, "role": role}), "no password, no hash");
+            assert_eq!(user, json!({"id": id, "email": email, "role": role, "email_verified": false}), "no password, no hash");
             ids.push(id);
             app.login("acme", email).await;
         }
@@ -201,7 +201,7 @@ on_every_backend! {
         );
         let res = patch(&app, "acme", &admin, &mia, "admin").await;
         assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(res.json::<Value>().await.unwrap(), json!({"id": mia, "email": "mia@acme.test", "role": "admin"}));
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({"id": mia, "email": "mia@acme.test", "role": "admin", "email_verified": false}));
         assert_eq!(delete(&app, "acme", &admin, &mia).await.status(), StatusCode::NO_CONTENT);
         assert_eq!(
             roster(&app, &owner.token).await,

@@ -22,7 +22,8 @@ async fn logged_message(app: &Process, to: &str, page: &str) -> (Value, String) 
         if let Some(line) = found {
             let text = line.to_string();
             let start = text.find("#token=").map(|i| i + "#token=".len()).unwrap_or_default();
-            let token: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+            let token: String =
+                text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
             return (line, token);
         }
         assert!(Instant::now() < deadline, "no logged message to {to} for {page}:\n{}", app.stdout());
@@ -54,7 +55,8 @@ async fn without_smtp_every_link_is_logged_and_can_be_followed() {
     let (line, verify) = logged_message(&app, &owner, "/verify-email").await;
     assert!(line.to_string().contains("Confirm your email address"), "{line}");
     assert!(line.to_string().contains(&format!("https://{slug}.localhost/verify-email#token=plv_")), "{line}");
-    let res = app.request(Method::POST, &host, "/v1/auth/verify-email").json(&json!({"token": verify})).send().await.unwrap();
+    let res =
+        app.request(Method::POST, &host, "/v1/auth/verify-email").json(&json!({"token": verify})).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
 
     // An invitation, accepted through its logged link.
