@@ -4,7 +4,7 @@
 //! `--step-factor` until a step misses the bar, then one more step shows the knee.
 
 mod chart;
-mod driver;
+pub mod driver;
 mod tables;
 
 use std::path::Path;
@@ -32,8 +32,6 @@ pub const ERROR_RATIO: f64 = 0.001;
 /// Requests in flight at most; past it a due request is not sent and counts as an error. Below
 /// plinth's `PLINTH_MAX_CONNECTIONS` (1,024), so that none waits in the listen backlog.
 const MAX_IN_FLIGHT: usize = 1000;
-/// Each request's timeout.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// One active user sends a request every this many seconds (the users-served estimate).
 pub const SECONDS_PER_USER_REQUEST: f64 = 5.0;
 /// The mix's seed: every run sends the same sequence.
@@ -142,11 +140,13 @@ pub struct Capacity {
     pub load_average_after: String,
 }
 
-fn ms(us: u64) -> f64 {
+/// Microseconds as milliseconds.
+pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn quantile(h: &Histogram<u64>, p: f64) -> f64 {
+/// The latency at percentile `p` of `h` (µs), in ms; 0 when it is empty.
+pub fn quantile(h: &Histogram<u64>, p: f64) -> f64 {
     if h.is_empty() { 0.0 } else { ms(h.value_at_quantile(p / 100.0)) }
 }
 
@@ -229,15 +229,7 @@ impl Bench {
             .enable_all()
             .build()
             .map_err(|e| format!("driver runtime: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            // Below plinth's keep-alive (5 s), so the driver never reuses a connection plinth is closing.
-            .pool_idle_timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(MAX_IN_FLIGHT)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("driver client: {e}"))?;
+        let client = driver::client(MAX_IN_FLIGHT)?;
         let created: driver::Created = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let mut mix = Mix::new(SEED);
         let (start, factor, max_steps) =

@@ -49,7 +49,7 @@ pub struct WrkRun<'a> {
 /// `done()` prints the figures as `BENCH key value` lines.
 pub fn lua_script(tokens_file: &Path, load: Load, base_domain: &str) -> String {
     let mode = match load {
-        Load::List | Load::Jobs | Load::Capacity => "list",
+        Load::List | Load::Jobs | Load::Capacity | Load::Reset => "list",
         Load::Tenant => "tenant",
         Load::Mixed => "mixed",
     };

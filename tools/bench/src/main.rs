@@ -9,13 +9,16 @@
 //! Writes `target/bench/report.{md,json,svg}` and prints a table.
 //!
 //! `capacity` is driven by the bench's own open-loop driver instead (`capacity.rs`), on a data
-//! set of its own, and also writes `target/bench/capacity.svg`.
+//! set of its own, and also writes `target/bench/capacity.svg`. `reset-enumeration` is driven
+//! by a closed loop of its own (`enumeration.rs`), run only when named.
 //!
 //! Adding a scenario: a variant in `scenario.rs` (its name, configuration and load), and, if
-//! its load is not a wrk one, an arm in [`Bench::measure_plinth`] (as `jobs` and `capacity` have).
+//! its load is not a wrk one, an arm in [`Bench::measure_plinth`] (as `jobs`, `capacity` and
+//! `reset-enumeration` have).
 
 mod breakdown;
 mod capacity;
+mod enumeration;
 mod http;
 mod jobs;
 mod load;
@@ -184,6 +187,8 @@ pub struct Report {
     pub runs: Vec<Run>,
     /// The `capacity` search, when it ran.
     pub capacity: Option<capacity::Capacity>,
+    /// The `reset-enumeration` comparison, when it ran.
+    pub enumeration: Option<enumeration::Enumeration>,
     pub profile: Option<String>,
     pub total_seconds: f64,
     pub log_destination: String,
@@ -348,6 +353,7 @@ fn run(opts: Options) -> Result<(), String> {
             list_head_bytes: None,
             runs: Vec::new(),
             capacity: None,
+            enumeration: None,
             profile: None,
             total_seconds: 0.0,
             log_destination: "JSON lines at info on stdout, through a pipe the bench drains and discards (counting \
@@ -650,9 +656,12 @@ impl Bench {
             "PLINTH_QUOTA_ENTERPRISE",
             "PLINTH_IP_QUOTA",
             "PLINTH_LOGIN_QUOTA",
+            "PLINTH_MAILBOX_QUOTA",
         ] {
             cmd.env(quota, NO_LIMIT);
         }
+        // The default, said outright: `jobs` and `reset-enumeration` need the in-process worker.
+        cmd.env("PLINTH_WORKER", "true");
         if let Some(ttl) = scenario.data_ttl() {
             cmd.env("PLINTH_CACHE_TTL_S", ttl);
         }
@@ -787,8 +796,10 @@ impl Bench {
     }
 
     fn measure_plinth(&mut self, scenario: Scenario, data: DataSet, tokens: &Path) -> Result<Option<Figures>, String> {
-        if scenario.load() == Load::Capacity {
-            return self.measure_capacity(data, tokens);
+        match scenario.load() {
+            Load::Capacity => return self.measure_capacity(data, tokens),
+            Load::Reset => return self.measure_enumeration(data, tokens),
+            Load::List | Load::Tenant | Load::Mixed | Load::Jobs => {}
         }
         let label = format!("{}-{}", scenario.name(), data.tenants);
         if scenario.load() == Load::Jobs
@@ -1202,6 +1213,16 @@ mod tests {
         let main = DataSet { tenants: 10_000, users_per_tenant: 10, projects_per_tenant: 100 };
         assert_eq!(steps[..2], [Step::Prepare(set), Step::Prepare(main)]);
         assert_eq!(steps.last(), Some(&Step::Measure(Subject::Plinth(Scenario::Capacity), set, true)));
+    }
+
+    #[test]
+    fn reset_enumeration_runs_on_the_main_data_set_without_a_reference() {
+        let args: Vec<String> = ["reset-enumeration", "--no-scale", "--quick"].map(String::from).to_vec();
+        let main = DataSet { tenants: 100, users_per_tenant: 2, projects_per_tenant: 100 };
+        assert_eq!(
+            plan(&Options::parse(&args).unwrap()),
+            vec![Step::Prepare(main), Step::Measure(Subject::Plinth(Scenario::ResetEnumeration), main, true)]
+        );
     }
 
     #[test]

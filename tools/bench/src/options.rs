@@ -6,7 +6,7 @@ use clap::Parser;
 use super::scenario::Scenario;
 
 const AFTER_HELP: &str = "\
-scenarios (default: all of them, their references and the scale curve):
+scenarios (default: all of them but reset-enumeration, their references and the scale curve):
   cached         GET /v1/projects from L1, one instance, in-process limiter (no Redis)
   cached-shared  the same with Redis configured: L1 hits, the shared Redis limiter
   l2             L1 disabled: served from Redis (Redis limiter)
@@ -22,6 +22,11 @@ scenarios (default: all of them, their references and the scale curve):
                  PostgreSQL + Redis; the rate steps up from --start-rate by --step-factor until
                  p99 > 50 ms, p99.9 > 200 ms or errors > 0.1%, then once more; latency counted
                  from when each request was due. Writes target/bench/capacity.svg
+  reset-enumeration  run by name only (not in the default set: it adds warm-up + duration):
+                 POST /v1/auth/password-reset for a seeded member's address and an unknown
+                 one, alternately in a seeded random order, 8 in flight, PostgreSQL + Redis,
+                 worker on. Every answer must be 202 with one body; target: member/nobody
+                 p50 ratio within 0.90-1.10
 references (run automatically with the scenarios they are compared to):
   ceiling        a bare actix-web server answering a precomputed body of the list's size
   pgbench        the db scenario's transaction, driven by pgbench at the same concurrency
@@ -189,7 +194,7 @@ impl Options {
         let named_scale = cli.named.contains(&Named::Scale) || cli.scale.is_some();
         let everything = cli.named.is_empty();
         if everything {
-            scenarios = Scenario::ALL.to_vec();
+            scenarios = Scenario::ALL.into_iter().filter(|s| s.by_default()).collect();
         }
         let mut scale_tenants =
             cli.scale.map_or_else(|| if quick { vec![10, 100] } else { vec![100, 1_000, 10_000] }, |counts| counts.0);
@@ -251,7 +256,8 @@ mod tests {
         let o = parse(&["--quick", "--duration", "3", "--tenants", "1_000"]).unwrap();
         assert_eq!((o.tenants, o.users_per_tenant, o.duration, o.warmup), (1_000, 2, 3, 2));
         assert_eq!(o.scale_tenants, [10, 100]);
-        assert_eq!(o.scenarios, Scenario::ALL);
+        assert_eq!(o.scenarios, Scenario::ALL[..9]);
+        assert!(!o.scenarios.contains(&Scenario::ResetEnumeration));
         assert!(o.scale && o.build && o.quick);
         let o = parse(&[]).unwrap();
         assert_eq!((o.tenants, o.users_per_tenant, o.duration, o.warmup, o.connections), (10_000, 10, 30, 5, 64));

@@ -175,6 +175,12 @@ pub fn targets(r: &Report) -> Vec<Target> {
         };
         t.push(Target { goal, measured, met });
     }
+    // Only when it ran: it is not in the default set.
+    if let Some(e) = &r.enumeration {
+        for (goal, measured, met) in super::enumeration::targets(e) {
+            t.push(Target { goal, measured, met: Some(met) });
+        }
+    }
     let mixed = find(r, Subject::Plinth(Scenario::Mixed));
     let rss = mixed.and_then(|f| f.peak_rss_mb);
     t.push(Target {
@@ -345,6 +351,10 @@ pub fn terminal(r: &Report) -> String {
         out.push_str(&super::capacity::terminal(c));
         out.push('\n');
     }
+    if let Some(e) = &r.enumeration {
+        out.push_str(&super::enumeration::terminal(e));
+        out.push('\n');
+    }
     out.push_str("targets:\n");
     out.push_str(&text_table(&["target", "measured", ""], &target_rows(r)));
     for s in &r.seeded {
@@ -488,6 +498,9 @@ pub fn markdown(r: &Report) -> String {
     if let Some(c) = &r.capacity {
         md.push_str(&super::capacity::markdown(c));
     }
+    if let Some(e) = &r.enumeration {
+        md.push_str(&super::enumeration::markdown(e));
+    }
     let _ = writeln!(md, "\n## Targets\n");
     md.push_str(&md_table(&["target", "measured", ""], &target_rows(r)));
     let derived = derived(r);
@@ -589,6 +602,8 @@ struct JsonReport<'a> {
     targets: Vec<JsonTarget>,
     /// The open-loop capacity search: latency counted from when each request was due.
     capacity: Option<&'a super::capacity::Capacity>,
+    /// `reset-enumeration`: member and unknown addresses' latencies and their ratios.
+    enumeration: Option<&'a super::enumeration::Enumeration>,
     profile: Option<&'a str>,
 }
 
@@ -789,6 +804,7 @@ pub fn json(r: &Report) -> String {
             .map(|t| JsonTarget { goal: t.goal.replace('`', ""), measured: t.measured, met: t.met })
             .collect(),
         capacity: r.capacity.as_ref(),
+        enumeration: r.enumeration.as_ref(),
         profile: r.profile.as_deref(),
     };
     // Serializing these structs has no way to fail: every map key is a string.
@@ -849,6 +865,7 @@ mod tests {
                 },
             ],
             capacity: Some(super::super::capacity::fixtures::sample()),
+            enumeration: Some(super::super::enumeration::sample()),
             profile: None,
             total_seconds: 1.0,
             log_destination: String::new(),
@@ -870,5 +887,12 @@ mod tests {
         assert_eq!(capacity["steps"][1]["held"], false);
         assert_eq!(capacity["steps"][0]["by_kind"][0]["kind"], "list");
         assert_eq!(capacity["steps"][0]["curve"][1], serde_json::json!([50.0, 1.0]));
+        // The enumeration comparison, and its two targets.
+        let enumeration = &v["enumeration"];
+        assert_eq!(enumeration["kinds"][1]["who"], "nobody");
+        assert_eq!((enumeration["p50_ratio"].as_f64(), enumeration["p50_ratio_max"].as_f64()), (Some(1.02), Some(1.1)));
+        let goals: Vec<&str> =
+            v["targets"].as_array().into_iter().flatten().filter_map(|t| t["goal"].as_str()).collect();
+        assert!(goals.iter().any(|g| g.contains("member p50 / nobody p50 within 0.90–1.10")), "{goals:?}");
     }
 }

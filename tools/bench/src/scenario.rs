@@ -14,6 +14,9 @@ pub enum Scenario {
     JobsFlood,
     /// The open-loop capacity search over a SaaS mix (`capacity.rs`), on its own data set.
     Capacity,
+    /// Password-reset requests for members' addresses and unknown ones, side by side
+    /// (`enumeration.rs`): the same answer, and the same latency within a tolerance.
+    ResetEnumeration,
 }
 
 /// The backlog of the flooding tenant in `jobs-flood`.
@@ -32,6 +35,9 @@ pub enum Load {
     Jobs,
     /// The capacity driver's mix at fixed arrival rates, stepped up (not wrk).
     Capacity,
+    /// `POST /v1/auth/password-reset` with each tenant's host, no token, for a member's address
+    /// or an unknown one, closed loop (not wrk).
+    Reset,
 }
 
 /// What a scenario is compared to.
@@ -52,7 +58,7 @@ impl Reference {
 
 impl Scenario {
     /// Every scenario, in the order a full run measures them (references are interleaved).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Cached,
         Self::CachedShared,
         Self::L2,
@@ -62,6 +68,7 @@ impl Scenario {
         Self::Jobs,
         Self::JobsFlood,
         Self::Capacity,
+        Self::ResetEnumeration,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,11 +82,19 @@ impl Scenario {
             Self::Jobs => "jobs",
             Self::JobsFlood => "jobs-flood",
             Self::Capacity => "capacity",
+            Self::ResetEnumeration => "reset-enumeration",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether a run without named scenarios measures it: all but `reset-enumeration`, whose
+    /// warm-up and window would add over 30 s to a full run for a figure that changes only when
+    /// the reset route does.
+    pub fn by_default(self) -> bool {
+        self != Self::ResetEnumeration
     }
 
     /// Whether plinth gets `REDIS_URL` (the shared limiter, L2 and generations through Redis).
@@ -112,7 +127,13 @@ impl Scenario {
             Self::Cached => "l1",
             Self::L2 => "l2",
             Self::Db => "l1",
-            Self::CachedShared | Self::Tenant | Self::Mixed | Self::Jobs | Self::JobsFlood | Self::Capacity => "l1,l2",
+            Self::CachedShared
+            | Self::Tenant
+            | Self::Mixed
+            | Self::Jobs
+            | Self::JobsFlood
+            | Self::Capacity
+            | Self::ResetEnumeration => "l1,l2",
         }
     }
 
@@ -123,6 +144,7 @@ impl Scenario {
             Self::Mixed => Load::Mixed,
             Self::Jobs | Self::JobsFlood => Load::Jobs,
             Self::Capacity => Load::Capacity,
+            Self::ResetEnumeration => Load::Reset,
         }
     }
 
@@ -152,6 +174,11 @@ impl Scenario {
                 "open loop at fixed arrival rates, stepped up: 70% GET /v1/projects, 15% GET /v1/projects/{id}, \
                  8% POST /v1/projects, 4% PATCH /v1/projects/{id}, 2% DELETE /v1/projects/{id}, 1% POST \
                  /v1/auth/login (own data set; default L1 bound)"
+            }
+            Load::Reset => {
+                "POST /v1/auth/password-reset (no token), a seeded member's address and an unknown one in turn, \
+                 in a seeded random order, 8 in flight (closed loop); PLINTH_WORKER=true sends the queued \
+                 messages meanwhile (to the log: no SMTP server is configured)"
             }
         };
         let redis = if self.redis() { "PostgreSQL + Redis" } else { "PostgreSQL, no REDIS_URL" };

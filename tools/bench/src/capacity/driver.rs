@@ -8,6 +8,9 @@
 //!
 //! Why not `oha --latency-correction`: it sends one fixed request, and this mix needs methods,
 //! bodies, each tenant's `Host` and token, and ids learned from earlier answers.
+//!
+//! Its client, histograms and seeded draws also serve `reset-enumeration`'s closed loops
+//! (`enumeration.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +22,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+
+/// Each request's timeout.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One kind of request of the mix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +175,8 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).unwrap_or_else(|_| unreachable!("valid histogram bounds"))
 }
 
-fn micros(d: Duration) -> u64 {
+/// A duration in whole µs, for the histograms.
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -363,6 +370,32 @@ fn prepare(target: &Target, created: &Created, mix: &mut Mix, i: u64) -> Prepare
     Prepared { kind, tenant, method, url, body, authorized: kind != Kind::Login, replaces_delete: drawn != kind }
 }
 
+/// The client the drivers send with: at most `max_idle` idle connections kept, each request's
+/// timeout [`TIMEOUT`], no proxy.
+pub fn client(max_idle: usize) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        // Below plinth's keep-alive (5 s), so the driver never reuses a connection plinth is closing.
+        .pool_idle_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(max_idle)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("driver client: {e}"))
+}
+
+/// A failed request's cause, as the error counts name it: `timeout`, `connect` or `io`.
+pub fn cause(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "io"
+    };
+    what.to_owned()
+}
+
 /// Sends one request and reads its whole answer: `Ok(Some(id))` for a project created,
 /// `Ok(None)` for any other 2xx, else the cause of the error.
 async fn send(client: &reqwest::Client, target: &Target, p: &Prepared) -> Result<Option<String>, String> {
@@ -378,18 +411,9 @@ async fn send(client: &reqwest::Client, target: &Target, p: &Prepared) -> Result
     if let Some(body) = &p.body {
         request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(body.clone());
     }
-    let cause = |e: reqwest::Error| {
-        if e.is_timeout() {
-            "timeout".to_owned()
-        } else if e.is_connect() {
-            "connect".to_owned()
-        } else {
-            "io".to_owned()
-        }
-    };
-    let response = request.send().await.map_err(cause)?;
+    let response = request.send().await.map_err(|e| cause(&e))?;
     let status = response.status();
-    let body = response.bytes().await.map_err(cause)?;
+    let body = response.bytes().await.map_err(|e| cause(&e))?;
     if !status.is_success() {
         return Err(status.as_u16().to_string());
     }
