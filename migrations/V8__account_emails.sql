@@ -15,6 +15,9 @@ CREATE TABLE outbound_emails (
     state      text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dead', 'dropped')),
     attempts   integer     NOT NULL DEFAULT 0,
     last_error text        CHECK (length(last_error) <= 512),
+    -- A reset message's token is issued on its first attempt only: a retry never re-issues a
+    -- token that was spent meanwhile.
+    token_issued boolean   NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, id)

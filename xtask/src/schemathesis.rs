@@ -138,7 +138,8 @@ fn environment(addr: SocketAddr) -> Result<Vec<(&'static str, String)>, String> 
         ("PLINTH_BASE_DOMAIN", "localhost".into()),
         ("PLINTH_QUOTA_FREE", unlimited.clone()),
         ("PLINTH_IP_QUOTA", unlimited.clone()),
-        ("PLINTH_LOGIN_QUOTA", unlimited),
+        ("PLINTH_LOGIN_QUOTA", unlimited.clone()),
+        ("PLINTH_MAILBOX_QUOTA", unlimited),
         ("PLINTH_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128".into()),
         ("PLINTH_LOG", "warn".into()),
     ])

@@ -99,6 +99,16 @@ async fn spend_token(
     row.map(|r| r.try_get("user_id").map(UserId::from_uuid).or_db()).transpose()
 }
 
+/// Spends every token of `purpose` of `user`, in `tx`.
+pub(crate) async fn spend_all(tx: &Transaction<'_>, tenant: TenantId, user: UserId, purpose: Purpose) -> Result<()> {
+    let delete = tx
+        .prepare_cached("DELETE FROM user_tokens WHERE tenant_id = $1 AND user_id = $2 AND purpose = $3")
+        .await
+        .or_db()?;
+    tx.execute(&delete, &[tenant.as_uuid(), user.as_uuid(), &purpose.as_str()]).await.or_db()?;
+    Ok(())
+}
+
 fn invitation_from_row(row: &Row) -> Result<Invitation> {
     Ok(Invitation {
         id: InvitationId::from_uuid(row.try_get("id").or_db()?),
@@ -223,10 +233,14 @@ impl AccountEmails for PgStore {
         self.bounded(async {
             let mut client = self.conn(op::ACCOUNTS_ACCEPT).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
+            // Only while its inviter may still send it: a manager, an owner for an owner's.
             let spend = tx
                 .prepare_cached(
-                    "DELETE FROM invitations WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3 \
-                     RETURNING email, role",
+                    "DELETE FROM invitations i USING users inviter \
+                     WHERE i.tenant_id = $1 AND i.token_hash = $2 AND i.expires_at > $3 \
+                       AND inviter.tenant_id = i.tenant_id AND inviter.id = i.invited_by \
+                       AND inviter.role IN ('owner', 'admin') AND (i.role <> 'owner' OR inviter.role = 'owner') \
+                     RETURNING i.email, i.role",
                 )
                 .await
                 .or_db()?;
@@ -284,13 +298,7 @@ impl AccountEmails for PgStore {
                 .await
                 .or_db()?;
             tx.execute(&update, &[tenant.as_uuid(), user.as_uuid(), &hash.as_str(), &now]).await.or_db()?;
-            let others = tx
-                .prepare_cached(
-                    "DELETE FROM user_tokens WHERE tenant_id = $1 AND user_id = $2 AND purpose = 'password_reset'",
-                )
-                .await
-                .or_db()?;
-            tx.execute(&others, &[tenant.as_uuid(), user.as_uuid()]).await.or_db()?;
+            spend_all(&tx, tenant, user, Purpose::PasswordReset).await?;
             end_sessions(&tx, tenant, user, None).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
@@ -324,6 +332,7 @@ impl AccountEmails for PgStore {
                 .await
                 .or_db()?;
             tx.execute(&update, &[tenant.as_uuid(), user.as_uuid(), &now]).await.or_db()?;
+            spend_all(&tx, tenant, user, Purpose::VerifyEmail).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
         })
@@ -339,8 +348,11 @@ impl AccountEmails for PgStore {
                 .prepare_cached(
                     "SELECT e.purpose, e.recipient, e.created_at, e.attempts, t.slug, t.name, t.plan, \
                             i.role AS invited_role, inviter.email AS inviter, \
-                            (i.id IS NOT NULL OR EXISTS (SELECT 1 FROM user_tokens ut \
-                                WHERE ut.tenant_id = e.tenant_id AND ut.email_id = e.id)) AS live \
+                            CASE WHEN e.purpose = 'invitation' \
+                                 THEN coalesce(inviter.role IN ('owner', 'admin') \
+                                               AND (i.role <> 'owner' OR inviter.role = 'owner'), false) \
+                                 ELSE EXISTS (SELECT 1 FROM user_tokens ut \
+                                              WHERE ut.tenant_id = e.tenant_id AND ut.email_id = e.id) END AS live \
                      FROM outbound_emails e \
                      JOIN tenants t ON t.id = e.tenant_id \
                      LEFT JOIN invitations i ON i.tenant_id = e.tenant_id AND i.email_id = e.id \
@@ -395,11 +407,14 @@ impl AccountEmails for PgStore {
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx
                 .prepare_cached(
-                    "WITH member AS (SELECT id FROM users WHERE tenant_id = $1 AND email = $2), \
+                    "WITH first AS (UPDATE outbound_emails SET token_issued = true \
+                                     WHERE tenant_id = $1 AND id = $4 AND NOT token_issued RETURNING id), \
+                     member AS (SELECT id FROM users WHERE tenant_id = $1 AND email = $2), \
                      issued AS (INSERT INTO user_tokens (tenant_id, token_hash, purpose, user_id, email_id, expires_at) \
-                                SELECT $1, $3, 'password_reset', id, $4, $5 FROM member \
-                                ON CONFLICT (tenant_id, token_hash) DO NOTHING) \
-                     SELECT EXISTS (SELECT 1 FROM member)",
+                                SELECT $1, $3, 'password_reset', member.id, $4, $5 FROM member, first \
+                                ON CONFLICT (tenant_id, token_hash) DO NOTHING RETURNING 1) \
+                     SELECT EXISTS (SELECT 1 FROM issued) \
+                         OR EXISTS (SELECT 1 FROM user_tokens WHERE tenant_id = $1 AND token_hash = $3)",
                 )
                 .await
                 .or_db()?;

@@ -280,6 +280,7 @@ impl SessionRepository for PgStore {
                 return Err(Error::NotFound);
             }
             end_sessions(&tx, tenant, user, Some(keep)).await?;
+            crate::accounts::spend_all(&tx, tenant, user, plinth_domain::values::Purpose::PasswordReset).await?;
             tx.commit().await.or_db()
         })
         .await

@@ -31,6 +31,8 @@ macro_rules! account_emails_suite {
                 racing_acceptances_make_one_member,
                 accepting_an_address_that_became_a_member_keeps_the_invitation,
                 a_reset_token_is_issued_to_a_member_only_and_spent_once,
+                a_password_change_spends_reset_tokens,
+                an_invitation_dies_with_its_inviters_right_to_send_it,
                 a_verification_token_verifies_once_and_for_its_purpose_only,
                 queued_messages_load_with_their_tenant_and_liveness,
                 pruning_deletes_what_expired,
@@ -243,6 +245,46 @@ pub async fn a_reset_token_is_issued_to_a_member_only_and_spent_once(storage: St
     );
     assert!(storage.sessions.list(tenant.id, owner.id, now()).await.expect("list").is_empty(), "every session ended");
     assert_eq!(storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset"), None);
+    // A retry of the message (its first attempt's answer was lost) does not make the spent
+    // link work again.
+    assert!(!storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
+    assert_eq!(storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset"), None);
+}
+
+/// A password change spends the user's reset tokens; a retry of an unspent one's message
+/// says it is still usable.
+pub async fn a_password_change_spends_reset_tokens(storage: Storage) {
+    let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
+    let email = message(&tenant, Purpose::PasswordReset, &owner.email, now());
+    storage.accounts.request_reset(&email).await.expect("queue succeeds");
+    let hash = hash_of(Purpose::PasswordReset, email.id);
+    let until = now() + Duration::minutes(30);
+    assert!(storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
+    assert!(storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
+    let session = crate::ids::SessionId::new();
+    storage.sessions.change_password(tenant.id, owner.id, &new_hash(), session).await.expect("change succeeds");
+    assert!(!storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
+    assert_eq!(storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset"), None);
+}
+
+/// An invitation works only while its inviter may send it: not once they are deleted or
+/// demoted below it.
+pub async fn an_invitation_dies_with_its_inviters_right_to_send_it(storage: Storage) {
+    let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
+    let admin = fixtures::user(tenant.id, "admin", Role::Admin);
+    storage.users.create(&admin, None).await.expect("create succeeds");
+    let co_owner = fixtures::user(tenant.id, "co", Role::Owner);
+    storage.users.create(&co_owner, None).await.expect("create succeeds");
+    let (_, by_admin) = invite(&storage, &tenant, &admin, "a").await;
+    let (_, by_co_owner) = invite(&storage, &tenant, &co_owner, "b").await;
+    let allow = |_: &User| Ok(());
+    storage.users.update_role(tenant.id, admin.id, Role::Member, &allow).await.expect("demote succeeds");
+    storage.users.delete(tenant.id, co_owner.id, &allow).await.expect("delete succeeds");
+    for hash in [by_admin, by_co_owner] {
+        assert_eq!(storage.accounts.accept_invitation(tenant.id, &hash, &acceptance()).await.expect("accept"), None);
+    }
+    let (_, by_owner) = invite(&storage, &tenant, &owner, "c").await;
+    assert!(storage.accounts.accept_invitation(tenant.id, &by_owner, &acceptance()).await.expect("accept").is_some());
 }
 
 /// A verification token verifies its user's address once, and only as a verification token,
@@ -263,7 +305,10 @@ pub async fn a_verification_token_verifies_once_and_for_its_purpose_only(storage
     storage.accounts.queue_verification(&v).await.expect("queue succeeds");
     assert_eq!(storage.accounts.reset_password(tenant.id, &v.token, &new_hash(), now()).await.expect("reset"), None);
     assert!(!storage.users.get(tenant.id, owner.id).await.expect("get").expect("owner").email_verified);
+    let sibling = verification(now() + Duration::days(1));
+    storage.accounts.queue_verification(&sibling).await.expect("queue succeeds");
     assert_eq!(storage.accounts.verify_email(tenant.id, &v.token, now()).await.expect("verify"), Some(owner.id));
+    assert_eq!(storage.accounts.verify_email(tenant.id, &sibling.token, now()).await.expect("verify"), None);
     assert!(storage.users.get(tenant.id, owner.id).await.expect("get").expect("owner").email_verified);
     assert_eq!(storage.accounts.verify_email(tenant.id, &v.token, now()).await.expect("verify"), None);
 

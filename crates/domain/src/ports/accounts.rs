@@ -60,7 +60,8 @@ pub struct PendingEmail {
     /// For an invitation: the role offered and who offers it, while the invitation is pending.
     pub invitation: Option<(Role, Email)>,
     /// Whether the token it carries can still be used: false once an invitation was revoked or
-    /// accepted, or a verification token spent; a reset's token is made when it is sent, so true.
+    /// accepted or its inviter may no longer send it, or a verification token spent; a reset's
+    /// token is made when it is first sent (see [`AccountEmails::issue_reset`]), so true.
     pub live: bool,
 }
 
@@ -122,7 +123,8 @@ pub trait AccountEmails: Send + Sync {
     /// Revokes a pending invitation (its link stops working); whether there was one.
     async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId) -> Result<bool>;
 
-    /// Spends the invitation whose token has hash `token`, if it is pending at `now`, and adds
+    /// Spends the invitation whose token has hash `token`, if it is pending at `now` and its
+    /// inviter may still send it (a manager, and an owner for an owner's invitation), and adds
     /// its address as a member with its role and a verified address, atomically. `None` when
     /// no such invitation is pending. Errors: `Conflict(EmailTaken)` when the address became a
     /// member meanwhile (the invitation is kept).
@@ -149,16 +151,17 @@ pub trait AccountEmails: Send + Sync {
     /// `QueueFull`.
     async fn queue_verification(&self, verification: &NewVerification) -> Result<()>;
 
-    /// Spends the verification token with hash `token` if it is live at `now` and marks its
-    /// user's address verified; the user, or `None`.
+    /// Spends the verification token with hash `token` if it is live at `now`, marks its
+    /// user's address verified and spends their other verification tokens; the user, or `None`.
     async fn verify_email(&self, tenant: TenantId, token: &TokenHash, now: OffsetDateTime) -> Result<Option<UserId>>;
 
     /// The message `id` of `tenant` if it is still to be sent.
     async fn load_email(&self, tenant: TenantId, id: EmailId) -> Result<Option<PendingEmail>>;
 
-    /// For the reset message `email` to `to`: stores the token with hash `token` for the
-    /// member with that address (once: a retry stores nothing more) and says whether there is
-    /// such a member.
+    /// For the reset message `email` to `to`: the first time, stores the token with hash
+    /// `token` for the member with that address, if there is one, and says whether there is;
+    /// any later time (a retry of the message) stores nothing and says whether that token is
+    /// still unspent, so a spent link is never made usable again by a resend.
     async fn issue_reset(
         &self,
         tenant: TenantId,

@@ -73,7 +73,8 @@ pub trait SessionRepository: Send + Sync {
     /// Ends every session of `user` but `except`; returns how many.
     async fn end_all(&self, tenant: TenantId, user: UserId, except: Option<SessionId>) -> Result<u64>;
 
-    /// Sets `user`'s password hash and ends every session of theirs but `keep`, atomically.
+    /// Sets `user`'s password hash, ends every session of theirs but `keep` and spends their
+    /// password-reset tokens, atomically.
     /// Errors: `NotFound`.
     async fn change_password(&self, tenant: TenantId, user: UserId, hash: &PasswordHash, keep: SessionId)
     -> Result<()>;

@@ -71,14 +71,11 @@ fn token(purpose: Purpose, text: &str) -> Result<EmailToken> {
 }
 
 impl Plinth {
-    /// Counts one message to `to` of the tenant against the mailbox quota. Errors:
-    /// `RateLimited`.
-    async fn admit_message(&self, tenant: &crate::ids::TenantId, to: &Email) -> Result<()> {
-        let mut subject = String::with_capacity(36 + 1 + to.as_str().len());
-        tenant.push_to(&mut subject);
-        subject.push(':');
-        subject.push_str(to.as_str());
-        let decision = self.ports.limiter.check(Policy::Mailbox, &subject, self.settings.quotas.mailbox).await?;
+    /// Counts one message to `to` against the mailbox quota: one quota per address, whatever
+    /// the tenant or the flow, so neither more tenants nor another flow make room for more
+    /// mail to one person. Errors: `RateLimited`.
+    pub(super) async fn admit_message(&self, to: &Email) -> Result<()> {
+        let decision = self.ports.limiter.check(Policy::Mailbox, to.as_str(), self.settings.quotas.mailbox).await?;
         if decision.allowed {
             Ok(())
         } else {
@@ -95,8 +92,9 @@ impl Plinth {
         (email, token)
     }
 
-    /// Invites `email` to the caller's tenant as `role`, sending them a link. Nobody invites
-    /// to a role above their own. Errors: `Forbidden`; `Validation`; `Conflict(EmailTaken)`
+    /// Invites `email` to the caller's tenant as `role`, sending them a link (replacing a
+    /// pending invitation of the address). Nobody invites to a role above their own, nor
+    /// replaces an invitation to one. Errors: `Forbidden`; `Validation`; `Conflict(EmailTaken)`
     /// (a member has the address); `Conflict(TooManyInvitations)`; `RateLimited` (too many
     /// messages to this address); `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self, email))]
@@ -106,7 +104,14 @@ impl Plinth {
             return Err(Error::Forbidden("an admin can't invite an owner"));
         }
         let email = Email::parse(email).map_err(|e| Error::invalid("email", e.to_string()))?;
-        self.admit_message(&who.tenant, &email).await?;
+        // An admin can't replace an owner's invitation (with one of a lesser role) either.
+        if who.role == Role::Admin {
+            let pending = self.ports.accounts.invitations(who.tenant, self.ports.clock.now()).await?;
+            if pending.iter().any(|i| i.email == email && i.role == Role::Owner) {
+                return Err(Error::Forbidden("an admin can't replace an invitation to be an owner"));
+            }
+        }
+        self.admit_message(&email).await?;
         let (message, token) = self.new_email(who.tenant, Purpose::Invitation, &email);
         let invitation = Invitation {
             id: InvitationId::new(),
@@ -129,10 +134,17 @@ impl Plinth {
         self.ports.accounts.invitations(who.tenant, self.ports.clock.now()).await
     }
 
-    /// Revokes a pending invitation: its link stops working. Errors: `Forbidden`; `NotFound`.
+    /// Revokes a pending invitation: its link stops working. An admin can't revoke an
+    /// invitation to be an owner. Errors: `Forbidden`; `NotFound`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn revoke_invitation(&self, who: &Principal, id: InvitationId) -> Result<()> {
         who.require_manager()?;
+        if who.role == Role::Admin {
+            let pending = self.ports.accounts.invitations(who.tenant, self.ports.clock.now()).await?;
+            if pending.iter().any(|i| i.id == id && i.role == Role::Owner) {
+                return Err(Error::Forbidden("an admin can't revoke an invitation to be an owner"));
+            }
+        }
         if self.ports.accounts.revoke_invitation(who.tenant, id).await? { Ok(()) } else { Err(Error::NotFound) }
     }
 
@@ -171,7 +183,7 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
     pub async fn request_password_reset(&self, tenant: &Tenant, email: &str) -> Result<()> {
         let email = Email::parse(email).map_err(|e| Error::invalid("email", e.to_string()))?;
-        self.admit_message(&tenant.id, &email).await?;
+        self.admit_message(&email).await?;
         let (message, _) = self.new_email(tenant.id, Purpose::PasswordReset, &email);
         self.ports.accounts.request_reset(&message).await
     }
@@ -220,7 +232,7 @@ impl Plinth {
         if user.email_verified {
             return Ok(());
         }
-        self.admit_message(&who.tenant, &user.email).await?;
+        self.admit_message(&user.email).await?;
         self.ports.accounts.queue_verification(&self.verification(&user)).await
     }
 

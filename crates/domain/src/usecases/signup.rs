@@ -46,7 +46,8 @@ pub struct SignupOutput {
 
 impl Plinth {
     /// Creates a tenant on the free plan with `email` as its owner, sends the owner a
-    /// verification link, and signs the owner in (a session for `client`). Errors: `Validation`; `Conflict(SlugTaken)`.
+    /// verification link, and signs the owner in (a session for `client`). Errors: `Validation`;
+    /// `Conflict(SlugTaken)`; `RateLimited` (too many messages to the address).
     #[tracing::instrument(level = "debug", skip_all, fields(slug = %input.tenant_slug))]
     pub async fn signup(&self, input: SignupInput, client: ClientInfo) -> Result<SignupOutput> {
         let mut v = Validator::new();
@@ -57,6 +58,10 @@ impl Plinth {
         let (Some(slug), Some(name), Some(email), Some(password)) = (slug, name, email, password) else {
             return Err(v.into_error());
         };
+        if !input.email_verified {
+            // The owner's verification link is a message to an address anyone may type.
+            self.admit_message(&email).await?;
+        }
         let tenant = Tenant { id: TenantId::new(), slug, name, plan: Plan::Free };
         let user = User {
             id: UserId::new(),

@@ -6,8 +6,36 @@ use serde::Serialize;
 
 use super::InvalidValue;
 
-/// Exactly one `@` with text on both sides, at most 254 characters, no spaces or control
-/// characters. Stored trimmed and lowercased, so uniqueness within a tenant ignores case.
+/// What an address may not hold besides spaces and control characters, as the body of a
+/// regular expression's character class: the characters mail syntax gives a meaning (a display
+/// name's `<>`, a comment's `()`, a domain literal's `[]`, a list's `,;`, a group's `:`, a quoted
+/// string's `"` and `\`), which would let the address a message is sent to differ from the one
+/// checked and counted, and the invisible format characters (the soft hyphen, zero-width
+/// characters, bidirectional overrides, the byte-order mark) that make one address look like
+/// another.
+macro_rules! address_specials {
+    () => {
+        "<>()\\[\\]\\\\,;:\"\\xad\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff"
+    };
+}
+
+/// Whether `c` is one of [`address_specials`]'s characters.
+fn is_special(c: char) -> bool {
+    matches!(
+        c,
+        '<' | '>' | '(' | ')' | '[' | ']' | '\\' | ',' | ';' | ':' | '"'
+            | '\u{ad}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+    )
+}
+
+/// Exactly one `@` with text on both sides, at most 254 characters, no spaces, control
+/// characters, mail syntax's special characters (`<>()[]\,;:"`) or invisible format characters.
+/// Stored trimmed and lowercased, so uniqueness within a tenant ignores case.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "ada@example.com"))]
 #[serde(transparent)]
@@ -15,14 +43,17 @@ pub struct Email(String);
 
 impl Email {
     /// What [`Email::parse`] accepts, as a regular expression, but for the length: trimmed
-    /// characters around text, one `@` and text, neither with a space or control character.
+    /// characters around text, one `@` and text, neither with a space, a control character, a
+    /// special or a format character.
     pub const PATTERN: &'static str = concat!(
         "^[",
         trimmed!(),
         "]*[^@",
         trimmed_or_control!(),
+        address_specials!(),
         "]+@[^@",
         trimmed_or_control!(),
+        address_specials!(),
         "]+[",
         trimmed!(),
         "]*$"
@@ -45,6 +76,9 @@ impl Email {
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(InvalidValue("must not contain spaces or control characters"));
+        }
+        if s.chars().any(is_special) {
+            return Err(InvalidValue("must be a plain address: none of <>()[]\\,;:\" nor invisible characters"));
         }
         match s.split_once('@') {
             Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => Ok(Self(s)),
@@ -92,6 +126,30 @@ mod tests {
         let long = format!("{}@example.com", "a".repeat(250));
         for bad in ["", "   ", "ada", "@example.com", "ada@", "a@b@c", "a da@b.c", "ada@b\u{0}c", long.as_str()] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_comments_lists_and_invisible_characters_are_refused() {
+        for bad in [
+            "name<victim@x.test>",
+            "(c)v@x.test",
+            "v@x.test(c)",
+            "v@[127.0.0.1]",
+            "a,b@x.test",
+            "a;b@x.test",
+            "a\\b@x.test",
+            "\"q\"@x.test",
+            "g:v@x.test",
+            "victim\u{200b}@x.test",
+            "\u{202e}set.txe@x.test",
+            "so\u{ad}ft@x.test",
+            "\u{feff}v@x.test",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in ["first.last+tag@example.test", "o'brien@x.test", "ünïcode@exämple.test", "a_b-c@x-y.test"] {
+            assert!(Email::parse(good).is_ok(), "{good:?}");
         }
     }
 

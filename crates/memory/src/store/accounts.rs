@@ -9,7 +9,7 @@ use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
 use plinth_domain::ports::{
     Acceptance, AccountEmails, EmailOutcome, Job, NewEmail, NewVerification, NextStep, PendingEmail, Work,
 };
-use plinth_domain::values::{Email, PasswordHash, Purpose, TokenHash};
+use plinth_domain::values::{Email, PasswordHash, Purpose, Role, TokenHash};
 use plinth_domain::{Conflict, Error, Result};
 use time::OffsetDateTime;
 
@@ -37,6 +37,8 @@ struct EmailRow {
     created_at: OffsetDateTime,
     attempts: u32,
     state: &'static str,
+    /// Whether its reset token was issued (on its first attempt).
+    token_issued: bool,
 }
 
 /// One tenant's invitations, tokens and messages.
@@ -65,8 +67,14 @@ impl Accounts {
             created_at: email.created_at,
             attempts: 0,
             state: "pending",
+            token_issued: false,
         };
         self.emails.insert(email.id, row);
+    }
+
+    /// Spends every token of `purpose` of `user`.
+    pub(super) fn spend_all(&mut self, user: UserId, purpose: Purpose) {
+        self.tokens.retain(|_, t| !(t.user == user && t.purpose == purpose));
     }
 }
 
@@ -103,6 +111,14 @@ impl TenantData {
         }
         let user = self.accounts.tokens.remove(token)?.user;
         self.users.get(*user.as_uuid()).is_some().then_some(user)
+    }
+
+    /// Whether `invitation`'s inviter may still send it: a manager, and an owner for an
+    /// invitation to be an owner.
+    fn inviter_may_send(&self, invitation: &Invitation) -> bool {
+        self.users.get(*invitation.invited_by.as_uuid()).is_some_and(|inviter| {
+            inviter.role.manages_users() && (invitation.role != Role::Owner || inviter.role == Role::Owner)
+        })
     }
 
     fn update_user(&mut self, id: UserId, change: impl FnOnce(&mut User)) -> Option<()> {
@@ -184,6 +200,9 @@ impl AccountEmails for MemoryStore {
             .find(|(_, i)| i.token.constant_time_eq(token) && i.invitation.expires_at > member.now)
             .map(|(id, i)| (*id, i.invitation.clone()));
         let Some((id, invitation)) = found else { return Ok(None) };
+        if !rows.inviter_may_send(&invitation) {
+            return Ok(None);
+        }
         if rows.emails.contains_key(&invitation.email) {
             return Err(Error::Conflict(Conflict::EmailTaken));
         }
@@ -224,7 +243,7 @@ impl AccountEmails for MemoryStore {
             u.email_verified = true;
             u.token_version += 1;
         });
-        rows.accounts.tokens.retain(|_, t| !(t.user == user && t.purpose == Purpose::PasswordReset));
+        rows.accounts.spend_all(user, Purpose::PasswordReset);
         rows.sessions.end_where(|s| s.user_id == user);
         Ok(Some(user))
     }
@@ -240,6 +259,7 @@ impl AccountEmails for MemoryStore {
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
         let Some(user) = rows.spend_token(Purpose::VerifyEmail, token, now) else { return Ok(None) };
         rows.update_user(user, |u| u.email_verified = true);
+        rows.accounts.spend_all(user, Purpose::VerifyEmail);
         Ok(Some(user))
     }
 
@@ -249,7 +269,7 @@ impl AccountEmails for MemoryStore {
         let Some(email) = rows.accounts.emails.get(&id).filter(|e| e.state == "pending") else { return Ok(None) };
         let invitation = rows.accounts.invitations.values().find(|i| i.email == id);
         let live = match email.purpose {
-            Purpose::Invitation => invitation.is_some(),
+            Purpose::Invitation => invitation.is_some_and(|i| rows.inviter_may_send(&i.invitation)),
             Purpose::VerifyEmail => rows.accounts.tokens.values().any(|t| t.email == id),
             Purpose::PasswordReset => true,
         };
@@ -279,9 +299,15 @@ impl AccountEmails for MemoryStore {
     ) -> Result<bool> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(false) };
-        let Some(user) = rows.emails.get(to).copied() else { return Ok(false) };
-        let row = UserToken { purpose: Purpose::PasswordReset, user, email, expires_at };
-        rows.accounts.tokens.entry(*token).or_insert(row);
+        let member = rows.emails.get(to).copied();
+        let a = &mut rows.accounts;
+        let Some(message) = a.emails.get_mut(&email) else { return Ok(false) };
+        if std::mem::replace(&mut message.token_issued, true) {
+            // A retry: the link works only while the token issued the first time is unspent.
+            return Ok(a.tokens.contains_key(token));
+        }
+        let Some(user) = member else { return Ok(false) };
+        a.tokens.insert(*token, UserToken { purpose: Purpose::PasswordReset, user, email, expires_at });
         Ok(true)
     }
 

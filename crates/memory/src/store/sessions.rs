@@ -137,6 +137,7 @@ impl SessionRepository for MemoryStore {
         updated.password_hash = hash.clone();
         rows.users.replace(updated);
         rows.sessions.end_where(|s| s.user_id == user && s.id != keep);
+        rows.accounts.spend_all(user, plinth_domain::values::Purpose::PasswordReset);
         Ok(())
     }
 

@@ -206,7 +206,8 @@ fn not_ready(detail: String, checks: BTreeMap<&'static str, Check>) -> HttpRespo
 }
 
 /// Prometheus metrics in the text exposition format. When `PLINTH_METRICS_TOKEN` is set, it
-/// requires `Authorization: Bearer <that token>`. Gauges of the database pool and the job
+/// requires `Authorization: Bearer <that token>`; when it is not, it answers only clients on
+/// this machine (a loopback peer, with no forwarding header). Gauges of the database pool and the job
 /// queue are refreshed at each scrape (the queue's from counters, one query shared by
 /// concurrent scrapes).
 #[utoipa::path(
@@ -214,12 +215,14 @@ fn not_ready(detail: String, checks: BTreeMap<&'static str, Check>) -> HttpRespo
     operation_id = "metrics",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 401, description = "PLINTH_METRICS_TOKEN is set and the bearer token is missing (`unauthorized`) or wrong (`invalid_token`)", body = Problem, content_type = "application/problem+json")
+        (status = 401, description = "PLINTH_METRICS_TOKEN is set and the bearer token is missing (`unauthorized`) or wrong (`invalid_token`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "PLINTH_METRICS_TOKEN is not set and the client is not on this machine (`forbidden`)", body = Problem, content_type = "application/problem+json")
     )
 )]
 #[get("/metrics")]
 pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.metrics.authorize(req.headers())?;
+    let peer = req.peer_addr().map(|a| crate::middleware::client_ip::canonical(a.ip()));
+    state.metrics.authorize(peer, req.headers())?;
     state.plinth.record_dependency_gauges();
     let plinth = state.plinth.clone();
     let stats = state

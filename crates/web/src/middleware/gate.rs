@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error as ActixError, HttpMessage as _, HttpRequest, ResponseError as _, web};
@@ -178,7 +179,11 @@ pub async fn gate(
     req.extensions_mut().insert(RequestCtx { tenant, auth });
     drop(gate_time);
     let mut res = next.call(req).await?.map_into_left_body();
-    if let Some((policy, quota, d)) = &limit {
+    // A 429 from the handler was refused by another count than this policy's (a mailbox's, a
+    // tenant's queue): this policy's `RateLimit` would tell the client it may go on at once.
+    if let Some((policy, quota, d)) = &limit
+        && res.status() != StatusCode::TOO_MANY_REQUESTS
+    {
         ratelimit_headers(res.headers_mut(), *policy, *quota, d);
     }
     if matches!(auth, AuthState::Valid(_)) {

@@ -145,11 +145,21 @@ impl MetricsEndpoint {
         Self { handle: recorder(), token: token.map(|t| Sha256::digest(t.expose().as_bytes()).into()) }
     }
 
-    /// Whether `headers` may read the metrics: always without a configured token, else only
-    /// with `Authorization: Bearer <token>`, compared in constant time.
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// Whether a request from `peer` with `headers` may read the metrics: with a configured
+    /// token, only with `Authorization: Bearer <token>` (compared in constant time); without
+    /// one, only from this machine (a loopback peer, not relaying anyone: no forwarding
+    /// header). The metrics tell an operator how requests fared, which an outsider must not
+    /// read (how many password-reset messages found a member, for one).
+    pub fn authorize(&self, peer: Option<std::net::IpAddr>, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(expected) = &self.token else {
-            return Ok(());
+            let relayed = ["x-forwarded-for", "forwarded", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
+            return if peer.is_some_and(|ip| ip.is_loopback()) && !relayed {
+                Ok(())
+            } else {
+                Err(ApiError::Domain(Error::Forbidden(
+                    "metrics are served to this machine only; set PLINTH_METRICS_TOKEN to scrape from elsewhere",
+                )))
+            };
         };
         let given = bearer(headers).ok_or(ApiError::Domain(Error::Unauthorized))?;
         let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
@@ -212,18 +222,38 @@ mod tests {
     }
 
     #[test]
+    fn without_a_token_only_this_machine_reads_the_metrics() {
+        use actix_web::http::header::{HeaderName, HeaderValue};
+        let open = MetricsEndpoint::new(None);
+        let loopback =
+            [Some(std::net::IpAddr::from([127, 0, 0, 1])), Some(std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]))];
+        for peer in loopback {
+            assert!(open.authorize(peer, &HeaderMap::new()).is_ok());
+        }
+        for peer in [Some(std::net::IpAddr::from([10, 0, 0, 2])), Some(std::net::IpAddr::from([203, 0, 113, 7])), None]
+        {
+            assert!(matches!(open.authorize(peer, &HeaderMap::new()), Err(ApiError::Domain(Error::Forbidden(_)))));
+        }
+        // A proxy on this machine relaying someone else.
+        for relayed in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_static(relayed), HeaderValue::from_static("203.0.113.7"));
+            assert!(open.authorize(loopback[0], &h).is_err(), "{relayed}");
+        }
+    }
+
+    #[test]
     fn a_configured_token_is_required_and_compared_exactly() {
         use actix_web::http::header::{AUTHORIZATION, HeaderValue};
-        let open = MetricsEndpoint::new(None);
-        assert!(open.authorize(&HeaderMap::new()).is_ok());
+        let outside = Some(std::net::IpAddr::from([203, 0, 113, 7]));
         let token = Secret::new("s3cret-metrics-token".to_owned());
         let guarded = MetricsEndpoint::new(Some(&token));
         let with = |value: &'static str| {
             let mut h = HeaderMap::new();
             h.insert(AUTHORIZATION, HeaderValue::from_static(value));
-            guarded.authorize(&h)
+            guarded.authorize(outside, &h)
         };
-        assert!(matches!(guarded.authorize(&HeaderMap::new()), Err(ApiError::Domain(Error::Unauthorized))));
+        assert!(matches!(guarded.authorize(outside, &HeaderMap::new()), Err(ApiError::Domain(Error::Unauthorized))));
         assert!(matches!(with("Bearer s3cret-metrics-toke"), Err(ApiError::Domain(Error::InvalidToken))));
         assert!(matches!(with("Bearer s3cret-metrics-token2"), Err(ApiError::Domain(Error::InvalidToken))));
         assert!(matches!(with("Basic s3cret-metrics-token"), Err(ApiError::Domain(Error::Unauthorized))));

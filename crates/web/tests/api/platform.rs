@@ -215,3 +215,18 @@ async fn every_documented_operation_has_an_id_and_the_bearer_routes_name_the_sch
     ids.dedup();
     assert_eq!(ids.len(), n, "operation ids are unique");
 }
+
+#[tokio::test]
+async fn without_a_token_the_metrics_answer_only_this_machine() {
+    let app = TestApp::spawn(Backend::Memory).await;
+    let res = app.request(Method::GET, "localhost", "/metrics").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The same request relayed by a proxy on this machine for someone elsewhere.
+    let res = app
+        .request(Method::GET, "localhost", "/metrics")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(res, 403, "forbidden").await;
+}

@@ -34,6 +34,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("PLINTH_QUOTA_ENTERPRISE", "100000"),
     ("PLINTH_IP_QUOTA", "100000"),
     ("PLINTH_LOGIN_QUOTA", "100000"),
+    ("PLINTH_MAILBOX_QUOTA", "100000"),
     ("PLINTH_WORKER", "false"),
     ("PLINTH_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128"),
     ("PLINTH_LISTEN", "127.0.0.1:0"),

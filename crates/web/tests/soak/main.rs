@@ -54,6 +54,7 @@ impl Instance {
                 ("PLINTH_QUOTA_FREE", "1000000".to_owned()),
                 ("PLINTH_IP_QUOTA", "1000000".to_owned()),
                 ("PLINTH_LOGIN_QUOTA", "1000000".to_owned()),
+                ("PLINTH_MAILBOX_QUOTA", "1000000".to_owned()),
                 ("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true".to_owned()),
                 ("PLINTH_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8".to_owned()),
                 ("PLINTH_WEBHOOK_BACKOFF_MS", "100".to_owned()),
