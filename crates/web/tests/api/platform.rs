@@ -228,5 +228,5 @@ async fn without_a_token_the_metrics_answer_only_this_machine() {
         .send()
         .await
         .unwrap();
-    crate::helpers::assert_problem(res, 403, "forbidden").await;
+    assert_problem(res, 403, "forbidden").await;
 }
