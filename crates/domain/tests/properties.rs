@@ -78,14 +78,25 @@ proptest! {
 // Email
 
 /// The documented language: at most 254 characters as sent and, after trimming and
-/// lowercasing, 1–254 characters, no whitespace or control characters, exactly one '@' with
-/// text on both sides. Returns the stored form.
+/// lowercasing, 1–254 characters, no whitespace or control characters, none of mail syntax's
+/// specials (`<>()[]\,;:"`) nor the invisible format characters (U+00AD, U+200B–U+200F,
+/// U+202A–U+202E, U+2060–U+2064, U+2066–U+206F, U+FEFF), exactly one '@' with text on both
+/// sides. Returns the stored form.
 fn email_spec(s: &str) -> Option<String> {
     let t = s.trim().to_lowercase();
     let n = t.chars().count();
+    let special = |c: char| {
+        "<>()[]\\,;:\"".contains(c)
+            || c == '\u{ad}'
+            || ('\u{200b}'..='\u{200f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2060}'..='\u{2064}').contains(&c)
+            || ('\u{2066}'..='\u{206f}').contains(&c)
+            || c == '\u{feff}'
+    };
     let ok = s.chars().count() <= 254
         && (1..=254).contains(&n)
-        && !t.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !t.chars().any(|c| c.is_whitespace() || c.is_control() || special(c))
         && t.matches('@').count() == 1
         && !t.starts_with('@')
         && !t.ends_with('@');
