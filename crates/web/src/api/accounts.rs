@@ -137,10 +137,16 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, who: Auth) -> Re
     params(("id" = String, Path, format = Uuid, description = "The invitation's id")),
     responses((status = 204, description = "Revoked"))
 )]
-#[delete("/invitations/{id}")]
+#[delete("/invitations/{id}", guard = "not_accept")]
 pub async fn revoke(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state.plinth.revoke_invitation(&who.0, resource_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Whether the request is not for `/v1/invitations/accept`, which is that route's (POST only),
+/// not an invitation's id: a DELETE of it falls through to the 405 with `Allow: POST`.
+fn not_accept(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    !ctx.head().uri.path().ends_with("/invitations/accept")
 }
 
 /// Accepts an invitation: the invited address becomes a member with this password and a

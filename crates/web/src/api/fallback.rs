@@ -91,7 +91,7 @@ impl RouteTable {
     /// its host.
     pub fn lacks_method(&self, path: &str, method: &str) -> bool {
         let mut known = false;
-        for route in self.routes.iter().filter(|r| r.matches(path)) {
+        for route in self.matching(path) {
             if route.methods.iter().any(|m| m == method) {
                 return false;
             }
@@ -102,15 +102,29 @@ impl RouteTable {
 
     /// The methods `path` supports; empty for an unknown path.
     pub fn methods(&self, path: &str) -> Vec<&str> {
-        let mut found: Vec<&str> =
-            self.routes.iter().filter(|r| r.matches(path)).flat_map(|r| r.methods.iter().map(String::as_str)).collect();
+        let mut found: Vec<&str> = self.matching(path).flat_map(|r| r.methods.iter().map(String::as_str)).collect();
         found.sort_unstable();
         found.dedup();
         found
     }
 }
 
+impl RouteTable {
+    /// The templates `path` is documented under: the one that spells it out, if there is one
+    /// (`/v1/invitations/accept`), else those with parameters it fills (`/v1/invitations/{id}`),
+    /// as a literal route is the one a client means.
+    fn matching<'a, 'p>(&'a self, path: &'p str) -> impl Iterator<Item = &'a Route> + use<'a, 'p> {
+        let literal = self.routes.iter().any(|r| r.is_literal() && r.matches(path));
+        self.routes.iter().filter(move |r| r.matches(path) && (!literal || r.is_literal()))
+    }
+}
+
 impl Route {
+    /// Whether the template has no parameter.
+    fn is_literal(&self) -> bool {
+        self.segments.iter().all(|s| matches!(s, Segment::Literal(_)))
+    }
+
     /// Whether `path` falls under this template: the same number of segments, the literal ones
     /// equal, the parameters not empty.
     fn matches(&self, path: &str) -> bool {
@@ -170,5 +184,9 @@ mod tests {
         assert!(table.lacks_method("/v1/signup", "GET"));
         assert!(!table.lacks_method("/v1/projects/x", "PATCH"));
         assert!(!table.lacks_method("/v1/nothing", "PUT"), "an unknown path is a 404");
+        // A path spelled out by a template of its own is that route's, not a parameter's value.
+        assert_eq!(table.methods("/v1/invitations/accept"), ["POST"]);
+        assert_eq!(table.methods("/v1/invitations/x"), ["DELETE"]);
+        assert!(table.lacks_method("/v1/invitations/accept", "GET"));
     }
 }
