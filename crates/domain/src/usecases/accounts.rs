@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::sessions::after;
 use super::{ClientInfo, Plinth, Principal, SignedIn};
 use crate::entities::{Invitation, Tenant};
 use crate::error::{Error, Result};
@@ -59,10 +60,6 @@ impl EmailSettings {
             Purpose::VerifyEmail => self.verify_ttl,
         }
     }
-}
-
-fn after(t: time::OffsetDateTime, d: Duration) -> time::OffsetDateTime {
-    t.saturating_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
 }
 
 /// The token of `purpose` in `text`, or the one error every bad token gets.

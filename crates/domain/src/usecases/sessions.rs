@@ -80,7 +80,8 @@ impl std::fmt::Debug for SignedIn {
     }
 }
 
-fn after(t: time::OffsetDateTime, d: Duration) -> time::OffsetDateTime {
+/// `t` plus `d`, saturating (a lifetime of any length is a valid setting).
+pub(super) fn after(t: time::OffsetDateTime, d: Duration) -> time::OffsetDateTime {
     t.saturating_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
 }
 
