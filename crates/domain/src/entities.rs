@@ -214,3 +214,44 @@ impl Session {
         now < self.idle_expires_at && now < self.expires_at
     }
 }
+
+/// A tenant API key, as its owners see it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiKey {
+    /// The key's id: the public part of the key.
+    pub id: crate::ids::ApiKeyId,
+    /// The tenant the key belongs to.
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// What its owners call it.
+    pub name: String,
+    /// `plk_<id>`: the start of the key, to tell keys apart.
+    pub prefix: String,
+    /// The routes it may call.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::values::Scope>))]
+    #[serde(serialize_with = "serialize_scopes")]
+    pub scopes: crate::values::Scopes,
+    /// The role of whoever created it: the most it may ever do (less if their role is lowered).
+    pub role: Role,
+    /// Who created it (none once they were removed: the key is the tenant's, not theirs).
+    pub created_by: Option<UserId>,
+    /// Its own quota, requests per minute, on top of its tenant's; none for the tenant's alone.
+    pub rate_limit_per_minute: Option<u32>,
+    /// When it was created (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    /// When it was last used, to within a few seconds (RFC 3339); none if never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// When it stops working (RFC 3339); none if never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+fn serialize_scopes<S: serde::Serializer>(scopes: &crate::values::Scopes, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(scopes.iter())
+}

@@ -40,6 +40,9 @@ pub enum Error {
     /// The caller's role may not do this.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// An API key without the scope the route needs (named, for the client's owner).
+    #[error("insufficient scope: {0}")]
+    InsufficientScope(crate::values::Scope),
     /// The host names no tenant.
     #[error("tenant not found")]
     TenantNotFound,
@@ -125,6 +128,8 @@ pub enum Conflict {
     LastOwner,
     /// The tenant has as many pending invitations as it may.
     TooManyInvitations,
+    /// The tenant has as many live API keys as it may.
+    TooManyKeys,
 }
 
 impl fmt::Display for Conflict {
@@ -134,6 +139,7 @@ impl fmt::Display for Conflict {
             Self::EmailTaken => "a user with this email already exists",
             Self::LastOwner => "the last owner can't be removed or demoted",
             Self::TooManyInvitations => "this tenant has too many pending invitations; revoke some first",
+            Self::TooManyKeys => "this tenant has too many API keys; revoke some first",
         })
     }
 }
@@ -159,6 +165,11 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
     }
 
     /// The validation error of everything recorded (call it when a check returned `None`).

@@ -110,6 +110,10 @@ id_type!(
     /// A pending invitation's id.
     InvitationId
 );
+id_type!(
+    /// A tenant API key's id: the public part of the key (`plk_<id, 32 hex digits>_…`).
+    ApiKeyId
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 //! the other way round. What combines two adapters of one port (the tiered cache, the fallback
 //! limiter) is a decorator written here, over the port.
 
+pub mod audit;
 pub mod cache;
 pub mod clock;
 pub mod entities;

@@ -5,6 +5,7 @@
 //! `Internal` (anything unexpected); those two are not repeated on each method.
 
 mod accounts;
+mod api_keys;
 mod cache;
 mod clock;
 mod credentials;
@@ -18,6 +19,7 @@ mod sessions;
 mod webhooks;
 
 pub use accounts::{Acceptance, AccountEmails, EmailOutcome, NewEmail, NewVerification, PendingEmail};
+pub use api_keys::{ApiKeyRepository, AuditLog, AuditQuery, KeyRecord};
 pub use cache::{CacheStore, Generation, GenerationStore};
 pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};

@@ -1,6 +1,8 @@
 //! The use cases: what the API does, over the ports. Handlers call exactly one of these.
 
 mod accounts;
+mod api_keys;
+mod audit;
 mod auth;
 mod idempotency;
 mod limits;
@@ -18,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::EmailSettings;
-pub use auth::Principal;
+pub use api_keys::{CreatedKey, KeySettings, NewApiKey};
+pub use audit::{AuditSettings, AuditView};
+pub use auth::{Caller, Principal};
 pub use idempotency::{Answer, Idempotency, KeptAnswer, RefusedAnswer};
 pub use limits::Subject;
 pub use sessions::{ClientInfo, SessionSettings, SignedIn};
@@ -28,9 +32,9 @@ pub use webhooks::CreatedWebhook;
 
 use crate::cache::Cache;
 use crate::ports::{
-    AccountEmails, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore, JobQueue, PasswordHasher,
-    ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository, TenantRepository, TokenService,
-    UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
+    AccountEmails, ApiKeyRepository, AuditLog, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore,
+    JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository, TenantRepository,
+    TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -68,6 +72,10 @@ pub struct Ports {
     pub accounts: Arc<dyn AccountEmails>,
     /// Outbound email.
     pub mailer: Arc<dyn EmailSender>,
+    /// Tenant API keys.
+    pub api_keys: Arc<dyn ApiKeyRepository>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
     /// The services the adapters connect to, for readiness, metrics and shutdown.
     pub dependencies: Vec<Arc<dyn Dependency>>,
     /// The time: every timestamp the use cases write, and the adapters' own deadlines (the
@@ -113,6 +121,10 @@ pub struct CacheTtls {
     /// it dies before Redis is back (otherwise that instance redoes the invalidation within a
     /// second of Redis answering again).
     pub user_marker: Duration,
+    /// An API key's record (its hash, scopes, expiry and ceiling). Revoking a key and changing
+    /// its creator's role invalidate it on every instance at once, as for `user_marker`; this
+    /// bounds the same double fault, and is at most 5 s so a revoked key never outlives it.
+    pub api_key: Duration,
 }
 
 impl Default for CacheTtls {
@@ -122,6 +134,7 @@ impl Default for CacheTtls {
             missing_tenant: Duration::from_secs(1),
             projects: Duration::from_secs(30),
             user_marker: Duration::from_secs(30),
+            api_key: Duration::from_secs(5),
         }
     }
 }
@@ -143,6 +156,10 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Invitations, password resets and verification links.
     pub email: EmailSettings,
+    /// The audit log.
+    pub audit: AuditSettings,
+    /// API keys.
+    pub keys: KeySettings,
 }
 
 /// How webhook deliveries are retried.
@@ -161,12 +178,13 @@ pub struct Plinth {
     cache: Cache,
     settings: Settings,
     tenants: tenants::Decoded,
+    key_usage: api_keys::KeyUsage,
 }
 
 impl Plinth {
     /// Wires the use cases to their ports.
     pub fn new(ports: Ports, cache: Cache, settings: Settings) -> Self {
-        Self { ports, cache, settings, tenants: tenants::Decoded::default() }
+        Self { ports, cache, settings, tenants: tenants::Decoded::default(), key_usage: api_keys::KeyUsage::default() }
     }
 
     /// Retries the cache invalidations that failed while the generation store was down; the

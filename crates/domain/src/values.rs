@@ -25,6 +25,7 @@ macro_rules! trimmed_or_control {
     };
 }
 
+mod api_key;
 mod email;
 mod email_token;
 mod name;
@@ -33,6 +34,7 @@ mod refresh;
 mod role;
 mod slug;
 
+pub use api_key::{ApiKeyKey, ApiKeyToken, Scope, Scopes};
 pub use email::Email;
 pub use email_token::{EmailKey, EmailToken, Purpose};
 pub use name::{DISPLAY_NAME_PATTERN, ProjectName, TenantName};

@@ -7,6 +7,7 @@
 //! rule) is atomic.
 
 mod accounts;
+mod audit;
 mod idempotency;
 mod jobs;
 mod projects;
@@ -66,6 +67,10 @@ struct TenantData {
     sessions: sessions::Sessions,
     /// Invitations, emailed tokens and messages.
     accounts: accounts::Accounts,
+    /// The audit log's chain.
+    audit: audit::Chain,
+    /// API keys.
+    keys: audit::Keys,
 }
 
 impl TenantData {
@@ -81,6 +86,8 @@ impl TenantData {
             deliveries: Rows::default(),
             sessions: sessions::Sessions::default(),
             accounts: accounts::Accounts::default(),
+            audit: audit::Chain::default(),
+            keys: audit::Keys::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Invitation, Tenant, User};
 use plinth_domain::error::Conflict;
 use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
@@ -135,6 +136,7 @@ impl AccountEmails for PgStore {
         token: &TokenHash,
         email: &NewEmail,
         max_pending: usize,
+        trail: &AuditTrail,
     ) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::ACCOUNTS_INVITE).await?;
@@ -186,6 +188,7 @@ impl AccountEmails for PgStore {
             )
             .await
             .or_db()?;
+            crate::audit::append(&tx, invitation.tenant_id, trail).await?;
             tx.commit().await.or_db()
         })
         .await
@@ -210,13 +213,16 @@ impl AccountEmails for PgStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId) -> Result<bool> {
+    #[tracing::instrument(level = "debug", skip(self, trail))]
+    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId, trail: &AuditTrail) -> Result<bool> {
         self.bounded(async {
             let mut client = self.conn(op::ACCOUNTS_REVOKE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx.prepare_cached("DELETE FROM invitations WHERE tenant_id = $1 AND id = $2").await.or_db()?;
             let n = tx.execute(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
+            if n > 0 {
+                crate::audit::append(&tx, tenant, trail).await?;
+            }
             tx.commit().await.or_db()?;
             Ok(n > 0)
         })
@@ -229,6 +235,7 @@ impl AccountEmails for PgStore {
         tenant: TenantId,
         token: &TokenHash,
         member: &Acceptance,
+        trail: &AuditTrail,
     ) -> Result<Option<User>> {
         self.bounded(async {
             let mut client = self.conn(op::ACCOUNTS_ACCEPT).await?;
@@ -259,6 +266,7 @@ impl AccountEmails for PgStore {
             };
             // `EmailTaken` rolls the spending back: the invitation stays pending.
             insert_user(&tx, &user).await?;
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
         })
@@ -283,6 +291,7 @@ impl AccountEmails for PgStore {
         token: &TokenHash,
         hash: &PasswordHash,
         now: OffsetDateTime,
+        trail: &AuditTrail,
     ) -> Result<Option<UserId>> {
         self.bounded(async {
             let mut client = self.conn(op::ACCOUNTS_RESET).await?;
@@ -300,6 +309,7 @@ impl AccountEmails for PgStore {
             tx.execute(&update, &[tenant.as_uuid(), user.as_uuid(), &hash.as_str(), &now]).await.or_db()?;
             spend_all(&tx, tenant, user, Purpose::PasswordReset).await?;
             end_sessions(&tx, tenant, user, None).await?;
+            crate::audit::append(&tx, tenant, &trail.by_user(user)).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
         })
@@ -318,7 +328,13 @@ impl AccountEmails for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn verify_email(&self, tenant: TenantId, token: &TokenHash, now: OffsetDateTime) -> Result<Option<UserId>> {
+    async fn verify_email(
+        &self,
+        tenant: TenantId,
+        token: &TokenHash,
+        now: OffsetDateTime,
+        trail: &AuditTrail,
+    ) -> Result<Option<UserId>> {
         self.bounded(async {
             let mut client = self.conn(op::ACCOUNTS_VERIFY).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
@@ -333,6 +349,7 @@ impl AccountEmails for PgStore {
                 .or_db()?;
             tx.execute(&update, &[tenant.as_uuid(), user.as_uuid(), &now]).await.or_db()?;
             spend_all(&tx, tenant, user, Purpose::VerifyEmail).await?;
+            crate::audit::append(&tx, tenant, &trail.by_user(user)).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
         })

@@ -7,6 +7,7 @@
 //! formatting; driver errors become domain errors here and never cross a port.
 
 mod accounts;
+mod audit;
 mod error;
 mod idempotency;
 mod jobs;

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{ProjectId, TenantId};
@@ -94,7 +95,13 @@ impl ProjectRepository for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %project.tenant_id))]
-    async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed> {
+    async fn insert(
+        &self,
+        project: &Project,
+        events: &[DomainEvent],
+        key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
+    ) -> Result<Keyed> {
         self.bounded(async {
             let mut client = self.conn(op::PROJECTS_CREATE).await?;
             let tx = tenant_tx(&mut client, project.tenant_id).await?;
@@ -120,19 +127,21 @@ impl ProjectRepository for PgStore {
             .await
             .or_db()?;
             store_events(&tx, events, self.max_pending_jobs).await?;
+            crate::audit::append(&tx, project.tenant_id, trail).await?;
             tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, events))]
+    #[tracing::instrument(level = "debug", skip(self, events, trail))]
     async fn rename(
         &self,
         tenant: TenantId,
         id: ProjectId,
         name: &ProjectName,
         events: EventsFor<'_>,
+        trail: &AuditTrail,
     ) -> Result<Project> {
         self.bounded(async {
             let mut client = self.conn(op::PROJECTS_RENAME).await?;
@@ -149,14 +158,15 @@ impl ProjectRepository for PgStore {
                 tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &name.as_str(), &self.clock.now()]).await.or_db()?;
             let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
             store_events(&tx, &events(&project), self.max_pending_jobs).await?;
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()?;
             Ok(project)
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, events))]
-    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip(self, events, trail))]
+    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>, trail: &AuditTrail) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::PROJECTS_DELETE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
@@ -167,6 +177,7 @@ impl ProjectRepository for PgStore {
             let row = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
             let project = row.as_ref().map(project_from_row).transpose()?.ok_or(Error::NotFound)?;
             store_events(&tx, &events(&project), self.max_pending_jobs).await?;
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()
         })
         .await

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Session;
 use plinth_domain::ids::{SessionId, TenantId, UserId};
 use plinth_domain::ports::{SessionRepository, Spend};
@@ -57,7 +58,7 @@ pub(crate) async fn end_sessions(
 #[async_trait]
 impl SessionRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %session.tenant_id))]
-    async fn create(&self, session: &Session, token: &TokenHash) -> Result<()> {
+    async fn create(&self, session: &Session, token: &TokenHash, trail: &AuditTrail) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::SESSIONS_CREATE).await?;
             let tx = tenant_tx(&mut client, session.tenant_id).await?;
@@ -98,6 +99,7 @@ impl SessionRepository for PgStore {
             tx.execute(&token_row, &[session.tenant_id.as_uuid(), &token.as_bytes().as_slice(), session.id.as_uuid()])
                 .await
                 .or_db()?;
+            crate::audit::append(&tx, session.tenant_id, trail).await?;
             tx.commit().await.or_db()
         })
         .await
@@ -224,8 +226,14 @@ impl SessionRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn end(&self, tenant: TenantId, session: SessionId, user: Option<UserId>) -> Result<bool> {
+    #[tracing::instrument(level = "debug", skip(self, trail))]
+    async fn end(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        user: Option<UserId>,
+        trail: &AuditTrail,
+    ) -> Result<bool> {
         self.bounded(async {
             let mut client = self.conn(op::SESSIONS_END).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
@@ -239,31 +247,42 @@ impl SessionRepository for PgStore {
                 .execute(&delete, &[tenant.as_uuid(), session.as_uuid(), &user.map(|u| *u.as_uuid())])
                 .await
                 .or_db()?;
+            if n > 0 {
+                crate::audit::append(&tx, tenant, trail).await?;
+            }
             tx.commit().await.or_db()?;
             Ok(n > 0)
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn end_all(&self, tenant: TenantId, user: UserId, except: Option<SessionId>) -> Result<u64> {
+    #[tracing::instrument(level = "debug", skip(self, trail))]
+    async fn end_all(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        except: Option<SessionId>,
+        trail: &AuditTrail,
+    ) -> Result<u64> {
         self.bounded(async {
             let mut client = self.conn(op::SESSIONS_END_ALL).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let n = end_sessions(&tx, tenant, user, except).await?;
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()?;
             Ok(n)
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, hash))]
+    #[tracing::instrument(level = "debug", skip(self, hash, trail))]
     async fn change_password(
         &self,
         tenant: TenantId,
         user: UserId,
         hash: &PasswordHash,
         keep: SessionId,
+        trail: &AuditTrail,
     ) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::SESSIONS_CHANGE_PASSWORD).await?;
@@ -281,6 +300,7 @@ impl SessionRepository for PgStore {
             }
             end_sessions(&tx, tenant, user, Some(keep)).await?;
             crate::accounts::spend_all(&tx, tenant, user, plinth_domain::values::Purpose::PasswordReset).await?;
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()
         })
         .await

@@ -1,6 +1,7 @@
 //! Tenants: created by signup with their first owner; resolved by slug without a tenant context.
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Tenant, User};
 use plinth_domain::error::Conflict;
 use plinth_domain::ids::TenantId;
@@ -31,6 +32,7 @@ impl TenantRepository for PgStore {
         tenant: &Tenant,
         owner: &User,
         verification: Option<&NewVerification>,
+        trail: &AuditTrail,
     ) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::TENANTS_CREATE).await?;
@@ -55,6 +57,7 @@ impl TenantRepository for PgStore {
             if let Some(v) = verification {
                 crate::accounts::queue_verification_in(&tx, v, self.max_pending_jobs).await?;
             }
+            crate::audit::append(&tx, tenant.id, trail).await?;
             tx.commit().await.or_db()
         })
         .await

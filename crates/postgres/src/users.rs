@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::User;
 use plinth_domain::error::Conflict;
 use plinth_domain::ids::{TenantId, UserId};
@@ -102,7 +103,7 @@ async fn lock_target(
 #[async_trait]
 impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %user.tenant_id))]
-    async fn create(&self, user: &User, key: Option<&IdempotentWrite>) -> Result<Keyed> {
+    async fn create(&self, user: &User, key: Option<&IdempotentWrite>, trail: &AuditTrail) -> Result<Keyed> {
         self.bounded(async {
             let mut client = self.conn(op::USERS_CREATE).await?;
             let tx = tenant_tx(&mut client, user.tenant_id).await?;
@@ -110,6 +111,7 @@ impl UserRepository for PgStore {
                 return Ok(Keyed::KeyTaken);
             }
             insert_user(&tx, user).await?;
+            crate::audit::append(&tx, user.tenant_id, trail).await?;
             tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
@@ -148,8 +150,15 @@ impl UserRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, check))]
-    async fn update_role(&self, tenant: TenantId, id: UserId, role: Role, check: UserCheck<'_>) -> Result<User> {
+    #[tracing::instrument(level = "debug", skip(self, check, trail))]
+    async fn update_role(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        role: Role,
+        check: UserCheck<'_>,
+        trail: &AuditTrail,
+    ) -> Result<User> {
         self.bounded(async {
             let mut client = self.conn(op::USERS_UPDATE_ROLE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
@@ -171,20 +180,22 @@ impl UserRepository for PgStore {
                 // A role change ends the user's sessions too.
                 crate::sessions::end_sessions(&tx, tenant, id, None).await?;
             }
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()?;
             user_from_row(&row)
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, check))]
-    async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip(self, check, trail))]
+    async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>, trail: &AuditTrail) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::USERS_DELETE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             lock_target(&tx, tenant, id, false, check).await?;
             let delete = tx.prepare_cached("DELETE FROM users WHERE tenant_id = $1 AND id = $2").await.or_db()?;
             tx.execute(&delete, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()
         })
         .await

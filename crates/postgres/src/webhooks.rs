@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Delivery, DeliveryState, Webhook};
 use plinth_domain::events::{DomainEvent, EventKind};
 use plinth_domain::ids::{DeliveryId, EventId, TenantId, WebhookId};
@@ -103,6 +104,7 @@ impl WebhookRepository for PgStore {
         sealed_secret: &[u8],
         check: CountCheck<'_>,
         key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
     ) -> Result<Keyed> {
         let events: Vec<&str> = webhook.events.iter().map(|e| e.as_str()).collect();
         self.bounded(async {
@@ -142,6 +144,7 @@ impl WebhookRepository for PgStore {
             )
             .await
             .or_db()?;
+            crate::audit::append(&tx, webhook.tenant_id, trail).await?;
             tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
@@ -158,13 +161,14 @@ impl WebhookRepository for PgStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip(self, trail))]
+    async fn delete(&self, tenant: TenantId, id: WebhookId, trail: &AuditTrail) -> Result<()> {
         self.bounded(async {
             let mut client = self.conn(op::WEBHOOKS_DELETE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx.prepare_cached("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2").await.or_db()?;
             let deleted = tx.execute(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
+            crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()?;
             if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
         })

@@ -41,7 +41,9 @@ async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::enti
         .unwrap();
     let tenant = fixtures::tenant();
     let owner = fixtures::user(tenant.id, "owner", Role::Owner);
-    TenantRepository::create_with_owner(&store, &tenant, &owner, None).await.unwrap();
+    TenantRepository::create_with_owner(&store, &tenant, &owner, None, &plinth_domain::audit::AuditTrail::none())
+        .await
+        .unwrap();
     let hook = Webhook {
         id: WebhookId::new(),
         tenant_id: tenant.id,
@@ -49,7 +51,9 @@ async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::enti
         events: EventKind::ALL.to_vec(),
         created_at: plinth_domain::clock::now(),
     };
-    WebhookRepository::create(&store, &hook, b"sealed", &|_| Ok(()), None).await.unwrap();
+    WebhookRepository::create(&store, &hook, b"sealed", &|_| Ok(()), None, &plinth_domain::audit::AuditTrail::none())
+        .await
+        .unwrap();
     (store, tenant)
 }
 
@@ -60,13 +64,25 @@ async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
 
     let first = fixtures::project_at(tenant.id, "Committed", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &first, plinth_domain::clock::now());
-    ProjectRepository::insert(&store, &first, std::slice::from_ref(&event), None).await.unwrap();
+    ProjectRepository::insert(
+        &store,
+        &first,
+        std::slice::from_ref(&event),
+        None,
+        &plinth_domain::audit::AuditTrail::none(),
+    )
+    .await
+    .unwrap();
     assert_eq!(counts(&db).await, (1, 1, 1, 1), "project, event, delivery and job together");
 
     // Reusing the event id makes the event insert fail after the project row was written.
     let second = fixtures::project_at(tenant.id, "Rolled back", fixtures::ago(1));
     let clash = DomainEvent { data: second.clone(), ..event };
-    assert!(ProjectRepository::insert(&store, &second, &[clash], None).await.is_err());
+    assert!(
+        ProjectRepository::insert(&store, &second, &[clash], None, &plinth_domain::audit::AuditTrail::none())
+            .await
+            .is_err()
+    );
     assert_eq!(counts(&db).await, (1, 1, 1, 1), "nothing of the failed write remains");
     assert!(ProjectRepository::get(&store, tenant.id, second.id).await.unwrap().is_none());
 }
@@ -85,7 +101,15 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
     };
     let first = fixtures::project_at(tenant.id, "Committed", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &first, plinth_domain::clock::now());
-    ProjectRepository::insert(&store, &first, std::slice::from_ref(&event), None).await.unwrap();
+    ProjectRepository::insert(
+        &store,
+        &first,
+        std::slice::from_ref(&event),
+        None,
+        &plinth_domain::audit::AuditTrail::none(),
+    )
+    .await
+    .unwrap();
 
     // The key is stored first, then the project; the clashing event fails the transaction after both.
     let second = fixtures::project_at(tenant.id, "Rolled back", fixtures::ago(1));
@@ -96,7 +120,11 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
         response: plinth_domain::ports::StoredResponse { status: 201, body: "{}".into(), location: None },
     };
     let clash = DomainEvent { data: second.clone(), ..event.clone() };
-    assert!(ProjectRepository::insert(&store, &second, &[clash], Some(&keyed)).await.is_err());
+    assert!(
+        ProjectRepository::insert(&store, &second, &[clash], Some(&keyed), &plinth_domain::audit::AuditTrail::none())
+            .await
+            .is_err()
+    );
     assert_eq!(counts(&db).await, (1, 1, 1, 1), "nothing of the failed write remains");
     assert_eq!(store.lookup(&scope, 7).await.unwrap(), Lookup::New, "nor its key");
     let keys: i64 = owner.query_one("SELECT count(*) FROM idempotency_keys", &[]).await.unwrap().get(0);
@@ -105,7 +133,12 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
     // So the retry runs, and its key is kept.
     let retry = fixtures::project_at(tenant.id, "Retried", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &retry, plinth_domain::clock::now());
-    assert_eq!(ProjectRepository::insert(&store, &retry, &[event], Some(&keyed)).await.unwrap(), Keyed::Written);
+    assert_eq!(
+        ProjectRepository::insert(&store, &retry, &[event], Some(&keyed), &plinth_domain::audit::AuditTrail::none())
+            .await
+            .unwrap(),
+        Keyed::Written
+    );
     assert_eq!(store.lookup(&scope, 7).await.unwrap(), Lookup::Replay(keyed.response));
 }
 
@@ -121,6 +154,7 @@ async fn retention_prunes_finished_deliveries_their_events_and_expired_keys_but_
             &p,
             &[DomainEvent::project(EventKind::ProjectCreated, &p, plinth_domain::clock::now())],
             None,
+            &plinth_domain::audit::AuditTrail::none(),
         )
         .await
         .unwrap();

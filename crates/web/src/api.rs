@@ -4,6 +4,7 @@
 //! OpenAPI document lists every one of them. `clippy.toml` forbids the other ways (`.route`,
 //! actix's own `service`), and the `ops` tests call every documented operation.
 
+pub mod access;
 pub mod extract;
 pub mod fallback;
 pub mod openapi;
@@ -13,6 +14,7 @@ pub mod schemas;
 mod accounts;
 mod auth;
 mod idempotency;
+mod keys;
 mod projects;
 pub(crate) mod respond;
 mod sessions;
@@ -48,6 +50,10 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(accounts::create)
             .service(accounts::list)
             .service(auth::get_tenant)
+            .service(keys::create)
+            .service(keys::list)
+            .service(keys::audit_log)
+            .service(keys::verify)
             .service(projects::list)
             .service(projects::create)
             .service(users::list)
@@ -63,6 +69,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(sessions::remove_all)
             .service(accounts::revoke)
             .service(webhooks::remove)
+            .service(keys::revoke)
             .service(webhooks::deliveries),
     );
 }

@@ -1,4 +1,4 @@
-//! The `plinth` command line: serve (the default), migrate, seed.
+//! The `plinth` command line: serve (the default), worker, migrate, seed, audit.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -35,6 +35,12 @@ pub enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// The audit log.
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Bulk-load tenants, users and projects (as the owner) and write one token per tenant.
     Seed {
         /// How many tenants.
@@ -53,6 +59,36 @@ pub enum Command {
         #[arg(long)]
         tokens_file: Option<PathBuf>,
     },
+}
+
+/// `plinth audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute a tenant's chain and report the first entry edited, deleted or reordered
+    /// (exit code 1 when there is one). Needs DATABASE_URL and PLINTH_ENCRYPTION_KEY.
+    Verify {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// `plinth audit verify --tenant SLUG`: prints the verification as JSON; fails when the chain
+/// is broken.
+pub async fn run_audit(config: &Config, command: &AuditCommand) -> Result<(), String> {
+    let AuditCommand::Verify { tenant } = command;
+    if config.database.is_none() {
+        return Err("DATABASE_URL is required: the embedded mode keeps no audit log across runs".into());
+    }
+    let composed = composition::compose(config).await.map_err(|e| e.to_string())?;
+    let plinth = composed.plinth;
+    let tenant = plinth.resolve_tenant(&plinth_domain::values::Slug::parse(tenant).map_err(|e| e.to_string())?).await;
+    let tenant = tenant.map_err(|e| format!("no such tenant: {e}"))?;
+    let report = plinth.verify_audit(tenant.id).await.map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    writeln!(std::io::stdout().lock(), "{json}").map_err(|e| e.to_string())?;
+    plinth.close_dependencies();
+    if report.valid { Ok(()) } else { Err("the audit chain is broken (see first_problem)".into()) }
 }
 
 /// The password every seeded user shares.

@@ -8,15 +8,16 @@ use plinth_domain::clock::SystemClock;
 use plinth_domain::mail::MailSettings;
 use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
-    AccountEmails, CacheStore, Clock, DeliveryStore, EmailSender, GenerationStore, IdempotencyStore, JobQueue,
-    PasswordHasher, ProjectRepository, SessionRepository, TenantRepository, TokenService, UserRepository,
-    WebhookRepository,
+    AccountEmails, ApiKeyRepository, AuditLog, CacheStore, Clock, DeliveryStore, EmailSender, GenerationStore,
+    IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, SessionRepository, TenantRepository, TokenService,
+    UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{
-    CacheTtls, ClientInfo, DeliverySettings, EmailSettings, Plinth, Ports, SessionSettings, Settings, SignupInput,
+    AuditSettings, CacheTtls, ClientInfo, DeliverySettings, EmailSettings, KeySettings, Plinth, Ports, SessionSettings,
+    Settings, SignupInput,
 };
-use plinth_domain::values::{EmailKey, RefreshKey};
+use plinth_domain::values::{ApiKeyKey, EmailKey, RefreshKey};
 use plinth_email::{LogSender, SmtpSender};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
@@ -143,6 +144,8 @@ pub async fn compose_with(
         webhooks: repos.webhooks,
         sessions: repos.sessions,
         accounts: repos.accounts,
+        api_keys: repos.api_keys,
+        audit: repos.audit,
         mailer: mailer(config)?,
         url_guard: Arc::new(UrlGuard::new(address_policy(config))),
         secrets: Arc::new(SecretBox::new(&key)),
@@ -199,6 +202,12 @@ pub async fn compose_with(
                 },
             )
         },
+        audit: AuditSettings {
+            enabled: config.audit.enabled,
+            retention: config.audit.retention,
+            ..AuditSettings::new(plinth_domain::audit::AuditKey::derive(&key))
+        },
+        keys: KeySettings { key: ApiKeyKey::derive(&key) },
     };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
     let demo = match database {
@@ -217,6 +226,8 @@ struct Repositories {
     webhooks: Arc<dyn WebhookRepository>,
     sessions: Arc<dyn SessionRepository>,
     accounts: Arc<dyn AccountEmails>,
+    api_keys: Arc<dyn ApiKeyRepository>,
+    audit: Arc<dyn AuditLog>,
     jobs: Arc<dyn JobQueue>,
     deliveries: Arc<dyn DeliveryStore>,
 }
@@ -231,6 +242,8 @@ impl Repositories {
             + WebhookRepository
             + SessionRepository
             + AccountEmails
+            + ApiKeyRepository
+            + AuditLog
             + JobQueue
             + DeliveryStore
             + 'static,
@@ -243,6 +256,8 @@ impl Repositories {
             webhooks: store.clone(),
             sessions: store.clone(),
             accounts: store.clone(),
+            api_keys: store.clone(),
+            audit: store.clone(),
             jobs: store.clone(),
             deliveries: store,
         }

@@ -130,6 +130,16 @@ pub struct SessionConfig {
     pub reuse_window: Duration,
 }
 
+/// The audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// `PLINTH_AUDIT`: record changes in the audit log (default true).
+    pub enabled: bool,
+    /// `PLINTH_AUDIT_RETENTION_DAYS`: entries older than this are pruned (default 365), the
+    /// chain kept verifiable by a checkpoint.
+    pub retention: Duration,
+}
+
 /// Outbound email and the account flows that send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailConfig {
@@ -209,6 +219,8 @@ pub struct Config {
     pub sessions: SessionConfig,
     /// `PLINTH_SMTP_*`, `PLINTH_EMAIL_FROM`, `PLINTH_PUBLIC_URL_TEMPLATE`, the links' lifetimes.
     pub email: EmailConfig,
+    /// `PLINTH_AUDIT`, `PLINTH_AUDIT_RETENTION_DAYS`.
+    pub audit: AuditConfig,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -278,6 +290,10 @@ impl Config {
                 allowed_cidrs: env.cidrs("PLINTH_WEBHOOK_ALLOWED_CIDRS")?,
                 max_attempts: env.parse_in("PLINTH_WEBHOOK_MAX_ATTEMPTS", 8, 1..=100)?,
                 backoff: Duration::from_millis(env.parse_in("PLINTH_WEBHOOK_BACKOFF_MS", 1000, 1..=3_600_000)?),
+            },
+            audit: AuditConfig {
+                enabled: env.parse("PLINTH_AUDIT", true)?,
+                retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_AUDIT_RETENTION_DAYS", 365, 1..=36_500)?),
             },
             worker: env.parse("PLINTH_WORKER", true)?,
             worker_settings: crate::worker::WorkerSettings {

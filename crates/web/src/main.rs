@@ -35,6 +35,7 @@ async fn main() -> ExitCode {
             match command {
                 Some(Command::Worker) => cli::run_worker(&config).await,
                 Some(seed @ Command::Seed { .. }) => cli::run_seed(&config, seed).await,
+                Some(Command::Audit { command }) => cli::run_audit(&config, command).await,
                 _ => serve(config).await,
             }
         }

@@ -132,6 +132,9 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
             (S::FORBIDDEN, "email_unverified", "Verify your email address before making changes.".into())
         }
         Error::Forbidden(m) => (S::FORBIDDEN, "forbidden", capitalise(m)),
+        Error::InsufficientScope(scope) => {
+            (S::FORBIDDEN, "insufficient_scope", format!("This API key lacks the scope this route needs: {scope}."))
+        }
         Error::TenantNotFound => (S::NOT_FOUND, "tenant_not_found", "No tenant is served at this host.".into()),
         Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
         Error::Conflict(c) => (S::CONFLICT, "conflict", capitalise(&c.to_string())),

@@ -28,6 +28,9 @@ use crate::state::AppState;
 use crate::telemetry::metrics::{self as telemetry_metrics, MetricsEndpoint};
 use crate::worker::WorkerHandle;
 
+/// How often the API keys' last uses are written (one write per key used since the last).
+const KEY_USAGE_EVERY: Duration = Duration::from_secs(5);
+
 /// How often the in-process limiter's idle keys are pruned.
 const LIMITER_PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often cache invalidations that failed while Redis was down are retried.
@@ -107,6 +110,11 @@ impl Application {
         every(telemetry_metrics::UPKEEP_EVERY, signal.clone(), move || {
             metrics.upkeep();
             std::future::ready(())
+        });
+        let app = state.plinth.clone();
+        every(KEY_USAGE_EVERY, signal.clone(), move || {
+            let app = app.clone();
+            async move { app.flush_key_usage().await }
         });
         let app = state.plinth.clone();
         every(RETRY_INVALIDATIONS_EVERY, signal, move || {

@@ -95,7 +95,7 @@ async fn maintain(plinth: Arc<Plinth>, settings: WorkerSettings, mut stopped: wa
             },
             _ = prune.tick() => {
                 match plinth.prune(settings.retention).await {
-                    Ok(p) => tracing::info!(deliveries = p.deliveries, events = p.events, idempotency_keys = p.idempotency_keys, sessions = p.sessions, emails = p.emails, "pruned"),
+                    Ok(p) => tracing::info!(deliveries = p.deliveries, events = p.events, idempotency_keys = p.idempotency_keys, sessions = p.sessions, emails = p.emails, audit_entries = p.audit_entries, "pruned"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
                 }
             }

@@ -82,7 +82,7 @@ async fn invite_until(
         expires_at: clock::truncate(expires_at),
     };
     let hash = hash_of(Purpose::Invitation, email.id);
-    storage.accounts.invite(&invitation, &hash, &email, 100).await?;
+    storage.accounts.invite(&invitation, &hash, &email, 100, &crate::audit::AuditTrail::none()).await?;
     Ok((invitation, hash))
 }
 
@@ -97,14 +97,22 @@ pub async fn an_invitation_is_pending_until_accepted_once(storage: Storage) {
     let pending = storage.accounts.invitations(tenant.id, now()).await.expect("list succeeds");
     assert_eq!(pending, vec![invitation.clone()]);
     let member = acceptance();
-    let user = storage.accounts.accept_invitation(tenant.id, &hash, &member).await.expect("accept succeeds");
+    let user = storage
+        .accounts
+        .accept_invitation(tenant.id, &hash, &member, &crate::audit::AuditTrail::none())
+        .await
+        .expect("accept succeeds");
     let user = user.expect("a pending invitation is accepted");
     assert_eq!(
         (user.id, &user.email, user.role, user.email_verified),
         (member.user, &invitation.email, Role::Member, true)
     );
     assert_eq!(storage.users.find_by_email(tenant.id, &invitation.email).await.expect("find succeeds"), Some(user));
-    let again = storage.accounts.accept_invitation(tenant.id, &hash, &acceptance()).await.expect("accept succeeds");
+    let again = storage
+        .accounts
+        .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none())
+        .await
+        .expect("accept succeeds");
     assert_eq!(again, None, "an invitation works once");
     assert!(storage.accounts.invitations(tenant.id, now()).await.expect("list succeeds").is_empty());
 }
@@ -123,8 +131,22 @@ pub async fn inviting_again_replaces_the_pending_invitation(storage: Storage) {
     let (_, first) = invite(&storage, &tenant, &owner, "grace").await;
     let (second, latest) = invite(&storage, &tenant, &owner, "grace").await;
     assert_eq!(storage.accounts.invitations(tenant.id, now()).await.expect("list succeeds"), vec![second]);
-    assert_eq!(storage.accounts.accept_invitation(tenant.id, &first, &acceptance()).await.expect("accept"), None);
-    assert!(storage.accounts.accept_invitation(tenant.id, &latest, &acceptance()).await.expect("accept").is_some());
+    assert_eq!(
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &first, &acceptance(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept"),
+        None
+    );
+    assert!(
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &latest, &acceptance(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept")
+            .is_some()
+    );
 }
 
 /// A revoked invitation, an expired one and one presented to another tenant are not accepted.
@@ -132,22 +154,63 @@ pub async fn revoked_expired_and_foreign_invitations_are_not_accepted(storage: S
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
     let (other, _) = fixtures::tenant_with_owner(&storage).await;
     let (revoked, revoked_hash) = invite(&storage, &tenant, &owner, "revoked").await;
-    assert!(storage.accounts.revoke_invitation(tenant.id, revoked.id).await.expect("revoke succeeds"));
-    assert!(!storage.accounts.revoke_invitation(tenant.id, revoked.id).await.expect("revoke succeeds"));
+    assert!(
+        storage
+            .accounts
+            .revoke_invitation(tenant.id, revoked.id, &crate::audit::AuditTrail::none())
+            .await
+            .expect("revoke succeeds")
+    );
+    assert!(
+        !storage
+            .accounts
+            .revoke_invitation(tenant.id, revoked.id, &crate::audit::AuditTrail::none())
+            .await
+            .expect("revoke succeeds")
+    );
     assert_eq!(
-        storage.accounts.accept_invitation(tenant.id, &revoked_hash, &acceptance()).await.expect("accept"),
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &revoked_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept"),
         None
     );
     let (expiring, expiring_hash) =
         invite_until(&storage, &tenant, &owner, "expiring", now() + Duration::minutes(1)).await.expect("invite");
     let later = Acceptance { now: clock::truncate(now() + Duration::minutes(2)), ..acceptance() };
-    assert_eq!(storage.accounts.accept_invitation(tenant.id, &expiring_hash, &later).await.expect("accept"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &expiring_hash, &later, &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept"),
+        None
+    );
     assert!(!storage.accounts.invitations(tenant.id, later.now).await.expect("list").contains(&expiring));
     let (_, foreign_hash) = invite(&storage, &tenant, &owner, "foreign").await;
-    assert_eq!(storage.accounts.accept_invitation(other.id, &foreign_hash, &acceptance()).await.expect("accept"), None);
-    assert!(!storage.accounts.revoke_invitation(other.id, revoked.id).await.expect("revoke succeeds"));
+    assert_eq!(
+        storage
+            .accounts
+            .accept_invitation(other.id, &foreign_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept"),
+        None
+    );
     assert!(
-        storage.accounts.accept_invitation(tenant.id, &foreign_hash, &acceptance()).await.expect("accept").is_some()
+        !storage
+            .accounts
+            .revoke_invitation(other.id, revoked.id, &crate::audit::AuditTrail::none())
+            .await
+            .expect("revoke succeeds")
+    );
+    assert!(
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &foreign_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept")
+            .is_some()
     );
 }
 
@@ -166,7 +229,10 @@ pub async fn pending_invitations_are_capped(storage: Storage) {
             created_at: email.created_at,
             expires_at: clock::truncate(now() + Duration::days(1)),
         };
-        let result = storage.accounts.invite(&invitation, &hash_of(Purpose::Invitation, email.id), &email, 1).await;
+        let result = storage
+            .accounts
+            .invite(&invitation, &hash_of(Purpose::Invitation, email.id), &email, 1, &crate::audit::AuditTrail::none())
+            .await;
         match local {
             "a" => result.expect("the first fits"),
             _ => assert!(matches!(result, Err(Error::Conflict(Conflict::TooManyInvitations))), "{result:?}"),
@@ -182,7 +248,9 @@ pub async fn racing_acceptances_make_one_member(storage: Storage) {
     let mut racers = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let storage = storage.clone();
-        racers.spawn(async move { storage.accounts.accept_invitation(tenant.id, &hash, &acceptance()).await });
+        racers.spawn(async move {
+            storage.accounts.accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none()).await
+        });
     }
     let results = racers.join_all().await;
     let members = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
@@ -195,8 +263,13 @@ pub async fn racing_acceptances_make_one_member(storage: Storage) {
 pub async fn accepting_an_address_that_became_a_member_keeps_the_invitation(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
     let (invitation, hash) = invite(&storage, &tenant, &owner, "late").await;
-    storage.users.create(&fixtures::user(tenant.id, "late", Role::Member), None).await.expect("create succeeds");
-    let result = storage.accounts.accept_invitation(tenant.id, &hash, &acceptance()).await;
+    storage
+        .users
+        .create(&fixtures::user(tenant.id, "late", Role::Member), None, &crate::audit::AuditTrail::none())
+        .await
+        .expect("create succeeds");
+    let result =
+        storage.accounts.accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::EmailTaken))), "{result:?}");
     assert_eq!(storage.accounts.invitations(tenant.id, now()).await.expect("list"), vec![invitation]);
 }
@@ -232,11 +305,19 @@ pub async fn a_reset_token_is_issued_to_a_member_only_and_spent_once(storage: St
         user_agent: None,
     };
     let refresh = crate::values::RefreshToken::generate().expect("a token").hash();
-    storage.sessions.create(&session, &refresh).await.expect("create succeeds");
+    storage.sessions.create(&session, &refresh, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
 
-    let wrong_tenant = storage.accounts.reset_password(other.id, &hash, &new_hash(), now()).await.expect("reset");
+    let wrong_tenant = storage
+        .accounts
+        .reset_password(other.id, &hash, &new_hash(), now(), &crate::audit::AuditTrail::none())
+        .await
+        .expect("reset");
     assert_eq!(wrong_tenant, None);
-    let spent = storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset");
+    let spent = storage
+        .accounts
+        .reset_password(tenant.id, &hash, &new_hash(), now(), &crate::audit::AuditTrail::none())
+        .await
+        .expect("reset");
     assert_eq!(spent, Some(owner.id));
     let user = storage.users.get(tenant.id, owner.id).await.expect("get").expect("the owner");
     assert_eq!(
@@ -244,11 +325,25 @@ pub async fn a_reset_token_is_issued_to_a_member_only_and_spent_once(storage: St
         (new_hash(), true, owner.token_version + 1)
     );
     assert!(storage.sessions.list(tenant.id, owner.id, now()).await.expect("list").is_empty(), "every session ended");
-    assert_eq!(storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .reset_password(tenant.id, &hash, &new_hash(), now(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("reset"),
+        None
+    );
     // A retry of the message (its first attempt's answer was lost) does not make the spent
     // link work again.
     assert!(!storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
-    assert_eq!(storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .reset_password(tenant.id, &hash, &new_hash(), now(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("reset"),
+        None
+    );
 }
 
 /// A password change spends the user's reset tokens; a retry of an unspent one's message
@@ -262,9 +357,20 @@ pub async fn a_password_change_spends_reset_tokens(storage: Storage) {
     assert!(storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
     assert!(storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
     let session = crate::ids::SessionId::new();
-    storage.sessions.change_password(tenant.id, owner.id, &new_hash(), session).await.expect("change succeeds");
+    storage
+        .sessions
+        .change_password(tenant.id, owner.id, &new_hash(), session, &crate::audit::AuditTrail::none())
+        .await
+        .expect("change succeeds");
     assert!(!storage.accounts.issue_reset(tenant.id, email.id, &owner.email, &hash, until).await.expect("issue"));
-    assert_eq!(storage.accounts.reset_password(tenant.id, &hash, &new_hash(), now()).await.expect("reset"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .reset_password(tenant.id, &hash, &new_hash(), now(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("reset"),
+        None
+    );
 }
 
 /// An invitation works only while its inviter may send it: not once they are deleted or
@@ -272,19 +378,41 @@ pub async fn a_password_change_spends_reset_tokens(storage: Storage) {
 pub async fn an_invitation_dies_with_its_inviters_right_to_send_it(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
     let admin = fixtures::user(tenant.id, "admin", Role::Admin);
-    storage.users.create(&admin, None).await.expect("create succeeds");
+    storage.users.create(&admin, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     let co_owner = fixtures::user(tenant.id, "co", Role::Owner);
-    storage.users.create(&co_owner, None).await.expect("create succeeds");
+    storage.users.create(&co_owner, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     let (_, by_admin) = invite(&storage, &tenant, &admin, "a").await;
     let (_, by_co_owner) = invite(&storage, &tenant, &co_owner, "b").await;
     let allow = |_: &User| Ok(());
-    storage.users.update_role(tenant.id, admin.id, Role::Member, &allow).await.expect("demote succeeds");
-    storage.users.delete(tenant.id, co_owner.id, &allow).await.expect("delete succeeds");
+    storage
+        .users
+        .update_role(tenant.id, admin.id, Role::Member, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("demote succeeds");
+    storage
+        .users
+        .delete(tenant.id, co_owner.id, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("delete succeeds");
     for hash in [by_admin, by_co_owner] {
-        assert_eq!(storage.accounts.accept_invitation(tenant.id, &hash, &acceptance()).await.expect("accept"), None);
+        assert_eq!(
+            storage
+                .accounts
+                .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none())
+                .await
+                .expect("accept"),
+            None
+        );
     }
     let (_, by_owner) = invite(&storage, &tenant, &owner, "c").await;
-    assert!(storage.accounts.accept_invitation(tenant.id, &by_owner, &acceptance()).await.expect("accept").is_some());
+    assert!(
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &by_owner, &acceptance(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept")
+            .is_some()
+    );
 }
 
 /// A verification token verifies its user's address once, and only as a verification token,
@@ -299,18 +427,53 @@ pub async fn a_verification_token_verifies_once_and_for_its_purpose_only(storage
     let short = verification(now() + Duration::minutes(1));
     storage.accounts.queue_verification(&short).await.expect("queue succeeds");
     let late = now() + Duration::minutes(2);
-    assert_eq!(storage.accounts.verify_email(tenant.id, &short.token, late).await.expect("verify"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .verify_email(tenant.id, &short.token, late, &crate::audit::AuditTrail::none())
+            .await
+            .expect("verify"),
+        None
+    );
 
     let v = verification(now() + Duration::days(1));
     storage.accounts.queue_verification(&v).await.expect("queue succeeds");
-    assert_eq!(storage.accounts.reset_password(tenant.id, &v.token, &new_hash(), now()).await.expect("reset"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .reset_password(tenant.id, &v.token, &new_hash(), now(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("reset"),
+        None
+    );
     assert!(!storage.users.get(tenant.id, owner.id).await.expect("get").expect("owner").email_verified);
     let sibling = verification(now() + Duration::days(1));
     storage.accounts.queue_verification(&sibling).await.expect("queue succeeds");
-    assert_eq!(storage.accounts.verify_email(tenant.id, &v.token, now()).await.expect("verify"), Some(owner.id));
-    assert_eq!(storage.accounts.verify_email(tenant.id, &sibling.token, now()).await.expect("verify"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .verify_email(tenant.id, &v.token, now(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("verify"),
+        Some(owner.id)
+    );
+    assert_eq!(
+        storage
+            .accounts
+            .verify_email(tenant.id, &sibling.token, now(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("verify"),
+        None
+    );
     assert!(storage.users.get(tenant.id, owner.id).await.expect("get").expect("owner").email_verified);
-    assert_eq!(storage.accounts.verify_email(tenant.id, &v.token, now()).await.expect("verify"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .verify_email(tenant.id, &v.token, now(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("verify"),
+        None
+    );
 
     let ghost = NewVerification { user: UserId::new(), ..verification(now() + Duration::days(1)) };
     let result = storage.accounts.queue_verification(&ghost).await;
@@ -334,13 +497,21 @@ pub async fn queued_messages_load_with_their_tenant_and_liveness(storage: Storag
         expires_at: clock::truncate(now() + Duration::days(1)),
     };
     let hash = hash_of(Purpose::Invitation, email.id);
-    storage.accounts.invite(&invitation, &hash, &email, 10).await.expect("invite succeeds");
+    storage
+        .accounts
+        .invite(&invitation, &hash, &email, 10, &crate::audit::AuditTrail::none())
+        .await
+        .expect("invite succeeds");
     let loaded = storage.accounts.load_email(tenant.id, email.id).await.expect("load").expect("pending");
     assert_eq!((loaded.id, &loaded.tenant, loaded.purpose, &loaded.to), (email.id, &tenant, Purpose::Invitation, &to));
     assert_eq!((loaded.created_at, loaded.attempts, loaded.live), (email.created_at, 0, true));
     assert_eq!(loaded.invitation, Some((Role::Admin, owner.email.clone())));
     assert_eq!(storage.accounts.load_email(other.id, email.id).await.expect("load"), None, "another tenant's");
-    storage.accounts.revoke_invitation(tenant.id, invitation.id).await.expect("revoke succeeds");
+    storage
+        .accounts
+        .revoke_invitation(tenant.id, invitation.id, &crate::audit::AuditTrail::none())
+        .await
+        .expect("revoke succeeds");
     let revoked = storage.accounts.load_email(tenant.id, email.id).await.expect("load").expect("still pending");
     assert!(!revoked.live, "a revoked invitation's link is not sent");
 }
@@ -354,7 +525,21 @@ pub async fn pruning_deletes_what_expired(storage: Storage) {
     assert!(pruned >= 1, "{pruned}");
     // Gone even for a caller whose clock is behind.
     let earlier = Acceptance { now: clock::truncate(ago(3600)), ..acceptance() };
-    assert_eq!(storage.accounts.accept_invitation(tenant.id, &expired, &earlier).await.expect("accept"), None);
+    assert_eq!(
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &expired, &earlier, &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept"),
+        None
+    );
     assert_eq!(storage.accounts.invitations(tenant.id, now()).await.expect("list"), vec![live]);
-    assert!(storage.accounts.accept_invitation(tenant.id, &live_hash, &acceptance()).await.expect("accept").is_some());
+    assert!(
+        storage
+            .accounts
+            .accept_invitation(tenant.id, &live_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .await
+            .expect("accept")
+            .is_some()
+    );
 }

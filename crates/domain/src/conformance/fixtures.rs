@@ -73,7 +73,11 @@ pub fn ago(seconds: i64) -> OffsetDateTime {
 pub async fn tenant_with_owner(storage: &Storage) -> (Tenant, User) {
     let tenant = tenant();
     let owner = user_at(tenant.id, "owner", Role::Owner, ago(3600));
-    storage.tenants.create_with_owner(&tenant, &owner, None).await.expect("create_with_owner succeeds");
+    storage
+        .tenants
+        .create_with_owner(&tenant, &owner, None, &crate::audit::AuditTrail::none())
+        .await
+        .expect("create_with_owner succeeds");
     (tenant, owner)
 }
 

@@ -84,7 +84,11 @@ async fn insert(
 ) -> (Project, Keyed, IdempotentWrite) {
     let project = fixtures::project_at(scope.tenant, "Apollo", clock::now());
     let keyed = write(scope, fingerprint, response(&project), expires_at);
-    let outcome = storage.projects.insert(&project, &[], Some(&keyed)).await.expect("insert succeeds");
+    let outcome = storage
+        .projects
+        .insert(&project, &[], Some(&keyed), &crate::audit::AuditTrail::none())
+        .await
+        .expect("insert succeeds");
     (project, outcome, keyed)
 }
 
@@ -127,7 +131,10 @@ pub async fn a_live_key_lets_no_second_write_through(storage: Storage) {
     assert!(!stored(&storage, &second).await, "nothing written under a taken key");
     let user = fixtures::user(scope.tenant, "late", Role::Member);
     let again = write(&scope, fp, keyed.response.clone(), in_a_day());
-    assert_eq!(storage.users.create(&user, Some(&again)).await.expect("create"), Keyed::KeyTaken);
+    assert_eq!(
+        storage.users.create(&user, Some(&again), &crate::audit::AuditTrail::none()).await.expect("create"),
+        Keyed::KeyTaken
+    );
     assert_eq!(storage.users.get(scope.tenant, user.id).await.expect("get"), None);
     let hook = crate::entities::Webhook {
         id: crate::ids::WebhookId::new(),
@@ -137,7 +144,11 @@ pub async fn a_live_key_lets_no_second_write_through(storage: Storage) {
         created_at: clock::now(),
     };
     assert_eq!(
-        storage.webhooks.create(&hook, b"sealed", &|_| Ok(()), Some(&again)).await.expect("create"),
+        storage
+            .webhooks
+            .create(&hook, b"sealed", &|_| Ok(()), Some(&again), &crate::audit::AuditTrail::none())
+            .await
+            .expect("create"),
         Keyed::KeyTaken
     );
     assert!(storage.webhooks.list(scope.tenant, None, 10).await.expect("list").is_empty());
@@ -193,7 +204,7 @@ pub async fn keys_are_scoped_to_the_tenant(storage: Storage) {
 pub async fn keys_are_scoped_to_the_user(storage: Storage) {
     let first = scope(&storage).await;
     let other_user = fixtures::user(first.tenant, "other", Role::Member);
-    storage.users.create(&other_user, None).await.expect("create succeeds");
+    storage.users.create(&other_user, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     let second = IdempotencyScope { user: other_user.id, ..first.clone() };
     let fp = fingerprint();
     assert_eq!(insert(&storage, &first, fp, in_a_day()).await.1, Keyed::Written);

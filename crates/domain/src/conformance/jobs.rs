@@ -80,7 +80,12 @@ async fn hooked_tenant(queue: &Queue) -> Tenant {
         events: EventKind::ALL.to_vec(),
         created_at: clock::now(),
     };
-    queue.storage.webhooks.create(&hook, b"sealed", &|_| Ok(()), None).await.expect("create webhook");
+    queue
+        .storage
+        .webhooks
+        .create(&hook, b"sealed", &|_| Ok(()), None, &crate::audit::AuditTrail::none())
+        .await
+        .expect("create webhook");
     tenant
 }
 
@@ -88,7 +93,7 @@ async fn hooked_tenant(queue: &Queue) -> Tenant {
 async fn write(queue: &Queue, tenant: &Tenant, name: &str) -> crate::error::Result<crate::entities::Project> {
     let project = fixtures::project_at(tenant.id, name, fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
-    queue.storage.projects.insert(&project, &[event], None).await.map(|_| project)
+    queue.storage.projects.insert(&project, &[event], None, &crate::audit::AuditTrail::none()).await.map(|_| project)
 }
 
 async fn claim(queue: &Queue) -> Option<Job> {
@@ -163,7 +168,7 @@ pub async fn a_write_past_the_cap_fails_whole_and_changes_nothing(queue: Queue) 
     }
     let refused = fixtures::project_at(tenant.id, "one too many", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &refused, clock::now());
-    let result = queue.storage.projects.insert(&refused, &[event], None).await;
+    let result = queue.storage.projects.insert(&refused, &[event], None, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::QueueFull)), "{result:?}");
     assert!(queue.storage.projects.get(tenant.id, refused.id).await.expect("get").is_none(), "no project");
     assert_eq!(queue.jobs.stats().await.expect("stats").ready, CAP, "no job");
@@ -172,7 +177,11 @@ pub async fn a_write_past_the_cap_fails_whole_and_changes_nothing(queue: Queue) 
 
     let renamed = |p: &crate::entities::Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p, clock::now())];
     let name = fixtures::project_name("renamed");
-    let rename = queue.storage.projects.rename(tenant.id, projects[0].id, &name, &renamed).await;
+    let rename = queue
+        .storage
+        .projects
+        .rename(tenant.id, projects[0].id, &name, &renamed, &crate::audit::AuditTrail::none())
+        .await;
     assert!(matches!(rename, Err(Error::QueueFull)), "{rename:?}");
     let kept = queue.storage.projects.get(tenant.id, projects[0].id).await.expect("get").expect("the project");
     assert_eq!(kept.name, projects[0].name, "the refused rename changed nothing");
@@ -291,7 +300,7 @@ pub async fn a_discarded_job_is_gone_and_a_deleted_webhooks_delivery_loads_as_no
     let job = claim(&queue).await.expect("due");
     let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
     let hooks = queue.storage.webhooks.list(tenant.id, None, 10).await.expect("list");
-    queue.storage.webhooks.delete(tenant.id, hooks[0].id).await.expect("delete");
+    queue.storage.webhooks.delete(tenant.id, hooks[0].id, &crate::audit::AuditTrail::none()).await.expect("delete");
     assert!(queue.deliveries.load(tenant.id, delivery).await.expect("load").is_none());
     queue.deliveries.discard(&job).await.expect("discard");
     assert!(claim(&queue).await.is_none());

@@ -67,7 +67,7 @@ fn no_events(p: &Project) -> Vec<DomainEvent> {
 
 async fn insert(storage: &Storage, project: &Project) {
     let event = DomainEvent::project(EventKind::ProjectCreated, project, clock::now());
-    storage.projects.insert(project, &[event], None).await.expect("insert succeeds");
+    storage.projects.insert(project, &[event], None, &crate::audit::AuditTrail::none()).await.expect("insert succeeds");
 }
 
 async fn get(storage: &Storage, tenant: TenantId, id: ProjectId) -> Option<Project> {
@@ -189,7 +189,8 @@ pub async fn a_project_of_another_tenant_can_not_be_renamed(storage: Storage) {
     let (a, a_projects) = tenant_with_projects(&storage, 1).await;
     let (b, _) = fixtures::tenant_with_owner(&storage).await;
     let name = fixtures::project_name("stolen");
-    let result = storage.projects.rename(b.id, a_projects[0].id, &name, &no_events).await;
+    let result =
+        storage.projects.rename(b.id, a_projects[0].id, &name, &no_events, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
     assert_eq!(list_all(&storage, a).await, a_projects);
 }
@@ -198,7 +199,7 @@ pub async fn a_project_of_another_tenant_can_not_be_renamed(storage: Storage) {
 pub async fn a_project_of_another_tenant_can_not_be_deleted(storage: Storage) {
     let (a, a_projects) = tenant_with_projects(&storage, 1).await;
     let (b, _) = fixtures::tenant_with_owner(&storage).await;
-    let result = storage.projects.delete(b.id, a_projects[0].id, &no_events).await;
+    let result = storage.projects.delete(b.id, a_projects[0].id, &no_events, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::NotFound)), "{result:?}");
     assert_eq!(list_all(&storage, a).await, a_projects);
 }
@@ -212,7 +213,11 @@ pub async fn renaming_returns_the_updated_project(storage: Storage) {
     insert(&storage, &before).await;
     let name = fixtures::project_name("Artemis");
     let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p, clock::now())];
-    let after = storage.projects.rename(tenant.id, before.id, &name, &events).await.expect("rename succeeds");
+    let after = storage
+        .projects
+        .rename(tenant.id, before.id, &name, &events, &crate::audit::AuditTrail::none())
+        .await
+        .expect("rename succeeds");
     assert_eq!(after.id, before.id);
     assert_eq!(after.tenant_id, before.tenant_id);
     assert_eq!(after.name, name);
@@ -230,7 +235,11 @@ pub async fn rename_events_are_built_from_the_updated_project(storage: Storage) 
     let captured = Captured::default();
     let events = captured.events(EventKind::ProjectUpdated);
     let name = fixtures::project_name("Artemis");
-    let renamed = storage.projects.rename(tenant.id, project.id, &name, &events).await.expect("rename succeeds");
+    let renamed = storage
+        .projects
+        .rename(tenant.id, project.id, &name, &events, &crate::audit::AuditTrail::none())
+        .await
+        .expect("rename succeeds");
     assert_eq!(captured.rows(), vec![renamed]);
 }
 
@@ -241,7 +250,11 @@ pub async fn delete_events_are_built_from_the_deleted_project(storage: Storage) 
     insert(&storage, &project).await;
     let captured = Captured::default();
     let events = captured.events(EventKind::ProjectDeleted);
-    storage.projects.delete(tenant.id, project.id, &events).await.expect("delete succeeds");
+    storage
+        .projects
+        .delete(tenant.id, project.id, &events, &crate::audit::AuditTrail::none())
+        .await
+        .expect("delete succeeds");
     assert_eq!(captured.rows(), vec![project]);
 }
 
@@ -250,7 +263,11 @@ pub async fn a_deleted_project_is_gone(storage: Storage) {
     let (tenant, mut projects) = tenant_with_projects(&storage, 3).await;
     let gone = projects.remove(1);
     let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, clock::now())];
-    storage.projects.delete(tenant, gone.id, &events).await.expect("delete succeeds");
+    storage
+        .projects
+        .delete(tenant, gone.id, &events, &crate::audit::AuditTrail::none())
+        .await
+        .expect("delete succeeds");
     assert_eq!(get(&storage, tenant, gone.id).await, None);
     assert_eq!(list_all(&storage, tenant).await, projects);
 }
@@ -259,8 +276,12 @@ pub async fn a_deleted_project_is_gone(storage: Storage) {
 pub async fn deleting_twice_is_not_found(storage: Storage) {
     let (tenant, projects) = tenant_with_projects(&storage, 1).await;
     let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, clock::now())];
-    storage.projects.delete(tenant, projects[0].id, &events).await.expect("the first delete succeeds");
-    let again = storage.projects.delete(tenant, projects[0].id, &no_events).await;
+    storage
+        .projects
+        .delete(tenant, projects[0].id, &events, &crate::audit::AuditTrail::none())
+        .await
+        .expect("the first delete succeeds");
+    let again = storage.projects.delete(tenant, projects[0].id, &no_events, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(again, Err(Error::NotFound)), "{again:?}");
 }
 
@@ -268,8 +289,12 @@ pub async fn deleting_twice_is_not_found(storage: Storage) {
 pub async fn an_unknown_project_can_not_be_renamed_or_deleted(storage: Storage) {
     let (tenant, _) = fixtures::tenant_with_owner(&storage).await;
     let name = fixtures::project_name("nothing");
-    let renamed = storage.projects.rename(tenant.id, ProjectId::new(), &name, &no_events).await;
+    let renamed = storage
+        .projects
+        .rename(tenant.id, ProjectId::new(), &name, &no_events, &crate::audit::AuditTrail::none())
+        .await;
     assert!(matches!(renamed, Err(Error::NotFound)), "{renamed:?}");
-    let deleted = storage.projects.delete(tenant.id, ProjectId::new(), &no_events).await;
+    let deleted =
+        storage.projects.delete(tenant.id, ProjectId::new(), &no_events, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(deleted, Err(Error::NotFound)), "{deleted:?}");
 }

@@ -69,7 +69,7 @@ fn session_at(user: &User, at: OffsetDateTime, idle: OffsetDateTime, max: Offset
 async fn live(storage: &Storage, user: &User) -> (Session, RefreshToken) {
     let session = session_at(user, ago(60), now() + Duration::days(1), now() + Duration::days(2));
     let token = RefreshToken::generate().expect("the OS has randomness");
-    storage.sessions.create(&session, &token.hash()).await.expect("create succeeds");
+    storage.sessions.create(&session, &token.hash(), &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     (session, token)
 }
 
@@ -88,7 +88,7 @@ async fn ids(storage: &Storage, tenant: TenantId, user: UserId) -> Vec<SessionId
 
 async fn member(storage: &Storage, tenant: TenantId, local: &str, role: Role) -> User {
     let user = fixtures::user(tenant, local, role);
-    storage.users.create(&user, None).await.expect("create succeeds");
+    storage.users.create(&user, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     user
 }
 
@@ -99,7 +99,7 @@ pub async fn a_session_is_listed_for_its_user_only(storage: Storage) {
     let ada = member(&storage, tenant.id, "ada", Role::Member).await;
     let (first, _) = live(&storage, &ada).await;
     let second = session_at(&ada, ago(30), now() + Duration::days(1), now() + Duration::days(2));
-    storage.sessions.create(&second, &fresh()).await.expect("create succeeds");
+    storage.sessions.create(&second, &fresh(), &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     live(&storage, &owner).await;
     live(&storage, &other_owner).await;
     let listed = storage.sessions.list(tenant.id, ada.id, now()).await.expect("list succeeds");
@@ -139,7 +139,7 @@ pub async fn the_successor_continues_the_session(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
     let session = session_at(&owner, ago(60), now() + Duration::minutes(5), now() + Duration::hours(1));
     let token = fresh();
-    storage.sessions.create(&session, &token).await.expect("create succeeds");
+    storage.sessions.create(&session, &token, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     let far = now() + Duration::days(3);
     let next = fresh();
     let spent = storage.sessions.spend(tenant.id, &token, &next, now(), far).await.expect("spend succeeds");
@@ -165,7 +165,7 @@ pub async fn a_token_of_an_expired_session_is_not_spent(storage: Storage) {
     let over = session_at(&owner, ago(600), now() + Duration::days(1), ago(1));
     for session in [idle, over] {
         let token = fresh();
-        storage.sessions.create(&session, &token).await.expect("create succeeds");
+        storage.sessions.create(&session, &token, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
         assert_eq!(spend(&storage, tenant.id, &token, &fresh()).await, Spend::Expired(session.id));
         assert_eq!(spend(&storage, tenant.id, &token, &fresh()).await, Spend::Expired(session.id));
     }
@@ -212,8 +212,20 @@ pub async fn ending_a_session_forgets_its_tokens(storage: Storage) {
     let (session, token) = live(&storage, &owner).await;
     let next = fresh();
     assert!(matches!(spend(&storage, tenant.id, &token.hash(), &next).await, Spend::Rotated(_)));
-    assert!(storage.sessions.end(tenant.id, session.id, None).await.expect("end succeeds"));
-    assert!(!storage.sessions.end(tenant.id, session.id, None).await.expect("end succeeds"));
+    assert!(
+        storage
+            .sessions
+            .end(tenant.id, session.id, None, &crate::audit::AuditTrail::none())
+            .await
+            .expect("end succeeds")
+    );
+    assert!(
+        !storage
+            .sessions
+            .end(tenant.id, session.id, None, &crate::audit::AuditTrail::none())
+            .await
+            .expect("end succeeds")
+    );
     assert_eq!(spend(&storage, tenant.id, &token.hash(), &fresh()).await, Spend::Unknown);
     assert_eq!(spend(&storage, tenant.id, &next, &fresh()).await, Spend::Unknown);
     assert_eq!(storage.sessions.marker(tenant.id, session.id, owner.id, now()).await.expect("marker succeeds"), None);
@@ -225,10 +237,28 @@ pub async fn a_user_ends_only_their_own_sessions(storage: Storage) {
     let (other, _) = fixtures::tenant_with_owner(&storage).await;
     let ada = member(&storage, tenant.id, "ada", Role::Member).await;
     let (session, _) = live(&storage, &owner).await;
-    assert!(!storage.sessions.end(tenant.id, session.id, Some(ada.id)).await.expect("end succeeds"));
-    assert!(!storage.sessions.end(other.id, session.id, None).await.expect("end succeeds"));
+    assert!(
+        !storage
+            .sessions
+            .end(tenant.id, session.id, Some(ada.id), &crate::audit::AuditTrail::none())
+            .await
+            .expect("end succeeds")
+    );
+    assert!(
+        !storage
+            .sessions
+            .end(other.id, session.id, None, &crate::audit::AuditTrail::none())
+            .await
+            .expect("end succeeds")
+    );
     assert_eq!(ids(&storage, tenant.id, owner.id).await, vec![session.id]);
-    assert!(storage.sessions.end(tenant.id, session.id, Some(owner.id)).await.expect("end succeeds"));
+    assert!(
+        storage
+            .sessions
+            .end(tenant.id, session.id, Some(owner.id), &crate::audit::AuditTrail::none())
+            .await
+            .expect("end succeeds")
+    );
     assert!(ids(&storage, tenant.id, owner.id).await.is_empty());
 }
 
@@ -240,9 +270,23 @@ pub async fn ending_all_of_a_users_sessions_keeps_the_exception(storage: Storage
     live(&storage, &ada).await;
     live(&storage, &ada).await;
     let (theirs, _) = live(&storage, &owner).await;
-    assert_eq!(storage.sessions.end_all(tenant.id, ada.id, Some(a.id)).await.expect("end_all succeeds"), 2);
+    assert_eq!(
+        storage
+            .sessions
+            .end_all(tenant.id, ada.id, Some(a.id), &crate::audit::AuditTrail::none())
+            .await
+            .expect("end_all succeeds"),
+        2
+    );
     assert_eq!(ids(&storage, tenant.id, ada.id).await, vec![a.id]);
-    assert_eq!(storage.sessions.end_all(tenant.id, ada.id, None).await.expect("end_all succeeds"), 1);
+    assert_eq!(
+        storage
+            .sessions
+            .end_all(tenant.id, ada.id, None, &crate::audit::AuditTrail::none())
+            .await
+            .expect("end_all succeeds"),
+        1
+    );
     assert_eq!(ids(&storage, tenant.id, owner.id).await, vec![theirs.id]);
 }
 
@@ -252,11 +296,18 @@ pub async fn a_password_change_keeps_one_session(storage: Storage) {
     let (keep, _) = live(&storage, &owner).await;
     live(&storage, &owner).await;
     let hash = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA".to_owned());
-    storage.sessions.change_password(tenant.id, owner.id, &hash, keep.id).await.expect("change succeeds");
+    storage
+        .sessions
+        .change_password(tenant.id, owner.id, &hash, keep.id, &crate::audit::AuditTrail::none())
+        .await
+        .expect("change succeeds");
     assert_eq!(ids(&storage, tenant.id, owner.id).await, vec![keep.id]);
     let stored = storage.users.get(tenant.id, owner.id).await.expect("get succeeds").expect("the user exists");
     assert_eq!(stored.password_hash, hash);
-    let unknown = storage.sessions.change_password(tenant.id, UserId::new(), &hash, keep.id).await;
+    let unknown = storage
+        .sessions
+        .change_password(tenant.id, UserId::new(), &hash, keep.id, &crate::audit::AuditTrail::none())
+        .await;
     assert!(matches!(unknown, Err(Error::NotFound)), "{unknown:?}");
 }
 
@@ -265,15 +316,29 @@ pub async fn a_role_change_or_a_deletion_ends_the_users_sessions(storage: Storag
     let (tenant, _) = fixtures::tenant_with_owner(&storage).await;
     let ada = member(&storage, tenant.id, "ada", Role::Member).await;
     let (session, _) = live(&storage, &ada).await;
-    storage.users.update_role(tenant.id, ada.id, Role::Member, &allow).await.expect("update succeeds");
+    storage
+        .users
+        .update_role(tenant.id, ada.id, Role::Member, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("update succeeds");
     assert_eq!(ids(&storage, tenant.id, ada.id).await, vec![session.id], "the same role ends nothing");
-    storage.users.update_role(tenant.id, ada.id, Role::Admin, &allow).await.expect("update succeeds");
+    storage
+        .users
+        .update_role(tenant.id, ada.id, Role::Admin, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("update succeeds");
     assert!(ids(&storage, tenant.id, ada.id).await.is_empty());
     let (session, token) = live(&storage, &ada).await;
-    storage.users.delete(tenant.id, ada.id, &allow).await.expect("delete succeeds");
+    storage.users.delete(tenant.id, ada.id, &allow, &crate::audit::AuditTrail::none()).await.expect("delete succeeds");
     assert!(ids(&storage, tenant.id, ada.id).await.is_empty());
     assert_eq!(spend(&storage, tenant.id, &token.hash(), &fresh()).await, Spend::Unknown);
-    assert!(!storage.sessions.end(tenant.id, session.id, None).await.expect("end succeeds"));
+    assert!(
+        !storage
+            .sessions
+            .end(tenant.id, session.id, None, &crate::audit::AuditTrail::none())
+            .await
+            .expect("end succeeds")
+    );
 }
 
 /// Pruning deletes sessions past either expiry, in every tenant, and keeps live ones.
@@ -284,12 +349,18 @@ pub async fn pruning_deletes_only_sessions_no_longer_live(storage: Storage) {
     let idle = session_at(&owner, ago(600), ago(5), now() + Duration::days(1));
     let over = session_at(&other_owner, ago(600), now() + Duration::days(1), ago(5));
     let idle_token = fresh();
-    storage.sessions.create(&idle, &idle_token).await.expect("create succeeds");
-    storage.sessions.create(&over, &fresh()).await.expect("create succeeds");
+    storage.sessions.create(&idle, &idle_token, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
+    storage.sessions.create(&over, &fresh(), &crate::audit::AuditTrail::none()).await.expect("create succeeds");
     let pruned = storage.sessions.prune(now()).await.expect("prune succeeds");
     assert!(pruned >= 2, "{pruned}");
-    assert!(!storage.sessions.end(tenant.id, idle.id, None).await.expect("end succeeds"), "pruned");
-    assert!(!storage.sessions.end(other.id, over.id, None).await.expect("end succeeds"), "pruned");
+    assert!(
+        !storage.sessions.end(tenant.id, idle.id, None, &crate::audit::AuditTrail::none()).await.expect("end succeeds"),
+        "pruned"
+    );
+    assert!(
+        !storage.sessions.end(other.id, over.id, None, &crate::audit::AuditTrail::none()).await.expect("end succeeds"),
+        "pruned"
+    );
     assert_eq!(spend(&storage, tenant.id, &idle_token, &fresh()).await, Spend::Unknown);
     assert_eq!(ids(&storage, tenant.id, owner.id).await, vec![keep.id]);
 }
@@ -301,7 +372,7 @@ pub async fn a_session_for_an_unknown_user_is_not_created(storage: Storage) {
     let ghost = fixtures::user(tenant.id, "ghost", Role::Member);
     for user in [ghost, User { tenant_id: tenant.id, ..stranger }] {
         let session = session_at(&user, ago(1), now() + Duration::days(1), now() + Duration::days(2));
-        let created = storage.sessions.create(&session, &fresh()).await;
+        let created = storage.sessions.create(&session, &fresh(), &crate::audit::AuditTrail::none()).await;
         assert!(matches!(created, Err(Error::NotFound)), "{created:?}");
     }
 }

@@ -54,7 +54,7 @@ pub async fn a_taken_slug_is_a_conflict(storage: Storage) {
     let mut second = fixtures::tenant();
     second.slug = first.slug.clone();
     let owner = fixtures::user(second.id, "second-owner", Role::Owner);
-    let result = storage.tenants.create_with_owner(&second, &owner, None).await;
+    let result = storage.tenants.create_with_owner(&second, &owner, None, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::SlugTaken))), "{result:?}");
     let found = storage.tenants.find_by_slug(&first.slug).await.expect("find_by_slug succeeds");
     assert_eq!(found, Some(first));
@@ -66,7 +66,7 @@ pub async fn a_tenant_refused_for_its_slug_leaves_nothing_behind(storage: Storag
     let mut second = fixtures::tenant();
     second.slug = first.slug.clone();
     let owner = fixtures::user(second.id, "second-owner", Role::Owner);
-    assert!(storage.tenants.create_with_owner(&second, &owner, None).await.is_err());
+    assert!(storage.tenants.create_with_owner(&second, &owner, None, &crate::audit::AuditTrail::none()).await.is_err());
     let found = storage.users.get(second.id, owner.id).await.expect("get succeeds");
     assert_eq!(found, None);
     let by_email = storage.users.find_by_email(second.id, &owner.email).await.expect("find_by_email succeeds");

@@ -48,7 +48,7 @@ fn allow(_: &User) -> Result<()> {
 }
 
 async fn create(storage: &Storage, user: &User) {
-    storage.users.create(user, None).await.expect("create succeeds");
+    storage.users.create(user, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
 }
 
 async fn get(storage: &Storage, tenant: TenantId, id: UserId) -> Option<User> {
@@ -87,7 +87,7 @@ pub async fn an_email_is_unique_within_a_tenant(storage: Storage) {
     let first = fixtures::user(tenant.id, "ada", Role::Member);
     create(&storage, &first).await;
     let second = fixtures::user(tenant.id, "ada", Role::Admin);
-    let result = storage.users.create(&second, None).await;
+    let result = storage.users.create(&second, None, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::EmailTaken))), "{result:?}");
     assert_eq!(get(&storage, tenant.id, second.id).await, None);
     let by_email = storage.users.find_by_email(tenant.id, &first.email).await.expect("find_by_email succeeds");
@@ -159,15 +159,26 @@ pub async fn changing_a_role_returns_the_updated_user(storage: Storage) {
     let (tenant, _) = fixtures::tenant_with_owner(&storage).await;
     let ada = fixtures::user(tenant.id, "ada", Role::Member);
     create(&storage, &ada).await;
-    let updated =
-        storage.users.update_role(tenant.id, ada.id, Role::Admin, &allow).await.expect("update_role succeeds");
+    let updated = storage
+        .users
+        .update_role(tenant.id, ada.id, Role::Admin, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("update_role succeeds");
     assert_eq!(updated, User { role: Role::Admin, token_version: 1, ..ada.clone() });
     assert_eq!(get(&storage, tenant.id, ada.id).await, Some(updated));
     // Back to the first role: a new version again, never an old one.
-    let back = storage.users.update_role(tenant.id, ada.id, Role::Member, &allow).await.expect("update_role succeeds");
+    let back = storage
+        .users
+        .update_role(tenant.id, ada.id, Role::Member, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("update_role succeeds");
     assert_eq!(back, User { role: Role::Member, token_version: 2, ..ada.clone() });
     // The same role again is no change: the version stays.
-    let same = storage.users.update_role(tenant.id, ada.id, Role::Member, &allow).await.expect("update_role succeeds");
+    let same = storage
+        .users
+        .update_role(tenant.id, ada.id, Role::Member, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("update_role succeeds");
     assert_eq!(same.token_version, 2);
     assert_eq!(get(&storage, tenant.id, ada.id).await, Some(same));
 }
@@ -182,8 +193,12 @@ pub async fn the_check_sees_the_user_before_the_change(storage: Storage) {
         seen.lock().expect("not poisoned").push(u.clone());
         Ok(())
     };
-    storage.users.update_role(tenant.id, ada.id, Role::Admin, &record).await.expect("update_role succeeds");
-    storage.users.delete(tenant.id, ada.id, &record).await.expect("delete succeeds");
+    storage
+        .users
+        .update_role(tenant.id, ada.id, Role::Admin, &record, &crate::audit::AuditTrail::none())
+        .await
+        .expect("update_role succeeds");
+    storage.users.delete(tenant.id, ada.id, &record, &crate::audit::AuditTrail::none()).await.expect("delete succeeds");
     let seen = seen.into_inner().expect("not poisoned");
     assert_eq!(seen, vec![ada.clone(), User { role: Role::Admin, token_version: 1, ..ada }]);
 }
@@ -194,9 +209,10 @@ pub async fn a_refusing_check_changes_nothing(storage: Storage) {
     let ada = fixtures::user(tenant.id, "ada", Role::Admin);
     create(&storage, &ada).await;
     let refuse = |_: &User| -> Result<()> { Err(Error::Forbidden("refused by the check")) };
-    let updated = storage.users.update_role(tenant.id, ada.id, Role::Member, &refuse).await;
+    let updated =
+        storage.users.update_role(tenant.id, ada.id, Role::Member, &refuse, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(updated, Err(Error::Forbidden("refused by the check"))), "{updated:?}");
-    let deleted = storage.users.delete(tenant.id, ada.id, &refuse).await;
+    let deleted = storage.users.delete(tenant.id, ada.id, &refuse, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(deleted, Err(Error::Forbidden("refused by the check"))), "{deleted:?}");
     assert_eq!(get(&storage, tenant.id, ada.id).await, Some(ada));
 }
@@ -207,7 +223,8 @@ pub async fn the_last_owner_can_not_be_demoted(storage: Storage) {
     let admin = fixtures::user(tenant.id, "admin", Role::Admin);
     create(&storage, &admin).await;
     for role in [Role::Admin, Role::Member] {
-        let result = storage.users.update_role(tenant.id, owner.id, role, &allow).await;
+        let result =
+            storage.users.update_role(tenant.id, owner.id, role, &allow, &crate::audit::AuditTrail::none()).await;
         assert!(matches!(result, Err(Error::Conflict(Conflict::LastOwner))), "{result:?}");
     }
     assert_eq!(get(&storage, tenant.id, owner.id).await, Some(owner));
@@ -216,7 +233,7 @@ pub async fn the_last_owner_can_not_be_demoted(storage: Storage) {
 /// Deleting a tenant's only owner is `Conflict(LastOwner)`, and the owner is kept.
 pub async fn the_last_owner_can_not_be_deleted(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
-    let result = storage.users.delete(tenant.id, owner.id, &allow).await;
+    let result = storage.users.delete(tenant.id, owner.id, &allow, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::LastOwner))), "{result:?}");
     assert_eq!(get(&storage, tenant.id, owner.id).await, Some(owner));
 }
@@ -224,7 +241,8 @@ pub async fn the_last_owner_can_not_be_deleted(storage: Storage) {
 /// Setting the only owner's role to owner again demotes nobody, so it is not a conflict.
 pub async fn the_last_owner_may_be_made_owner_again(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
-    let updated = storage.users.update_role(tenant.id, owner.id, Role::Owner, &allow).await;
+    let updated =
+        storage.users.update_role(tenant.id, owner.id, Role::Owner, &allow, &crate::audit::AuditTrail::none()).await;
     assert_eq!(updated.expect("update_role succeeds"), owner);
 }
 
@@ -233,9 +251,11 @@ pub async fn one_of_two_owners_can_be_demoted(storage: Storage) {
     let (tenant, first) = fixtures::tenant_with_owner(&storage).await;
     let second = fixtures::user(tenant.id, "second", Role::Owner);
     create(&storage, &second).await;
-    let demoted = storage.users.update_role(tenant.id, first.id, Role::Member, &allow).await;
+    let demoted =
+        storage.users.update_role(tenant.id, first.id, Role::Member, &allow, &crate::audit::AuditTrail::none()).await;
     assert_eq!(demoted.expect("update_role succeeds").role, Role::Member);
-    let result = storage.users.update_role(tenant.id, second.id, Role::Admin, &allow).await;
+    let result =
+        storage.users.update_role(tenant.id, second.id, Role::Admin, &allow, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::LastOwner))), "{result:?}");
     assert_eq!(get(&storage, tenant.id, second.id).await, Some(second));
 }
@@ -245,8 +265,12 @@ pub async fn one_of_two_owners_can_be_deleted(storage: Storage) {
     let (tenant, first) = fixtures::tenant_with_owner(&storage).await;
     let second = fixtures::user(tenant.id, "second", Role::Owner);
     create(&storage, &second).await;
-    storage.users.delete(tenant.id, first.id, &allow).await.expect("delete succeeds");
-    let result = storage.users.delete(tenant.id, second.id, &allow).await;
+    storage
+        .users
+        .delete(tenant.id, first.id, &allow, &crate::audit::AuditTrail::none())
+        .await
+        .expect("delete succeeds");
+    let result = storage.users.delete(tenant.id, second.id, &allow, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::LastOwner))), "{result:?}");
     assert_eq!(get(&storage, tenant.id, second.id).await, Some(second));
 }
@@ -256,7 +280,7 @@ pub async fn a_deleted_user_is_gone(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
     let ada = fixtures::user(tenant.id, "ada", Role::Member);
     create(&storage, &ada).await;
-    storage.users.delete(tenant.id, ada.id, &allow).await.expect("delete succeeds");
+    storage.users.delete(tenant.id, ada.id, &allow, &crate::audit::AuditTrail::none()).await.expect("delete succeeds");
     assert_eq!(get(&storage, tenant.id, ada.id).await, None);
     let by_email = storage.users.find_by_email(tenant.id, &ada.email).await.expect("find_by_email succeeds");
     assert_eq!(by_email, None);
@@ -270,9 +294,12 @@ pub async fn a_deleted_user_is_gone(storage: Storage) {
 pub async fn an_unknown_user_is_not_found_for_updates_and_deletes(storage: Storage) {
     let (tenant, _) = fixtures::tenant_with_owner(&storage).await;
     let unexpected = |u: &User| -> Result<()> { panic!("the check ran for {u:?}, which does not exist") };
-    let updated = storage.users.update_role(tenant.id, UserId::new(), Role::Admin, &unexpected).await;
+    let updated = storage
+        .users
+        .update_role(tenant.id, UserId::new(), Role::Admin, &unexpected, &crate::audit::AuditTrail::none())
+        .await;
     assert!(matches!(updated, Err(Error::NotFound)), "{updated:?}");
-    let deleted = storage.users.delete(tenant.id, UserId::new(), &unexpected).await;
+    let deleted = storage.users.delete(tenant.id, UserId::new(), &unexpected, &crate::audit::AuditTrail::none()).await;
     assert!(matches!(deleted, Err(Error::NotFound)), "{deleted:?}");
 }
 
@@ -283,9 +310,10 @@ pub async fn a_user_of_another_tenant_can_not_be_changed_or_deleted(storage: Sto
     let ada = fixtures::user(a.id, "ada", Role::Member);
     create(&storage, &ada).await;
     for target in [&ada, &a_owner] {
-        let updated = storage.users.update_role(b.id, target.id, Role::Admin, &allow).await;
+        let updated =
+            storage.users.update_role(b.id, target.id, Role::Admin, &allow, &crate::audit::AuditTrail::none()).await;
         assert!(matches!(updated, Err(Error::NotFound)), "{updated:?}");
-        let deleted = storage.users.delete(b.id, target.id, &allow).await;
+        let deleted = storage.users.delete(b.id, target.id, &allow, &crate::audit::AuditTrail::none()).await;
         assert!(matches!(deleted, Err(Error::NotFound)), "{deleted:?}");
         assert_eq!(get(&storage, a.id, target.id).await.as_ref(), Some(target));
     }

@@ -41,7 +41,11 @@ fn webhook(tenant: TenantId, events: &[EventKind], seconds_ago: i64) -> Webhook 
 }
 
 async fn create(storage: &Storage, w: &Webhook) {
-    storage.webhooks.create(w, b"sealed", &|_| Ok(()), None).await.expect("create succeeds");
+    storage
+        .webhooks
+        .create(w, b"sealed", &|_| Ok(()), None, &crate::audit::AuditTrail::none())
+        .await
+        .expect("create succeeds");
 }
 
 pub async fn a_created_webhook_is_listed_newest_first(storage: Storage) {
@@ -62,7 +66,10 @@ pub async fn another_tenants_webhooks_are_not_listed_nor_deletable(storage: Stor
     let hook = webhook(a.id, &EventKind::ALL, 5);
     create(&storage, &hook).await;
     assert!(storage.webhooks.list(b.id, None, 10).await.expect("list").is_empty());
-    assert!(matches!(storage.webhooks.delete(b.id, hook.id).await, Err(Error::NotFound)));
+    assert!(matches!(
+        storage.webhooks.delete(b.id, hook.id, &crate::audit::AuditTrail::none()).await,
+        Err(Error::NotFound)
+    ));
     assert_eq!(storage.webhooks.list(a.id, None, 10).await.expect("list"), vec![hook]);
 }
 
@@ -70,9 +77,12 @@ pub async fn a_deleted_webhook_is_gone(storage: Storage) {
     let (tenant, _) = fixtures::tenant_with_owner(&storage).await;
     let hook = webhook(tenant.id, &EventKind::ALL, 5);
     create(&storage, &hook).await;
-    storage.webhooks.delete(tenant.id, hook.id).await.expect("delete");
+    storage.webhooks.delete(tenant.id, hook.id, &crate::audit::AuditTrail::none()).await.expect("delete");
     assert!(storage.webhooks.list(tenant.id, None, 10).await.expect("list").is_empty());
-    assert!(matches!(storage.webhooks.delete(tenant.id, hook.id).await, Err(Error::NotFound)));
+    assert!(matches!(
+        storage.webhooks.delete(tenant.id, hook.id, &crate::audit::AuditTrail::none()).await,
+        Err(Error::NotFound)
+    ));
     assert!(matches!(storage.webhooks.deliveries(tenant.id, hook.id, None, 10).await, Err(Error::NotFound)));
 }
 
@@ -84,7 +94,11 @@ pub async fn project_writes_create_a_pending_delivery_per_subscribed_webhook(sto
     create(&storage, &deletes_only).await;
     let project = fixtures::project_at(tenant.id, "Hooked", fixtures::ago(1));
     let created = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
-    storage.projects.insert(&project, std::slice::from_ref(&created), None).await.expect("insert");
+    storage
+        .projects
+        .insert(&project, std::slice::from_ref(&created), None, &crate::audit::AuditTrail::none())
+        .await
+        .expect("insert");
 
     let to_all = storage.webhooks.deliveries(tenant.id, all.id, None, 10).await.expect("deliveries");
     assert_eq!(to_all.len(), 1);
@@ -97,7 +111,7 @@ pub async fn project_writes_create_a_pending_delivery_per_subscribed_webhook(sto
     assert!(storage.webhooks.deliveries(tenant.id, deletes_only.id, None, 10).await.expect("deliveries").is_empty());
 
     let deleted = |p: &crate::entities::Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, clock::now())];
-    storage.projects.delete(tenant.id, project.id, &deleted).await.expect("delete");
+    storage.projects.delete(tenant.id, project.id, &deleted, &crate::audit::AuditTrail::none()).await.expect("delete");
     assert_eq!(storage.webhooks.deliveries(tenant.id, all.id, None, 10).await.expect("deliveries").len(), 2);
     let to_deletes = storage.webhooks.deliveries(tenant.id, deletes_only.id, None, 10).await.expect("deliveries");
     assert_eq!(to_deletes.len(), 1);
@@ -111,7 +125,7 @@ pub async fn another_tenants_deliveries_are_not_found(storage: Storage) {
     create(&storage, &hook).await;
     let project = fixtures::project_at(b.id, "Other", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
-    storage.projects.insert(&project, &[event], None).await.expect("insert");
+    storage.projects.insert(&project, &[event], None, &crate::audit::AuditTrail::none()).await.expect("insert");
     assert!(matches!(storage.webhooks.deliveries(b.id, hook.id, None, 10).await, Err(Error::NotFound)));
     assert!(storage.webhooks.deliveries(a.id, hook.id, None, 10).await.expect("deliveries").is_empty());
 }
@@ -129,7 +143,7 @@ pub async fn a_count_limit_holds_under_concurrent_creates(storage: Storage) {
             let limit = |existing: usize| {
                 if existing >= LIMIT { Err(Error::invalid("url", "over the limit")) } else { Ok(()) }
             };
-            storage.webhooks.create(&hook, b"sealed", &limit, None).await
+            storage.webhooks.create(&hook, b"sealed", &limit, None, &crate::audit::AuditTrail::none()).await
         });
     }
     let mut created = 0;

@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::audit::AuditTrail;
 use crate::entities::{Invitation, Tenant, User};
 use crate::error::Result;
 use crate::ids::{EmailId, InvitationId, TenantId, UserId};
@@ -115,21 +116,27 @@ pub trait AccountEmails: Send + Sync {
         token: &TokenHash,
         email: &NewEmail,
         max_pending: usize,
+        trail: &AuditTrail,
     ) -> Result<()>;
 
     /// The tenant's invitations pending at `now`, newest first.
     async fn invitations(&self, tenant: TenantId, now: OffsetDateTime) -> Result<Vec<Invitation>>;
 
     /// Revokes a pending invitation (its link stops working); whether there was one.
-    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId) -> Result<bool>;
+    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId, trail: &AuditTrail) -> Result<bool>;
 
     /// Spends the invitation whose token has hash `token`, if it is pending at `now` and its
     /// inviter may still send it (a manager, and an owner for an owner's invitation), and adds
     /// its address as a member with its role and a verified address, atomically. `None` when
     /// no such invitation is pending. Errors: `Conflict(EmailTaken)` when the address became a
     /// member meanwhile (the invitation is kept).
-    async fn accept_invitation(&self, tenant: TenantId, token: &TokenHash, member: &Acceptance)
-    -> Result<Option<User>>;
+    async fn accept_invitation(
+        &self,
+        tenant: TenantId,
+        token: &TokenHash,
+        member: &Acceptance,
+        trail: &AuditTrail,
+    ) -> Result<Option<User>>;
 
     /// Queues a password-reset message to whatever member has the address, if any: the same
     /// write whether or not one does (the worker finds out). Errors: `QueueFull`.
@@ -145,6 +152,7 @@ pub trait AccountEmails: Send + Sync {
         token: &TokenHash,
         hash: &PasswordHash,
         now: OffsetDateTime,
+        trail: &AuditTrail,
     ) -> Result<Option<UserId>>;
 
     /// Stores a verification token and queues its message. Errors: `NotFound` (no such user);
@@ -153,7 +161,13 @@ pub trait AccountEmails: Send + Sync {
 
     /// Spends the verification token with hash `token` if it is live at `now`, marks its
     /// user's address verified and spends their other verification tokens; the user, or `None`.
-    async fn verify_email(&self, tenant: TenantId, token: &TokenHash, now: OffsetDateTime) -> Result<Option<UserId>>;
+    async fn verify_email(
+        &self,
+        tenant: TenantId,
+        token: &TokenHash,
+        now: OffsetDateTime,
+        trail: &AuditTrail,
+    ) -> Result<Option<UserId>>;
 
     /// The message `id` of `tenant` if it is still to be sent.
     async fn load_email(&self, tenant: TenantId, id: EmailId) -> Result<Option<PendingEmail>>;

@@ -62,6 +62,8 @@ pub struct Pruned {
     pub sessions: u64,
     /// Emailed tokens and invitations past their expiry, and messages no longer pending.
     pub emails: u64,
+    /// Audit entries past the audit log's retention (`PLINTH_AUDIT_RETENTION_DAYS`).
+    pub audit_entries: u64,
 }
 
 /// A durable queue: jobs are enqueued by the writes that cause them (in the same

@@ -19,6 +19,9 @@ pub enum Policy {
     /// A message to one address (a password reset, an invitation, a verification link),
     /// counted against the tenant and the address, so nobody can flood a mailbox.
     Mailbox,
+    /// A request with an API key that has its own quota, counted against the key (as well as
+    /// against its tenant's plan).
+    ApiKey,
 }
 
 impl Policy {
@@ -29,6 +32,7 @@ impl Policy {
             Self::Ip => "ip",
             Self::Login => "login",
             Self::Mailbox => "mailbox",
+            Self::ApiKey => "api_key",
         }
     }
 }

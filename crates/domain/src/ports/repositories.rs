@@ -3,6 +3,8 @@
 
 use async_trait::async_trait;
 
+use crate::audit::AuditTrail;
+
 use crate::entities::{Delivery, Project, Tenant, User, Webhook};
 use crate::error::Result;
 use crate::events::DomainEvent;
@@ -32,6 +34,7 @@ pub trait TenantRepository: Send + Sync {
         tenant: &Tenant,
         owner: &User,
         verification: Option<&crate::ports::NewVerification>,
+        trail: &AuditTrail,
     ) -> Result<()>;
 
     /// The tenant with this slug, if any. Needs no tenant context.
@@ -44,7 +47,7 @@ pub trait UserRepository: Send + Sync {
     /// Adds a user to `user.tenant_id`, and stores `key` with it atomically when given
     /// (`KeyTaken`, and nothing written, when the key is live already).
     /// Errors: `Conflict(EmailTaken)`.
-    async fn create(&self, user: &User, key: Option<&IdempotentWrite>) -> Result<Keyed>;
+    async fn create(&self, user: &User, key: Option<&IdempotentWrite>, trail: &AuditTrail) -> Result<Keyed>;
 
     /// The tenant's user with this id, if any.
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>>;
@@ -58,11 +61,18 @@ pub trait UserRepository: Send + Sync {
     /// Changes a user's role, atomically with `check`, which sees the user as it is before the
     /// change and may refuse it. Errors: `NotFound`; `Conflict(LastOwner)` when the tenant's
     /// last owner would be demoted; whatever `check` returns.
-    async fn update_role(&self, tenant: TenantId, id: UserId, role: Role, check: UserCheck<'_>) -> Result<User>;
+    async fn update_role(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        role: Role,
+        check: UserCheck<'_>,
+        trail: &AuditTrail,
+    ) -> Result<User>;
 
     /// Deletes a user, atomically with `check` as for `update_role`.
     /// Errors: `NotFound`; `Conflict(LastOwner)`; whatever `check` returns.
-    async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>) -> Result<()>;
+    async fn delete(&self, tenant: TenantId, id: UserId, check: UserCheck<'_>, trail: &AuditTrail) -> Result<()>;
 }
 
 /// A tenant's projects. Writes store the events they cause in the same transaction, with the
@@ -78,7 +88,13 @@ pub trait ProjectRepository: Send + Sync {
 
     /// Stores a new project, `events` and `key` (when given), atomically (`KeyTaken`, and
     /// nothing written, when the key is live already). Errors: `QueueFull`.
-    async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed>;
+    async fn insert(
+        &self,
+        project: &Project,
+        events: &[DomainEvent],
+        key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
+    ) -> Result<Keyed>;
 
     /// Renames a project and stores the events `events` builds from the updated row,
     /// atomically. Errors: `NotFound`; `QueueFull`.
@@ -88,11 +104,12 @@ pub trait ProjectRepository: Send + Sync {
         id: ProjectId,
         name: &ProjectName,
         events: EventsFor<'_>,
+        trail: &AuditTrail,
     ) -> Result<Project>;
 
     /// Deletes a project and stores the events `events` builds from the deleted row,
     /// atomically. Errors: `NotFound`; `QueueFull`.
-    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()>;
+    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>, trail: &AuditTrail) -> Result<()>;
 }
 
 /// A tenant's webhooks and their deliveries. Deliveries are created by the project
@@ -109,13 +126,14 @@ pub trait WebhookRepository: Send + Sync {
         sealed_secret: &[u8],
         check: CountCheck<'_>,
         key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
     ) -> Result<Keyed>;
 
     /// Up to `limit` of the tenant's webhooks, newest first, strictly after `after`.
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>>;
 
     /// Deletes a webhook and its deliveries. Errors: `NotFound`.
-    async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<()>;
+    async fn delete(&self, tenant: TenantId, id: WebhookId, trail: &AuditTrail) -> Result<()>;
 
     /// Up to `limit` of a webhook's deliveries, newest first, strictly after `after`.
     /// Errors: `NotFound` when the tenant has no such webhook.

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::audit::AuditTrail;
 use crate::entities::Session;
 use crate::error::Result;
 use crate::ids::{SessionId, TenantId, UserId};
@@ -38,7 +39,7 @@ pub enum Spend {
 pub trait SessionRepository: Send + Sync {
     /// Stores a new session whose live refresh token has hash `token`.
     /// Errors: `NotFound` when the session's user does not exist.
-    async fn create(&self, session: &Session, token: &TokenHash) -> Result<()>;
+    async fn create(&self, session: &Session, token: &TokenHash, trail: &AuditTrail) -> Result<()>;
 
     /// Spends the refresh token with hash `token` if it and its session are live at `now`:
     /// marks it spent, stores `successor` as the session's live token, and sets the session's
@@ -68,16 +69,29 @@ pub trait SessionRepository: Send + Sync {
 
     /// Ends `session`, only if it belongs to `user` when one is given; returns whether it
     /// existed (and belonged to them).
-    async fn end(&self, tenant: TenantId, session: SessionId, user: Option<UserId>) -> Result<bool>;
+    async fn end(&self, tenant: TenantId, session: SessionId, user: Option<UserId>, trail: &AuditTrail)
+    -> Result<bool>;
 
     /// Ends every session of `user` but `except`; returns how many.
-    async fn end_all(&self, tenant: TenantId, user: UserId, except: Option<SessionId>) -> Result<u64>;
+    async fn end_all(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        except: Option<SessionId>,
+        trail: &AuditTrail,
+    ) -> Result<u64>;
 
     /// Sets `user`'s password hash, ends every session of theirs but `keep` and spends their
     /// password-reset tokens, atomically.
     /// Errors: `NotFound`.
-    async fn change_password(&self, tenant: TenantId, user: UserId, hash: &PasswordHash, keep: SessionId)
-    -> Result<()>;
+    async fn change_password(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        hash: &PasswordHash,
+        keep: SessionId,
+        trail: &AuditTrail,
+    ) -> Result<()>;
 
     /// Deletes the sessions of every tenant that are no longer live at `now` (an adapter whose
     /// store keeps its own time may use the earlier of `now` and its own); returns how many.

@@ -9,8 +9,10 @@
 
 use std::time::Duration;
 
+use super::audit::by_user;
 use super::sessions::after;
 use super::{ClientInfo, Plinth, Principal, SignedIn};
+use crate::audit::Target;
 use crate::entities::{Invitation, Tenant};
 use crate::error::{Error, Result};
 use crate::ids::{EmailId, InvitationId, UserId};
@@ -96,6 +98,7 @@ impl Plinth {
     /// messages to this address); `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self, email))]
     pub async fn invite(&self, who: &Principal, email: &str, role: Role) -> Result<Invitation> {
+        let (inviter, _) = who.person()?;
         who.require_manager()?;
         if who.role == Role::Admin && role == Role::Owner {
             return Err(Error::Forbidden("an admin can't invite an owner"));
@@ -115,12 +118,18 @@ impl Plinth {
             tenant_id: who.tenant,
             email,
             role,
-            invited_by: who.user,
+            invited_by: inviter,
             created_at: message.created_at,
             expires_at: after(message.created_at, self.settings.email.invitation_ttl),
         };
         let max = self.settings.email.max_pending_invitations;
-        self.ports.accounts.invite(&invitation, &token.hash(), &message, max).await?;
+        let trail = self.audit(
+            who.actor(),
+            "invitation.created",
+            Some(Target::new("invitation", invitation.id)),
+            serde_json::json!({ "email": invitation.email, "role": invitation.role }),
+        );
+        self.ports.accounts.invite(&invitation, &token.hash(), &message, max, &trail).await?;
         Ok(invitation)
     }
 
@@ -142,7 +151,9 @@ impl Plinth {
                 return Err(Error::Forbidden("an admin can't revoke an invitation to be an owner"));
             }
         }
-        if self.ports.accounts.revoke_invitation(who.tenant, id).await? { Ok(()) } else { Err(Error::NotFound) }
+        let trail =
+            self.audit(who.actor(), "invitation.revoked", Some(Target::new("invitation", id)), serde_json::json!({}));
+        if self.ports.accounts.revoke_invitation(who.tenant, id, &trail).await? { Ok(()) } else { Err(Error::NotFound) }
     }
 
     /// Accepts an invitation with its emailed token: the invited address becomes a member
@@ -164,10 +175,16 @@ impl Plinth {
             password_hash: self.ports.passwords.hash(&password).await?,
             now: self.ports.clock.now(),
         };
+        let trail = self.audit(
+            by_user(member.user),
+            "invitation.accepted",
+            Some(Target::new("user", member.user)),
+            serde_json::json!({}),
+        );
         let user = self
             .ports
             .accounts
-            .accept_invitation(tenant.id, &token.hash(), &member)
+            .accept_invitation(tenant.id, &token.hash(), &member, &trail)
             .await?
             .ok_or(Error::InvalidEmailToken)?;
         self.start_session(&user, client).await
@@ -193,9 +210,10 @@ impl Plinth {
         let token = token(Purpose::PasswordReset, token_text)?;
         let hash = self.ports.passwords.hash(&password?).await?;
         let now = self.ports.clock.now();
+        let trail = self.audit(None, "user.password_reset", None, serde_json::json!({}));
         self.ports
             .accounts
-            .reset_password(tenant.id, &token.hash(), &hash, now)
+            .reset_password(tenant.id, &token.hash(), &hash, now, &trail)
             .await?
             .ok_or(Error::InvalidEmailToken)?;
         // Every session of the user ended in that transaction: drop their markers everywhere.
@@ -208,7 +226,12 @@ impl Plinth {
     pub async fn verify_email(&self, tenant: &Tenant, token_text: &str) -> Result<()> {
         let token = token(Purpose::VerifyEmail, token_text)?;
         let now = self.ports.clock.now();
-        self.ports.accounts.verify_email(tenant.id, &token.hash(), now).await?.ok_or(Error::InvalidEmailToken)?;
+        let trail = self.audit(None, "user.email_verified", None, serde_json::json!({ "email_verified": true }));
+        self.ports
+            .accounts
+            .verify_email(tenant.id, &token.hash(), now, &trail)
+            .await?
+            .ok_or(Error::InvalidEmailToken)?;
         // Sessions' markers carry whether the address is verified.
         self.cache.invalidate(tenant.id).await;
         Ok(())
@@ -225,7 +248,8 @@ impl Plinth {
     /// Errors: `RateLimited`; `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn resend_verification(&self, who: &Principal) -> Result<()> {
-        let user = self.ports.users.get(who.tenant, who.user).await?.ok_or(Error::InvalidToken)?;
+        let (user, _) = who.person()?;
+        let user = self.ports.users.get(who.tenant, user).await?.ok_or(Error::InvalidToken)?;
         if user.email_verified {
             return Ok(());
         }

@@ -6,27 +6,52 @@ use super::Plinth;
 use crate::cache::Scope;
 use crate::entities::Tenant;
 use crate::error::{Error, Result};
-use crate::ids::{SessionId, TenantId, UserId};
-use crate::ports::Claims;
+use crate::ids::{ApiKeyId, SessionId, TenantId, UserId};
+use crate::ports::{Claims, Quota};
 use crate::usecases::{ClientInfo, SignedIn};
-use crate::values::{Email, Password, Role};
+use crate::values::{Email, Password, Role, Scope as KeyScope, Scopes};
 
-/// Who a request acts as: established from a valid token.
+/// Who a request acts as: established from a valid token or API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
     /// The tenant the token was issued for (and the host names).
     pub tenant: TenantId,
-    /// The user.
-    pub user: UserId,
-    /// The user's role, current as of the last few seconds.
+    /// The person or key.
+    pub caller: Caller,
+    /// What the caller may do: a user's role, or a key's ceiling (its creator's role then, or
+    /// now if lower), current as of the last few seconds.
     pub role: Role,
-    /// The session the token belongs to, live as of the last few seconds.
-    pub session: SessionId,
-    /// Whether the user's address is verified, as of the last few seconds.
+    /// Whether the user's address is verified, as of the last few seconds (a key: true).
     pub email_verified: bool,
+    /// The routes a key may call; every scope for a person (their role still decides).
+    pub scopes: Scopes,
+}
+
+/// A person signed in, or a tenant API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A user, by an access token of one of their sessions.
+    User {
+        /// The user.
+        user: UserId,
+        /// The session the token belongs to, live as of the last few seconds.
+        session: SessionId,
+    },
+    /// A tenant API key.
+    Key {
+        /// The key.
+        key: ApiKeyId,
+        /// Its own quota, if it has one.
+        quota: Option<Quota>,
+    },
 }
 
 impl Principal {
+    /// A person's principal, with every scope.
+    pub const fn user(tenant: TenantId, user: UserId, session: SessionId, role: Role, email_verified: bool) -> Self {
+        Self { tenant, caller: Caller::User { user, session }, role, email_verified, scopes: Scopes::ALL }
+    }
+
     /// `Ok` unless the deployment requires verified addresses for writes (`required`) and this
     /// principal's is not: then `EmailUnverified`.
     pub fn require_verified(&self, required: bool) -> Result<()> {
@@ -36,6 +61,36 @@ impl Principal {
     /// `Ok` when this principal manages users (owner or admin), else `Forbidden`.
     pub fn require_manager(&self) -> Result<()> {
         if self.role.manages_users() { Ok(()) } else { Err(Error::Forbidden("only an owner or an admin may do this")) }
+    }
+
+    /// The user and session of a person; `Forbidden` for an API key (creating keys, inviting
+    /// users, changing roles and a person's own account stay with people).
+    pub fn person(&self) -> Result<(UserId, SessionId)> {
+        match self.caller {
+            Caller::User { user, session } => Ok((user, session)),
+            Caller::Key { .. } => Err(Error::Forbidden("an API key may not do this; a person must")),
+        }
+    }
+
+    /// `Ok` when the caller holds `scope`, else `InsufficientScope`.
+    pub fn require_scope(&self, scope: KeyScope) -> Result<()> {
+        if self.scopes.contains(scope) { Ok(()) } else { Err(Error::InsufficientScope(scope)) }
+    }
+
+    /// Who this is, as the audit log records it.
+    pub(crate) const fn actor(&self) -> Option<(crate::audit::ActorKind, uuid::Uuid)> {
+        match self.caller {
+            Caller::User { user, .. } => Some((crate::audit::ActorKind::User, *user.as_uuid())),
+            Caller::Key { key, .. } => Some((crate::audit::ActorKind::ApiKey, *key.as_uuid())),
+        }
+    }
+
+    /// The user's or key's id: whose idempotency keys and audit entries these are.
+    pub const fn id(&self) -> uuid::Uuid {
+        match self.caller {
+            Caller::User { user, .. } => *user.as_uuid(),
+            Caller::Key { key, .. } => *key.as_uuid(),
+        }
     }
 }
 
@@ -71,8 +126,9 @@ impl Plinth {
     pub async fn login(&self, tenant: &Tenant, email: &str, password: &str, client: ClientInfo) -> Result<SignedIn> {
         // Malformed input still spends a hash, like an unknown email.
         let password = Password::parse(password).ok();
-        let user = match Email::parse(email) {
-            Ok(email) if password.is_some() => self.ports.users.find_by_email(tenant.id, &email).await?,
+        let parsed = Email::parse(email).ok();
+        let user = match &parsed {
+            Some(email) if password.is_some() => self.ports.users.find_by_email(tenant.id, email).await?,
             _ => None,
         };
         let dummy;
@@ -86,7 +142,17 @@ impl Plinth {
         let matches = self.ports.passwords.verify(password, user.as_ref().map(|u| &u.password_hash)).await?;
         match user {
             Some(user) if matches => self.start_session(&user, client).await,
-            _ => Err(Error::InvalidCredentials),
+            user => {
+                // Only an address that parses is recorded: what else was typed is the
+                // client's noise (or a password typed in the wrong field).
+                let target = user.map(|u| crate::audit::Target::new("user", u.id));
+                let changes = serde_json::json!({ "email": parsed });
+                let trail = self.audit(None, "user.sign_in_failed", target, changes);
+                if !trail.is_empty() {
+                    self.ports.audit.append(tenant.id, &trail).await?;
+                }
+                Err(Error::InvalidCredentials)
+            }
         }
     }
 
@@ -124,7 +190,7 @@ impl Plinth {
         let Some(email_verified) = marker_matches(&marker, claims.role, claims.version) else {
             return Err(Error::InvalidToken);
         };
-        Ok(Principal { tenant, user: claims.user, role: claims.role, session: claims.session, email_verified })
+        Ok(Principal::user(tenant, claims.user, claims.session, claims.role, email_verified))
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::{Plinth, Principal};
 use crate::error::{Error, Result};
+use crate::ids::UserId;
 use crate::ports::{IdempotencyKey, IdempotencyScope, IdempotentWrite, Keyed, Lookup, StoredResponse};
 
 /// Renders the answer a replay of a success gets.
@@ -62,7 +63,8 @@ impl Plinth {
             write(&value, None).await?;
             return Ok(Answer::Done(value));
         };
-        let scope = IdempotencyScope { tenant: who.tenant, user: who.user, key: idem.key.clone() };
+        // A key's requests are scoped by the key's id, a person's by theirs.
+        let scope = IdempotencyScope { tenant: who.tenant, user: UserId::from_uuid(who.id()), key: idem.key.clone() };
         let store = &self.ports.idempotency;
         match store.lookup(&scope, idem.fingerprint).await? {
             Lookup::New => {}

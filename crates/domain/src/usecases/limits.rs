@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use super::Plinth;
 use crate::entities::Tenant;
 use crate::error::Result;
+use crate::ids::ApiKeyId;
 use crate::ports::{Decision, Policy, Quota};
 use crate::values::Plan;
 
@@ -17,6 +18,8 @@ pub enum Subject<'a> {
     Ip(IpAddr),
     /// A signup or login attempt: the client's address, more strictly.
     Login(IpAddr),
+    /// An API key with its own quota.
+    Key(ApiKeyId, Quota),
 }
 
 impl Plinth {
@@ -34,6 +37,7 @@ impl Plinth {
             ),
             Subject::Ip(_) => (Policy::Ip, q.ip),
             Subject::Login(_) => (Policy::Login, q.login),
+            Subject::Key(_, quota) => (Policy::ApiKey, *quota),
         }
     }
 
@@ -48,6 +52,11 @@ impl Plinth {
                 self.ports.limiter.check(policy, id, quota).await?
             }
             Subject::Ip(ip) | Subject::Login(ip) => self.ports.limiter.check(policy, &ip.to_string(), quota).await?,
+            Subject::Key(key, _) => {
+                let mut id = uuid::Uuid::encode_buffer();
+                let id = key.as_uuid().hyphenated().encode_lower(&mut id);
+                self.ports.limiter.check(policy, id, quota).await?
+            }
         };
         Ok((policy, decision))
     }

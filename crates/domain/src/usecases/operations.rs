@@ -21,13 +21,15 @@ impl Plinth {
     }
 
     /// Deletes what is older than `retention`: finished deliveries, their events, expired
-    /// idempotency keys; and sessions that are no longer live. Errors: `Unavailable`.
+    /// idempotency keys; and sessions that are no longer live; and audit entries past the
+    /// audit log's own retention (each tenant's chain checkpointed). Errors: `Unavailable`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn prune(&self, retention: Duration) -> Result<Pruned> {
         let now = self.ports.clock.now();
         let mut pruned = self.ports.jobs.prune(now - retention).await?;
         pruned.sessions = self.ports.sessions.prune(now).await?;
         pruned.emails = self.ports.accounts.prune(now, now - retention).await?;
+        pruned.audit_entries = self.prune_audit().await?;
         Ok(pruned)
     }
 

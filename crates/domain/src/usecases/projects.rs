@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::Plinth;
+use crate::audit::Target;
 use crate::cache::Scope;
 use crate::entities::Project;
 use crate::error::{Error, Result};
@@ -86,7 +87,9 @@ impl Plinth {
         };
         let write = async |project: &Project, key: Option<&IdempotentWrite>| {
             let event = DomainEvent::project(EventKind::ProjectCreated, project, self.ports.clock.now());
-            self.ports.projects.insert(project, &[event], key).await
+            let changes = serde_json::json!({ "name": project.name });
+            let trail = self.audit(who.actor(), "project.created", Some(Target::new("project", project.id)), changes);
+            self.ports.projects.insert(project, &[event], key, &trail).await
         };
         let answer = self.once(who, idempotency, prepare, write).await?;
         if let Answer::Done(_) = answer {
@@ -100,7 +103,9 @@ impl Plinth {
     pub async fn rename_project(&self, who: &Principal, id: ProjectId, name: &str) -> Result<Project> {
         let name = parse_name(name)?;
         let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectUpdated, p, self.ports.clock.now())];
-        let project = self.ports.projects.rename(who.tenant, id, &name, &events).await?;
+        let changes = serde_json::json!({ "name": name });
+        let trail = self.audit(who.actor(), "project.updated", Some(Target::new("project", id)), changes);
+        let project = self.ports.projects.rename(who.tenant, id, &name, &events, &trail).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(project)
     }
@@ -112,7 +117,8 @@ impl Plinth {
             return Err(Error::Forbidden("only an owner or an admin may delete a project"));
         }
         let events = |p: &Project| vec![DomainEvent::project(EventKind::ProjectDeleted, p, self.ports.clock.now())];
-        self.ports.projects.delete(who.tenant, id, &events).await?;
+        let trail = self.audit(who.actor(), "project.deleted", Some(Target::new("project", id)), serde_json::json!({}));
+        self.ports.projects.delete(who.tenant, id, &events, &trail).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(())
     }

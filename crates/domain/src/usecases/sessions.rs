@@ -11,6 +11,8 @@
 use std::time::Duration;
 
 use super::Plinth;
+use super::audit::by_user;
+use crate::audit::Target;
 use crate::entities::{Session, Tenant, User};
 use crate::error::{Error, Result, Validator};
 use crate::ids::{SessionId, UserId};
@@ -103,7 +105,13 @@ impl Plinth {
             user_agent: client.user_agent,
         };
         let refresh = RefreshToken::generate()?;
-        self.ports.sessions.create(&session, &refresh.hash()).await?;
+        let trail = self.audit(
+            by_user(user.id),
+            "user.signed_in",
+            Some(Target::new("session", session.id)),
+            serde_json::json!({}),
+        );
+        self.ports.sessions.create(&session, &refresh.hash(), &trail).await?;
         let access = self.ports.tokens.issue(user.id, user.tenant_id, user.role, user.token_version, session.id)?;
         Ok(SignedIn { access, refresh, session: session.id })
     }
@@ -130,13 +138,13 @@ impl Plinth {
                     && now - spent_at <= time::Duration::try_from(s.reuse_window).unwrap_or(time::Duration::ZERO);
                 if !retry {
                     tracing::info!(session = %session.id, "a spent refresh token was presented again: session ended");
-                    self.end_session_everywhere(tenant, session.id).await?;
+                    self.end_session_everywhere(tenant, session.id, "refresh_token_reused").await?;
                     return Err(Error::InvalidToken);
                 }
                 session
             }
             Spend::Expired(id) => {
-                self.end_session_everywhere(tenant, id).await?;
+                self.end_session_everywhere(tenant, id, "expired").await?;
                 return Err(Error::InvalidToken);
             }
             Spend::Unknown => return Err(Error::InvalidToken),
@@ -146,9 +154,15 @@ impl Plinth {
         Ok(SignedIn { access, refresh: successor, session: session.id })
     }
 
-    /// Ends a session and makes every instance drop its cached marker.
-    async fn end_session_everywhere(&self, tenant: &Tenant, id: SessionId) -> Result<()> {
-        self.ports.sessions.end(tenant.id, id, None).await?;
+    /// Ends a session (for `reason`) and makes every instance drop its cached marker.
+    async fn end_session_everywhere(&self, tenant: &Tenant, id: SessionId, reason: &str) -> Result<()> {
+        let trail = self.audit(
+            None,
+            "session.ended",
+            Some(Target::new("session", id)),
+            serde_json::json!({ "reason": reason }),
+        );
+        self.ports.sessions.end(tenant.id, id, None, &trail).await?;
         self.cache.invalidate(tenant.id).await;
         Ok(())
     }
@@ -156,7 +170,10 @@ impl Plinth {
     /// Ends the caller's session: its refresh token and access tokens stop working.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn logout(&self, who: &Principal) -> Result<()> {
-        self.ports.sessions.end(who.tenant, who.session, Some(who.user)).await?;
+        let (user, session) = who.person()?;
+        let trail =
+            self.audit(who.actor(), "session.ended", Some(Target::new("session", session)), serde_json::json!({}));
+        self.ports.sessions.end(who.tenant, session, Some(user), &trail).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(())
     }
@@ -164,13 +181,16 @@ impl Plinth {
     /// The caller's live sessions, newest first.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn my_sessions(&self, who: &Principal) -> Result<Vec<Session>> {
-        self.ports.sessions.list(who.tenant, who.user, self.ports.clock.now()).await
+        let (user, _) = who.person()?;
+        self.ports.sessions.list(who.tenant, user, self.ports.clock.now()).await
     }
 
     /// Ends one of the caller's sessions. Errors: `NotFound` (another user's session too).
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn end_my_session(&self, who: &Principal, id: SessionId) -> Result<()> {
-        if !self.ports.sessions.end(who.tenant, id, Some(who.user)).await? {
+        let (user, _) = who.person()?;
+        let trail = self.audit(who.actor(), "session.ended", Some(Target::new("session", id)), serde_json::json!({}));
+        if !self.ports.sessions.end(who.tenant, id, Some(user), &trail).await? {
             return Err(Error::NotFound);
         }
         self.cache.invalidate(who.tenant).await;
@@ -184,7 +204,9 @@ impl Plinth {
         who.require_manager()?;
         let target = self.ports.users.get(who.tenant, id).await?.ok_or(Error::NotFound)?;
         super::users::guard_owner(who, &target)?;
-        self.ports.sessions.end_all(who.tenant, id, None).await?;
+        let trail =
+            self.audit(who.actor(), "user.sessions_ended", Some(Target::new("user", id)), serde_json::json!({}));
+        self.ports.sessions.end_all(who.tenant, id, None, &trail).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(())
     }
@@ -196,7 +218,8 @@ impl Plinth {
         let mut v = Validator::new();
         let new = v.check("new_password", Password::parse(new));
         let Some(new) = new else { return Err(v.into_error()) };
-        let user = self.ports.users.get(who.tenant, who.user).await?.ok_or(Error::InvalidToken)?;
+        let (user, session) = who.person()?;
+        let user = self.ports.users.get(who.tenant, user).await?.ok_or(Error::InvalidToken)?;
         // A malformed current password still spends a verification, like a wrong one.
         let current = Password::parse(current).ok();
         let matches = match &current {
@@ -211,7 +234,9 @@ impl Plinth {
             return Err(Error::InvalidCredentials);
         }
         let hash = self.ports.passwords.hash(&new).await?;
-        self.ports.sessions.change_password(who.tenant, who.user, &hash, who.session).await?;
+        let trail =
+            self.audit(who.actor(), "user.password_changed", Some(Target::new("user", user.id)), serde_json::json!({}));
+        self.ports.sessions.change_password(who.tenant, user.id, &hash, session, &trail).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(())
     }

@@ -75,7 +75,14 @@ impl Plinth {
         };
         // The owner's verification link is queued in the signup's transaction.
         let verification = (!user.email_verified).then(|| self.verification(&user));
-        self.ports.tenants.create_with_owner(&tenant, &user, verification.as_ref()).await?;
+        let changes = serde_json::json!({ "slug": tenant.slug, "name": tenant.name, "owner": user.email });
+        let trail = self.audit(
+            super::audit::by_user(user.id),
+            "tenant.created",
+            Some(crate::audit::Target::new("tenant", tenant.id)),
+            changes,
+        );
+        self.ports.tenants.create_with_owner(&tenant, &user, verification.as_ref(), &trail).await?;
         // Any instance may remember the slug as naming no tenant: drop those answers everywhere.
         self.cache.invalidate_platform().await;
         let token = self.start_session(&user, client).await?;

@@ -1,6 +1,7 @@
 //! A tenant's users: who may manage whom, and never without an owner.
 
 use super::Plinth;
+use crate::audit::Target;
 use crate::entities::User;
 use crate::error::{Error, Result, Validator};
 use crate::ids::UserId;
@@ -42,7 +43,8 @@ impl Plinth {
     /// The caller and its tenant. Errors: `InvalidToken` when the user is gone.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn me(&self, who: &Principal) -> Result<User> {
-        self.ports.users.get(who.tenant, who.user).await?.ok_or(Error::InvalidToken)
+        let (user, _) = who.person()?;
+        self.ports.users.get(who.tenant, user).await?.ok_or(Error::InvalidToken)
     }
 
     /// A page of the tenant's users. Errors: `Forbidden`.
@@ -63,6 +65,7 @@ impl Plinth {
         idempotency: Option<Idempotency<'_, User>>,
     ) -> Result<Answer<User>> {
         let prepare = async || {
+            who.person()?;
             who.require_manager()?;
             if who.role == Role::Admin && input.role == Role::Owner {
                 return Err(Error::Forbidden("an admin can't make anyone an owner"));
@@ -84,18 +87,30 @@ impl Plinth {
                 email_verified: false,
             })
         };
-        let write = async |user: &User, key: Option<&IdempotentWrite>| self.ports.users.create(user, key).await;
+        let write = async |user: &User, key: Option<&IdempotentWrite>| {
+            let changes = serde_json::json!({ "email": user.email, "role": user.role });
+            let trail = self.audit(who.actor(), "user.created", Some(Target::new("user", user.id)), changes);
+            self.ports.users.create(user, key, &trail).await
+        };
         self.once(who, idempotency, prepare, write).await
     }
 
     /// Changes a user's role. Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn change_role(&self, who: &Principal, id: UserId, role: Role) -> Result<User> {
+        who.person()?;
         who.require_manager()?;
         if who.role == Role::Admin && role == Role::Owner {
             return Err(Error::Forbidden("an admin can't make anyone an owner"));
         }
-        let user = self.ports.users.update_role(who.tenant, id, role, &|target| guard_owner(who, target)).await?;
+        let trail = self.audit(
+            who.actor(),
+            "user.role_changed",
+            Some(Target::new("user", id)),
+            serde_json::json!({ "role": role }),
+        );
+        let user =
+            self.ports.users.update_role(who.tenant, id, role, &|target| guard_owner(who, target), &trail).await?;
         // The user's tokens carry the old role, and their sessions ended with the change (in
         // its transaction): drop the cached markers everywhere.
         self.cache.invalidate(who.tenant).await;
@@ -106,7 +121,8 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_user(&self, who: &Principal, id: UserId) -> Result<()> {
         who.require_manager()?;
-        self.ports.users.delete(who.tenant, id, &|target| guard_owner(who, target)).await?;
+        let trail = self.audit(who.actor(), "user.deleted", Some(Target::new("user", id)), serde_json::json!({}));
+        self.ports.users.delete(who.tenant, id, &|target| guard_owner(who, target), &trail).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(())
     }

@@ -4,6 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::Plinth;
+use crate::audit::Target;
 use crate::entities::{Delivery, Webhook};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -91,7 +92,9 @@ impl Plinth {
         let write = async |created: &CreatedWebhook, key: Option<&IdempotentWrite>| {
             let webhook = &created.webhook;
             let sealed = self.ports.secrets.seal(created.secret.as_bytes(), webhook.id.as_uuid().as_bytes())?;
-            self.ports.webhooks.create(webhook, &sealed, &within_limit, key).await
+            let changes = serde_json::json!({ "url": webhook.url, "events": webhook.events });
+            let trail = self.audit(who.actor(), "webhook.created", Some(Target::new("webhook", webhook.id)), changes);
+            self.ports.webhooks.create(webhook, &sealed, &within_limit, key, &trail).await
         };
         self.once(who, idempotency, prepare, write).await
     }
@@ -108,7 +111,8 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_webhook(&self, who: &Principal, id: WebhookId) -> Result<()> {
         who.require_manager()?;
-        self.ports.webhooks.delete(who.tenant, id).await
+        let trail = self.audit(who.actor(), "webhook.deleted", Some(Target::new("webhook", id)), serde_json::json!({}));
+        self.ports.webhooks.delete(who.tenant, id, &trail).await
     }
 
     /// A page of a webhook's deliveries. Errors: `Forbidden`; `NotFound`.

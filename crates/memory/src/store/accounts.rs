@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Invitation, User};
 use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
 use plinth_domain::ports::{
@@ -143,6 +144,7 @@ impl AccountEmails for MemoryStore {
         token: &TokenHash,
         email: &NewEmail,
         max_pending: usize,
+        trail: &AuditTrail,
     ) -> Result<()> {
         let now = self.clock.now();
         {
@@ -158,6 +160,7 @@ impl AccountEmails for MemoryStore {
                 }
                 let row = InvitationRow { invitation: invitation.clone(), token: *token, email: email.id };
                 a.invitations.insert(invitation.id, row);
+                rows.append(trail);
                 Ok(())
             })?;
         }
@@ -179,10 +182,14 @@ impl AccountEmails for MemoryStore {
         Ok(pending)
     }
 
-    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId) -> Result<bool> {
+    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId, trail: &AuditTrail) -> Result<bool> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(false) };
-        Ok(rows.accounts.invitations.remove(&id).is_some())
+        let revoked = rows.accounts.invitations.remove(&id).is_some();
+        if revoked {
+            rows.append(trail);
+        }
+        Ok(revoked)
     }
 
     async fn accept_invitation(
@@ -190,6 +197,7 @@ impl AccountEmails for MemoryStore {
         tenant: TenantId,
         token: &TokenHash,
         member: &Acceptance,
+        trail: &AuditTrail,
     ) -> Result<Option<User>> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
@@ -219,6 +227,7 @@ impl AccountEmails for MemoryStore {
         };
         rows.emails.insert(user.email.clone(), user.id);
         rows.users.insert(user.clone());
+        rows.append(trail);
         Ok(Some(user))
     }
 
@@ -234,6 +243,7 @@ impl AccountEmails for MemoryStore {
         token: &TokenHash,
         hash: &PasswordHash,
         now: OffsetDateTime,
+        trail: &AuditTrail,
     ) -> Result<Option<UserId>> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
@@ -245,6 +255,7 @@ impl AccountEmails for MemoryStore {
         });
         rows.accounts.spend_all(user, Purpose::PasswordReset);
         rows.sessions.end_where(|s| s.user_id == user);
+        rows.append(&trail.by_user(user));
         Ok(Some(user))
     }
 
@@ -254,12 +265,19 @@ impl AccountEmails for MemoryStore {
         Ok(())
     }
 
-    async fn verify_email(&self, tenant: TenantId, token: &TokenHash, now: OffsetDateTime) -> Result<Option<UserId>> {
+    async fn verify_email(
+        &self,
+        tenant: TenantId,
+        token: &TokenHash,
+        now: OffsetDateTime,
+        trail: &AuditTrail,
+    ) -> Result<Option<UserId>> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
         let Some(user) = rows.spend_token(Purpose::VerifyEmail, token, now) else { return Ok(None) };
         rows.update_user(user, |u| u.email_verified = true);
         rows.accounts.spend_all(user, Purpose::VerifyEmail);
+        rows.append(&trail.by_user(user));
         Ok(Some(user))
     }
 

@@ -2,6 +2,7 @@
 //! tenant's rows and outbox.
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{ProjectId, TenantId};
@@ -22,7 +23,13 @@ impl ProjectRepository for MemoryStore {
         Ok(self.read().tenant(tenant).and_then(|t| t.projects.get(*id.as_uuid())).cloned())
     }
 
-    async fn insert(&self, project: &Project, events: &[DomainEvent], key: Option<&IdempotentWrite>) -> Result<Keyed> {
+    async fn insert(
+        &self,
+        project: &Project,
+        events: &[DomainEvent],
+        key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
+    ) -> Result<Keyed> {
         let now = self.clock.now();
         let written = self.keyed(key, |data| {
             let needed = data.owner_of_new_row(project.tenant_id)?.deliveries_for(events);
@@ -32,6 +39,7 @@ impl ProjectRepository for MemoryStore {
                 return Err(Error::internal(format!("project {} exists", project.id)));
             }
             let deliveries = rows.record(events);
+            rows.append(trail);
             data.enqueue(project.tenant_id, deliveries, now);
             Ok(())
         })?;
@@ -45,6 +53,7 @@ impl ProjectRepository for MemoryStore {
         id: ProjectId,
         name: &ProjectName,
         events: EventsFor<'_>,
+        trail: &AuditTrail,
     ) -> Result<Project> {
         let now = self.clock.now();
         let mut data = self.write();
@@ -60,12 +69,13 @@ impl ProjectRepository for MemoryStore {
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.projects.replace(updated.clone());
         let deliveries = rows.record(&caused);
+        rows.append(trail);
         data.enqueue(tenant, deliveries, now);
         self.wake();
         Ok(updated)
     }
 
-    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>) -> Result<()> {
+    async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>, trail: &AuditTrail) -> Result<()> {
         let now = self.clock.now();
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
@@ -76,6 +86,7 @@ impl ProjectRepository for MemoryStore {
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.projects.remove(*id.as_uuid());
         let deliveries = rows.record(&caused);
+        rows.append(trail);
         data.enqueue(tenant, deliveries, now);
         self.wake();
         Ok(())

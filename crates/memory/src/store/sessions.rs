@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Session;
 use plinth_domain::ids::{SessionId, TenantId, UserId};
 use plinth_domain::ports::{SessionRepository, Spend};
@@ -67,7 +68,7 @@ impl TenantData {
 
 #[async_trait]
 impl SessionRepository for MemoryStore {
-    async fn create(&self, session: &Session, token: &TokenHash) -> Result<()> {
+    async fn create(&self, session: &Session, token: &TokenHash, trail: &AuditTrail) -> Result<()> {
         let mut data = self.write();
         let rows = data.tenant_mut(session.tenant_id).ok_or(Error::NotFound)?;
         if rows.users.get(*session.user_id.as_uuid()).is_none() {
@@ -75,6 +76,7 @@ impl SessionRepository for MemoryStore {
         }
         rows.sessions.sessions.insert(session.id, session.clone());
         rows.sessions.tokens.insert(*token, TokenRow { session: session.id, spent: None });
+        rows.append(trail);
         Ok(())
     }
 
@@ -112,16 +114,34 @@ impl SessionRepository for MemoryStore {
         Ok(live)
     }
 
-    async fn end(&self, tenant: TenantId, session: SessionId, user: Option<UserId>) -> Result<bool> {
+    async fn end(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        user: Option<UserId>,
+        trail: &AuditTrail,
+    ) -> Result<bool> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(false) };
-        Ok(rows.sessions.end_where(|s| s.id == session && user.is_none_or(|u| s.user_id == u)) > 0)
+        let ended = rows.sessions.end_where(|s| s.id == session && user.is_none_or(|u| s.user_id == u)) > 0;
+        if ended {
+            rows.append(trail);
+        }
+        Ok(ended)
     }
 
-    async fn end_all(&self, tenant: TenantId, user: UserId, except: Option<SessionId>) -> Result<u64> {
+    async fn end_all(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        except: Option<SessionId>,
+        trail: &AuditTrail,
+    ) -> Result<u64> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(0) };
-        Ok(rows.sessions.end_where(|s| s.user_id == user && Some(s.id) != except))
+        let ended = rows.sessions.end_where(|s| s.user_id == user && Some(s.id) != except);
+        rows.append(trail);
+        Ok(ended)
     }
 
     async fn change_password(
@@ -130,6 +150,7 @@ impl SessionRepository for MemoryStore {
         user: UserId,
         hash: &PasswordHash,
         keep: SessionId,
+        trail: &AuditTrail,
     ) -> Result<()> {
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
@@ -138,6 +159,7 @@ impl SessionRepository for MemoryStore {
         rows.users.replace(updated);
         rows.sessions.end_where(|s| s.user_id == user && s.id != keep);
         rows.accounts.spend_all(user, plinth_domain::values::Purpose::PasswordReset);
+        rows.append(trail);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! `TenantRepository` over the store: a tenant and its owner arrive together.
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Tenant, User};
 use plinth_domain::ports::{NewVerification, TenantRepository};
 use plinth_domain::values::Slug;
@@ -15,6 +16,7 @@ impl TenantRepository for MemoryStore {
         tenant: &Tenant,
         owner: &User,
         verification: Option<&NewVerification>,
+        trail: &AuditTrail,
     ) -> Result<()> {
         if owner.tenant_id != tenant.id {
             return Err(Error::internal("the owner belongs to another tenant"));
@@ -29,6 +31,7 @@ impl TenantRepository for MemoryStore {
         let mut rows = TenantData::new(tenant.clone());
         rows.emails.insert(owner.email.clone(), owner.id);
         rows.users.insert(owner.clone());
+        rows.append(trail);
         data.slugs.insert(tenant.slug.clone(), tenant.id);
         data.tenants.insert(tenant.id, rows);
         if let Some(v) = verification {

@@ -1,6 +1,7 @@
 //! `UserRepository` over the store: emails unique per tenant, and never without an owner.
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::User;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::page::Cursor;
@@ -30,7 +31,7 @@ impl TenantData {
 
 #[async_trait]
 impl UserRepository for MemoryStore {
-    async fn create(&self, user: &User, key: Option<&IdempotentWrite>) -> Result<Keyed> {
+    async fn create(&self, user: &User, key: Option<&IdempotentWrite>, trail: &AuditTrail) -> Result<Keyed> {
         self.keyed(key, |data| {
             let rows = data.owner_of_new_row(user.tenant_id)?;
             if rows.emails.contains_key(&user.email) {
@@ -40,6 +41,7 @@ impl UserRepository for MemoryStore {
                 return Err(Error::internal(format!("user {} exists", user.id)));
             }
             rows.emails.insert(user.email.clone(), user.id);
+            rows.append(trail);
             Ok(())
         })
     }
@@ -58,7 +60,14 @@ impl UserRepository for MemoryStore {
         Ok(self.read().tenant(tenant).map(|t| t.users.page(after, limit)).unwrap_or_default())
     }
 
-    async fn update_role(&self, tenant: TenantId, id: UserId, role: Role, check: Check<'_>) -> Result<User> {
+    async fn update_role(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        role: Role,
+        check: Check<'_>,
+        trail: &AuditTrail,
+    ) -> Result<User> {
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let user = rows.checked_user(id, role == Role::Owner, check)?;
@@ -69,10 +78,11 @@ impl UserRepository for MemoryStore {
         if changed {
             rows.sessions.end_where(|s| s.user_id == id);
         }
+        rows.append(trail);
         Ok(updated)
     }
 
-    async fn delete(&self, tenant: TenantId, id: UserId, check: Check<'_>) -> Result<()> {
+    async fn delete(&self, tenant: TenantId, id: UserId, check: Check<'_>, trail: &AuditTrail) -> Result<()> {
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.checked_user(id, false, check)?;
@@ -80,6 +90,7 @@ impl UserRepository for MemoryStore {
             rows.emails.remove(&user.email);
         }
         rows.sessions.end_where(|s| s.user_id == id);
+        rows.append(trail);
         Ok(())
     }
 }

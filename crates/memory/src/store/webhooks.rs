@@ -2,6 +2,7 @@
 //! tenant's own rows.
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Delivery, Webhook};
 use plinth_domain::ids::{TenantId, WebhookId};
 use plinth_domain::page::Cursor;
@@ -25,6 +26,7 @@ impl WebhookRepository for MemoryStore {
         sealed_secret: &[u8],
         check: CountCheck<'_>,
         key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
     ) -> Result<Keyed> {
         self.keyed(key, |data| {
             let rows = data.owner_of_new_row(webhook.tenant_id)?;
@@ -33,6 +35,7 @@ impl WebhookRepository for MemoryStore {
                 return Err(Error::internal(format!("webhook {} exists", webhook.id)));
             }
             rows.secrets.insert(webhook.id, sealed_secret.to_vec());
+            rows.append(trail);
             Ok(())
         })
     }
@@ -41,11 +44,12 @@ impl WebhookRepository for MemoryStore {
         Ok(self.read().tenant(tenant).map(|t| t.webhooks.page(after, limit)).unwrap_or_default())
     }
 
-    async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<()> {
+    async fn delete(&self, tenant: TenantId, id: WebhookId, trail: &AuditTrail) -> Result<()> {
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.webhooks.remove(*id.as_uuid()).ok_or(Error::NotFound)?;
         rows.secrets.remove(&id);
+        rows.append(trail);
         let gone: Vec<_> = rows.deliveries.iter().filter(|d| d.webhook_id == id).map(|d| *d.id.as_uuid()).collect();
         for delivery in gone {
             rows.deliveries.remove(delivery);

@@ -13,9 +13,10 @@ use bytes::Bytes;
 use plinth_domain::Error;
 use plinth_domain::entities::Tenant;
 use plinth_domain::page::PageRequest;
-use plinth_domain::usecases::{ClientInfo, Principal};
+use plinth_domain::usecases::{Caller, ClientInfo, Principal};
 use serde::de::DeserializeOwned;
 
+use super::access::{Access, access};
 use crate::middleware::client_ip::{canonical, client_ip};
 use crate::middleware::gate::{AuthState, RequestCtx};
 use crate::problem::ApiError;
@@ -79,11 +80,27 @@ impl FromRequest for Auth {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(match req.extensions().get::<RequestCtx>().map(|c| c.auth) {
-            Some(AuthState::Valid(p)) => verified_for(req, p).map(Auth),
+            Some(AuthState::Valid(p)) => permitted(req, p).and_then(|p| verified_for(req, p)).map(Auth),
             Some(AuthState::Invalid) => Err(Error::InvalidToken.into()),
             Some(AuthState::Missing) | None => Err(Error::Unauthorized.into()),
         })
     }
+}
+
+/// `p`, unless it is an API key this route is closed to: 403 `insufficient_scope` naming the
+/// scope it lacks, or `forbidden` for a route only people may call.
+fn permitted(req: &HttpRequest, p: Principal) -> Result<Principal, ApiError> {
+    if matches!(p.caller, Caller::User { .. }) {
+        return Ok(p);
+    }
+    let pattern = req.match_pattern().unwrap_or_default();
+    match access(req.method().as_str(), &pattern) {
+        Access::Scope(scope) => p.require_scope(scope)?,
+        Access::People => {
+            p.person()?;
+        }
+    }
+    Ok(p)
 }
 
 /// `p`, unless the deployment requires a verified address for this request and `p` has none.

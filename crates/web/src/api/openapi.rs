@@ -4,10 +4,11 @@
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{ResponseBuilder, Responses};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, RefOr, Schema};
 use utoipa::{OpenApi as _, PartialSchema as _, ToSchema as _};
 
+use super::access::{Access, access};
 use crate::problem::Problem;
 
 /// The document's fixed parts.
@@ -23,6 +24,8 @@ use crate::problem::Problem;
         (name = "invitations", description = "Inviting people to a tenant by email, and accepting"),
         (name = "projects", description = "A tenant's projects"),
         (name = "webhooks", description = "A tenant's webhooks and their deliveries (owners and admins)"),
+        (name = "api-keys", description = "A tenant's API keys, for scripts and integrations (owners and admins; people only)"),
+        (name = "audit", description = "A tenant's tamper-evident audit log (owners and admins, or a key with `audit:read`)"),
     )
 )]
 #[derive(Debug)]
@@ -104,6 +107,20 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "logout" | "listMySessions" | "deleteMySession" => &[UNAUTH, TENANT],
         "deleteUserSessions" => &[UNAUTH, FORBIDDEN, TENANT],
         "getTenant" => &[TENANT],
+        "createApiKey" => &[
+            BODY,
+            UNAUTH,
+            (403, "The caller's role may not do this, or the caller is an API key (`forbidden`)"),
+            TENANT,
+            SLOW,
+            (409, "The tenant has as many live keys as it may (`conflict`)"),
+            TOO_LARGE,
+            MEDIA,
+            INVALID,
+        ],
+        "listApiKeys" | "revokeApiKey" => &[UNAUTH, FORBIDDEN, TENANT],
+        "listAuditLog" => &[(400, "Malformed limit, cursor or filter"), UNAUTH, FORBIDDEN, TENANT],
+        "verifyAuditLog" => &[UNAUTH, FORBIDDEN, TENANT],
         "me" => &[UNAUTH, TENANT],
         "listUsers" | "listProjects" | "listWebhooks" | "listDeliveries" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
         "createUser" | "createProject" | "updateUser" | "updateProject" => {
@@ -125,8 +142,26 @@ fn problem_response(description: &str) -> RefOr<utoipa::openapi::response::Respo
         .into()
 }
 
-fn add_common(path: &str, op: &mut Operation) {
+/// Says on an authenticated operation whether an API key may call it and with which scope: as
+/// an `apiKey` security requirement naming the scope, and in words.
+fn document_access(method: &str, path: &str, op: &mut Operation) {
+    let Some(security) = &mut op.security else { return };
+    let note = match access(method, path) {
+        Access::Scope(scope) => {
+            security.push(SecurityRequirement::new("apiKey", [scope.as_str()]));
+            format!("API keys: needs the `{scope}` scope (403 `insufficient_scope` without it).")
+        }
+        Access::People => "Not for API keys (403 `forbidden`): a person must call it.".to_owned(),
+    };
+    op.description = Some(match op.description.take() {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+        _ => note,
+    });
+}
+
+fn add_common(method: &str, path: &str, op: &mut Operation) {
     let id = op.operation_id.clone().unwrap_or_default();
+    document_access(method, path, op);
     let responses: &mut Responses = &mut op.responses;
     for (status, description) in errors_of(&id) {
         responses.responses.entry(status.to_string()).or_insert_with(|| problem_response(description));
@@ -158,6 +193,8 @@ fn add_common(path: &str, op: &mut Operation) {
             | "listWebhooks"
             | "listDeliveries"
             | "listInvitations"
+            | "listApiKeys"
+            | "listAuditLog"
     );
     if get {
         responses.responses.entry("304".into()).or_insert_with(|| {
@@ -190,16 +227,33 @@ fn add_common(path: &str, op: &mut Operation) {
 /// The complete document: `paths` (from the registered handlers) on top of [`ApiDoc`].
 pub fn finish(mut doc: OpenApi) -> OpenApi {
     for (path, item) in doc.paths.paths.iter_mut() {
-        for op in
-            [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete].into_iter().flatten()
-        {
-            add_common(path, op);
+        let ops = [
+            ("GET", &mut item.get),
+            ("POST", &mut item.post),
+            ("PATCH", &mut item.patch),
+            ("PUT", &mut item.put),
+            ("DELETE", &mut item.delete),
+        ];
+        for (method, op) in ops {
+            if let Some(op) = op {
+                add_common(method, path, op);
+            }
         }
     }
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    components.add_security_scheme(
+        "apiKey",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("plk_<id>_<secret>")
+                .description(Some("A tenant API key; each operation names the scope it needs"))
+                .build(),
+        ),
     );
     doc
 }

@@ -99,8 +99,8 @@ pub async fn logout(state: web::Data<AppState>, who: Auth) -> Result<HttpRespons
 #[get("/me/sessions")]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>, who: Auth) -> Result<HttpResponse, ApiError> {
     let sessions = state.plinth.my_sessions(&who.0).await?;
-    let items =
-        sessions.into_iter().map(|session| SessionView { current: session.id == who.0.session, session }).collect();
+    let current = who.0.person()?.1;
+    let items = sessions.into_iter().map(|session| SessionView { current: session.id == current, session }).collect();
     respond::get(&req, &SessionList { items })
 }
 

@@ -16,9 +16,11 @@ use actix_web::{Error as ActixError, HttpMessage as _, HttpRequest, ResponseErro
 use plinth_domain::Error;
 use plinth_domain::entities::Tenant;
 use plinth_domain::host::{BaseDomain, HostTarget};
+use plinth_domain::ports::Claims;
 use plinth_domain::ports::{Decision, Policy, Quota};
 use plinth_domain::timing::{self, Phase};
-use plinth_domain::usecases::{Principal, Subject};
+use plinth_domain::usecases::{Caller, ClientInfo, Principal, Subject};
+use plinth_domain::values::ApiKeyToken;
 
 use super::client_ip::{bucket, canonical, client_ip};
 use crate::problem::ApiError;
@@ -100,6 +102,39 @@ pub(crate) fn host_target(req: &HttpRequest, base_domain: &BaseDomain) -> HostTa
 /// The policy, quota and decision that counted a request, if the limiter answered.
 type Limit = Option<(Policy, Quota, Decision)>;
 
+/// A bearer credential that checks out before anything is looked up: a JWT whose signature
+/// and claims verify, or something spelled like an API key (checked against its tenant's key
+/// once the host's tenant is known).
+enum Credential {
+    Jwt(Claims),
+    Key(ApiKeyToken),
+}
+
+/// The credential `token` carries, if it checks out on its own.
+fn credential(state: &AppState, token: &str) -> Option<Credential> {
+    if ApiKeyToken::looks_like(token) {
+        ApiKeyToken::parse(token).ok().map(Credential::Key)
+    } else {
+        state.plinth.verify_token(token).ok().map(Credential::Jwt)
+    }
+}
+
+/// Of two limits that both counted a request, the one closer to running out (by the share of
+/// its quota left): the one whose headers the client needs.
+fn tighter(a: Limit, b: Limit) -> Limit {
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            // remaining/limit compared without division: x.r * y.l vs y.r * x.l.
+            let share = |l: &(Policy, Quota, Decision), other: &(Policy, Quota, Decision)| {
+                u64::from(l.2.remaining) * u64::from(other.1.per_minute.get())
+            };
+            if !y.2.allowed || (x.2.allowed && share(&y, &x) < share(&x, &y)) { Some(y) } else { Some(x) }
+        }
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 /// Tenant, auth and rate limit for one request.
 ///
 /// A request is counted by exactly one policy, and before anything it names is looked up,
@@ -125,27 +160,39 @@ pub async fn gate(
     // host names no tenant, or no tenant is found): walking the route table on every request
     // cost a twentieth of a cached read.
     let routed = || !state.routes.lacks_method(req.path(), req.method().as_str());
-    let claims = match (class, token) {
-        (Class::Tenant | Class::Credentials, Some(token)) => state.plinth.verify_token(token).ok(),
+    let credential = match (class, token) {
+        (Class::Tenant | Class::Credentials, Some(token)) => credential(&state, token),
         _ => None,
     };
 
-    let (tenant, auth, limit) = match claims {
-        Some(claims) => {
+    let (tenant, auth, limit) = match credential {
+        Some(credential) => {
             let tenant = tenant_of(&state, class, target, routed).await;
             let auth = match &tenant {
-                Ok(Some(t)) => match state.plinth.authenticate(t.id, &claims).await {
-                    Ok(p) => AuthState::Valid(p),
-                    Err(Error::InvalidToken) => AuthState::Invalid,
-                    Err(e) => return Ok(reject(req, ApiError::Domain(e), None)),
-                },
+                Ok(Some(t)) => {
+                    let principal = match &credential {
+                        Credential::Jwt(claims) => state.plinth.authenticate(t.id, claims).await,
+                        Credential::Key(key) => state.plinth.authenticate_key(t.id, key).await,
+                    };
+                    match principal {
+                        Ok(p) => AuthState::Valid(p),
+                        Err(Error::InvalidToken) => AuthState::Invalid,
+                        Err(e) => return Ok(reject(req, ApiError::Domain(e), None)),
+                    }
+                }
                 _ => AuthState::Invalid,
             };
             let subject = match (auth, &tenant) {
                 (AuthState::Valid(_), Ok(Some(t))) => Subject::Tenant(t),
                 _ => Subject::Ip(client(&req, &state)),
             };
-            let limit = count(&state, subject).await;
+            let mut limit = count(&state, subject).await;
+            // A key with its own quota is counted by it too, unless its tenant refused it.
+            if let AuthState::Valid(Principal { caller: Caller::Key { key, quota: Some(quota) }, .. }) = auth
+                && refused(limit).is_none()
+            {
+                limit = tighter(limit, count(&state, Subject::Key(key, quota)).await);
+            }
             if let Some(refusal) = refused(limit) {
                 return Ok(too_many(req, refusal, auth));
             }
@@ -176,9 +223,15 @@ pub async fn gate(
         Err(e) => return Ok(reject(req, ApiError::Domain(e), limit)),
     };
 
+    // A request that may change something carries its origin to the audit entries it writes.
+    let origin = (!req.method().is_safe()).then(|| origin(&req, &state));
     req.extensions_mut().insert(RequestCtx { tenant, auth });
     drop(gate_time);
-    let mut res = next.call(req).await?.map_into_left_body();
+    let mut res = match origin {
+        Some(origin) => plinth_domain::audit::with_origin(origin, next.call(req)).await?,
+        None => next.call(req).await?,
+    }
+    .map_into_left_body();
     // A 429 from the handler was refused by another count than this policy's (a mailbox's, a
     // tenant's queue): this policy's `RateLimit` would tell the client it may go on at once.
     if let Some((policy, quota, d)) = &limit
@@ -223,6 +276,19 @@ fn client(req: &ServiceRequest, state: &AppState) -> IpAddr {
     let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
     let forwarded = req.headers().get_all("x-forwarded-for").map(HeaderValue::as_bytes);
     bucket(client_ip(peer, forwarded, &state.trusted_proxies), state.ipv6_prefix)
+}
+
+/// Where a request comes from, for the audit log: its id, the client's whole address and its
+/// `User-Agent` (cut as a session's is).
+fn origin(req: &ServiceRequest, state: &AppState) -> plinth_domain::audit::Origin {
+    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
+    let forwarded = req.headers().get_all("x-forwarded-for").map(HeaderValue::as_bytes);
+    let ip = client_ip(peer, forwarded, &state.trusted_proxies).to_string();
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let client = ClientInfo::new(Some(ip), user_agent);
+    let request_id =
+        req.extensions().get::<super::request_id::RequestId>().and_then(|id| id.0.to_str().ok().map(str::to_owned));
+    plinth_domain::audit::Origin { request_id, ip: client.ip, user_agent: client.user_agent }
 }
 
 /// Counts one request of `subject`.

@@ -412,22 +412,35 @@ struct DiesBeforeRecording {
 
 #[async_trait]
 impl AccountEmails for DiesBeforeRecording {
-    async fn invite(&self, i: &Invitation, t: &TokenHash, e: &NewEmail, max: usize) -> plinth_domain::Result<()> {
-        self.inner.invite(i, t, e, max).await
+    async fn invite(
+        &self,
+        i: &Invitation,
+        t: &TokenHash,
+        e: &NewEmail,
+        max: usize,
+        a: &plinth_domain::audit::AuditTrail,
+    ) -> plinth_domain::Result<()> {
+        self.inner.invite(i, t, e, max, a).await
     }
     async fn invitations(&self, t: TenantId, now: time::OffsetDateTime) -> plinth_domain::Result<Vec<Invitation>> {
         self.inner.invitations(t, now).await
     }
-    async fn revoke_invitation(&self, t: TenantId, id: InvitationId) -> plinth_domain::Result<bool> {
-        self.inner.revoke_invitation(t, id).await
+    async fn revoke_invitation(
+        &self,
+        t: TenantId,
+        id: InvitationId,
+        a: &plinth_domain::audit::AuditTrail,
+    ) -> plinth_domain::Result<bool> {
+        self.inner.revoke_invitation(t, id, a).await
     }
     async fn accept_invitation(
         &self,
         t: TenantId,
         h: &TokenHash,
         m: &Acceptance,
+        a: &plinth_domain::audit::AuditTrail,
     ) -> plinth_domain::Result<Option<User>> {
-        self.inner.accept_invitation(t, h, m).await
+        self.inner.accept_invitation(t, h, m, a).await
     }
     async fn request_reset(&self, e: &NewEmail) -> plinth_domain::Result<()> {
         self.inner.request_reset(e).await
@@ -438,8 +451,9 @@ impl AccountEmails for DiesBeforeRecording {
         h: &TokenHash,
         p: &PasswordHash,
         now: time::OffsetDateTime,
+        a: &plinth_domain::audit::AuditTrail,
     ) -> plinth_domain::Result<Option<UserId>> {
-        self.inner.reset_password(t, h, p, now).await
+        self.inner.reset_password(t, h, p, now, a).await
     }
     async fn queue_verification(&self, v: &NewVerification) -> plinth_domain::Result<()> {
         self.inner.queue_verification(v).await
@@ -449,8 +463,9 @@ impl AccountEmails for DiesBeforeRecording {
         t: TenantId,
         h: &TokenHash,
         now: time::OffsetDateTime,
+        a: &plinth_domain::audit::AuditTrail,
     ) -> plinth_domain::Result<Option<UserId>> {
-        self.inner.verify_email(t, h, now).await
+        self.inner.verify_email(t, h, now, a).await
     }
     async fn load_email(&self, t: TenantId, id: EmailId) -> plinth_domain::Result<Option<PendingEmail>> {
         self.inner.load_email(t, id).await

@@ -198,8 +198,9 @@ impl TenantRepository for CountedLookups {
         tenant: &Tenant,
         owner: &User,
         verification: Option<&plinth_domain::ports::NewVerification>,
+        trail: &plinth_domain::audit::AuditTrail,
     ) -> plinth_domain::Result<()> {
-        self.inner.create_with_owner(tenant, owner, verification).await
+        self.inner.create_with_owner(tenant, owner, verification, trail).await
     }
 
     async fn find_by_slug(&self, slug: &Slug) -> plinth_domain::Result<Option<Tenant>> {
