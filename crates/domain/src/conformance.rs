@@ -29,6 +29,7 @@
 //! | `webhook_repository_suite!` | [`Storage`] |
 //! | `session_repository_suite!` | [`Storage`] |
 //! | `account_emails_suite!` | [`Storage`] |
+//! | `audit_suite!` | [`Storage`] (the audit log and API keys) |
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
@@ -45,6 +46,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod fixtures;
 pub mod generations;
@@ -65,8 +67,8 @@ use std::time::Duration;
 use crate::clock::ManualClock;
 
 use crate::ports::{
-    AccountEmails, IdempotencyStore, ProjectRepository, SessionRepository, TenantRepository, UserRepository,
-    WebhookRepository,
+    AccountEmails, ApiKeyRepository, AuditLog, IdempotencyStore, ProjectRepository, SessionRepository,
+    TenantRepository, UserRepository, WebhookRepository,
 };
 
 /// The storage ports of one backend, sharing one store: the repository suites create tenants
@@ -87,6 +89,10 @@ pub struct Storage {
     pub sessions: Arc<dyn SessionRepository>,
     /// Invitations, emailed tokens and their messages.
     pub accounts: Arc<dyn AccountEmails>,
+    /// API keys.
+    pub api_keys: Arc<dyn ApiKeyRepository>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
     /// Whatever must live as long as the test (a test database), dropped with the fixture.
     pub guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -102,6 +108,8 @@ impl Storage {
             + WebhookRepository
             + SessionRepository
             + AccountEmails
+            + ApiKeyRepository
+            + AuditLog
             + 'static,
     {
         Self {
@@ -111,7 +119,9 @@ impl Storage {
             idempotency: store.clone(),
             webhooks: store.clone(),
             sessions: store.clone(),
-            accounts: store,
+            accounts: store.clone(),
+            api_keys: store.clone(),
+            audit: store,
             guard: None,
         }
     }

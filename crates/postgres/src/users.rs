@@ -177,8 +177,17 @@ impl UserRepository for PgStore {
                 .await
                 .or_db()?;
             if before.role != role {
-                // A role change ends the user's sessions too.
+                // A role change ends the user's sessions too, and lowers the ceiling of the
+                // keys they created to their new role (never raising one).
                 crate::sessions::end_sessions(&tx, tenant, id, None).await?;
+                let lower = tx
+                    .prepare_cached(
+                        "UPDATE api_keys SET role = $3 WHERE tenant_id = $1 AND created_by = $2 \
+                         AND (role = 'owner' OR $3 = 'member') AND role <> $3",
+                    )
+                    .await
+                    .or_db()?;
+                tx.execute(&lower, &[tenant.as_uuid(), id.as_uuid(), &role.as_str()]).await.or_db()?;
             }
             crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()?;

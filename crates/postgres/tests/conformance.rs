@@ -40,3 +40,4 @@ plinth_domain::job_queue_suite!({
     plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store).keep_alive(db))
 });
 plinth_domain::account_emails_suite!(storage().await);
+plinth_domain::audit_suite!(storage().await);

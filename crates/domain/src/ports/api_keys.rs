@@ -24,7 +24,8 @@ pub struct KeyRecord {
 }
 
 /// A tenant's API keys. A revoked key is kept (the audit log names it) but is never listed or
-/// found again.
+/// found again. A key's `role` is its ceiling: its creator's role when it was made, lowered
+/// (by the user repository, in the role change's transaction) whenever its creator's is.
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync {
     /// Stores a new key with the hash of its secret and `trail`, atomically, after `check` has

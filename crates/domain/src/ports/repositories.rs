@@ -59,7 +59,8 @@ pub trait UserRepository: Send + Sync {
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<User>>;
 
     /// Changes a user's role, atomically with `check`, which sees the user as it is before the
-    /// change and may refuse it. Errors: `NotFound`; `Conflict(LastOwner)` when the tenant's
+    /// change and may refuse it; a change ends the user's sessions and lowers the ceiling of the
+    /// API keys they created to the new role (never raising one). Errors: `NotFound`; `Conflict(LastOwner)` when the tenant's
     /// last owner would be demoted; whatever `check` returns.
     async fn update_role(
         &self,

@@ -6,7 +6,7 @@ use plinth_domain::audit::{AuditRecord, AuditTrail, ChainLink};
 use plinth_domain::entities::ApiKey;
 use plinth_domain::ids::{ApiKeyId, TenantId};
 use plinth_domain::ports::{ApiKeyRepository, AuditLog, AuditQuery, CountCheck, KeyRecord};
-use plinth_domain::values::TokenHash;
+use plinth_domain::values::{Role, TokenHash};
 use plinth_domain::{Error, Result};
 use time::OffsetDateTime;
 
@@ -37,6 +37,28 @@ impl TenantData {
         for record in trail.seal(tenant, chain.head) {
             chain.head = ChainLink { seq: record.seq, hash: record.hash };
             chain.records.push(record);
+        }
+    }
+}
+
+impl TenantData {
+    /// Forgets that `creator`, now removed, made their keys: the keys stay the tenant's.
+    pub(super) fn forget_creator(&mut self, creator: plinth_domain::ids::UserId) {
+        for (key, _, _) in &mut self.keys.rows {
+            if key.created_by == Some(creator) {
+                key.created_by = None;
+            }
+        }
+    }
+
+    /// Lowers the ceiling of the keys `creator` made to `role`, never raising one.
+    pub(super) fn lower_keys_of(&mut self, creator: plinth_domain::ids::UserId, role: Role) {
+        for (key, _, _) in &mut self.keys.rows {
+            let above =
+                matches!((key.role, role), (Role::Owner, Role::Admin | Role::Member) | (Role::Admin, Role::Member));
+            if key.created_by == Some(creator) && above {
+                key.role = role;
+            }
         }
     }
 }
@@ -94,7 +116,8 @@ impl AuditLog for MemoryStore {
         let mut pruned = 0;
         for rows in data.tenants.values_mut() {
             let chain = &mut rows.audit;
-            let n = chain.records.iter().take_while(|r| r.entry.at < before).count();
+            // Through the last entry older than `before`: a chain is pruned from its start.
+            let n = chain.records.iter().rposition(|r| r.entry.at < before).map_or(0, |i| i + 1);
             if let Some(last) = n.checked_sub(1).and_then(|i| chain.records.get(i)) {
                 chain.checkpoint = ChainLink { seq: last.seq, hash: last.hash };
             }

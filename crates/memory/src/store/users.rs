@@ -77,6 +77,7 @@ impl UserRepository for MemoryStore {
         rows.users.replace(updated.clone());
         if changed {
             rows.sessions.end_where(|s| s.user_id == id);
+            rows.lower_keys_of(id, role);
         }
         rows.append(trail);
         Ok(updated)
@@ -90,6 +91,7 @@ impl UserRepository for MemoryStore {
             rows.emails.remove(&user.email);
         }
         rows.sessions.end_where(|s| s.user_id == id);
+        rows.forget_creator(id);
         rows.append(trail);
         Ok(())
     }

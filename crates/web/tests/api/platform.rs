@@ -157,6 +157,10 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/users/{id}/sessions", &["delete"]),
     ("/v1/projects", &["get", "post"]),
     ("/v1/projects/{id}", &["delete", "get", "patch"]),
+    ("/v1/api-keys", &["get", "post"]),
+    ("/v1/api-keys/{id}", &["delete"]),
+    ("/v1/audit-log", &["get"]),
+    ("/v1/audit-log/verify", &["get"]),
 ];
 
 /// Routes of the contract that don't exist yet; the document may list them once they do.
