@@ -17,6 +17,7 @@ mod gate;
 mod headers;
 mod hosts;
 mod idempotency;
+mod keys;
 mod platform;
 mod projects;
 mod rate_limit;

@@ -248,3 +248,37 @@ async fn the_cache_and_the_limiter_work_on_a_redis_cluster() {
     assert!(found.iter().any(|k| k.contains(":projects:")), "cached pages live in the cluster: {found:?} ({first})");
     assert!(found.iter().any(|k| k.contains("rl:tenant")), "limiter state lives in the cluster: {found:?}");
 }
+
+#[tokio::test]
+async fn a_revoked_api_key_stops_working_on_every_instance_within_5_s() {
+    let (a, b) = fleet_of_two().await;
+    let token = a.signup("fleet").await.token;
+    in_step(&[&a, &b]).await;
+    let res = a
+        .on(Method::POST, "fleet", "/v1/api-keys", Some(&token))
+        .json(&serde_json::json!({"name": "fleet script", "scopes": ["projects:read"]}))
+        .send()
+        .await
+        .expect("create key");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.expect("key");
+    let (id, key) = (created["id"].as_str().expect("id"), created["secret"].as_str().expect("secret"));
+    // Both instances have checked the key and cache its record (the clock stands still, so no
+    // ttl ends it).
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(names(app, key).await, Vec::<String>::new());
+    }
+    let res = a.on(Method::DELETE, "fleet", &format!("/v1/api-keys/{id}"), Some(&token)).send().await.expect("revoke");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let revoked = Instant::now();
+    for app in [&a, &b] {
+        loop {
+            let res = app.on(Method::GET, "fleet", "/v1/projects", Some(key)).send().await.expect("list");
+            if res.status() == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert!(revoked.elapsed() < Duration::from_secs(5), "a revoked key still works after 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
