@@ -79,15 +79,16 @@ GRANT SELECT, INSERT ON audit_heads TO plinth_app;
 GRANT UPDATE (seq, hash) ON audit_heads TO plinth_app;
 
 -- Retention, as the owner: deletes every tenant's entries from before `p_before` (never from
--- the last day, whatever the caller asks) and moves each tenant's checkpoint to the last entry
--- deleted, so its chain still verifies from there.
+-- the last 30 days, whatever the caller asks: the API role can't empty the log through it) and
+-- moves each tenant's checkpoint to the last entry deleted, so its chain still verifies from
+-- there.
 CREATE FUNCTION plinth_prune_audit(p_before timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
 DECLARE
-    cutoff timestamptz := least(p_before, now() - interval '1 day');
+    cutoff timestamptz := least(p_before, now() - interval '30 days');
     r record;
     n bigint := 0;
     c bigint;

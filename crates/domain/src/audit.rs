@@ -270,6 +270,9 @@ pub enum Tamper {
     Deleted,
     /// It is out of place: it links to an entry that is elsewhere in the chain.
     Reordered,
+    /// It is past the chain's head: the head was moved back, or the entry was written around
+    /// the chain.
+    Inserted,
 }
 
 /// The first entry found tampered with.
@@ -330,6 +333,11 @@ impl Verifier {
         Self { key, tenant, checkpoint, expected: checkpoint, entries: 0, seen: HashSet::new(), first: None }
     }
 
+    /// The seq of the last record pushed (the checkpoint's before any).
+    pub const fn last_seq(&self) -> u64 {
+        self.expected.seq
+    }
+
     /// The next record, in seq order.
     pub fn push(&mut self, record: &AuditRecord) {
         self.entries += 1;
@@ -356,11 +364,11 @@ impl Verifier {
             } else {
                 Problem { seq: if gap { expected_seq } else { seq }, problem: Tamper::Deleted }
             }),
-            None if self.expected.hash != head.hash || self.expected.seq != head.seq => {
-                let seq = self.expected.seq.min(head.seq) + 1;
-                let problem = if head.seq > self.expected.seq { Tamper::Deleted } else { Tamper::Edited };
-                Some(Problem { seq, problem })
+            None if head.seq > self.expected.seq => {
+                Some(Problem { seq: self.expected.seq + 1, problem: Tamper::Deleted })
             }
+            None if head.seq < self.expected.seq => Some(Problem { seq: head.seq + 1, problem: Tamper::Inserted }),
+            None if head.hash != self.expected.hash => Some(Problem { seq: head.seq, problem: Tamper::Edited }),
             None => None,
         };
         Verification {

@@ -58,7 +58,7 @@ async fn tenant_with_entries(db: &TestDatabase) -> (PgStore, TenantId) {
 async fn first_problem(store: &PgStore, tenant: TenantId) -> Option<Problem> {
     let (checkpoint, head) = store.ends(tenant).await.unwrap();
     let mut v = Verifier::new(key(), tenant, checkpoint);
-    for r in store.chain(tenant, checkpoint.seq, head.seq, 1000).await.unwrap() {
+    for r in store.chain(tenant, checkpoint.seq, u64::MAX, 1000).await.unwrap() {
         v.push(&r);
     }
     v.finish(head).first_problem
@@ -148,6 +148,31 @@ async fn an_entry_deleted_by_the_owner_is_reported() {
     let (store, other) = tenant_with_entries(&db).await;
     as_owner(&db, "DELETE FROM audit_log WHERE tenant_id = $1 AND seq = 6", other).await;
     assert_eq!(first_problem(&store, other).await, Some(Problem { seq: 6, problem: Tamper::Deleted }), "the newest");
+}
+
+#[tokio::test]
+async fn a_head_moved_back_or_an_entry_written_around_the_chain_is_reported() {
+    let db = TestDatabase::new().await;
+    let (store, tenant) = tenant_with_entries(&db).await;
+    // The API role may move its chain's head (appends do), so it is the one that tries.
+    let app = db.app().await;
+    app.batch_execute("BEGIN").await.unwrap();
+    app.execute("SELECT set_config('app.current_tenant', $1, true)", &[&tenant.to_string()]).await.unwrap();
+    app.execute("UPDATE audit_heads SET seq = 4, hash = (SELECT hash FROM audit_log WHERE seq = 4)", &[])
+        .await
+        .unwrap();
+    app.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(first_problem(&store, tenant).await, Some(Problem { seq: 5, problem: Tamper::Inserted }));
+
+    let (store, other) = tenant_with_entries(&db).await;
+    as_owner(
+        &db,
+        "INSERT INTO audit_log (tenant_id, seq, at, actor_kind, action, changes, prev_hash, hash) \
+         VALUES ($1, 1000, now(), 'user', 'user.deleted', '{}', '\\x00', '\\x01')",
+        other,
+    )
+    .await;
+    assert_eq!(first_problem(&store, other).await, Some(Problem { seq: 1000, problem: Tamper::Edited }));
 }
 
 #[tokio::test]

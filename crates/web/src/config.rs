@@ -293,7 +293,7 @@ impl Config {
             },
             audit: AuditConfig {
                 enabled: env.parse("PLINTH_AUDIT", true)?,
-                retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_AUDIT_RETENTION_DAYS", 365, 1..=36_500)?),
+                retention: Duration::from_secs(86_400 * env.parse_in("PLINTH_AUDIT_RETENTION_DAYS", 365, 30..=36_500)?),
             },
             worker: env.parse("PLINTH_WORKER", true)?,
             worker_settings: crate::worker::WorkerSettings {

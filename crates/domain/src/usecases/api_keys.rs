@@ -150,6 +150,13 @@ fn validate(input: &NewApiKey, now: OffsetDateTime) -> Result<(String, Scopes)> 
     if input.expires_at.is_some_and(|t| t <= now) {
         v.check::<(), _>("expires_at", Err("must be in the future"));
     }
+    // Far enough for any key, and every such time is one the database can hold.
+    if input
+        .expires_at
+        .is_some_and(|t| t.checked_to_offset(time::UtcOffset::UTC).is_none() || t > after_years(now, 100))
+    {
+        v.check::<(), _>("expires_at", Err("must be within 100 years"));
+    }
     if input.rate_limit_per_minute.is_some_and(|q| !(1..=MAX_KEY_RATE).contains(&q)) {
         v.check::<(), _>("rate_limit_per_minute", Err("must be 1 to 1000000"));
     }
@@ -157,6 +164,11 @@ fn validate(input: &NewApiKey, now: OffsetDateTime) -> Result<(String, Scopes)> 
         Some(name) if v.is_empty() => Ok((name.as_str().to_owned(), Scopes::of(scopes))),
         _ => Err(v.into_error()),
     }
+}
+
+/// `now` plus `years` years (of 366 days: a bound, not a date).
+fn after_years(now: OffsetDateTime, years: i64) -> OffsetDateTime {
+    now.saturating_add(time::Duration::days(366 * years))
 }
 
 fn within_limit(existing: usize) -> Result<()> {
@@ -197,7 +209,7 @@ impl Plinth {
         });
         let trail = self.audit(who.actor(), "api_key.created", Some(Target::new("api_key", id)), changes);
         self.ports.api_keys.create(&key, &token.hash(&self.settings.keys.key), &within_limit, &trail).await?;
-        Ok(CreatedKey { key, secret: token.expose() })
+        Ok(CreatedKey { key, secret: token.expose(&self.settings.keys.key) })
     }
 
     /// The tenant's live keys (never their secrets). Errors: `Forbidden`.
@@ -209,17 +221,31 @@ impl Plinth {
     }
 
     /// Revokes a key: it stops working on every instance at once (the tenant's generation).
+    /// An admin can't revoke a key whose ceiling is an owner's, as they can't remove an owner.
     /// Errors: `Forbidden`; `NotFound`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn revoke_api_key(&self, who: &Principal, id: ApiKeyId) -> Result<()> {
         who.person()?;
         who.require_manager()?;
+        if who.role == Role::Admin
+            && let Some(record) = self.ports.api_keys.lookup(who.tenant, id).await?
+            && record.key.role == Role::Owner
+        {
+            return Err(Error::Forbidden("an admin can't revoke an owner's key"));
+        }
         let trail = self.audit(who.actor(), "api_key.revoked", Some(Target::new("api_key", id)), serde_json::json!({}));
         if !self.ports.api_keys.revoke(who.tenant, id, self.ports.clock.now(), &trail).await? {
             return Err(Error::NotFound);
         }
         self.cache.invalidate(who.tenant).await;
         Ok(())
+    }
+
+    /// `token` as an API key this server issued (its check holds), or `InvalidToken`: the
+    /// first half of [`Plinth::authenticate_key`], which looks nothing up, so that a made-up
+    /// key is counted (by the client's address) before anything is.
+    pub fn parse_key(&self, token: &str) -> Result<ApiKeyToken> {
+        ApiKeyToken::parse(token, &self.settings.keys.key).map_err(|_| Error::InvalidToken)
     }
 
     /// The principal an API key establishes on `tenant`'s host: refused when it is another
@@ -320,6 +346,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let far = NewApiKey {
+            name: "far".into(),
+            scopes: vec!["audit:read".into()],
+            expires_at: Some(now + time::Duration::days(366 * 101)),
+            rate_limit_per_minute: None,
+        };
+        assert!(matches!(validate(&far, now), Err(Error::Validation(e)) if e[0].field == "expires_at"));
         let ok = NewApiKey {
             name: "ci".into(),
             scopes: vec!["audit:read".into()],

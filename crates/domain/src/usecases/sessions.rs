@@ -231,6 +231,15 @@ impl Plinth {
             }
         };
         if !matches {
+            let trail = self.audit(
+                who.actor(),
+                "user.password_change_failed",
+                Some(Target::new("user", user.id)),
+                serde_json::json!({}),
+            );
+            if !trail.is_empty() {
+                self.ports.audit.append(who.tenant, &trail).await?;
+            }
             return Err(Error::InvalidCredentials);
         }
         let hash = self.ports.passwords.hash(&new).await?;

@@ -55,6 +55,14 @@ fn parse_events(events: &[String]) -> Result<Vec<EventKind>> {
     Ok(kinds)
 }
 
+/// `scheme://host[:port]` of `url`, without credentials, path, query or fragment.
+fn url_origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
+}
+
 fn webhook_cursor(w: &Webhook) -> Cursor {
     Cursor { created_at: w.created_at, id: *w.id.as_uuid() }
 }
@@ -92,7 +100,9 @@ impl Plinth {
         let write = async |created: &CreatedWebhook, key: Option<&IdempotentWrite>| {
             let webhook = &created.webhook;
             let sealed = self.ports.secrets.seal(created.secret.as_bytes(), webhook.id.as_uuid().as_bytes())?;
-            let changes = serde_json::json!({ "url": webhook.url, "events": webhook.events });
+            // Only the URL's origin: its path and query often carry a secret of their own, and
+            // the log outlives the webhook (and is read by keys without `webhooks:read`).
+            let changes = serde_json::json!({ "url": url_origin(&webhook.url), "events": webhook.events });
             let trail = self.audit(who.actor(), "webhook.created", Some(Target::new("webhook", webhook.id)), changes);
             self.ports.webhooks.create(webhook, &sealed, &within_limit, key, &trail).await
         };
@@ -127,6 +137,13 @@ impl Plinth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_urls_origin_is_recorded() {
+        assert_eq!(url_origin("https://hooks.example.com/T000/B000/secret?token=s3cr3t"), "https://hooks.example.com");
+        assert_eq!(url_origin("http://user:pw@127.0.0.1:9/hook#x"), "http://127.0.0.1:9");
+        assert_eq!(url_origin("https://example.com?x=1"), "https://example.com");
+    }
 
     #[test]
     fn events_are_validated_and_deduplicated() {

@@ -1,11 +1,14 @@
 //! Tenant API keys: the token a script presents, the keyed hash the server keeps of it, and
 //! the scopes that say which routes it may call.
 //!
-//! A key is `plk_`, its id as 32 hex digits, `_`, and 43 base64url characters: a 256-bit
-//! secret from the OS generator. The id is public (it is how the key is found and how its
-//! owners tell keys apart); only HMAC-SHA256 of the secret under the server's [`ApiKeyKey`] is
-//! stored, so a copy of the database alone can't check a guess, and a check is one MAC (no
-//! password hash on the request path), compared in constant time.
+//! A key is `plk_`, its id as 32 hex digits, `_`, and 54 base64url characters: a 256-bit
+//! secret from the OS generator and an 8-byte check, the HMAC of id and secret under the
+//! server's [`ApiKeyKey`]. The id is public (it is how the key is found and how its owners tell
+//! keys apart). The check lets the server refuse a key it never issued without looking
+//! anything up, so made-up keys cost one MAC and never reach the database. Only HMAC-SHA256 of
+//! the secret under that key is stored, so a copy of the database alone can't check a guess,
+//! and checking a key is two MACs (no password hash on the request path), compared in constant
+//! time.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,7 +23,8 @@ use crate::ids::ApiKeyId;
 
 const PREFIX: &str = "plk_";
 const SECRET_LEN: usize = 32;
-const SECRET_TEXT_LEN: usize = (SECRET_LEN * 4).div_ceil(3);
+const CHECK_LEN: usize = 8;
+const SECRET_TEXT_LEN: usize = ((SECRET_LEN + CHECK_LEN) * 4).div_ceil(3);
 
 /// What an API key may do: one per resource and access. A route names the one scope it needs;
 /// a key without it gets `403 insufficient_scope`.
@@ -170,9 +174,10 @@ impl ApiKeyToken {
         s.starts_with(PREFIX)
     }
 
-    /// A key in its one spelling: the prefix, 32 lowercase hex digits, `_`, canonical unpadded
-    /// base64url. Looks nothing up, and says nothing about why it refuses.
-    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+    /// A key in its one spelling (the prefix, 32 lowercase hex digits, `_`, canonical unpadded
+    /// base64url) whose check `key` confirms: a key this server (or one sharing its key)
+    /// issued. Looks nothing up, and says nothing about why it refuses.
+    pub fn parse(s: &str, key: &ApiKeyKey) -> Result<Self, InvalidValue> {
         const INVALID: InvalidValue = InvalidValue("not an API key");
         if s.len() != Self::TEXT_LEN {
             return Err(INVALID);
@@ -184,15 +189,28 @@ impl ApiKeyToken {
             return Err(INVALID);
         }
         let id = uuid::Uuid::try_parse(id).map_err(|_| INVALID)?;
-        let mut bytes = [0u8; SECRET_LEN + 1];
-        match URL_SAFE_NO_PAD.decode_slice(secret, &mut bytes) {
-            Ok(SECRET_LEN) => {
-                let mut secret = [0u8; SECRET_LEN];
-                secret.copy_from_slice(&bytes[..SECRET_LEN]);
-                Ok(Self { id: ApiKeyId::from_uuid(id), secret })
-            }
-            _ => Err(INVALID),
+        let mut bytes = [0u8; SECRET_LEN + CHECK_LEN + 1];
+        if URL_SAFE_NO_PAD.decode_slice(secret, &mut bytes) != Ok(SECRET_LEN + CHECK_LEN) {
+            return Err(INVALID);
         }
+        let mut secret = [0u8; SECRET_LEN];
+        secret.copy_from_slice(&bytes[..SECRET_LEN]);
+        let token = Self { id: ApiKeyId::from_uuid(id), secret };
+        let check = token.check(key);
+        let given = &bytes[SECRET_LEN..SECRET_LEN + CHECK_LEN];
+        if subtle::ConstantTimeEq::ct_eq(&check[..], given).into() { Ok(token) } else { Err(INVALID) }
+    }
+
+    /// The check: the first bytes of the MAC of the id and the secret under `key`.
+    fn check(&self, key: &ApiKeyKey) -> [u8; CHECK_LEN] {
+        let mut out = [0u8; CHECK_LEN];
+        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.0) {
+            mac.update(b"check\0");
+            mac.update(self.id.as_uuid().as_bytes());
+            mac.update(&self.secret);
+            out.copy_from_slice(&mac.finalize().into_bytes()[..CHECK_LEN]);
+        }
+        out
     }
 
     /// The key's id: its public part.
@@ -208,12 +226,16 @@ impl ApiKeyToken {
         out
     }
 
-    /// The key's text, for the answer that creates it (and nowhere else).
-    pub fn expose(&self) -> String {
+    /// The key's text, with its check under `key`, for the answer that creates it (and
+    /// nowhere else).
+    pub fn expose(&self, key: &ApiKeyKey) -> String {
         let mut out = Self::prefix_of(self.id);
         out.reserve(1 + SECRET_TEXT_LEN);
         out.push('_');
-        URL_SAFE_NO_PAD.encode_string(self.secret, &mut out);
+        let mut bytes = [0u8; SECRET_LEN + CHECK_LEN];
+        bytes[..SECRET_LEN].copy_from_slice(&self.secret);
+        bytes[SECRET_LEN..].copy_from_slice(&self.check(key));
+        URL_SAFE_NO_PAD.encode_string(bytes, &mut out);
         out
     }
 
@@ -259,12 +281,13 @@ mod tests {
     #[test]
     fn a_key_parses_back_and_its_hash_needs_the_server_key() {
         let token = ApiKeyToken::generate(ApiKeyId::new()).unwrap_or_else(|e| panic!("{e}"));
-        let text = token.expose();
+        let (a, b) = (ApiKeyKey::derive(b"one"), ApiKeyKey::derive(b"two"));
+        let text = token.expose(&a);
         assert_eq!(text.len(), ApiKeyToken::TEXT_LEN);
         assert!(text.starts_with(&ApiKeyToken::prefix_of(token.id())));
-        let parsed = ApiKeyToken::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = ApiKeyToken::parse(&text, &a).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed, token);
-        let (a, b) = (ApiKeyKey::derive(b"one"), ApiKeyKey::derive(b"two"));
+        assert!(ApiKeyToken::parse(&text, &b).is_err(), "another server's key fails its check");
         assert!(parsed.hash(&a).constant_time_eq(&token.hash(&a)));
         assert!(!parsed.hash(&a).constant_time_eq(&token.hash(&b)));
         let other = ApiKeyToken::generate(token.id()).unwrap_or_else(|e| panic!("{e}"));
@@ -274,7 +297,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_refused() {
-        let good = ApiKeyToken::generate(ApiKeyId::new()).unwrap_or_else(|e| panic!("{e}")).expose();
+        let key = ApiKeyKey::derive(b"k");
+        let good = ApiKeyToken::generate(ApiKeyId::new()).unwrap_or_else(|e| panic!("{e}")).expose(&key);
+        assert!(ApiKeyToken::parse(&good, &key).is_ok());
+        // Another secret (or another id) under the same check: refused without a lookup.
+        let mut forged = good.clone();
+        let at = 4 + 32 + 1 + 10;
+        let swapped = if &forged[at..=at] == "A" { "B" } else { "A" };
+        forged.replace_range(at..=at, swapped);
         let upper = format!("plk_{}{}", good[4..36].to_uppercase(), &good[36..]);
         for bad in [
             String::new(),
@@ -284,9 +314,10 @@ mod tests {
             good.replacen('_', "-", 2),
             upper,
             format!("{}Z{}", &good[..5], &good[6..]),
+            forged,
         ] {
             if bad != good {
-                assert!(ApiKeyToken::parse(&bad).is_err(), "{bad:?}");
+                assert!(ApiKeyToken::parse(&bad, &key).is_err(), "{bad:?}");
             }
         }
     }

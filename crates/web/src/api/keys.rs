@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::extract::{Auth, JsonBody, PageQuery, Paging, resource_id};
 use super::respond;
+use super::schemas;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -22,7 +23,7 @@ use crate::state::AppState;
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateKeyRequest {
     /// What its owners call it: 1–255 characters.
-    #[schema(example = "CI deploys")]
+    #[schema(schema_with = schemas::display_name)]
     pub name: String,
     /// The routes it may call: at least one scope.
     #[schema(value_type = Vec<plinth_domain::values::Scope>, min_items = 1, example = json!(["projects:read"]))]
@@ -139,11 +140,22 @@ fn audit_query(query: &str) -> Result<AuditQuery, ApiError> {
     let raw = web::Query::<Raw>::from_query(query)
         .map(web::Query::into_inner)
         .map_err(|_| ApiError::Malformed("The query string is malformed.".into()))?;
+    // Years 1970-9998 in UTC: every time the database (and the driver's conversion) can hold.
     let time = |v: Option<String>, what: &'static str| {
-        v.map(|t| OffsetDateTime::parse(&t, &Rfc3339).map_err(|_| Error::BadRequest(what))).transpose()
+        v.map(|t| {
+            OffsetDateTime::parse(&t, &Rfc3339)
+                .ok()
+                .filter(|t| {
+                    t.checked_to_offset(time::UtcOffset::UTC).is_some_and(|u| (1970..=9998).contains(&u.year()))
+                })
+                .ok_or(Error::BadRequest(what))
+        })
+        .transpose()
     };
     let short = |v: Option<String>, what: &'static str| match v {
-        Some(s) if s.is_empty() || s.chars().count() > 100 => Err(Error::BadRequest(what)),
+        Some(s) if s.is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) => {
+            Err(Error::BadRequest(what))
+        }
         v => Ok(v),
     };
     Ok(AuditQuery {
@@ -151,10 +163,10 @@ fn audit_query(query: &str) -> Result<AuditQuery, ApiError> {
             .actor
             .map(|a| uuid::Uuid::try_parse(&a).map_err(|_| Error::BadRequest("actor must be a user's or key's id")))
             .transpose()?,
-        action: short(raw.action, "action must be 1 to 100 characters")?,
-        target: short(raw.target, "target must be 1 to 100 characters")?,
-        since: time(raw.since, "since must be an RFC 3339 time")?,
-        until: time(raw.until, "until must be an RFC 3339 time")?,
+        action: short(raw.action, "action must be 1 to 100 characters, none of them a control character")?,
+        target: short(raw.target, "target must be 1 to 100 characters, none of them a control character")?,
+        since: time(raw.since, "since must be an RFC 3339 time between the years 1970 and 9998")?,
+        until: time(raw.until, "until must be an RFC 3339 time between the years 1970 and 9998")?,
     })
 }
 

@@ -103,8 +103,8 @@ pub(crate) fn host_target(req: &HttpRequest, base_domain: &BaseDomain) -> HostTa
 type Limit = Option<(Policy, Quota, Decision)>;
 
 /// A bearer credential that checks out before anything is looked up: a JWT whose signature
-/// and claims verify, or something spelled like an API key (checked against its tenant's key
-/// once the host's tenant is known).
+/// and claims verify, or an API key whose check verifies (a key this server issued; whether it
+/// is its tenant's, live and unrevoked is looked up once the host's tenant is known).
 enum Credential {
     Jwt(Claims),
     Key(ApiKeyToken),
@@ -113,7 +113,7 @@ enum Credential {
 /// The credential `token` carries, if it checks out on its own.
 fn credential(state: &AppState, token: &str) -> Option<Credential> {
     if ApiKeyToken::looks_like(token) {
-        ApiKeyToken::parse(token).ok().map(Credential::Key)
+        state.plinth.parse_key(token).ok().map(Credential::Key)
     } else {
         state.plinth.verify_token(token).ok().map(Credential::Jwt)
     }
@@ -186,13 +186,18 @@ pub async fn gate(
                 (AuthState::Valid(_), Ok(Some(t))) => Subject::Tenant(t),
                 _ => Subject::Ip(client(&req, &state)),
             };
-            let mut limit = count(&state, subject).await;
-            // A key with its own quota is counted by it too, unless its tenant refused it.
-            if let AuthState::Valid(Principal { caller: Caller::Key { key, quota: Some(quota) }, .. }) = auth
-                && refused(limit).is_none()
-            {
-                limit = tighter(limit, count(&state, Subject::Key(key, quota)).await);
+            // A key with its own quota is counted by it first: what it refuses never spends its
+            // tenant's quota (a capped key can't lock its tenant out).
+            let own = match auth {
+                AuthState::Valid(Principal { caller: Caller::Key { key, quota: Some(quota) }, .. }) => {
+                    count(&state, Subject::Key(key, quota)).await
+                }
+                _ => None,
+            };
+            if let Some(refusal) = refused(own) {
+                return Ok(too_many(req, refusal, auth));
             }
+            let limit = tighter(count(&state, subject).await, own);
             if let Some(refusal) = refused(limit) {
                 return Ok(too_many(req, refusal, auth));
             }

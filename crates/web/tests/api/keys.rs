@@ -58,7 +58,7 @@ on_every_backend! {
         let secret = created["secret"].as_str().unwrap().to_owned();
         let id = created["id"].as_str().unwrap().to_owned();
         assert!(secret.starts_with(&format!("plk_{}_", id.replace('-', ""))), "{created}");
-        assert_eq!(secret.len(), 4 + 32 + 1 + 43, "a 256-bit secret");
+        assert_eq!(secret.len(), 4 + 32 + 1 + 54, "a 256-bit secret and its 64-bit check");
         assert_eq!(created["prefix"], format!("plk_{}", id.replace('-', "")));
         assert_eq!(created["scopes"], json!(["projects:read", "projects:write"]));
         assert_eq!((created["role"].as_str(), created["rate_limit_per_minute"].as_u64()), (Some("owner"), Some(600)));
@@ -252,7 +252,15 @@ on_every_backend! {
         assert_eq!(actions(&second), ["project.created", "user.signed_in", "user.created", "user.signed_in"]);
         let future = audit(&app, "audited", &owner, "?since=2999-01-01T00:00:00Z").await;
         assert!(actions(&future).is_empty());
-        for bad in ["?since=yesterday", "?actor=nobody", "?until=2020-13-01T00:00:00Z", "?action="] {
+        for bad in [
+            "?since=yesterday",
+            "?actor=nobody",
+            "?until=2020-13-01T00:00:00Z",
+            "?action=",
+            "?target=%00",
+            "?action=a%00b",
+            "?until=9999-12-31T23:59:59-01:00",
+        ] {
             let res = app.on(Method::GET, "audited", &format!("/v1/audit-log{bad}"), Some(&owner)).send().await.unwrap();
             assert_problem(res, 400, "bad_request").await;
         }
@@ -396,6 +404,8 @@ async fn bad_key_requests_are_refused_field_by_field_and_change_nothing() {
         json!({"name": "x", "scopes": ["projects:read"], "rate_limit_per_minute": 0}),
         json!({"name": "x", "scopes": ["projects:read"], "rate_limit_per_minute": -1}),
         json!({"name": "x", "scopes": ["projects:read"], "expires_at": "tomorrow"}),
+        json!({"name": "x", "scopes": ["projects:read"], "expires_at": "9999-12-31T23:59:59-23:59"}),
+        json!({"name": "x", "scopes": ["projects:read"], "expires_at": "2999-01-01T00:00:00Z"}),
         json!({"name": "x", "scopes": "projects:read"}),
         json!({"scopes": ["projects:read"]}),
     ] {
@@ -435,4 +445,110 @@ async fn an_entry_edited_in_the_database_is_reported_by_the_verify_route() {
     let report = verify(&app).await;
     assert_eq!(report["valid"], false, "{report}");
     assert_eq!(report["first_problem"], json!({"seq": 4, "problem": "edited"}), "{report}");
+}
+
+#[tokio::test]
+async fn what_a_keys_own_limit_refuses_never_spends_its_tenants_quota() {
+    let app = TestApp::spawn_with(Backend::Memory, &[("PLINTH_QUOTA_FREE", "12")]).await;
+    let owner = app.signup("guarded").await.token;
+    let limited = create_key(
+        &app,
+        "guarded",
+        &owner,
+        json!({"name": "capped", "scopes": ["projects:read"], "rate_limit_per_minute": 2}),
+    )
+    .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut refused = 0;
+    for _ in 0..30 {
+        let res = app.on(Method::GET, "guarded", "/v1/projects", Some(&limited)).send().await.unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(header(&res, "ratelimit-policy").as_deref(), Some("\"api_key\";q=2;w=60"));
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 28);
+    assert_eq!(
+        status(&app, Method::GET, "guarded", "/v1/projects", &owner).await,
+        StatusCode::OK,
+        "the tenant still has quota"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_may_not_revoke_an_owners_key_and_a_made_up_key_is_never_looked_up() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use plinth_domain::audit::AuditTrail;
+    use plinth_domain::entities::ApiKey;
+    use plinth_domain::ids::{ApiKeyId, TenantId};
+    use plinth_domain::ports::{ApiKeyRepository, CountCheck, KeyRecord};
+    use plinth_domain::values::TokenHash;
+
+    /// Counts lookups, passing everything through.
+    struct Counted(Arc<dyn ApiKeyRepository>, Arc<AtomicUsize>);
+    #[async_trait::async_trait]
+    impl ApiKeyRepository for Counted {
+        async fn create(
+            &self,
+            k: &ApiKey,
+            h: &TokenHash,
+            c: CountCheck<'_>,
+            t: &AuditTrail,
+        ) -> plinth_domain::Result<()> {
+            self.0.create(k, h, c, t).await
+        }
+        async fn list(&self, t: TenantId) -> plinth_domain::Result<Vec<ApiKey>> {
+            self.0.list(t).await
+        }
+        async fn lookup(&self, t: TenantId, id: ApiKeyId) -> plinth_domain::Result<Option<KeyRecord>> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.lookup(t, id).await
+        }
+        async fn revoke(
+            &self,
+            t: TenantId,
+            id: ApiKeyId,
+            now: time::OffsetDateTime,
+            a: &AuditTrail,
+        ) -> plinth_domain::Result<bool> {
+            self.0.revoke(t, id, now, a).await
+        }
+        async fn touch(&self, used: &[(TenantId, ApiKeyId, time::OffsetDateTime)]) -> plinth_domain::Result<()> {
+            self.0.touch(used).await
+        }
+    }
+
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let counter = lookups.clone();
+    let app = TestApp::spawn_adapted(Backend::Memory, &[], move |ports| {
+        ports.api_keys = Arc::new(Counted(ports.api_keys.clone(), counter));
+    })
+    .await;
+    let signed_up = app.signup("split").await;
+    let owner = signed_up.token;
+    let (_, admin) = app.user("split", &owner, "admin@split.test", "admin").await;
+    let owners = create_key(&app, "split", &owner, json!({"name": "owner's", "scopes": ["projects:read"]})).await;
+    let admins = create_key(&app, "split", &admin, json!({"name": "admin's", "scopes": ["projects:read"]})).await;
+    let revoke = |token: &str, key: &Value| {
+        app.on(Method::DELETE, "split", &format!("/v1/api-keys/{}", key["id"].as_str().unwrap()), Some(token)).send()
+    };
+    assert_problem(revoke(&admin, &owners).await.unwrap(), 403, "forbidden").await;
+    assert_eq!(revoke(&admin, &admins).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(revoke(&owner, &owners).await.unwrap().status(), StatusCode::NO_CONTENT);
+
+    // A well-formed key this server never issued fails its check before any lookup.
+    let real = owners["secret"].as_str().unwrap();
+    let before = lookups.load(Ordering::SeqCst);
+    for n in 0..20 {
+        let mut forged = real.to_owned();
+        let at = 4 + 32 + 1 + n;
+        let swapped = if &forged[at..=at] == "A" { "B" } else { "A" };
+        forged.replace_range(at..=at, swapped);
+        let res = app.on(Method::GET, "split", "/v1/projects", Some(&forged)).send().await.unwrap();
+        assert_problem(res, 401, "invalid_token").await;
+    }
+    assert_eq!(lookups.load(Ordering::SeqCst), before, "no made-up key reached storage");
 }
