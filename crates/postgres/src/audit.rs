@@ -32,21 +32,30 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Appends `trail` to `tenant`'s chain in `tx`: locks the chain's head (creating it for a
-/// tenant's first entry), seals the entries after it and stores them with the new head, in two
-/// round trips. Call it last before committing: the lock is held until the commit.
+/// Creates `tenant`'s chain head (at no entry), in `tx`: with the tenant, so appends find it.
+pub(crate) async fn create_head(tx: &Transaction<'_>, tenant: TenantId) -> Result<()> {
+    let create =
+        tx.prepare_cached("INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING").await.or_db()?;
+    tx.execute(&create, &[tenant.as_uuid()]).await.or_db()?;
+    Ok(())
+}
+
+/// Appends `trail` to `tenant`'s chain in `tx`: locks the chain's head, seals the entries after
+/// it and stores them with the new head, in two statements (two round trips). Call it last
+/// before committing: the lock is held until the commit. A tenant made before the audit log
+/// (or bulk-loaded without a head) gets its head on its first entry.
 pub(crate) async fn append(tx: &Transaction<'_>, tenant: TenantId, trail: &AuditTrail) -> Result<()> {
     if trail.is_empty() {
         return Ok(());
     }
-    let create =
-        tx.prepare_cached("INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING").await.or_db()?;
     let lock = tx.prepare_cached("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE").await.or_db()?;
-    // Sent together: the head exists (if it did not) by the time it is locked.
-    let id: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [tenant.as_uuid()];
-    let (created, head) = tokio::join!(tx.execute(&create, &id), tx.query_one(&lock, &id));
-    created.or_db()?;
-    let head = head.or_db()?;
+    let head = match tx.query_opt(&lock, &[tenant.as_uuid()]).await.or_db()? {
+        Some(head) => head,
+        None => {
+            create_head(tx, tenant).await?;
+            tx.query_one(&lock, &[tenant.as_uuid()]).await.or_db()?
+        }
+    };
     let head = ChainLink { seq: seq_of(&head, "seq")?, hash: hash_of(&head, "hash")? };
     let insert = tx
         .prepare_cached(

@@ -93,6 +93,13 @@ async fn copy_tenants(tx: &tokio_postgres::Transaction<'_>, chunk: &[SeededTenan
         w.as_mut().write(&[&t.id, &t.slug, &name, &"free"]).await?;
     }
     w.finish().await?;
+    // Each tenant's audit chain starts at its head, as signup makes it.
+    let sink = tx.copy_in("COPY audit_heads (tenant_id) FROM STDIN BINARY").await?;
+    let mut w = pin!(BinaryCopyInWriter::new(sink, &[Type::UUID]));
+    for t in chunk {
+        w.as_mut().write(&[&t.id]).await?;
+    }
+    w.finish().await?;
     Ok(())
 }
 

@@ -54,6 +54,7 @@ impl TenantRepository for PgStore {
                 });
             }
             insert_user(&tx, owner).await?;
+            crate::audit::create_head(&tx, tenant.id).await?;
             if let Some(v) = verification {
                 crate::accounts::queue_verification_in(&tx, v, self.max_pending_jobs).await?;
             }

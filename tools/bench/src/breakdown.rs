@@ -13,6 +13,7 @@ use serde::Serialize;
 const POOL_WAIT: &str = "db_pool_wait_seconds";
 const DB: &str = "db_query_duration_seconds";
 const REDIS: &str = "redis_command_duration_seconds";
+const HTTP: &str = "http_request_duration_seconds";
 
 /// One histogram: cumulative bucket counts by upper bound, sum and count.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,14 +46,19 @@ impl Snapshot {
             let Some((series, value)) = line.rsplit_once(' ') else { continue };
             let Ok(value) = value.trim().parse::<f64>() else { continue };
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            let Some((metric, part)) = [POOL_WAIT, DB, REDIS]
+            let Some((metric, part)) = [POOL_WAIT, DB, REDIS, HTTP]
                 .iter()
                 .find_map(|m| Some((*m, name.strip_prefix(m)?)))
                 .filter(|(_, part)| matches!(*part, "_bucket" | "_sum" | "_count"))
             else {
                 continue;
             };
-            let h = map.entry((metric.to_owned(), label(labels, "op").unwrap_or("").to_owned())).or_default();
+            // A route's histogram is named by its method and template: `POST /v1/projects`.
+            let op = match metric {
+                HTTP => format!("{} {}", label(labels, "method").unwrap_or(""), label(labels, "route").unwrap_or("")),
+                _ => label(labels, "op").unwrap_or("").to_owned(),
+            };
+            let h = map.entry((metric.to_owned(), op)).or_default();
             match part {
                 "_sum" => h.sum = value,
                 "_count" => h.count = value,
@@ -92,6 +98,8 @@ pub struct Breakdown {
     pub pool_wait: Option<OpTime>,
     pub db: Vec<OpTime>,
     pub redis: Vec<OpTime>,
+    /// Whole requests by route (`POST /v1/projects`), as plinth timed them.
+    pub routes: Vec<OpTime>,
 }
 
 /// The estimated `q` quantile of the buckets' counts (cumulative), interpolated linearly
@@ -151,10 +159,11 @@ pub fn between(before: &Snapshot, after: &Snapshot, requests: u64) -> Option<Bre
         match metric.as_str() {
             POOL_WAIT => b.pool_wait = Some(t),
             DB => b.db.push(t),
+            HTTP => b.routes.push(t),
             _ => b.redis.push(t),
         }
     }
-    for ops in [&mut b.db, &mut b.redis] {
+    for ops in [&mut b.db, &mut b.redis, &mut b.routes] {
         ops.sort_by(|x, y| y.per_request.total_cmp(&x.per_request));
     }
     Some(b)
@@ -193,7 +202,13 @@ impl Breakdown {
         let mut rows: Vec<_> = self.pool_wait.iter().map(|p| row("pool wait", p)).collect();
         rows.extend(self.db.iter().map(|t| row("db call", t)));
         rows.extend(self.redis.iter().map(|t| row("redis command", t)));
+        rows.extend(self.routes.iter().map(|t| row("request", t)));
         rows
+    }
+
+    /// The whole requests of route `op` (`POST /v1/projects`), if any ran.
+    pub fn route(&self, op: &str) -> Option<&OpTime> {
+        self.routes.iter().find(|t| t.op == op)
     }
 }
 

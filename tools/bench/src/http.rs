@@ -60,6 +60,49 @@ pub fn get(port: u16, path: &str, host: &str, token: Option<&str>) -> Result<Res
     })
 }
 
+/// `POST path` with the JSON `body` and a bearer token on `127.0.0.1:port` for each of
+/// `requests` (`(host, token)`), `in_flight` at a time; the answers' bodies, in order, or the
+/// first failure (any status other than 201).
+pub fn post_each(
+    port: u16,
+    path: &str,
+    body: &str,
+    requests: &[(String, String)],
+    in_flight: usize,
+) -> Result<Vec<Vec<u8>>, String> {
+    let Client { runtime, client } = client()?;
+    runtime.block_on(async {
+        let mut out = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(in_flight.max(1)) {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, (host, token)) in chunk.iter().enumerate() {
+                let request = client
+                    .post(format!("http://127.0.0.1:{port}{path}"))
+                    .header(HOST, host)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .bearer_auth(token)
+                    .body(body.to_owned());
+                set.spawn(async move {
+                    let response = request.send().await.map_err(|e| format!("POST: {e}"))?;
+                    let status = response.status().as_u16();
+                    let bytes = response.bytes().await.map_err(|e| format!("POST body: {e}"))?;
+                    if status != 201 {
+                        return Err(format!("POST answered {status}: {}", String::from_utf8_lossy(&bytes)));
+                    }
+                    Ok::<_, String>((i, bytes.to_vec()))
+                });
+            }
+            let mut answers = vec![Vec::new(); chunk.len()];
+            while let Some(joined) = set.join_next().await {
+                let (i, bytes) = joined.map_err(|e| format!("POST task: {e}"))??;
+                answers[i] = bytes;
+            }
+            out.extend(answers);
+        }
+        Ok(out)
+    })
+}
+
 /// The size of an HTTP/1.1 head as the server wrote it, from its parsed parts: `HTTP/1.1 200 OK`,
 /// `name: value` per header, each line ended by CRLF, then a blank line. Exact for servers that
 /// write one space after the colon and the canonical reason phrase, as actix-web does.

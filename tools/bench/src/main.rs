@@ -632,6 +632,36 @@ impl Bench {
         Ok(())
     }
 
+    /// A tokens file of API keys (`projects:read`), one per tenant of `tokens`, created by
+    /// each owner through `server` (unmeasured: before the run's warm-up).
+    fn api_keys(&self, server: &Server, data: DataSet, tokens: &Path) -> Result<PathBuf, String> {
+        let text = std::fs::read_to_string(tokens).map_err(|e| format!("{}: {e}", tokens.display()))?;
+        let owners: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(slug, token)| (format!("{slug}.{BASE_DOMAIN}"), token.trim().to_owned()))
+            .collect();
+        let started = Instant::now();
+        let body = r#"{"name": "bench", "scopes": ["projects:read"]}"#;
+        let answers = http::post_each(server.port, "/v1/api-keys", body, &owners, 32)?;
+        let mut out = String::with_capacity(owners.len() * 120);
+        for ((host, _), answer) in owners.iter().zip(answers) {
+            let created: serde_json::Value =
+                serde_json::from_slice(&answer).map_err(|e| format!("an API key's answer: {e}"))?;
+            let secret = created["secret"].as_str().ok_or("an API key's answer has no secret")?;
+            let slug = host.strip_suffix(&format!(".{BASE_DOMAIN}")).unwrap_or(host);
+            out.push_str(&format!("{slug}\t{secret}\n"));
+        }
+        let path = self.out.join(format!("api-keys-{}.tsv", data.label()));
+        std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.progress.result(&format!(
+            "created {} API keys in {:.1} s (the run authenticates with them)",
+            owners.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(path)
+    }
+
     fn first_tenant(tokens: &Path) -> Result<(String, String), String> {
         let text = std::fs::read_to_string(tokens).map_err(|e| format!("{}: {e}", tokens.display()))?;
         let line = text.lines().next().ok_or("the tokens file is empty")?;
@@ -664,6 +694,9 @@ impl Bench {
         cmd.env("PLINTH_WORKER", "true");
         if let Some(ttl) = scenario.data_ttl() {
             cmd.env("PLINTH_CACHE_TTL_S", ttl);
+        }
+        if !scenario.audited() {
+            cmd.env("PLINTH_AUDIT", "false");
         }
         if scenario.holds_the_hot_set_in_l1() {
             cmd.env("PLINTH_L1_CACHE_MB", self.l1_mb().to_string());
@@ -808,6 +841,13 @@ impl Bench {
             return Err(why);
         }
         let server = self.start_plinth(scenario, &label, &[])?;
+        let keys;
+        let tokens = if self.opts.auth == options::Auth::ApiKey && scenario.load() == Load::List {
+            keys = self.api_keys(&server, data, tokens)?;
+            keys.as_path()
+        } else {
+            tokens
+        };
         let mut cache = Vec::new();
         let xact_before = self.pg.xact_commit();
         let redis_before = if scenario.redis() { self.redis.command_calls() } else { None };

@@ -14,6 +14,8 @@ scenarios (default: all of them but reset-enumeration, their references and the 
                  token checks cached), in-process limiter
   tenant         GET /v1/tenant (public, counted by client IP)
   mixed          90% list / 10% create, spread over tenants
+  mixed-unaudited  the same with the audit log off (PLINTH_AUDIT=false); the report compares
+                 the writes (POST /v1/projects) of the two
   jobs           no-op jobs completed per second by the in-process worker; also runs jobs-flood
   jobs-flood     the same while one more tenant holds 50,000 ready jobs (claims must not slow)
   scale          db and cached p99 at every size of --scale
@@ -67,6 +69,15 @@ struct TenantCounts(Vec<u32>);
 
 fn tenant_counts(list: &str) -> Result<TenantCounts, String> {
     list.split(',').map(|n| number(n.trim())).collect::<Result<_, _>>().map(TenantCounts)
+}
+
+/// `--auth`: what the list scenarios' requests authenticate with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Auth {
+    /// The owner's access token (a JWT) of each tenant.
+    Jwt,
+    /// An API key (`projects:read`) of each tenant, created through the API before the run.
+    ApiKey,
 }
 
 /// `--profile-with`.
@@ -128,6 +139,9 @@ struct Cli {
     /// callgrind
     #[arg(long, value_name = "TOOL")]
     profile_with: Option<ProfileTool>,
+    /// What the list scenarios (cached, cached-shared, l2, db) authenticate with
+    #[arg(long, value_name = "AUTH", value_enum, default_value = "jwt")]
+    auth: Auth,
     /// plinth listens on 127.0.0.1:P, the ceiling on P+1
     #[arg(long, value_name = "P", value_parser = number::<u16>, default_value = "18080")]
     port: u16,
@@ -166,6 +180,8 @@ pub struct Options {
     pub profile: Option<String>,
     pub port: u16,
     pub build: bool,
+    /// What the list scenarios authenticate with.
+    pub auth: Auth,
     /// `capacity`: the first rate, the factor between steps, and the most steps.
     pub capacity_start: f64,
     pub capacity_factor: f64,
@@ -221,6 +237,7 @@ impl Options {
             },
             port: cli.port,
             build: !cli.no_build,
+            auth: cli.auth,
             capacity_start: cli.start_rate,
             capacity_factor: cli.step_factor,
             capacity_max_steps: cli.max_steps,
@@ -256,7 +273,7 @@ mod tests {
         let o = parse(&["--quick", "--duration", "3", "--tenants", "1_000"]).unwrap();
         assert_eq!((o.tenants, o.users_per_tenant, o.duration, o.warmup), (1_000, 2, 3, 2));
         assert_eq!(o.scale_tenants, [10, 100]);
-        assert_eq!(o.scenarios, Scenario::ALL[..9]);
+        assert_eq!(o.scenarios, Scenario::ALL[..10]);
         assert!(!o.scenarios.contains(&Scenario::ResetEnumeration));
         assert!(o.scale && o.build && o.quick);
         let o = parse(&[]).unwrap();

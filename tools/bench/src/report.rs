@@ -182,6 +182,28 @@ pub fn targets(r: &Report) -> Vec<Target> {
         }
     }
     let mixed = find(r, Subject::Plinth(Scenario::Mixed));
+    let writes = |s| {
+        let f = find(r, Subject::Plinth(s))?;
+        Some((f.m.rate, f.breakdown.as_ref()?.route("POST /v1/projects")?.clone()))
+    };
+    if let (Some((rate_on, on)), Some((rate_off, off))) = (writes(Scenario::Mixed), writes(Scenario::MixedUnaudited)) {
+        let extra = on.mean_ms - off.mean_ms;
+        let p99 = |t: &crate::breakdown::OpTime| t.p99_ms.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
+        t.push(Target {
+            goal: "what auditing costs `mixed`'s writes (POST /v1/projects, `mixed` vs `mixed-unaudited`)".into(),
+            measured: format!(
+                "mean {:.3} vs {:.3} ms ({extra:+.3} ms, {:+.0}%); p99 {} vs {} ms; whole run {} vs {}",
+                on.mean_ms,
+                off.mean_ms,
+                extra / off.mean_ms.max(f64::EPSILON) * 100.0,
+                p99(&on),
+                p99(&off),
+                rate(rate_on),
+                rate(rate_off)
+            ),
+            met: None,
+        });
+    }
     let rss = mixed.and_then(|f| f.peak_rss_mb);
     t.push(Target {
         goal: "plinth's peak RSS under `mixed` ≤ 150 MB".into(),

@@ -9,6 +9,8 @@ pub enum Scenario {
     Db,
     Tenant,
     Mixed,
+    /// `mixed` with the audit log off (`PLINTH_AUDIT=false`): what auditing costs the writes.
+    MixedUnaudited,
     Jobs,
     /// `jobs` while one more tenant holds a backlog of [`FLOOD`] ready jobs.
     JobsFlood,
@@ -58,13 +60,14 @@ impl Reference {
 
 impl Scenario {
     /// Every scenario, in the order a full run measures them (references are interleaved).
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Cached,
         Self::CachedShared,
         Self::L2,
         Self::Db,
         Self::Tenant,
         Self::Mixed,
+        Self::MixedUnaudited,
         Self::Jobs,
         Self::JobsFlood,
         Self::Capacity,
@@ -79,6 +82,7 @@ impl Scenario {
             Self::Db => "db",
             Self::Tenant => "tenant",
             Self::Mixed => "mixed",
+            Self::MixedUnaudited => "mixed-unaudited",
             Self::Jobs => "jobs",
             Self::JobsFlood => "jobs-flood",
             Self::Capacity => "capacity",
@@ -130,6 +134,7 @@ impl Scenario {
             Self::CachedShared
             | Self::Tenant
             | Self::Mixed
+            | Self::MixedUnaudited
             | Self::Jobs
             | Self::JobsFlood
             | Self::Capacity
@@ -141,7 +146,7 @@ impl Scenario {
         match self {
             Self::Cached | Self::CachedShared | Self::L2 | Self::Db => Load::List,
             Self::Tenant => Load::Tenant,
-            Self::Mixed => Load::Mixed,
+            Self::Mixed | Self::MixedUnaudited => Load::Mixed,
             Self::Jobs | Self::JobsFlood => Load::Jobs,
             Self::Capacity => Load::Capacity,
             Self::ResetEnumeration => Load::Reset,
@@ -149,6 +154,11 @@ impl Scenario {
     }
 
     /// The backlog one extra tenant holds while the jobs are measured, if any.
+    /// Whether plinth records changes in its audit log (the default) in this scenario.
+    pub fn audited(self) -> bool {
+        self != Self::MixedUnaudited
+    }
+
     pub fn flood(self) -> Option<u64> {
         matches!(self, Self::JobsFlood).then_some(FLOOD)
     }
