@@ -29,13 +29,15 @@ CREATE INDEX api_keys_live_idx ON api_keys (tenant_id, created_at DESC, id DESC)
 
 -- Each tenant's chain: its newest entry (seq, hash), which appends lock and move, and its
 -- checkpoint, which only retention moves (through plinth_prune_audit).
+-- Every audited write updates its tenant's row: room is left on each page so the update can
+-- stay on it (a HOT update, which writes no index entry).
 CREATE TABLE audit_heads (
     tenant_id       uuid   PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
     seq             bigint NOT NULL DEFAULT 0,
     hash            bytea  NOT NULL DEFAULT '\x0000000000000000000000000000000000000000000000000000000000000000',
     checkpoint_seq  bigint NOT NULL DEFAULT 0,
     checkpoint_hash bytea  NOT NULL DEFAULT '\x0000000000000000000000000000000000000000000000000000000000000000'
-);
+) WITH (fillfactor = 50);
 
 -- The entries. `changes` is `json`, not `jsonb`: its exact text is what the chain covers.
 CREATE TABLE audit_log (
@@ -55,7 +57,9 @@ CREATE TABLE audit_log (
     hash             bytea       NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
-CREATE INDEX audit_log_at_idx ON audit_log (at);
+-- Retention finds old entries by time; entries arrive in time order, so a BRIN index (a few
+-- pages, nearly free to keep up on every insert) serves it.
+CREATE INDEX audit_log_at_idx ON audit_log USING brin (at);
 
 DO $$
 DECLARE t text;
@@ -106,3 +110,23 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION plinth_prune_audit(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION plinth_prune_audit(timestamptz) TO plinth_app;
+
+-- When keys were last used, for every tenant at once (one statement per flush, not one
+-- transaction per key), as the owner: it can only move a live key's last_used_at forward.
+CREATE FUNCTION plinth_touch_api_keys(p_tenants uuid[], p_ids uuid[], p_at timestamptz[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $$
+DECLARE n bigint;
+BEGIN
+    UPDATE public.api_keys k
+       SET last_used_at = GREATEST(k.last_used_at, u.at)
+      FROM unnest(p_tenants, p_ids, p_at) AS u(tenant_id, id, at)
+     WHERE k.tenant_id = u.tenant_id AND k.id = u.id AND k.revoked_at IS NULL
+       AND u.at <= now() + interval '1 minute';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION plinth_touch_api_keys(uuid[], uuid[], timestamptz[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION plinth_touch_api_keys(uuid[], uuid[], timestamptz[]) TO plinth_app;

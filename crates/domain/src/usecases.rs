@@ -122,8 +122,9 @@ pub struct CacheTtls {
     /// second of Redis answering again).
     pub user_marker: Duration,
     /// An API key's record (its hash, scopes, expiry and ceiling). Revoking a key and changing
-    /// its creator's role invalidate it on every instance at once, as for `user_marker`; this
-    /// bounds the same double fault, and is at most 5 s so a revoked key never outlives it.
+    /// its creator's role invalidate it on every instance at once, as for `user_marker`, and
+    /// this bounds the same double fault (expiry is checked on every request, whatever is
+    /// cached).
     pub api_key: Duration,
 }
 
@@ -134,7 +135,7 @@ impl Default for CacheTtls {
             missing_tenant: Duration::from_secs(1),
             projects: Duration::from_secs(30),
             user_marker: Duration::from_secs(30),
-            api_key: Duration::from_secs(5),
+            api_key: Duration::from_secs(30),
         }
     }
 }

@@ -376,19 +376,19 @@ impl ApiKeyRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(keys = used.len()))]
     async fn touch(&self, used: &[(TenantId, ApiKeyId, OffsetDateTime)]) -> Result<()> {
+        // One row per key (an UPDATE applies one of several matching rows, whichever it meets).
+        let mut latest = std::collections::BTreeMap::new();
+        for (tenant, key, at) in used {
+            let slot = latest.entry((*tenant.as_uuid(), *key.as_uuid())).or_insert(*at);
+            *slot = (*slot).max(*at);
+        }
+        let tenants: Vec<Uuid> = latest.keys().map(|(t, _)| *t).collect();
+        let ids: Vec<Uuid> = latest.keys().map(|(_, k)| *k).collect();
+        let at: Vec<OffsetDateTime> = latest.values().copied().collect();
         self.bounded(async {
-            let mut client = self.conn(op::KEYS_TOUCH).await?;
-            for (tenant, id, at) in used {
-                let tx = tenant_tx(&mut client, *tenant).await?;
-                let q = tx
-                    .prepare_cached(
-                        "UPDATE api_keys SET last_used_at = GREATEST(last_used_at, $3) WHERE tenant_id = $1 AND id = $2",
-                    )
-                    .await
-                    .or_db()?;
-                tx.execute(&q, &[tenant.as_uuid(), id.as_uuid(), at]).await.or_db()?;
-                tx.commit().await.or_db()?;
-            }
+            let client = self.conn(op::KEYS_TOUCH).await?;
+            let q = client.prepare_cached("SELECT plinth_touch_api_keys($1, $2, $3)").await.or_db()?;
+            client.execute(&q, &[&tenants, &ids, &at]).await.or_db()?;
             Ok(())
         })
         .await
