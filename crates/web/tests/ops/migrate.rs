@@ -64,3 +64,38 @@ async fn migrate_needs_only_the_owner_url_and_the_app_url() {
     let out = plinth_exits(&[], &[vars[0], vars[1], listen]).await;
     assert_eq!(out.status.code(), Some(2), "serving started without its secrets");
 }
+
+#[tokio::test]
+async fn audit_verify_passes_an_intact_chain_and_fails_a_tampered_one() {
+    use crate::helpers::{ENCRYPTION_KEY, JWT_SECRET, TestApp};
+
+    let app = TestApp::start(&[], Some(plinth_testkit::TestDatabase::new().await)).await;
+    let token = app.signup("ledger").await.token;
+    app.project("ledger", &token, "Counted").await;
+    let db = app.db.as_ref().expect("a database");
+    let vars = [
+        ("DATABASE_URL", db.app_url.as_str()),
+        ("PLINTH_JWT_SECRET", JWT_SECRET),
+        ("PLINTH_ENCRYPTION_KEY", ENCRYPTION_KEY),
+        ("PLINTH_LOG", "error"),
+    ];
+    let verify = async || {
+        let out = plinth_exits(&["audit", "verify", "--tenant", "ledger"], &vars).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        (out.status.success(), report)
+    };
+    let (ok, report) = verify().await;
+    assert!(ok, "{report}");
+    assert_eq!((report["valid"].as_bool(), report["entries"].as_u64()), (Some(true), Some(3)), "{report}");
+
+    let owner = db.owner().await;
+    owner.execute("UPDATE audit_log SET action = 'project.deleted' WHERE seq = 3", &[]).await.expect("tamper");
+    let (ok, report) = verify().await;
+    assert!(!ok, "a broken chain fails the command: {report}");
+    assert_eq!(report["first_problem"], serde_json::json!({"seq": 3, "problem": "edited"}));
+
+    let out = plinth_exits(&["audit", "verify", "--tenant", "nobody-here"], &vars).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such tenant"));
+}
