@@ -278,7 +278,7 @@ pub enum Tamper {
 /// The first entry found tampered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Problem {
+pub struct ChainProblem {
     /// The seq where the chain first breaks.
     pub seq: u64,
     /// How.
@@ -300,7 +300,7 @@ pub struct Verification {
     /// The head's hash (64 hex digits): keep it to check later that the log only grew.
     pub head_hash: String,
     /// The first break, if any.
-    pub first_problem: Option<Problem>,
+    pub first_problem: Option<ChainProblem>,
 }
 
 /// Recomputes a chain from its checkpoint, one record at a time in seq order.
@@ -358,17 +358,17 @@ impl Verifier {
     /// The outcome, given the head the store keeps.
     pub fn finish(self, head: ChainLink) -> Verification {
         let problem = match self.first {
-            Some((seq, Break::Edited)) => Some(Problem { seq, problem: Tamper::Edited }),
+            Some((seq, Break::Edited)) => Some(ChainProblem { seq, problem: Tamper::Edited }),
             Some((seq, Break::Link { prev, gap, expected_seq })) => Some(if self.seen.contains(&prev.0) {
-                Problem { seq, problem: Tamper::Reordered }
+                ChainProblem { seq, problem: Tamper::Reordered }
             } else {
-                Problem { seq: if gap { expected_seq } else { seq }, problem: Tamper::Deleted }
+                ChainProblem { seq: if gap { expected_seq } else { seq }, problem: Tamper::Deleted }
             }),
             None if head.seq > self.expected.seq => {
-                Some(Problem { seq: self.expected.seq + 1, problem: Tamper::Deleted })
+                Some(ChainProblem { seq: self.expected.seq + 1, problem: Tamper::Deleted })
             }
-            None if head.seq < self.expected.seq => Some(Problem { seq: head.seq + 1, problem: Tamper::Inserted }),
-            None if head.hash != self.expected.hash => Some(Problem { seq: head.seq, problem: Tamper::Edited }),
+            None if head.seq < self.expected.seq => Some(ChainProblem { seq: head.seq + 1, problem: Tamper::Inserted }),
+            None if head.hash != self.expected.hash => Some(ChainProblem { seq: head.seq, problem: Tamper::Edited }),
             None => None,
         };
         Verification {
@@ -463,11 +463,17 @@ mod tests {
         let h = head(&records);
         let mut edited = records.clone();
         edited[2].entry.changes = r#"{"name":"b"}"#.into();
-        assert_eq!(verify(&key, tenant, &edited, h).first_problem, Some(Problem { seq: 3, problem: Tamper::Edited }));
+        assert_eq!(
+            verify(&key, tenant, &edited, h).first_problem,
+            Some(ChainProblem { seq: 3, problem: Tamper::Edited })
+        );
 
         let mut deleted = records.clone();
         deleted.remove(3);
-        assert_eq!(verify(&key, tenant, &deleted, h).first_problem, Some(Problem { seq: 4, problem: Tamper::Deleted }));
+        assert_eq!(
+            verify(&key, tenant, &deleted, h).first_problem,
+            Some(ChainProblem { seq: 4, problem: Tamper::Deleted })
+        );
 
         let mut renumbered = deleted.clone();
         for r in renumbered.iter_mut().skip(3) {
@@ -476,7 +482,7 @@ mod tests {
         let short = ChainLink { seq: 5, hash: h.hash };
         assert_eq!(
             verify(&key, tenant, &renumbered, short).first_problem,
-            Some(Problem { seq: 4, problem: Tamper::Deleted })
+            Some(ChainProblem { seq: 4, problem: Tamper::Deleted })
         );
 
         let mut swapped = records.clone();
@@ -485,13 +491,13 @@ mod tests {
         swapped[2].seq = 3;
         assert_eq!(
             verify(&key, tenant, &swapped, h).first_problem,
-            Some(Problem { seq: 2, problem: Tamper::Reordered })
+            Some(ChainProblem { seq: 2, problem: Tamper::Reordered })
         );
 
         let tail_gone = &records[..5];
         assert_eq!(
             verify(&key, tenant, tail_gone, h).first_problem,
-            Some(Problem { seq: 6, problem: Tamper::Deleted })
+            Some(ChainProblem { seq: 6, problem: Tamper::Deleted })
         );
     }
 

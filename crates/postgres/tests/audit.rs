@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use plinth_domain::audit::{Actor, ActorKind, AuditEntry, AuditKey, AuditTrail, Problem, Tamper, Verifier, to_micros};
+use plinth_domain::audit::{
+    Actor, ActorKind, AuditEntry, AuditKey, AuditTrail, ChainProblem, Tamper, Verifier, to_micros,
+};
 use plinth_domain::conformance::fixtures;
 use plinth_domain::ids::TenantId;
 use plinth_domain::ports::{AuditLog, TenantRepository};
@@ -55,7 +57,7 @@ async fn tenant_with_entries(db: &TestDatabase) -> (PgStore, TenantId) {
     (store, tenant.id)
 }
 
-async fn first_problem(store: &PgStore, tenant: TenantId) -> Option<Problem> {
+async fn first_problem(store: &PgStore, tenant: TenantId) -> Option<ChainProblem> {
     let (checkpoint, head) = store.ends(tenant).await.unwrap();
     let mut v = Verifier::new(key(), tenant, checkpoint);
     for r in store.chain(tenant, checkpoint.seq, u64::MAX, 1000).await.unwrap() {
@@ -131,11 +133,11 @@ async fn an_entry_edited_by_the_owner_is_reported() {
     let (store, tenant) = tenant_with_entries(&db).await;
     as_owner(&db, r#"UPDATE audit_log SET changes = '{"name":"rewritten"}' WHERE tenant_id = $1 AND seq = 3"#, tenant)
         .await;
-    assert_eq!(first_problem(&store, tenant).await, Some(Problem { seq: 3, problem: Tamper::Edited }));
+    assert_eq!(first_problem(&store, tenant).await, Some(ChainProblem { seq: 3, problem: Tamper::Edited }));
 
     let (store, other) = tenant_with_entries(&db).await;
     as_owner(&db, "UPDATE audit_log SET at = at - interval '1 day' WHERE tenant_id = $1 AND seq = 5", other).await;
-    assert_eq!(first_problem(&store, other).await, Some(Problem { seq: 5, problem: Tamper::Edited }));
+    assert_eq!(first_problem(&store, other).await, Some(ChainProblem { seq: 5, problem: Tamper::Edited }));
 }
 
 #[tokio::test]
@@ -143,11 +145,15 @@ async fn an_entry_deleted_by_the_owner_is_reported() {
     let db = TestDatabase::new().await;
     let (store, tenant) = tenant_with_entries(&db).await;
     as_owner(&db, "DELETE FROM audit_log WHERE tenant_id = $1 AND seq = 4", tenant).await;
-    assert_eq!(first_problem(&store, tenant).await, Some(Problem { seq: 4, problem: Tamper::Deleted }));
+    assert_eq!(first_problem(&store, tenant).await, Some(ChainProblem { seq: 4, problem: Tamper::Deleted }));
 
     let (store, other) = tenant_with_entries(&db).await;
     as_owner(&db, "DELETE FROM audit_log WHERE tenant_id = $1 AND seq = 6", other).await;
-    assert_eq!(first_problem(&store, other).await, Some(Problem { seq: 6, problem: Tamper::Deleted }), "the newest");
+    assert_eq!(
+        first_problem(&store, other).await,
+        Some(ChainProblem { seq: 6, problem: Tamper::Deleted }),
+        "the newest"
+    );
 }
 
 #[tokio::test]
@@ -162,7 +168,7 @@ async fn a_head_moved_back_or_an_entry_written_around_the_chain_is_reported() {
         .await
         .unwrap();
     app.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(first_problem(&store, tenant).await, Some(Problem { seq: 5, problem: Tamper::Inserted }));
+    assert_eq!(first_problem(&store, tenant).await, Some(ChainProblem { seq: 5, problem: Tamper::Inserted }));
 
     let (store, other) = tenant_with_entries(&db).await;
     as_owner(
@@ -172,7 +178,7 @@ async fn a_head_moved_back_or_an_entry_written_around_the_chain_is_reported() {
         other,
     )
     .await;
-    assert_eq!(first_problem(&store, other).await, Some(Problem { seq: 1000, problem: Tamper::Edited }));
+    assert_eq!(first_problem(&store, other).await, Some(ChainProblem { seq: 1000, problem: Tamper::Edited }));
 }
 
 #[tokio::test]
@@ -186,7 +192,7 @@ async fn entries_reordered_by_the_owner_are_reported() {
     ] {
         as_owner(&db, sql, tenant).await;
     }
-    assert_eq!(first_problem(&store, tenant).await, Some(Problem { seq: 2, problem: Tamper::Reordered }));
+    assert_eq!(first_problem(&store, tenant).await, Some(ChainProblem { seq: 2, problem: Tamper::Reordered }));
 }
 
 #[tokio::test]
