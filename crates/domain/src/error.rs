@@ -43,6 +43,16 @@ pub enum Error {
     /// An API key without the scope the route needs (named, for the client's owner).
     #[error("insufficient scope: {0}")]
     InsufficientScope(crate::values::Scope),
+    /// The write would take the tenant past its plan's limit of `resource`; nothing was written.
+    #[error("plan limit reached: {resource}")]
+    PlanLimitReached {
+        /// What is limited: `members`, `projects`, `webhooks` or `api_keys`.
+        resource: &'static str,
+        /// The plan's limit.
+        limit: u32,
+        /// How many the tenant has.
+        usage: u64,
+    },
     /// The host names no tenant.
     #[error("tenant not found")]
     TenantNotFound,

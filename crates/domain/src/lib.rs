@@ -18,6 +18,7 @@ pub mod ids;
 pub mod mail;
 pub mod metric;
 pub mod page;
+pub mod plans;
 pub mod ports;
 pub mod rate_limit;
 pub mod tagged;

@@ -151,7 +151,7 @@ mod tests {
                 id: TenantId::new(),
                 slug: Slug::parse("acme").ok()?,
                 name: TenantName::parse(tenant_name).ok()?,
-                plan: Plan::Free,
+                plan: Plan::free(),
             },
             purpose,
             to: Email::parse("ada@example.com").ok()?,

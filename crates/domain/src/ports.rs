@@ -33,7 +33,7 @@ pub use jobs::{
 };
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
 pub use repositories::{
-    CountCheck, EventsFor, ProjectRepository, TenantRepository, UserCheck, UserRepository, WebhookRepository,
+    CountCheck, EventsFor, ProjectRepository, TenantRepository, Usage, UserCheck, UserRepository, WebhookRepository,
 };
 pub use sessions::{SessionRepository, Spend};
 pub use webhooks::{AttemptOutcome, OutboundWebhook, SecretCipher, WebhookSender, WebhookUrlGuard};

@@ -27,6 +27,7 @@ pub use idempotency::{Answer, Idempotency, KeptAnswer, RefusedAnswer};
 pub use limits::Subject;
 pub use sessions::{ClientInfo, SessionSettings, SignedIn};
 pub use signup::{SignupInput, SignupOutput};
+pub use tenants::TenantView;
 pub use users::NewUserInput;
 pub use webhooks::CreatedWebhook;
 
@@ -89,15 +90,9 @@ impl fmt::Debug for Ports {
     }
 }
 
-/// Requests per minute for each policy and plan.
+/// Requests per minute for each policy but the tenants' (which their plans set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
-    /// Tenants on the free plan.
-    pub free: Quota,
-    /// Tenants on the pro plan.
-    pub pro: Quota,
-    /// Tenants on the enterprise plan.
-    pub enterprise: Quota,
     /// Requests without a valid token, per client IP.
     pub ip: Quota,
     /// Signup and login attempts, per client IP.
@@ -145,6 +140,8 @@ impl Default for CacheTtls {
 pub struct Settings {
     /// Rate limits.
     pub quotas: Quotas,
+    /// The plans: each tenant's request quota and resource limits.
+    pub plans: crate::plans::Plans,
     /// Cache lifetimes.
     pub ttls: CacheTtls,
     /// How long an idempotency key and its answer are kept.

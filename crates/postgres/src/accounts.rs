@@ -236,6 +236,7 @@ impl AccountEmails for PgStore {
         token: &TokenHash,
         member: &Acceptance,
         trail: &AuditTrail,
+        cap: Option<plinth_domain::plans::Cap>,
     ) -> Result<Option<User>> {
         self.bounded(async {
             let mut client = self.conn(op::ACCOUNTS_ACCEPT).await?;
@@ -264,7 +265,9 @@ impl AccountEmails for PgStore {
                 token_version: 0,
                 email_verified: true,
             };
-            // `EmailTaken` rolls the spending back: the invitation stays pending.
+            // `EmailTaken` and `PlanLimitReached` roll the spending back: the invitation stays
+            // pending.
+            crate::caps::check(&tx, tenant, cap).await?;
             insert_user(&tx, &user).await?;
             crate::audit::append(&tx, tenant, trail).await?;
             tx.commit().await.or_db()?;

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+mod caps;
 mod error;
 mod idempotency;
 mod jobs;

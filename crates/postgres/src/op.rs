@@ -58,3 +58,4 @@ pub(crate) const KEYS_LIST: &str = "api_keys.list";
 pub(crate) const KEYS_LOOKUP: &str = "api_keys.lookup";
 pub(crate) const KEYS_REVOKE: &str = "api_keys.revoke";
 pub(crate) const KEYS_TOUCH: &str = "api_keys.touch";
+pub(crate) const TENANTS_USAGE: &str = "tenants.usage";

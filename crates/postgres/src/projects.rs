@@ -101,6 +101,7 @@ impl ProjectRepository for PgStore {
         events: &[DomainEvent],
         key: Option<&IdempotentWrite>,
         trail: &AuditTrail,
+        cap: Option<plinth_domain::plans::Cap>,
     ) -> Result<Keyed> {
         self.bounded(async {
             let mut client = self.conn(op::PROJECTS_CREATE).await?;
@@ -108,6 +109,7 @@ impl ProjectRepository for PgStore {
             if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
             }
+            crate::caps::check(&tx, project.tenant_id, cap).await?;
             let q = tx
                 .prepare_cached(
                     "INSERT INTO projects (tenant_id, id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",

@@ -5,14 +5,14 @@ use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Tenant, User};
 use plinth_domain::error::Conflict;
 use plinth_domain::ids::TenantId;
-use plinth_domain::ports::{NewVerification, TenantRepository};
+use plinth_domain::ports::{NewVerification, TenantRepository, Usage};
 use plinth_domain::values::{Slug, TenantName};
 use plinth_domain::{Error, Result};
 use tokio_postgres::Row;
 
 use crate::error::{self, OrDb as _, corrupt};
 use crate::op;
-use crate::pool::{PgStore, tenant_tx};
+use crate::pool::{PgStore, tenant_read, tenant_tx};
 use crate::users::insert_user;
 
 fn tenant_from_row(row: &Row) -> Result<Tenant> {
@@ -71,6 +71,22 @@ impl TenantRepository for PgStore {
             let find = client.prepare_cached("SELECT id, slug, name, plan FROM tenant_by_slug($1)").await.or_db()?;
             let row = client.query_opt(&find, &[&slug.as_str()]).await.or_db()?;
             row.as_ref().map(tenant_from_row).transpose()
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn usage(&self, tenant: TenantId) -> Result<Usage> {
+        self.bounded(async {
+            let client = self.conn(op::TENANTS_USAGE).await?;
+            let sql = "SELECT (SELECT count(*) FROM users WHERE tenant_id = $1), \
+                       (SELECT count(*) FROM projects WHERE tenant_id = $1), \
+                       (SELECT count(*) FROM webhooks WHERE tenant_id = $1), \
+                       (SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL)";
+            let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid()], 1).await?;
+            let row = rows.first().ok_or_else(|| corrupt("usage"))?;
+            let n = |i: usize| -> Result<u64> { Ok(u64::try_from(row.try_get::<_, i64>(i).or_db()?).unwrap_or(0)) };
+            Ok(Usage { members: n(0)?, projects: n(1)?, webhooks: n(2)?, api_keys: n(3)? })
         })
         .await
     }

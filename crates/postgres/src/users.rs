@@ -103,13 +103,20 @@ async fn lock_target(
 #[async_trait]
 impl UserRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %user.tenant_id))]
-    async fn create(&self, user: &User, key: Option<&IdempotentWrite>, trail: &AuditTrail) -> Result<Keyed> {
+    async fn create(
+        &self,
+        user: &User,
+        key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
+        cap: Option<plinth_domain::plans::Cap>,
+    ) -> Result<Keyed> {
         self.bounded(async {
             let mut client = self.conn(op::USERS_CREATE).await?;
             let tx = tenant_tx(&mut client, user.tenant_id).await?;
             if !take_key(&tx, key, self.clock.now()).await? {
                 return Ok(Keyed::KeyTaken);
             }
+            crate::caps::check(&tx, user.tenant_id, cap).await?;
             insert_user(&tx, user).await?;
             crate::audit::append(&tx, user.tenant_id, trail).await?;
             tx.commit().await.or_db()?;

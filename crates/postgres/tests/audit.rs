@@ -214,14 +214,14 @@ async fn a_change_that_fails_at_commit_leaves_no_entry() {
         .unwrap();
     let head = store.ends(tenant).await.unwrap().1;
     let doomed = fixtures::project_at(tenant, "Doomed", fixtures::ago(1));
-    assert!(store.insert(&doomed, &[], None, &trail("project.created")).await.is_err());
+    assert!(store.insert(&doomed, &[], None, &trail("project.created"), None).await.is_err());
     assert_eq!(store.ends(tenant).await.unwrap().1, head, "the head did not move");
     let owner = db.owner().await;
     let n: i64 = owner.query_one("SELECT count(*) FROM audit_log", &[]).await.unwrap().get(0);
     assert_eq!(n, 6, "no entry of the rolled-back change");
 
     let kept = fixtures::project_at(tenant, "Kept", fixtures::ago(1));
-    store.insert(&kept, &[], None, &trail("project.created")).await.unwrap();
+    store.insert(&kept, &[], None, &trail("project.created"), None).await.unwrap();
     assert_eq!(store.ends(tenant).await.unwrap().1.seq, 7, "the next change appends where the chain was");
     assert_eq!(first_problem(&store, tenant).await, None);
 }

@@ -70,6 +70,7 @@ async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
         std::slice::from_ref(&event),
         None,
         &plinth_domain::audit::AuditTrail::none(),
+        None,
     )
     .await
     .unwrap();
@@ -79,7 +80,7 @@ async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
     let second = fixtures::project_at(tenant.id, "Rolled back", fixtures::ago(1));
     let clash = DomainEvent { data: second.clone(), ..event };
     assert!(
-        ProjectRepository::insert(&store, &second, &[clash], None, &plinth_domain::audit::AuditTrail::none())
+        ProjectRepository::insert(&store, &second, &[clash], None, &plinth_domain::audit::AuditTrail::none(), None)
             .await
             .is_err()
     );
@@ -107,6 +108,7 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
         std::slice::from_ref(&event),
         None,
         &plinth_domain::audit::AuditTrail::none(),
+        None,
     )
     .await
     .unwrap();
@@ -121,9 +123,16 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
     };
     let clash = DomainEvent { data: second.clone(), ..event.clone() };
     assert!(
-        ProjectRepository::insert(&store, &second, &[clash], Some(&keyed), &plinth_domain::audit::AuditTrail::none())
-            .await
-            .is_err()
+        ProjectRepository::insert(
+            &store,
+            &second,
+            &[clash],
+            Some(&keyed),
+            &plinth_domain::audit::AuditTrail::none(),
+            None
+        )
+        .await
+        .is_err()
     );
     assert_eq!(counts(&db).await, (1, 1, 1, 1), "nothing of the failed write remains");
     assert_eq!(store.lookup(&scope, 7).await.unwrap(), Lookup::New, "nor its key");
@@ -134,9 +143,16 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
     let retry = fixtures::project_at(tenant.id, "Retried", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &retry, plinth_domain::clock::now());
     assert_eq!(
-        ProjectRepository::insert(&store, &retry, &[event], Some(&keyed), &plinth_domain::audit::AuditTrail::none())
-            .await
-            .unwrap(),
+        ProjectRepository::insert(
+            &store,
+            &retry,
+            &[event],
+            Some(&keyed),
+            &plinth_domain::audit::AuditTrail::none(),
+            None
+        )
+        .await
+        .unwrap(),
         Keyed::Written
     );
     assert_eq!(store.lookup(&scope, 7).await.unwrap(), Lookup::Replay(keyed.response));
@@ -155,6 +171,7 @@ async fn retention_prunes_finished_deliveries_their_events_and_expired_keys_but_
             &[DomainEvent::project(EventKind::ProjectCreated, &p, plinth_domain::clock::now())],
             None,
             &plinth_domain::audit::AuditTrail::none(),
+            None,
         )
         .await
         .unwrap();

@@ -177,6 +177,7 @@ pub async fn compose_with(
     let cache = cache(config, redis.as_ref(), clock);
     let settings = Settings {
         quotas: config.quotas,
+        plans: config.plans.clone(),
         ttls: CacheTtls { projects: config.cache.data_ttl, ..CacheTtls::default() },
         idempotency_ttl: Duration::from_secs(24 * 3600),
         delivery: DeliverySettings { max_attempts: config.webhooks.max_attempts, backoff: config.webhooks.backoff },

@@ -188,8 +188,10 @@ pub struct Config {
     pub cache: CacheLevels,
     /// The `PLINTH_JWT_*` settings and `PLINTH_TOKEN_TTL`.
     pub jwt: JwtConfig,
-    /// `PLINTH_QUOTA_*`, `PLINTH_IP_QUOTA`, `PLINTH_LOGIN_QUOTA`, `PLINTH_MAILBOX_QUOTA`.
+    /// `PLINTH_IP_QUOTA`, `PLINTH_LOGIN_QUOTA`, `PLINTH_MAILBOX_QUOTA`.
     pub quotas: Quotas,
+    /// `PLINTH_PLANS_FILE`, else the built-in plans with `PLINTH_QUOTA_*`.
+    pub plans: plinth_domain::plans::Plans,
     /// `PLINTH_LIMIT_LEASE_PERCENT`: with Redis, the share of a quota one instance may take
     /// from Redis at once and spend locally; 0 asks Redis for every request.
     pub limit_lease_percent: u32,
@@ -271,10 +273,8 @@ impl Config {
             redis_prefix: env.string("PLINTH_REDIS_PREFIX").unwrap_or_else(|| "plinth:".into()),
             cache: cache_levels(&env)?,
             jwt: jwt_config(&env, persistent)?,
+            plans: plans(&env)?,
             quotas: Quotas {
-                free: quota(&env, "PLINTH_QUOTA_FREE", 300)?,
-                pro: quota(&env, "PLINTH_QUOTA_PRO", 3000)?,
-                enterprise: quota(&env, "PLINTH_QUOTA_ENTERPRISE", 30000)?,
                 ip: quota(&env, "PLINTH_IP_QUOTA", 60)?,
                 login: quota(&env, "PLINTH_LOGIN_QUOTA", 10)?,
                 mailbox: quota(&env, "PLINTH_MAILBOX_QUOTA", 3)?,
@@ -370,6 +370,22 @@ fn log_config(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<LogConfig, C
             Some(_) => return Err(ConfigError::new("PLINTH_LOG_FORMAT", "must be json or pretty")),
         },
     })
+}
+
+/// The plans of `PLINTH_PLANS_FILE` (JSON: `{"plans": [{"name", "requests_per_minute", "limits":
+/// {"members", "projects", "webhooks", "api_keys"}}]}`, a limit `null` or absent for none); else
+/// `free`, `pro` and `enterprise` with the `PLINTH_QUOTA_*` quotas.
+fn plans(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<plinth_domain::plans::Plans, ConfigError> {
+    const NAME: &str = "PLINTH_PLANS_FILE";
+    let Some(path) = env.string(NAME) else {
+        return Ok(plinth_domain::plans::Plans::built_in(
+            quota(env, "PLINTH_QUOTA_FREE", 300)?,
+            quota(env, "PLINTH_QUOTA_PRO", 3000)?,
+            quota(env, "PLINTH_QUOTA_ENTERPRISE", 30000)?,
+        ));
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(NAME, format!("can't read {path}: {e}")))?;
+    plinth_domain::plans::Plans::from_json(&text).map_err(|e| ConfigError::new(NAME, format!("{path}: {e}")))
 }
 
 fn quota(env: &Env<impl Fn(&str) -> Option<String>>, name: &'static str, default: u32) -> Result<Quota, ConfigError> {

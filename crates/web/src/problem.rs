@@ -64,6 +64,16 @@ pub struct Problem {
     /// Per-field failures, for `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// For `plan_limit_reached`: what is limited (`members`, `projects`, `webhooks`,
+    /// `api_keys`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<&'static str>,
+    /// For `plan_limit_reached`: the plan's limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// For `plan_limit_reached`: how many the tenant has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<u64>,
 }
 
 /// Seconds a client should wait after a 503.
@@ -132,6 +142,14 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
             (S::FORBIDDEN, "email_unverified", "Verify your email address before making changes.".into())
         }
         Error::Forbidden(m) => (S::FORBIDDEN, "forbidden", capitalise(m)),
+        Error::PlanLimitReached { resource, limit, .. } => (
+            S::FORBIDDEN,
+            "plan_limit_reached",
+            format!(
+                "This tenant's plan allows {limit} {}; upgrade the plan or remove some first.",
+                resource.replace('_', " ")
+            ),
+        ),
         Error::InsufficientScope(scope) => {
             (S::FORBIDDEN, "insufficient_scope", format!("This API key lacks the scope this route needs: {scope}."))
         }
@@ -165,7 +183,11 @@ pub fn domain_problem(e: &Error) -> Problem {
         Error::Validation(errors) => Some(errors.clone()),
         _ => None,
     };
-    problem(status, code, detail, errors)
+    let mut p = problem(status, code, detail, errors);
+    if let Error::PlanLimitReached { resource, limit, usage } = e {
+        (p.resource, p.limit, p.usage) = (Some(*resource), Some(*limit), Some(*usage));
+    }
+    p
 }
 
 fn problem(status: StatusCode, code: &'static str, detail: String, errors: Option<Vec<FieldError>>) -> Problem {
@@ -176,6 +198,9 @@ fn problem(status: StatusCode, code: &'static str, detail: String, errors: Optio
         detail,
         code,
         errors,
+        resource: None,
+        limit: None,
+        usage: None,
     }
 }
 

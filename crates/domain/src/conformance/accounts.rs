@@ -99,7 +99,7 @@ pub async fn an_invitation_is_pending_until_accepted_once(storage: Storage) {
     let member = acceptance();
     let user = storage
         .accounts
-        .accept_invitation(tenant.id, &hash, &member, &crate::audit::AuditTrail::none())
+        .accept_invitation(tenant.id, &hash, &member, &crate::audit::AuditTrail::none(), None)
         .await
         .expect("accept succeeds");
     let user = user.expect("a pending invitation is accepted");
@@ -110,7 +110,7 @@ pub async fn an_invitation_is_pending_until_accepted_once(storage: Storage) {
     assert_eq!(storage.users.find_by_email(tenant.id, &invitation.email).await.expect("find succeeds"), Some(user));
     let again = storage
         .accounts
-        .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none())
+        .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
         .await
         .expect("accept succeeds");
     assert_eq!(again, None, "an invitation works once");
@@ -134,7 +134,7 @@ pub async fn inviting_again_replaces_the_pending_invitation(storage: Storage) {
     assert_eq!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &first, &acceptance(), &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &first, &acceptance(), &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept"),
         None
@@ -142,7 +142,7 @@ pub async fn inviting_again_replaces_the_pending_invitation(storage: Storage) {
     assert!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &latest, &acceptance(), &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &latest, &acceptance(), &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept")
             .is_some()
@@ -171,7 +171,7 @@ pub async fn revoked_expired_and_foreign_invitations_are_not_accepted(storage: S
     assert_eq!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &revoked_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &revoked_hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept"),
         None
@@ -182,7 +182,7 @@ pub async fn revoked_expired_and_foreign_invitations_are_not_accepted(storage: S
     assert_eq!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &expiring_hash, &later, &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &expiring_hash, &later, &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept"),
         None
@@ -192,7 +192,7 @@ pub async fn revoked_expired_and_foreign_invitations_are_not_accepted(storage: S
     assert_eq!(
         storage
             .accounts
-            .accept_invitation(other.id, &foreign_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .accept_invitation(other.id, &foreign_hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept"),
         None
@@ -207,7 +207,7 @@ pub async fn revoked_expired_and_foreign_invitations_are_not_accepted(storage: S
     assert!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &foreign_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &foreign_hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept")
             .is_some()
@@ -249,7 +249,10 @@ pub async fn racing_acceptances_make_one_member(storage: Storage) {
     for _ in 0..8 {
         let storage = storage.clone();
         racers.spawn(async move {
-            storage.accounts.accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none()).await
+            storage
+                .accounts
+                .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
+                .await
         });
     }
     let results = racers.join_all().await;
@@ -265,11 +268,13 @@ pub async fn accepting_an_address_that_became_a_member_keeps_the_invitation(stor
     let (invitation, hash) = invite(&storage, &tenant, &owner, "late").await;
     storage
         .users
-        .create(&fixtures::user(tenant.id, "late", Role::Member), None, &crate::audit::AuditTrail::none())
+        .create(&fixtures::user(tenant.id, "late", Role::Member), None, &crate::audit::AuditTrail::none(), None)
         .await
         .expect("create succeeds");
-    let result =
-        storage.accounts.accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none()).await;
+    let result = storage
+        .accounts
+        .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
+        .await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::EmailTaken))), "{result:?}");
     assert_eq!(storage.accounts.invitations(tenant.id, now()).await.expect("list"), vec![invitation]);
 }
@@ -378,9 +383,9 @@ pub async fn a_password_change_spends_reset_tokens(storage: Storage) {
 pub async fn an_invitation_dies_with_its_inviters_right_to_send_it(storage: Storage) {
     let (tenant, owner) = fixtures::tenant_with_owner(&storage).await;
     let admin = fixtures::user(tenant.id, "admin", Role::Admin);
-    storage.users.create(&admin, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
+    storage.users.create(&admin, None, &crate::audit::AuditTrail::none(), None).await.expect("create succeeds");
     let co_owner = fixtures::user(tenant.id, "co", Role::Owner);
-    storage.users.create(&co_owner, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
+    storage.users.create(&co_owner, None, &crate::audit::AuditTrail::none(), None).await.expect("create succeeds");
     let (_, by_admin) = invite(&storage, &tenant, &admin, "a").await;
     let (_, by_co_owner) = invite(&storage, &tenant, &co_owner, "b").await;
     let allow = |_: &User| Ok(());
@@ -398,7 +403,7 @@ pub async fn an_invitation_dies_with_its_inviters_right_to_send_it(storage: Stor
         assert_eq!(
             storage
                 .accounts
-                .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none())
+                .accept_invitation(tenant.id, &hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
                 .await
                 .expect("accept"),
             None
@@ -408,7 +413,7 @@ pub async fn an_invitation_dies_with_its_inviters_right_to_send_it(storage: Stor
     assert!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &by_owner, &acceptance(), &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &by_owner, &acceptance(), &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept")
             .is_some()
@@ -528,7 +533,7 @@ pub async fn pruning_deletes_what_expired(storage: Storage) {
     assert_eq!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &expired, &earlier, &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &expired, &earlier, &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept"),
         None
@@ -537,7 +542,7 @@ pub async fn pruning_deletes_what_expired(storage: Storage) {
     assert!(
         storage
             .accounts
-            .accept_invitation(tenant.id, &live_hash, &acceptance(), &crate::audit::AuditTrail::none())
+            .accept_invitation(tenant.id, &live_hash, &acceptance(), &crate::audit::AuditTrail::none(), None)
             .await
             .expect("accept")
             .is_some()

@@ -32,6 +32,7 @@ macro_rules! audit_suite {
                 tenants_have_chains_of_their_own,
                 keys_are_created_found_listed_revoked_and_touched,
                 keys_are_capped_per_tenant_and_by_their_creators_role,
+                plan_limits_hold_under_concurrent_creations,
             );
         }
     };
@@ -85,9 +86,9 @@ async fn actions(s: &Storage, tenant: TenantId) -> Vec<String> {
 pub async fn writes_append_their_entries_in_one_chain_that_verifies(s: Storage) {
     let (tenant, _) = tenant_with_owner(&s).await;
     let user = fixtures::user(tenant.id, "ada", Role::Member);
-    s.users.create(&user, None, &trail("user.created")).await.unwrap();
+    s.users.create(&user, None, &trail("user.created"), None).await.unwrap();
     let project = fixtures::project_at(tenant.id, "Audited", fixtures::ago(1));
-    s.projects.insert(&project, &[], None, &trail("project.created")).await.unwrap();
+    s.projects.insert(&project, &[], None, &trail("project.created"), None).await.unwrap();
     let check = |_: &User| Ok(());
     s.users.update_role(tenant.id, user.id, Role::Admin, &check, &trail("user.role_changed")).await.unwrap();
     s.audit.append(tenant.id, &trail("user.sign_in_failed")).await.unwrap();
@@ -123,7 +124,7 @@ pub async fn a_write_that_changes_nothing_appends_nothing(s: Storage) {
     let head = s.audit.ends(tenant.id).await.unwrap().1;
     let twin = User { id: UserId::new(), ..owner.clone() };
     assert!(matches!(
-        s.users.create(&twin, None, &trail("user.created")).await,
+        s.users.create(&twin, None, &trail("user.created"), None).await,
         Err(Error::Conflict(Conflict::EmailTaken))
     ));
     let events = |_: &crate::entities::Project| Vec::new();
@@ -275,7 +276,7 @@ pub async fn keys_are_created_found_listed_revoked_and_touched(s: Storage) {
 pub async fn keys_are_capped_per_tenant_and_by_their_creators_role(s: Storage) {
     let (tenant, _) = tenant_with_owner(&s).await;
     let admin = fixtures::user(tenant.id, "admin", Role::Admin);
-    s.users.create(&admin, None, &AuditTrail::none()).await.unwrap();
+    s.users.create(&admin, None, &AuditTrail::none(), None).await.unwrap();
     let hash = TokenHash::from_bytes([3; 32]);
     let one_key = |n: usize| if n >= 1 { Err(Error::Conflict(Conflict::TooManyKeys)) } else { Ok(()) };
     let none = AuditTrail::none();
@@ -297,4 +298,52 @@ pub async fn keys_are_capped_per_tenant_and_by_their_creators_role(s: Storage) {
     s.users.delete(tenant.id, admin.id, &ok, &AuditTrail::none()).await.unwrap();
     let orphan = s.api_keys.lookup(tenant.id, first.id).await.unwrap().expect("the key is the tenant's");
     assert_eq!((orphan.key.created_by, orphan.creator_role), (None, None));
+}
+
+pub async fn plan_limits_hold_under_concurrent_creations(s: Storage) {
+    use crate::plans::{Cap, Resource};
+    let (tenant, _) = tenant_with_owner(&s).await;
+    let cap = Some(Cap { resource: Resource::Projects, limit: 5 });
+    let none = AuditTrail::none();
+    let projects: Vec<_> =
+        (0..20).map(|i| fixtures::project_at(tenant.id, &format!("p{i}"), fixtures::ago(20 - i))).collect();
+    let results = futures_join_all(projects.iter().map(|p| s.projects.insert(p, &[], None, &none, cap))).await;
+    let made = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(made, 5, "exactly the limit is created: {results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(r, Err(Error::PlanLimitReached { resource: "projects", limit: 5, usage: 5 })),
+            "every other one is refused with the limit and the usage: {r:?}"
+        );
+    }
+    assert_eq!(s.tenants.usage(tenant.id).await.unwrap().projects, 5);
+
+    // Members: the owner is one; a limit of 3 admits two more, however many try at once.
+    let members = Some(Cap { resource: Resource::Members, limit: 3 });
+    let users: Vec<_> = (0..10).map(|i| fixtures::user(tenant.id, &format!("m{i}"), Role::Member)).collect();
+    let results = futures_join_all(users.iter().map(|u| s.users.create(u, None, &none, members))).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2, "{results:?}");
+    let usage = s.tenants.usage(tenant.id).await.unwrap();
+    assert_eq!((usage.members, usage.projects, usage.webhooks, usage.api_keys), (3, 5, 0, 0));
+}
+
+/// Polls every future together on this task (the suites' runtime runs one thread): concurrent
+/// calls, each on a connection of its own where the adapter pools them.
+async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, f) in pending.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }

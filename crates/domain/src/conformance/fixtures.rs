@@ -35,7 +35,7 @@ pub fn tenant() -> Tenant {
         id: TenantId::new(),
         slug: slug(),
         name: TenantName::parse("Conformance").expect("a valid tenant name"),
-        plan: Plan::Free,
+        plan: Plan::free(),
     }
 }
 

@@ -86,7 +86,7 @@ async fn insert(
     let keyed = write(scope, fingerprint, response(&project), expires_at);
     let outcome = storage
         .projects
-        .insert(&project, &[], Some(&keyed), &crate::audit::AuditTrail::none())
+        .insert(&project, &[], Some(&keyed), &crate::audit::AuditTrail::none(), None)
         .await
         .expect("insert succeeds");
     (project, outcome, keyed)
@@ -132,7 +132,7 @@ pub async fn a_live_key_lets_no_second_write_through(storage: Storage) {
     let user = fixtures::user(scope.tenant, "late", Role::Member);
     let again = write(&scope, fp, keyed.response.clone(), in_a_day());
     assert_eq!(
-        storage.users.create(&user, Some(&again), &crate::audit::AuditTrail::none()).await.expect("create"),
+        storage.users.create(&user, Some(&again), &crate::audit::AuditTrail::none(), None).await.expect("create"),
         Keyed::KeyTaken
     );
     assert_eq!(storage.users.get(scope.tenant, user.id).await.expect("get"), None);
@@ -204,7 +204,7 @@ pub async fn keys_are_scoped_to_the_tenant(storage: Storage) {
 pub async fn keys_are_scoped_to_the_user(storage: Storage) {
     let first = scope(&storage).await;
     let other_user = fixtures::user(first.tenant, "other", Role::Member);
-    storage.users.create(&other_user, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
+    storage.users.create(&other_user, None, &crate::audit::AuditTrail::none(), None).await.expect("create succeeds");
     let second = IdempotencyScope { user: other_user.id, ..first.clone() };
     let fp = fingerprint();
     assert_eq!(insert(&storage, &first, fp, in_a_day()).await.1, Keyed::Written);

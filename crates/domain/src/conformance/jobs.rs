@@ -93,7 +93,12 @@ async fn hooked_tenant(queue: &Queue) -> Tenant {
 async fn write(queue: &Queue, tenant: &Tenant, name: &str) -> crate::error::Result<crate::entities::Project> {
     let project = fixtures::project_at(tenant.id, name, fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
-    queue.storage.projects.insert(&project, &[event], None, &crate::audit::AuditTrail::none()).await.map(|_| project)
+    queue
+        .storage
+        .projects
+        .insert(&project, &[event], None, &crate::audit::AuditTrail::none(), None)
+        .await
+        .map(|_| project)
 }
 
 async fn claim(queue: &Queue) -> Option<Job> {
@@ -168,7 +173,7 @@ pub async fn a_write_past_the_cap_fails_whole_and_changes_nothing(queue: Queue) 
     }
     let refused = fixtures::project_at(tenant.id, "one too many", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &refused, clock::now());
-    let result = queue.storage.projects.insert(&refused, &[event], None, &crate::audit::AuditTrail::none()).await;
+    let result = queue.storage.projects.insert(&refused, &[event], None, &crate::audit::AuditTrail::none(), None).await;
     assert!(matches!(result, Err(Error::QueueFull)), "{result:?}");
     assert!(queue.storage.projects.get(tenant.id, refused.id).await.expect("get").is_none(), "no project");
     assert_eq!(queue.jobs.stats().await.expect("stats").ready, CAP, "no job");

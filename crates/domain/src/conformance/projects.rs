@@ -67,7 +67,11 @@ fn no_events(p: &Project) -> Vec<DomainEvent> {
 
 async fn insert(storage: &Storage, project: &Project) {
     let event = DomainEvent::project(EventKind::ProjectCreated, project, clock::now());
-    storage.projects.insert(project, &[event], None, &crate::audit::AuditTrail::none()).await.expect("insert succeeds");
+    storage
+        .projects
+        .insert(project, &[event], None, &crate::audit::AuditTrail::none(), None)
+        .await
+        .expect("insert succeeds");
 }
 
 async fn get(storage: &Storage, tenant: TenantId, id: ProjectId) -> Option<Project> {

@@ -88,7 +88,7 @@ async fn ids(storage: &Storage, tenant: TenantId, user: UserId) -> Vec<SessionId
 
 async fn member(storage: &Storage, tenant: TenantId, local: &str, role: Role) -> User {
     let user = fixtures::user(tenant, local, role);
-    storage.users.create(&user, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
+    storage.users.create(&user, None, &crate::audit::AuditTrail::none(), None).await.expect("create succeeds");
     user
 }
 

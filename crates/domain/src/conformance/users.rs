@@ -48,7 +48,7 @@ fn allow(_: &User) -> Result<()> {
 }
 
 async fn create(storage: &Storage, user: &User) {
-    storage.users.create(user, None, &crate::audit::AuditTrail::none()).await.expect("create succeeds");
+    storage.users.create(user, None, &crate::audit::AuditTrail::none(), None).await.expect("create succeeds");
 }
 
 async fn get(storage: &Storage, tenant: TenantId, id: UserId) -> Option<User> {
@@ -87,7 +87,7 @@ pub async fn an_email_is_unique_within_a_tenant(storage: Storage) {
     let first = fixtures::user(tenant.id, "ada", Role::Member);
     create(&storage, &first).await;
     let second = fixtures::user(tenant.id, "ada", Role::Admin);
-    let result = storage.users.create(&second, None, &crate::audit::AuditTrail::none()).await;
+    let result = storage.users.create(&second, None, &crate::audit::AuditTrail::none(), None).await;
     assert!(matches!(result, Err(Error::Conflict(Conflict::EmailTaken))), "{result:?}");
     assert_eq!(get(&storage, tenant.id, second.id).await, None);
     let by_email = storage.users.find_by_email(tenant.id, &first.email).await.expect("find_by_email succeeds");

@@ -96,7 +96,7 @@ pub async fn project_writes_create_a_pending_delivery_per_subscribed_webhook(sto
     let created = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
     storage
         .projects
-        .insert(&project, std::slice::from_ref(&created), None, &crate::audit::AuditTrail::none())
+        .insert(&project, std::slice::from_ref(&created), None, &crate::audit::AuditTrail::none(), None)
         .await
         .expect("insert");
 
@@ -125,7 +125,7 @@ pub async fn another_tenants_deliveries_are_not_found(storage: Storage) {
     create(&storage, &hook).await;
     let project = fixtures::project_at(b.id, "Other", fixtures::ago(1));
     let event = DomainEvent::project(EventKind::ProjectCreated, &project, clock::now());
-    storage.projects.insert(&project, &[event], None, &crate::audit::AuditTrail::none()).await.expect("insert");
+    storage.projects.insert(&project, &[event], None, &crate::audit::AuditTrail::none(), None).await.expect("insert");
     assert!(matches!(storage.webhooks.deliveries(b.id, hook.id, None, 10).await, Err(Error::NotFound)));
     assert!(storage.webhooks.deliveries(a.id, hook.id, None, 10).await.expect("deliveries").is_empty());
 }

@@ -129,13 +129,15 @@ pub trait AccountEmails: Send + Sync {
     /// inviter may still send it (a manager, and an owner for an owner's invitation), and adds
     /// its address as a member with its role and a verified address, atomically. `None` when
     /// no such invitation is pending. Errors: `Conflict(EmailTaken)` when the address became a
-    /// member meanwhile (the invitation is kept).
+    /// member meanwhile (the invitation is kept); `PlanLimitReached` past `cap` (the tenant's
+    /// member limit), the invitation kept too.
     async fn accept_invitation(
         &self,
         tenant: TenantId,
         token: &TokenHash,
         member: &Acceptance,
         trail: &AuditTrail,
+        cap: Option<crate::plans::Cap>,
     ) -> Result<Option<User>>;
 
     /// Queues a password-reset message to whatever member has the address, if any: the same

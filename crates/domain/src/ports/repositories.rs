@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::audit::AuditTrail;
+use crate::plans::Cap;
 
 use crate::entities::{Delivery, Project, Tenant, User, Webhook};
 use crate::error::Result;
@@ -24,6 +25,20 @@ pub type UserCheck<'a> = &'a (dyn Fn(&User) -> Result<()> + Send + Sync);
 /// may refuse it (its error is returned): a limit that concurrent inserts can't overshoot.
 pub type CountCheck<'a> = &'a (dyn Fn(usize) -> Result<()> + Send + Sync);
 
+/// How much of each limited resource a tenant has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Usage {
+    /// Users.
+    pub members: u64,
+    /// Projects.
+    pub projects: u64,
+    /// Webhooks.
+    pub webhooks: u64,
+    /// Live (unrevoked) API keys.
+    pub api_keys: u64,
+}
+
 /// Tenants: resolved from their slug on every request, created by signup.
 #[async_trait]
 pub trait TenantRepository: Send + Sync {
@@ -39,15 +54,24 @@ pub trait TenantRepository: Send + Sync {
 
     /// The tenant with this slug, if any. Needs no tenant context.
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>>;
+
+    /// How much of what plans limit the tenant has: members, projects, webhooks, live keys.
+    async fn usage(&self, tenant: TenantId) -> Result<Usage>;
 }
 
 /// A tenant's users.
 #[async_trait]
 pub trait UserRepository: Send + Sync {
     /// Adds a user to `user.tenant_id`, and stores `key` with it atomically when given
-    /// (`KeyTaken`, and nothing written, when the key is live already).
-    /// Errors: `Conflict(EmailTaken)`.
-    async fn create(&self, user: &User, key: Option<&IdempotentWrite>, trail: &AuditTrail) -> Result<Keyed>;
+    /// (`KeyTaken`, and nothing written, when the key is live already), within `cap` (the
+    /// tenant's member limit) when given. Errors: `Conflict(EmailTaken)`; `PlanLimitReached`.
+    async fn create(
+        &self,
+        user: &User,
+        key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
+        cap: Option<Cap>,
+    ) -> Result<Keyed>;
 
     /// The tenant's user with this id, if any.
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>>;
@@ -88,13 +112,15 @@ pub trait ProjectRepository: Send + Sync {
     async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>>;
 
     /// Stores a new project, `events` and `key` (when given), atomically (`KeyTaken`, and
-    /// nothing written, when the key is live already). Errors: `QueueFull`.
+    /// nothing written, when the key is live already), within `cap` (the tenant's project
+    /// limit) when given. Errors: `QueueFull`; `PlanLimitReached`.
     async fn insert(
         &self,
         project: &Project,
         events: &[DomainEvent],
         key: Option<&IdempotentWrite>,
         trail: &AuditTrail,
+        cap: Option<Cap>,
     ) -> Result<Keyed>;
 
     /// Renames a project and stores the events `events` builds from the updated row,

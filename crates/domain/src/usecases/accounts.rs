@@ -184,7 +184,13 @@ impl Plinth {
         let user = self
             .ports
             .accounts
-            .accept_invitation(tenant.id, &token.hash(), &member, &trail)
+            .accept_invitation(
+                tenant.id,
+                &token.hash(),
+                &member,
+                &trail,
+                self.settings.plans.get(&tenant.plan).limits.cap(crate::plans::Resource::Members),
+            )
             .await?
             .ok_or(Error::InvalidEmailToken)?;
         self.start_session(&user, client).await

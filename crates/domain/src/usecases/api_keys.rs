@@ -208,7 +208,12 @@ impl Plinth {
             "rate_limit_per_minute": key.rate_limit_per_minute,
         });
         let trail = self.audit(who.actor(), "api_key.created", Some(Target::new("api_key", id)), changes);
-        self.ports.api_keys.create(&key, &token.hash(&self.settings.keys.key), &within_limit, &trail).await?;
+        let cap = who.limits.cap(crate::plans::Resource::ApiKeys);
+        let check = |n: usize| {
+            within_limit(n)?;
+            cap.map_or(Ok(()), |cap| cap.check(u64::try_from(n).unwrap_or(u64::MAX)))
+        };
+        self.ports.api_keys.create(&key, &token.hash(&self.settings.keys.key), &check, &trail).await?;
         Ok(CreatedKey { key, secret: token.expose(&self.settings.keys.key) })
     }
 
@@ -252,8 +257,9 @@ impl Plinth {
     /// tenant's, unknown, revoked, expired, or its secret does not match. One cached lookup
     /// (revocation and any role change invalidate it on every instance) and one MAC. Errors:
     /// `InvalidToken`.
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    pub async fn authenticate_key(&self, tenant: TenantId, token: &ApiKeyToken) -> Result<Principal> {
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %on.slug))]
+    pub async fn authenticate_key(&self, on: &crate::entities::Tenant, token: &ApiKeyToken) -> Result<Principal> {
+        let tenant = on.id;
         let id = token.id();
         let stored = self
             .cache
@@ -279,6 +285,7 @@ impl Plinth {
             role: cached.role,
             email_verified: true,
             scopes: cached.scopes,
+            limits: self.settings.plans.get(&on.plan).limits,
         })
     }
 

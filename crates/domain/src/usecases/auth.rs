@@ -25,6 +25,8 @@ pub struct Principal {
     pub email_verified: bool,
     /// The routes a key may call; every scope for a person (their role still decides).
     pub scopes: Scopes,
+    /// What the tenant's plan allows, as of the last few seconds.
+    pub limits: crate::plans::PlanLimits,
 }
 
 /// A person signed in, or a tenant API key.
@@ -47,9 +49,17 @@ pub enum Caller {
 }
 
 impl Principal {
-    /// A person's principal, with every scope.
+    /// A person's principal, with every scope, on a plan without limits (set `limits` for
+    /// the tenant's).
     pub const fn user(tenant: TenantId, user: UserId, session: SessionId, role: Role, email_verified: bool) -> Self {
-        Self { tenant, caller: Caller::User { user, session }, role, email_verified, scopes: Scopes::ALL }
+        Self {
+            tenant,
+            caller: Caller::User { user, session },
+            role,
+            email_verified,
+            scopes: Scopes::ALL,
+            limits: crate::plans::PlanLimits { members: None, projects: None, webhooks: None, api_keys: None },
+        }
     }
 
     /// `Ok` unless the deployment requires verified addresses for writes (`required`) and this
@@ -170,8 +180,9 @@ impl Plinth {
     /// version must be the user's current ones. Both are one cached marker per session (one
     /// cache lookup per request), which every ended session, deletion, role and password
     /// change invalidates on every instance (the tenant's generation). Errors: `InvalidToken`.
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    pub async fn authenticate(&self, tenant: TenantId, claims: &Claims) -> Result<Principal> {
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %on.slug))]
+    pub async fn authenticate(&self, on: &Tenant, claims: &Claims) -> Result<Principal> {
+        let tenant = on.id;
         if claims.tenant != tenant {
             return Err(Error::InvalidToken);
         }
@@ -190,7 +201,8 @@ impl Plinth {
         let Some(email_verified) = marker_matches(&marker, claims.role, claims.version) else {
             return Err(Error::InvalidToken);
         };
-        Ok(Principal::user(tenant, claims.user, claims.session, claims.role, email_verified))
+        let limits = self.settings.plans.get(&on.plan).limits;
+        Ok(Principal { limits, ..Principal::user(tenant, claims.user, claims.session, claims.role, email_verified) })
     }
 }
 

@@ -7,7 +7,6 @@ use crate::entities::Tenant;
 use crate::error::Result;
 use crate::ids::ApiKeyId;
 use crate::ports::{Decision, Policy, Quota};
-use crate::values::Plan;
 
 /// Who a request is counted against.
 #[derive(Debug, Clone, Copy)]
@@ -27,14 +26,7 @@ impl Plinth {
     pub fn quota(&self, subject: &Subject<'_>) -> (Policy, Quota) {
         let q = &self.settings.quotas;
         match subject {
-            Subject::Tenant(t) => (
-                Policy::Tenant,
-                match t.plan {
-                    Plan::Free => q.free,
-                    Plan::Pro => q.pro,
-                    Plan::Enterprise => q.enterprise,
-                },
-            ),
+            Subject::Tenant(t) => (Policy::Tenant, self.settings.plans.get(&t.plan).quota),
             Subject::Ip(_) => (Policy::Ip, q.ip),
             Subject::Login(_) => (Policy::Login, q.login),
             Subject::Key(_, quota) => (Policy::ApiKey, *quota),

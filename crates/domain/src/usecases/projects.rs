@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventKind};
 use crate::ids::{ProjectId, TenantId};
 use crate::page::{Cursor, Page, PageRequest};
+use crate::plans::Resource;
 use crate::ports::IdempotentWrite;
 use crate::tagged::TaggedJson;
 use crate::usecases::{Answer, Idempotency, Principal};
@@ -72,7 +73,7 @@ impl Plinth {
 
     /// Creates a project, once per idempotency key. Errors: `Validation`;
     /// `IdempotencyKeyReused`; `QueueFull` (its deliveries would take the tenant past its cap of
-    /// pending jobs).
+    /// pending jobs); `PlanLimitReached`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn create_project(
         &self,
@@ -89,7 +90,8 @@ impl Plinth {
             let event = DomainEvent::project(EventKind::ProjectCreated, project, self.ports.clock.now());
             let changes = serde_json::json!({ "name": project.name });
             let trail = self.audit(who.actor(), "project.created", Some(Target::new("project", project.id)), changes);
-            self.ports.projects.insert(project, &[event], key, &trail).await
+            let cap = who.limits.cap(Resource::Projects);
+            self.ports.projects.insert(project, &[event], key, &trail, cap).await
         };
         let answer = self.once(who, idempotency, prepare, write).await?;
         if let Answer::Done(_) = answer {

@@ -85,3 +85,31 @@ impl Plinth {
 fn tenant_key(slug: &Slug) -> String {
     ["tenant:", slug.as_str()].concat()
 }
+
+/// A tenant as `GET /v1/tenant` shows it: with its plan's limits, and (to its own members and
+/// keys) how much of each it uses.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantView {
+    /// The tenant.
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    /// What its plan allows (`null`: unlimited).
+    pub limits: crate::plans::PlanLimits,
+    /// How much it uses; only for a caller authenticated on this tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::ports::Usage>,
+}
+
+impl Plinth {
+    /// `tenant` with its plan's limits, and its usage when `who` (if anyone) acts on it.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
+    pub async fn tenant_view(&self, tenant: &Tenant, who: Option<&super::Principal>) -> Result<TenantView> {
+        let limits = self.settings.plans.get(&tenant.plan).limits;
+        let usage = match who {
+            Some(p) if p.tenant == tenant.id => Some(self.ports.tenants.usage(tenant.id).await?),
+            _ => None,
+        };
+        Ok(TenantView { tenant: tenant.clone(), limits, usage })
+    }
+}

@@ -90,7 +90,7 @@ impl Plinth {
         let write = async |user: &User, key: Option<&IdempotentWrite>| {
             let changes = serde_json::json!({ "email": user.email, "role": user.role });
             let trail = self.audit(who.actor(), "user.created", Some(Target::new("user", user.id)), changes);
-            self.ports.users.create(user, key, &trail).await
+            self.ports.users.create(user, key, &trail, who.limits.cap(crate::plans::Resource::Members)).await
         };
         self.once(who, idempotency, prepare, write).await
     }

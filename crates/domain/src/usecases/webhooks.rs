@@ -104,7 +104,12 @@ impl Plinth {
             // the log outlives the webhook (and is read by keys without `webhooks:read`).
             let changes = serde_json::json!({ "url": url_origin(&webhook.url), "events": webhook.events });
             let trail = self.audit(who.actor(), "webhook.created", Some(Target::new("webhook", webhook.id)), changes);
-            self.ports.webhooks.create(webhook, &sealed, &within_limit, key, &trail).await
+            let cap = who.limits.cap(crate::plans::Resource::Webhooks);
+            let check = |n: usize| {
+                within_limit(n)?;
+                cap.map_or(Ok(()), |cap| cap.check(u64::try_from(n).unwrap_or(u64::MAX)))
+            };
+            self.ports.webhooks.create(webhook, &sealed, &check, key, &trail).await
         };
         self.once(who, idempotency, prepare, write).await
     }

@@ -55,27 +55,47 @@ impl FromStr for Role {
     }
 }
 
-/// A tenant's plan: it sets the tenant's rate limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Plan {
-    /// The plan of every new tenant.
-    Free,
-    /// Ten times the free quota.
-    Pro,
-    /// A hundred times the free quota.
-    Enterprise,
-}
+/// A tenant's plan, by name: what the plan catalog (`crate::plans`) says it allows. Names are
+/// 1–32 characters of `a-z`, `0-9` and `-`, starting with a letter; `free` is every new
+/// tenant's.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "free"))]
+#[serde(try_from = "String", into = "String")]
+pub struct Plan(std::sync::Arc<str>);
 
 impl Plan {
-    /// The plan's wire name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Free => "free",
-            Self::Pro => "pro",
-            Self::Enterprise => "enterprise",
+    /// The plan of every new tenant.
+    pub fn free() -> Self {
+        Self(std::sync::Arc::from("free"))
+    }
+
+    /// Validates a plan's name.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = (1..=32).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(std::sync::Arc::from(s)))
+        } else {
+            Err(InvalidValue("must be 1 to 32 of a-z, 0-9 and -, starting with a letter"))
         }
+    }
+
+    /// The plan's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Plan({})", self.as_str())
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -83,12 +103,21 @@ impl FromStr for Plan {
     type Err = InvalidValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "free" => Ok(Self::Free),
-            "pro" => Ok(Self::Pro),
-            "enterprise" => Ok(Self::Enterprise),
-            _ => Err(InvalidValue("must be one of free, pro, enterprise")),
-        }
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for Plan {
+    type Error = InvalidValue;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Plan> for String {
+    fn from(p: Plan) -> Self {
+        p.as_str().to_owned()
     }
 }
 
@@ -101,11 +130,13 @@ mod tests {
         for r in [Role::Owner, Role::Admin, Role::Member] {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
         }
-        for p in [Plan::Free, Plan::Pro, Plan::Enterprise] {
-            assert_eq!(p.as_str().parse::<Plan>(), Ok(p));
+        for p in ["free", "pro", "enterprise", "team-2"] {
+            assert_eq!(p.parse::<Plan>().map(|p| p.as_str().to_owned()), Ok(p.to_owned()));
         }
         assert!("Owner".parse::<Role>().is_err());
-        assert!("gold".parse::<Plan>().is_err());
+        for bad in ["", "Gold", "2fast", "a b", &"x".repeat(33)] {
+            assert!(bad.parse::<Plan>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -198,6 +198,7 @@ impl AccountEmails for MemoryStore {
         token: &TokenHash,
         member: &Acceptance,
         trail: &AuditTrail,
+        cap: Option<plinth_domain::plans::Cap>,
     ) -> Result<Option<User>> {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
@@ -213,6 +214,9 @@ impl AccountEmails for MemoryStore {
         }
         if rows.emails.contains_key(&invitation.email) {
             return Err(Error::Conflict(Conflict::EmailTaken));
+        }
+        if let Some(cap) = cap {
+            cap.check(rows.users.iter().count() as u64)?;
         }
         rows.accounts.invitations.remove(&id);
         let user = User {

@@ -42,6 +42,11 @@ impl TenantData {
 }
 
 impl TenantData {
+    /// How many unrevoked keys the tenant has.
+    pub(super) fn live_keys(&self) -> usize {
+        self.keys.rows.iter().filter(|(_, _, revoked)| revoked.is_none()).count()
+    }
+
     /// Forgets that `creator`, now removed, made their keys: the keys stay the tenant's.
     pub(super) fn forget_creator(&mut self, creator: plinth_domain::ids::UserId) {
         for (key, _, _) in &mut self.keys.rows {

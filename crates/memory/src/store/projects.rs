@@ -7,6 +7,7 @@ use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{ProjectId, TenantId};
 use plinth_domain::page::Cursor;
+use plinth_domain::plans::Cap;
 use plinth_domain::ports::{EventsFor, IdempotentWrite, Keyed, ProjectRepository};
 use plinth_domain::values::ProjectName;
 use plinth_domain::{Error, Result};
@@ -29,10 +30,15 @@ impl ProjectRepository for MemoryStore {
         events: &[DomainEvent],
         key: Option<&IdempotentWrite>,
         trail: &AuditTrail,
+        cap: Option<Cap>,
     ) -> Result<Keyed> {
         let now = self.clock.now();
         let written = self.keyed(key, |data| {
-            let needed = data.owner_of_new_row(project.tenant_id)?.deliveries_for(events);
+            let rows = data.owner_of_new_row(project.tenant_id)?;
+            if let Some(cap) = cap {
+                cap.check(rows.projects.iter().count() as u64)?;
+            }
+            let needed = rows.deliveries_for(events);
             data.jobs.check_room(project.tenant_id, needed)?;
             let rows = data.owner_of_new_row(project.tenant_id)?;
             if !rows.projects.insert(project.clone()) {

@@ -42,6 +42,17 @@ impl TenantRepository for MemoryStore {
         Ok(())
     }
 
+    async fn usage(&self, tenant: plinth_domain::ids::TenantId) -> Result<plinth_domain::ports::Usage> {
+        let data = self.read();
+        let Some(rows) = data.tenant(tenant) else { return Ok(plinth_domain::ports::Usage::default()) };
+        Ok(plinth_domain::ports::Usage {
+            members: rows.users.iter().count() as u64,
+            projects: rows.projects.iter().count() as u64,
+            webhooks: rows.webhooks.iter().count() as u64,
+            api_keys: rows.live_keys() as u64,
+        })
+    }
+
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
         let data = self.read();
         Ok(data.slugs.get(slug).and_then(|id| data.tenant(*id)).map(|t| t.tenant.clone()))

@@ -5,6 +5,7 @@ use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::User;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::page::Cursor;
+use plinth_domain::plans::Cap;
 use plinth_domain::ports::{IdempotentWrite, Keyed, UserRepository};
 use plinth_domain::values::{Email, Role};
 use plinth_domain::{Conflict, Error, Result};
@@ -31,11 +32,20 @@ impl TenantData {
 
 #[async_trait]
 impl UserRepository for MemoryStore {
-    async fn create(&self, user: &User, key: Option<&IdempotentWrite>, trail: &AuditTrail) -> Result<Keyed> {
+    async fn create(
+        &self,
+        user: &User,
+        key: Option<&IdempotentWrite>,
+        trail: &AuditTrail,
+        cap: Option<Cap>,
+    ) -> Result<Keyed> {
         self.keyed(key, |data| {
             let rows = data.owner_of_new_row(user.tenant_id)?;
             if rows.emails.contains_key(&user.email) {
                 return Err(Error::Conflict(Conflict::EmailTaken));
+            }
+            if let Some(cap) = cap {
+                cap.check(rows.users.iter().count() as u64)?;
             }
             if !rows.users.insert(user.clone()) {
                 return Err(Error::internal(format!("user {} exists", user.id)));

@@ -2,13 +2,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, get, post, web};
 use plinth_domain::entities::{Tenant, User};
-use plinth_domain::usecases::SignedIn;
+use plinth_domain::usecases::{SignedIn, TenantView};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Auth, Client, JsonBody, TenantCtx};
 use super::respond;
+use crate::middleware::gate::{AuthState, RequestCtx};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -89,11 +90,22 @@ pub async fn me(
     respond::get(&req, &MeResponse { user, tenant: Tenant::clone(&tenant.0) })
 }
 
-/// This host's tenant: public, and cacheable by a CDN.
-#[utoipa::path(tag = "tenant", operation_id = "getTenant", responses((status = 200, body = Tenant)))]
+/// This host's tenant and its plan's limits: public, and cacheable by a CDN. With a token (or
+/// key) valid on this host, also how much of each limit the tenant uses (and the answer is
+/// private).
+#[utoipa::path(tag = "tenant", operation_id = "getTenant", responses((status = 200, body = TenantView)))]
 #[get("/tenant")]
-pub async fn get_tenant(req: HttpRequest, tenant: TenantCtx) -> Result<HttpResponse, ApiError> {
-    let mut res = respond::get(&req, &*tenant.0)?;
+pub async fn get_tenant(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+) -> Result<HttpResponse, ApiError> {
+    let who = req.extensions().get::<RequestCtx>().and_then(|c| match c.auth {
+        AuthState::Valid(p) => Some(p),
+        AuthState::Missing | AuthState::Invalid => None,
+    });
+    let view = state.plinth.tenant_view(&tenant.0, who.as_ref()).await?;
+    let mut res = respond::get(&req, &view)?;
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     h.insert(header::VARY, HeaderValue::from_static("Host"));

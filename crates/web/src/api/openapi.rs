@@ -41,6 +41,14 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "The caller's role may not do this (`forbidden`), or a write by a user whose address is not verified while verification is required (`email_unverified`)",
     );
     const TENANT: (u16, &str) = (404, "No tenant at this host (`tenant_not_found`), or no such resource (`not_found`)");
+    const EMAILED: (u16, &str) = (
+        400,
+        "Malformed JSON, or an emailed token that is not (or no longer) valid, whatever the reason (`invalid_email_token`)",
+    );
+    const LIMITED: (u16, &str) = (
+        403,
+        "The caller's role may not do this (`forbidden`), a write by a user whose address is not verified while verification is required (`email_unverified`), or the tenant's plan allows no more of this (`plan_limit_reached`, with `resource`, `limit` and `usage`)",
+    );
     const CONFLICT: (u16, &str) = (409, "Conflict with the current state");
     const TOO_LARGE: (u16, &str) = (413, "Body over 64 KiB");
     const MEDIA: (u16, &str) = (415, "Body without Content-Type: application/json");
@@ -74,11 +82,9 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
             MEDIA,
             INVALID,
         ],
-        "acceptInvitation" | "confirmPasswordReset" | "verifyEmail" => &[
-            (
-                400,
-                "Malformed JSON, or an emailed token that is not (or no longer) valid, whatever the reason (`invalid_email_token`)",
-            ),
+        "acceptInvitation" => &[
+            EMAILED,
+            (403, "The tenant's plan allows no more members (`plan_limit_reached`); the invitation stays pending"),
             TENANT,
             SLOW,
             CONFLICT,
@@ -86,6 +92,7 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
             MEDIA,
             INVALID,
         ],
+        "confirmPasswordReset" | "verifyEmail" => &[EMAILED, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID],
         "requestPasswordReset" => &[BODY, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
         "createInvitation" => &[
             BODY,
@@ -110,7 +117,10 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "createApiKey" => &[
             BODY,
             UNAUTH,
-            (403, "The caller's role may not do this, or the caller is an API key (`forbidden`)"),
+            (
+                403,
+                "The caller's role may not do this, or the caller is an API key (`forbidden`), or the tenant's plan allows no more keys (`plan_limit_reached`)",
+            ),
             TENANT,
             SLOW,
             (409, "The tenant has as many live keys as it may (`conflict`)"),
@@ -123,10 +133,9 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "verifyAuditLog" => &[UNAUTH, FORBIDDEN, TENANT],
         "me" => &[UNAUTH, TENANT],
         "listUsers" | "listProjects" | "listWebhooks" | "listDeliveries" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
-        "createUser" | "createProject" | "updateUser" | "updateProject" => {
-            &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID]
-        }
-        "createWebhook" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
+        "createUser" | "createProject" => &[BODY, UNAUTH, LIMITED, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "updateUser" | "updateProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID],
+        "createWebhook" => &[BODY, UNAUTH, LIMITED, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
         "deleteUser" | "deleteProject" | "getProject" | "deleteWebhook" => &[UNAUTH, FORBIDDEN, TENANT, CONFLICT],
         _ => &[],
     }

@@ -34,9 +34,8 @@ fn an_empty_environment_is_the_embedded_default() {
             reuse_window: Duration::from_secs(10),
         }
     );
-    assert_eq!(c.quotas.free.per_minute.get(), 300);
-    assert_eq!(c.quotas.pro.per_minute.get(), 3000);
-    assert_eq!(c.quotas.enterprise.per_minute.get(), 30000);
+    let quota = |name: &str| c.plans.get(&name.parse().unwrap()).quota.per_minute.get();
+    assert_eq!((quota("free"), quota("pro"), quota("enterprise")), (300, 3000, 30000));
     assert_eq!(c.quotas.ip.per_minute.get(), 60);
     assert_eq!(c.quotas.login.per_minute.get(), 10);
     assert_eq!(c.ipv6_prefix, 64);
@@ -53,6 +52,13 @@ fn each_bad_value_names_its_variable() {
     assert_eq!(error_variable(&[("PLINTH_LISTEN", "nowhere")]), "PLINTH_LISTEN");
     assert_eq!(error_variable(&[("PLINTH_QUOTA_FREE", "0")]), "PLINTH_QUOTA_FREE");
     assert_eq!(error_variable(&[("PLINTH_IP_QUOTA", "lots")]), "PLINTH_IP_QUOTA");
+    assert_eq!(error_variable(&[("PLINTH_PLANS_FILE", "/nonexistent/plans.json")]), "PLINTH_PLANS_FILE");
+    let bad = std::env::temp_dir().join(format!("plinth-bad-plans-{:016x}.json", rand::random::<u64>()));
+    std::fs::write(&bad, r#"{"plans": [{"name": "gold", "requests_per_minute": 5}]}"#).unwrap();
+    let refused = config(&[("PLINTH_PLANS_FILE", bad.to_str().unwrap())]).expect_err("no free plan");
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(refused.variable, "PLINTH_PLANS_FILE");
+    assert!(refused.to_string().contains("free"), "{refused}");
     assert_eq!(error_variable(&[("PLINTH_CACHE", "l3")]), "PLINTH_CACHE");
     assert_eq!(error_variable(&[("PLINTH_JWT_ALGORITHM", "none")]), "PLINTH_JWT_ALGORITHM");
     assert_eq!(error_variable(&[("PLINTH_JWT_SECRET", "short")]), "PLINTH_JWT_SECRET");

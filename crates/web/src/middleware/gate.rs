@@ -171,8 +171,8 @@ pub async fn gate(
             let auth = match &tenant {
                 Ok(Some(t)) => {
                     let principal = match &credential {
-                        Credential::Jwt(claims) => state.plinth.authenticate(t.id, claims).await,
-                        Credential::Key(key) => state.plinth.authenticate_key(t.id, key).await,
+                        Credential::Jwt(claims) => state.plinth.authenticate(t, claims).await,
+                        Credential::Key(key) => state.plinth.authenticate_key(t, key).await,
                     };
                     match principal {
                         Ok(p) => AuthState::Valid(p),

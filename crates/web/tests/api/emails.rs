@@ -439,8 +439,9 @@ impl AccountEmails for DiesBeforeRecording {
         h: &TokenHash,
         m: &Acceptance,
         a: &plinth_domain::audit::AuditTrail,
+        cap: Option<plinth_domain::plans::Cap>,
     ) -> plinth_domain::Result<Option<User>> {
-        self.inner.accept_invitation(t, h, m, a).await
+        self.inner.accept_invitation(t, h, m, a, cap).await
     }
     async fn request_reset(&self, e: &NewEmail) -> plinth_domain::Result<()> {
         self.inner.request_reset(e).await

@@ -203,6 +203,10 @@ impl TenantRepository for CountedLookups {
         self.inner.create_with_owner(tenant, owner, verification, trail).await
     }
 
+    async fn usage(&self, tenant: plinth_domain::ids::TenantId) -> plinth_domain::Result<plinth_domain::ports::Usage> {
+        self.inner.usage(tenant).await
+    }
+
     async fn find_by_slug(&self, slug: &Slug) -> plinth_domain::Result<Option<Tenant>> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.find_by_slug(slug).await

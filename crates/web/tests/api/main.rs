@@ -18,6 +18,7 @@ mod headers;
 mod hosts;
 mod idempotency;
 mod keys;
+mod plans;
 mod platform;
 mod projects;
 mod rate_limit;
