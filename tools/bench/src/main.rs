@@ -648,7 +648,7 @@ impl Bench {
         for ((host, _), answer) in owners.iter().zip(answers) {
             let created: serde_json::Value =
                 serde_json::from_slice(&answer).map_err(|e| format!("an API key's answer: {e}"))?;
-            let secret = created["secret"].as_str().ok_or("an API key's answer has no secret")?;
+            let secret = created["key"].as_str().ok_or("an API key's answer has no key")?;
             let slug = host.strip_suffix(&format!(".{BASE_DOMAIN}")).unwrap_or(host);
             out.push_str(&format!("{slug}\t{secret}\n"));
         }

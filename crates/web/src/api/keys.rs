@@ -42,9 +42,10 @@ pub struct CreateKeyRequest {
 pub struct CreatedKeyResponse {
     /// The key as the list shows it.
     #[serde(flatten)]
-    pub key: ApiKey,
-    /// `plk_<id>_<secret>`: send it as `Authorization: Bearer …` on the tenant's host.
-    pub secret: String,
+    pub api_key: ApiKey,
+    /// The whole key, `plk_<id>_<secret and check>`: send it as `Authorization: Bearer …` on
+    /// the tenant's host. Shown in this answer only.
+    pub key: String,
 }
 
 /// The tenant's keys.
@@ -77,7 +78,8 @@ pub async fn create(
         rate_limit_per_minute: v.rate_limit_per_minute,
     };
     let created = state.plinth.create_api_key(&who.0, &input).await?;
-    let mut res = respond::json(StatusCode::CREATED, &CreatedKeyResponse { key: created.key, secret: created.secret })?;
+    let mut res =
+        respond::json(StatusCode::CREATED, &CreatedKeyResponse { api_key: created.key, key: created.secret })?;
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

@@ -26,7 +26,7 @@ async fn create_key(app: &TestApp, slug: &str, token: &str, body: Value) -> Valu
 
 async fn key_with(app: &TestApp, slug: &str, token: &str, scopes: &[&str]) -> String {
     let created = create_key(app, slug, token, json!({"name": "script", "scopes": scopes})).await;
-    created["secret"].as_str().unwrap().to_owned()
+    created["key"].as_str().unwrap().to_owned()
 }
 
 async fn status(app: &TestApp, method: Method, slug: &str, path: &str, token: &str) -> StatusCode {
@@ -55,7 +55,7 @@ on_every_backend! {
             json!({"name": "CI", "scopes": ["projects:read", "projects:write"], "rate_limit_per_minute": 600}),
         )
         .await;
-        let secret = created["secret"].as_str().unwrap().to_owned();
+        let secret = created["key"].as_str().unwrap().to_owned();
         let id = created["id"].as_str().unwrap().to_owned();
         assert!(secret.starts_with(&format!("plk_{}_", id.replace('-', ""))), "{created}");
         assert_eq!(secret.len(), 4 + 32 + 1 + 54, "a 256-bit secret and its 64-bit check");
@@ -67,7 +67,7 @@ on_every_backend! {
             app.on(Method::GET, "keyed", "/v1/api-keys", Some(&owner)).send().await.unwrap().json().await.unwrap();
         assert_eq!(list["items"][0]["id"], created["id"]);
         assert_eq!(list["items"][0]["name"], "CI");
-        assert!(list["items"][0]["created_by"].is_string() && list["items"][0].get("secret").is_none());
+        assert!(list["items"][0]["created_by"].is_string() && list["items"][0].get("key").is_none());
         assert!(!list.to_string().contains(&secret[37..]), "the list never holds the secret: {list}");
 
         let project = app.project("keyed", &secret, "Made by a script").await;
@@ -162,7 +162,7 @@ on_every_backend! {
             &owner,
             json!({"name": "slow", "scopes": ["projects:read"], "rate_limit_per_minute": 3}),
         )
-        .await["secret"]
+        .await["key"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -203,7 +203,7 @@ on_every_backend! {
             .unwrap();
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
         let key = create_key(&app, "audited", &owner, json!({"name": "auditor", "scopes": ["audit:read"]})).await;
-        let secret = key["secret"].as_str().unwrap().to_owned();
+        let secret = key["key"].as_str().unwrap().to_owned();
         let del = app.on(Method::DELETE, "audited", &format!("/v1/projects/{pid}"), Some(&owner)).header("x-request-id", "req-delete-1");
         assert_eq!(del.send().await.unwrap().status(), StatusCode::NO_CONTENT);
 
@@ -371,7 +371,7 @@ async fn an_expired_key_stops_working_and_the_last_use_is_written_without_a_writ
         json!({"name": "temp", "scopes": ["projects:read"], "expires_at": expires}),
     )
     .await;
-    let secret = key["secret"].as_str().unwrap().to_owned();
+    let secret = key["key"].as_str().unwrap().to_owned();
     for _ in 0..5 {
         assert_eq!(status(&app, Method::GET, "expiring", "/v1/projects", &secret).await, StatusCode::OK);
     }
@@ -457,7 +457,7 @@ async fn what_a_keys_own_limit_refuses_never_spends_its_tenants_quota() {
         &owner,
         json!({"name": "capped", "scopes": ["projects:read"], "rate_limit_per_minute": 2}),
     )
-    .await["secret"]
+    .await["key"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -540,7 +540,7 @@ async fn an_admin_may_not_revoke_an_owners_key_and_a_made_up_key_is_never_looked
     assert_eq!(revoke(&owner, &owners).await.unwrap().status(), StatusCode::NO_CONTENT);
 
     // A well-formed key this server never issued fails its check before any lookup.
-    let real = owners["secret"].as_str().unwrap();
+    let real = owners["key"].as_str().unwrap();
     let before = lookups.load(Ordering::SeqCst);
     for n in 0..20 {
         let mut forged = real.to_owned();

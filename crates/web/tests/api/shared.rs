@@ -262,7 +262,7 @@ async fn a_revoked_api_key_stops_working_on_every_instance_within_5_s() {
         .expect("create key");
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.expect("key");
-    let (id, key) = (created["id"].as_str().expect("id"), created["secret"].as_str().expect("secret"));
+    let (id, key) = (created["id"].as_str().expect("id"), created["key"].as_str().expect("key"));
     // Both instances have checked the key and cache its record (the clock stands still, so no
     // ttl ends it).
     for app in [&a, &b, &a, &b] {
