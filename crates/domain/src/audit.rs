@@ -36,6 +36,8 @@ pub enum ActorKind {
     ApiKey,
     /// Nobody known: a failed sign-in.
     Anonymous,
+    /// The operator of the deployment (`plinth tenant …`).
+    Operator,
 }
 
 impl ActorKind {
@@ -45,12 +47,13 @@ impl ActorKind {
             Self::User => "user",
             Self::ApiKey => "api_key",
             Self::Anonymous => "anonymous",
+            Self::Operator => "operator",
         }
     }
 
     /// The kind stored as `s`.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::User, Self::ApiKey, Self::Anonymous].into_iter().find(|k| k.as_str() == s)
+        [Self::User, Self::ApiKey, Self::Anonymous, Self::Operator].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -241,6 +244,13 @@ impl AuditTrail {
             entry.target.get_or_insert_with(|| Target::new("user", user));
         }
         trail
+    }
+
+    /// Sets every entry's actor kind (to name an actor without an id, such as the operator).
+    pub fn set_actor_kind(&mut self, kind: ActorKind) {
+        for entry in &mut self.entries {
+            entry.actor.kind = kind;
+        }
     }
 
     /// The records the entries become after `head`, for `tenant`; the new head is the last's.

@@ -59,3 +59,4 @@ pub(crate) const KEYS_LOOKUP: &str = "api_keys.lookup";
 pub(crate) const KEYS_REVOKE: &str = "api_keys.revoke";
 pub(crate) const KEYS_TOUCH: &str = "api_keys.touch";
 pub(crate) const TENANTS_USAGE: &str = "tenants.usage";
+pub(crate) const TENANTS_SET_PLAN: &str = "tenants.set_plan";

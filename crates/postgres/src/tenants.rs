@@ -75,6 +75,22 @@ impl TenantRepository for PgStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip(self, trail))]
+    async fn set_plan(&self, tenant: TenantId, plan: &plinth_domain::values::Plan, trail: &AuditTrail) -> Result<bool> {
+        self.bounded(async {
+            let mut client = self.conn(op::TENANTS_SET_PLAN).await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let q = tx.prepare_cached("UPDATE tenants SET plan = $2 WHERE id = $1").await.or_db()?;
+            if tx.execute(&q, &[tenant.as_uuid(), &plan.as_str()]).await.or_db()? == 0 {
+                return Ok(false);
+            }
+            crate::audit::append(&tx, tenant, trail).await?;
+            tx.commit().await.or_db()?;
+            Ok(true)
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", skip(self))]
     async fn usage(&self, tenant: TenantId) -> Result<Usage> {
         self.bounded(async {

@@ -35,6 +35,12 @@ pub enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Operate on a tenant (as the deployment's operator).
+    Tenant {
+        /// What to do.
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// The audit log.
     Audit {
         /// What to do with it.
@@ -59,6 +65,52 @@ pub enum Command {
         #[arg(long)]
         tokens_file: Option<PathBuf>,
     },
+}
+
+/// `plinth tenant …`. Needs DATABASE_URL and PLINTH_ENCRYPTION_KEY (and REDIS_URL, with the
+/// fleet's PLINTH_REDIS_PREFIX, for a change to reach the running instances at once).
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Print a tenant: its plan, the plan's limits and its usage, as JSON.
+    Show {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Move a tenant to another of the configured plans (audited as `tenant.plan_changed`).
+    SetPlan {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The plan's name, as PLINTH_PLANS_FILE (or the built-in plans) names it.
+        #[arg(long)]
+        plan: String,
+    },
+}
+
+/// `plinth tenant …`: prints the tenant as JSON.
+pub async fn run_tenant(config: &Config, command: &TenantCommand) -> Result<(), String> {
+    if config.database.is_none() {
+        return Err("DATABASE_URL is required: the embedded mode keeps no tenants across runs".into());
+    }
+    let composed = composition::compose(config).await.map_err(|e| e.to_string())?;
+    let plinth = composed.plinth;
+    let slug = |s: &str| plinth_domain::values::Slug::parse(s).map_err(|e| format!("--tenant: {e}"));
+    let view = match command {
+        TenantCommand::Show { tenant } => plinth.operator_show(&slug(tenant)?).await,
+        TenantCommand::SetPlan { tenant, plan } => plinth.set_plan(&slug(tenant)?, plan).await,
+    };
+    let view = view.map_err(|e| match e {
+        plinth_domain::Error::TenantNotFound => "no such tenant".to_owned(),
+        plinth_domain::Error::Validation(errors) => {
+            errors.iter().map(|f| format!("--{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+        }
+        other => other.to_string(),
+    })?;
+    let json = serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?;
+    writeln!(std::io::stdout().lock(), "{json}").map_err(|e| e.to_string())?;
+    plinth.close_dependencies();
+    Ok(())
 }
 
 /// `plinth audit …`.

@@ -36,6 +36,7 @@ async fn main() -> ExitCode {
                 Some(Command::Worker) => cli::run_worker(&config).await,
                 Some(seed @ Command::Seed { .. }) => cli::run_seed(&config, seed).await,
                 Some(Command::Audit { command }) => cli::run_audit(&config, command).await,
+                Some(Command::Tenant { command }) => cli::run_tenant(&config, command).await,
                 _ => serve(config).await,
             }
         }

@@ -33,6 +33,7 @@ macro_rules! audit_suite {
                 keys_are_created_found_listed_revoked_and_touched,
                 keys_are_capped_per_tenant_and_by_their_creators_role,
                 plan_limits_hold_under_concurrent_creations,
+                a_tenant_moves_to_another_plan_with_its_entry,
             );
         }
     };
@@ -346,4 +347,13 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+pub async fn a_tenant_moves_to_another_plan_with_its_entry(s: Storage) {
+    let (tenant, _) = tenant_with_owner(&s).await;
+    let pro: crate::values::Plan = "pro".parse().unwrap();
+    assert!(s.tenants.set_plan(tenant.id, &pro, &trail("tenant.plan_changed")).await.unwrap());
+    assert_eq!(s.tenants.find_by_slug(&tenant.slug).await.unwrap().unwrap().plan, pro);
+    assert_eq!(actions(&s, tenant.id).await, ["tenant.plan_changed", "tenant.created"]);
+    assert!(!s.tenants.set_plan(TenantId::new(), &pro, &trail("tenant.plan_changed")).await.unwrap(), "no such tenant");
 }

@@ -55,6 +55,10 @@ pub trait TenantRepository: Send + Sync {
     /// The tenant with this slug, if any. Needs no tenant context.
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>>;
 
+    /// Moves the tenant to `plan` and appends `trail`, atomically; whether there is such a
+    /// tenant.
+    async fn set_plan(&self, tenant: TenantId, plan: &crate::values::Plan, trail: &AuditTrail) -> Result<bool>;
+
     /// How much of what plans limit the tenant has: members, projects, webhooks, live keys.
     async fn usage(&self, tenant: TenantId) -> Result<Usage>;
 }

@@ -114,6 +114,13 @@ impl Plinth {
         AuditTrail::new(settings.key.clone(), vec![entry])
     }
 
+    /// The trail of an operator's act on a tenant.
+    pub(crate) fn audit_operator(&self, action: &str, target: Target, changes: serde_json::Value) -> AuditTrail {
+        let mut trail = self.audit(None, action, Some(target), changes);
+        trail.set_actor_kind(ActorKind::Operator);
+        trail
+    }
+
     /// A page of the tenant's audit log, newest first, as `query` filters it. Errors:
     /// `Forbidden` (a member, or a key whose ceiling is one).
     #[tracing::instrument(level = "debug", skip(self))]

@@ -102,6 +102,36 @@ pub struct TenantView {
 }
 
 impl Plinth {
+    /// The operator's view of the tenant `slug`: as `GET /v1/tenant` shows it to its members,
+    /// usage included. Errors: `TenantNotFound`.
+    pub async fn operator_show(&self, slug: &Slug) -> Result<TenantView> {
+        let tenant = self.ports.tenants.find_by_slug(slug).await?.ok_or(Error::TenantNotFound)?;
+        let limits = self.settings.plans.get(&tenant.plan).limits;
+        let usage = Some(self.ports.tenants.usage(tenant.id).await?);
+        Ok(TenantView { tenant, limits, usage })
+    }
+
+    /// Moves the tenant `slug` to the catalog's plan `plan` (an operator's act, audited as
+    /// `tenant.plan_changed`): its quota and limits change on every instance at once (the
+    /// platform's generation). Errors: `TenantNotFound`; `Validation` (no such plan).
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn set_plan(&self, slug: &Slug, plan: &str) -> Result<TenantView> {
+        let plan = Plan::parse(plan).map_err(|e| Error::invalid("plan", e.to_string()))?;
+        if !self.settings.plans.has(&plan) {
+            return Err(Error::invalid("plan", "no plan of that name is configured"));
+        }
+        let tenant = self.ports.tenants.find_by_slug(slug).await?.ok_or(Error::TenantNotFound)?;
+        let changes = serde_json::json!({ "plan": plan, "from": tenant.plan });
+        let trail = self.audit_operator("tenant.plan_changed", crate::audit::Target::new("tenant", tenant.id), changes);
+        if !self.ports.tenants.set_plan(tenant.id, &plan, &trail).await? {
+            return Err(Error::TenantNotFound);
+        }
+        // Every instance's cached tenant (its plan) goes, and every cached principal (its limits).
+        self.cache.invalidate_platform().await;
+        self.cache.invalidate(tenant.id).await;
+        self.operator_show(slug).await
+    }
+
     /// `tenant` with its plan's limits, and its usage when `who` (if anyone) acts on it.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
     pub async fn tenant_view(&self, tenant: &Tenant, who: Option<&super::Principal>) -> Result<TenantView> {

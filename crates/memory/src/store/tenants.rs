@@ -42,6 +42,19 @@ impl TenantRepository for MemoryStore {
         Ok(())
     }
 
+    async fn set_plan(
+        &self,
+        tenant: plinth_domain::ids::TenantId,
+        plan: &plinth_domain::values::Plan,
+        trail: &AuditTrail,
+    ) -> Result<bool> {
+        let mut data = self.write();
+        let Some(rows) = data.tenant_mut(tenant) else { return Ok(false) };
+        rows.tenant.plan = plan.clone();
+        rows.append(trail);
+        Ok(true)
+    }
+
     async fn usage(&self, tenant: plinth_domain::ids::TenantId) -> Result<plinth_domain::ports::Usage> {
         let data = self.read();
         let Some(rows) = data.tenant(tenant) else { return Ok(plinth_domain::ports::Usage::default()) };

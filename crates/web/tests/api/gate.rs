@@ -203,6 +203,15 @@ impl TenantRepository for CountedLookups {
         self.inner.create_with_owner(tenant, owner, verification, trail).await
     }
 
+    async fn set_plan(
+        &self,
+        tenant: plinth_domain::ids::TenantId,
+        plan: &plinth_domain::values::Plan,
+        trail: &plinth_domain::audit::AuditTrail,
+    ) -> plinth_domain::Result<bool> {
+        self.inner.set_plan(tenant, plan, trail).await
+    }
+
     async fn usage(&self, tenant: plinth_domain::ids::TenantId) -> plinth_domain::Result<plinth_domain::ports::Usage> {
         self.inner.usage(tenant).await
     }

@@ -99,3 +99,53 @@ async fn audit_verify_passes_an_intact_chain_and_fails_a_tampered_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such tenant"));
 }
+
+#[tokio::test]
+async fn tenant_set_plan_moves_a_tenant_to_a_configured_plan_and_is_audited() {
+    use crate::helpers::{ENCRYPTION_KEY, JWT_SECRET, TestApp};
+
+    let redis = plinth_testkit::shared_redis_url();
+    let prefix = plinth_testkit::redis_prefix();
+    let fleet = [("REDIS_URL", redis.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str())];
+    let app = TestApp::start(&fleet, Some(plinth_testkit::TestDatabase::new().await)).await;
+    let token = app.signup("planned").await.token;
+    let plan_of = async || {
+        let res = app.request(reqwest::Method::GET, "planned.localhost", "/v1/tenant").send().await.expect("tenant");
+        res.json::<serde_json::Value>().await.expect("json")["plan"].as_str().unwrap_or_default().to_owned()
+    };
+    let db = app.db.as_ref().expect("a database");
+    let mut vars = vec![
+        ("DATABASE_URL", db.app_url.as_str()),
+        ("PLINTH_JWT_SECRET", JWT_SECRET),
+        ("PLINTH_ENCRYPTION_KEY", ENCRYPTION_KEY),
+        ("PLINTH_LOG", "error"),
+    ];
+    vars.extend_from_slice(&fleet);
+
+    let out = plinth_exits(&["tenant", "set-plan", "--tenant", "planned", "--plan", "gold"], &vars).await;
+    assert!(!out.status.success(), "no plan named gold");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--plan"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = plinth_exits(&["tenant", "set-plan", "--tenant", "planned", "--plan", "pro"], &vars).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!((shown["plan"].as_str(), shown["usage"]["members"].as_u64()), (Some("pro"), Some(1)), "{shown}");
+
+    // An instance that had not cached the tenant yet serves the new plan (one that had keeps the
+    // old one until its cached tenant expires, `CacheTtls::tenant`: a minute).
+    assert_eq!(plan_of().await, "pro");
+    let log: serde_json::Value = app
+        .on(reqwest::Method::GET, "planned", "/v1/audit-log?action=tenant.plan_changed", Some(&token))
+        .send()
+        .await
+        .expect("audit log")
+        .json()
+        .await
+        .expect("json");
+    let entry = &log["items"][0];
+    assert_eq!(entry["actor"]["kind"], "operator", "{log}");
+    assert_eq!(entry["changes"], serde_json::json!({"plan": "pro", "from": "free"}));
+
+    let out = plinth_exits(&["tenant", "show", "--tenant", "nobody-here"], &vars).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no such tenant"));
+}
