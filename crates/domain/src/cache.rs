@@ -199,7 +199,10 @@ const L1_FILL_TTL: Duration = Duration::from_secs(3);
 /// Whose data a cache entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// Platform-wide data, such as the tenant a slug names.
+    /// Platform-wide data, such as the tenant a slug names: keyed by the directory's
+    /// generation, which [`Cache::invalidate_directory`] moves when a tenant's plan or standing
+    /// changes (rare: signups don't). While that generation can't be read, the entries are
+    /// served without it (stale at worst for their TTL), never fetched on every request.
     Global,
     /// Platform-wide data that one write anywhere must drop on every instance at once, such as
     /// "no tenant has this slug" (any signup may end it): keyed by the platform's generation,
@@ -212,6 +215,9 @@ pub enum Scope {
 /// The id under which the platform's generation is kept and announced, beside the tenants'
 /// (tenant ids are UUIDv7, never nil).
 const PLATFORM: TenantId = TenantId::from_uuid(uuid::Uuid::nil());
+
+/// The id under which the directory's generation (the tenants found by their slugs) is kept.
+const DIRECTORY: TenantId = TenantId::from_uuid(uuid::Uuid::from_u128(1));
 
 type Flight = Arc<OnceCell<Bytes>>;
 
@@ -390,6 +396,12 @@ impl Cache {
         self.invalidate(PLATFORM).await;
     }
 
+    /// Drops every tenant found by its slug, on every instance (by moving the directory's
+    /// generation): after a tenant's plan or standing changed.
+    pub async fn invalidate_directory(&self) {
+        self.invalidate(DIRECTORY).await;
+    }
+
     fn remember_failed(&self, tenant: TenantId) {
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if pending.len() < MAX_PENDING {
@@ -442,7 +454,15 @@ impl Cache {
     async fn resolve(&self, scope: Scope, key: &str) -> Option<(&Arc<dyn CacheStore>, String)> {
         let store = self.store.as_ref()?;
         match scope {
-            Scope::Global => Some((store, ["g:", key].concat())),
+            Scope::Global => match self.generations.current(DIRECTORY).await {
+                // Whether this instance hears the others or not: a tenant's record changes
+                // rarely, and serving it from here while Redis is away beats the database.
+                Ok(generation) => Some((store, tenant_key(DIRECTORY, generation.value, key))),
+                Err(e) => {
+                    self.health.failed(&e);
+                    Some((store, ["g:", key].concat()))
+                }
+            },
             Scope::Tenant(_) | Scope::Platform => {
                 let tenant = match scope {
                     Scope::Tenant(tenant) => tenant,
@@ -678,7 +698,7 @@ mod tests {
         assert_eq!(lookup(&cache, &fetches, Some("acme")).await.as_deref(), Some(&b"acme"[..]));
         assert_eq!(lookup(&cache, &fetches, None).await.as_deref(), Some(&b"acme"[..]));
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
-        let ttls = found.ttl_of("g:tenant:acme");
+        let ttls = found.ttl_of(":tenant:acme");
         assert!(ttls.len() == 1 && ttls[0] >= FOUND_TTL.mul_f64(0.9) && ttls[0] <= FOUND_TTL.mul_f64(1.1), "{ttls:?}");
     }
 

@@ -126,9 +126,8 @@ impl Plinth {
         if !self.ports.tenants.set_plan(tenant.id, &plan, &trail).await? {
             return Err(Error::TenantNotFound);
         }
-        // Every instance's cached tenant (its plan) goes, and every cached principal (its limits).
-        self.cache.invalidate_platform().await;
-        self.cache.invalidate(tenant.id).await;
+        // Every instance's cached tenant (its plan, so its quota and limits) goes at once.
+        self.cache.invalidate_directory().await;
         self.operator_show(slug).await
     }
 
