@@ -1,7 +1,6 @@
 //! Extractors: what handlers take from a request, each failing with the contract's answer.
 
 use std::future::{Ready, ready};
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use plinth_domain::usecases::{Caller, ClientInfo, Principal};
 use serde::de::DeserializeOwned;
 
 use super::access::{Access, access};
-use crate::middleware::client_ip::{canonical, client_ip};
+use crate::middleware::client_ip::client_info;
 use crate::middleware::gate::{AuthState, RequestCtx};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -57,13 +56,11 @@ impl FromRequest for Client {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ip = req.app_data::<web::Data<AppState>>().map(|state| {
-            let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
-            let forwarded = req.headers().get_all("x-forwarded-for").map(header::HeaderValue::as_bytes);
-            client_ip(peer, forwarded, &state.trusted_proxies).to_string()
-        });
-        let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
-        ready(Ok(Client(ClientInfo::new(ip, user_agent))))
+        let info = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => client_info(req, &state.trusted_proxies),
+            None => ClientInfo::new(None, req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok())),
+        };
+        ready(Ok(Client(info)))
     }
 }
 

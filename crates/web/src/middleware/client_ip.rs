@@ -3,6 +3,10 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
+use actix_web::HttpRequest;
+use actix_web::http::header::{HeaderValue, USER_AGENT};
+use plinth_domain::usecases::ClientInfo;
+
 use ipnet::IpNet;
 
 /// The client address of a request from `peer` carrying these `X-Forwarded-For` values (raw
@@ -36,6 +40,21 @@ pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a [u8]>
         }
     }
     client
+}
+
+/// The address `req` comes from, as the rate limits find it: its peer, or the address its
+/// trusted proxies forwarded (see [`client_ip`]).
+pub fn client_of(req: &HttpRequest, trusted: &[IpNet]) -> IpAddr {
+    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
+    let forwarded = req.headers().get_all("x-forwarded-for").map(HeaderValue::as_bytes);
+    client_ip(peer, forwarded, trusted)
+}
+
+/// Where `req` comes from, for a session or an audit entry: [`client_of`], whole, and its
+/// `User-Agent` (cut as a session's is).
+pub fn client_info(req: &HttpRequest, trusted: &[IpNet]) -> ClientInfo {
+    let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok());
+    ClientInfo::new(Some(client_of(req, trusted).to_string()), user_agent)
 }
 
 /// IPv4-mapped IPv6 addresses count as the IPv4 address they map.

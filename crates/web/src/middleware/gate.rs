@@ -19,10 +19,10 @@ use plinth_domain::host::{BaseDomain, HostTarget};
 use plinth_domain::ports::Claims;
 use plinth_domain::ports::{Decision, Policy, Quota};
 use plinth_domain::timing::{self, Phase};
-use plinth_domain::usecases::{Caller, ClientInfo, Principal, Subject};
+use plinth_domain::usecases::{Caller, Principal, Subject};
 use plinth_domain::values::ApiKeyToken;
 
-use super::client_ip::{bucket, canonical, client_ip};
+use super::client_ip::{bucket, client_info, client_of};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::telemetry::metrics::{RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS};
@@ -278,19 +278,13 @@ async fn tenant_of(
 /// What the per-address policies count the request as: the client's address (see
 /// [`client_ip`]), an IPv6 one by its prefix.
 fn client(req: &ServiceRequest, state: &AppState) -> IpAddr {
-    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
-    let forwarded = req.headers().get_all("x-forwarded-for").map(HeaderValue::as_bytes);
-    bucket(client_ip(peer, forwarded, &state.trusted_proxies), state.ipv6_prefix)
+    bucket(client_of(req.request(), &state.trusted_proxies), state.ipv6_prefix)
 }
 
 /// Where a request comes from, for the audit log: its id, the client's whole address and its
 /// `User-Agent` (cut as a session's is).
 fn origin(req: &ServiceRequest, state: &AppState) -> plinth_domain::audit::Origin {
-    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| canonical(a.ip()));
-    let forwarded = req.headers().get_all("x-forwarded-for").map(HeaderValue::as_bytes);
-    let ip = client_ip(peer, forwarded, &state.trusted_proxies).to_string();
-    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
-    let client = ClientInfo::new(Some(ip), user_agent);
+    let client = client_info(req.request(), &state.trusted_proxies);
     let request_id =
         req.extensions().get::<super::request_id::RequestId>().and_then(|id| id.0.to_str().ok().map(str::to_owned));
     plinth_domain::audit::Origin { request_id, ip: client.ip, user_agent: client.user_agent }
