@@ -93,6 +93,13 @@ impl Cap {
     }
 }
 
+impl Cap {
+    /// [`Cap::check`] when there is a cap; `Ok` when the plan sets no limit.
+    pub fn check_if(cap: Option<Self>, usage: usize) -> Result<()> {
+        cap.map_or(Ok(()), |cap| cap.check(u64::try_from(usage).unwrap_or(u64::MAX)))
+    }
+}
+
 /// One plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanSpec {

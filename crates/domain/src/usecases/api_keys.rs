@@ -211,7 +211,7 @@ impl Plinth {
         let cap = who.limits.cap(crate::plans::Resource::ApiKeys);
         let check = |n: usize| {
             within_limit(n)?;
-            cap.map_or(Ok(()), |cap| cap.check(u64::try_from(n).unwrap_or(u64::MAX)))
+            crate::plans::Cap::check_if(cap, n)
         };
         self.ports.api_keys.create(&key, &token.hash(&self.settings.keys.key), &check, &trail).await?;
         Ok(CreatedKey { key, secret: token.expose(&self.settings.keys.key) })

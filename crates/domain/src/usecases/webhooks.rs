@@ -107,7 +107,7 @@ impl Plinth {
             let cap = who.limits.cap(crate::plans::Resource::Webhooks);
             let check = |n: usize| {
                 within_limit(n)?;
-                cap.map_or(Ok(()), |cap| cap.check(u64::try_from(n).unwrap_or(u64::MAX)))
+                crate::plans::Cap::check_if(cap, n)
             };
             self.ports.webhooks.create(webhook, &sealed, &check, key, &trail).await
         };

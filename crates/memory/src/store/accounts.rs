@@ -215,9 +215,7 @@ impl AccountEmails for MemoryStore {
         if rows.emails.contains_key(&invitation.email) {
             return Err(Error::Conflict(Conflict::EmailTaken));
         }
-        if let Some(cap) = cap {
-            cap.check(rows.users.iter().count() as u64)?;
-        }
+        plinth_domain::plans::Cap::check_if(cap, rows.users.iter().count())?;
         rows.accounts.invitations.remove(&id);
         let user = User {
             id: member.user,

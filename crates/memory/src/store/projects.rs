@@ -35,9 +35,7 @@ impl ProjectRepository for MemoryStore {
         let now = self.clock.now();
         let written = self.keyed(key, |data| {
             let rows = data.owner_of_new_row(project.tenant_id)?;
-            if let Some(cap) = cap {
-                cap.check(rows.projects.iter().count() as u64)?;
-            }
+            Cap::check_if(cap, rows.projects.iter().count())?;
             let needed = rows.deliveries_for(events);
             data.jobs.check_room(project.tenant_id, needed)?;
             let rows = data.owner_of_new_row(project.tenant_id)?;

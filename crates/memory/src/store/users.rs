@@ -44,9 +44,7 @@ impl UserRepository for MemoryStore {
             if rows.emails.contains_key(&user.email) {
                 return Err(Error::Conflict(Conflict::EmailTaken));
             }
-            if let Some(cap) = cap {
-                cap.check(rows.users.iter().count() as u64)?;
-            }
+            Cap::check_if(cap, rows.users.iter().count())?;
             if !rows.users.insert(user.clone()) {
                 return Err(Error::internal(format!("user {} exists", user.id)));
             }
