@@ -19,6 +19,62 @@ pub struct Tenant {
     pub name: TenantName,
     /// Its plan, which sets its rate limit.
     pub plan: Plan,
+    /// Whether it is suspended or deleted (shown only when it is).
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
+}
+
+impl Tenant {
+    /// A new, active tenant.
+    pub fn new(id: TenantId, slug: Slug, name: TenantName, plan: Plan) -> Self {
+        Self { id, slug, name, plan, lifecycle: Lifecycle::default() }
+    }
+}
+
+/// Where a tenant is in its life. Suspension and deletion are independent: a tenant deleted
+/// while suspended is still suspended once restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Lifecycle {
+    /// Since when its hosts answer 403 `tenant_suspended` and its jobs wait.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub suspended_at: Option<OffsetDateTime>,
+    /// Since when its hosts answer 404 and its jobs wait, its data kept until `purge_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub deleted_at: Option<OffsetDateTime>,
+    /// When a deleted tenant's data is erased; until then `restore` undoes the deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub purge_after: Option<OffsetDateTime>,
+}
+
+impl Lifecycle {
+    /// Neither suspended nor deleted.
+    pub const fn is_active(&self) -> bool {
+        self.suspended_at.is_none() && self.deleted_at.is_none()
+    }
+
+    /// What a request to the tenant's hosts meets: `TenantNotFound` once deleted,
+    /// `TenantSuspended` while suspended.
+    pub const fn admits(&self) -> crate::Result<()> {
+        if self.deleted_at.is_some() {
+            Err(crate::Error::TenantNotFound)
+        } else if self.suspended_at.is_some() {
+            Err(crate::Error::TenantSuspended)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The state's name: `active`, `suspended` or `deleted`.
+    pub const fn state(&self) -> &'static str {
+        if self.deleted_at.is_some() {
+            "deleted"
+        } else if self.suspended_at.is_some() {
+            "suspended"
+        } else {
+            "active"
+        }
+    }
 }
 
 /// A person who signs in to one tenant.

@@ -56,6 +56,9 @@ pub enum Error {
     /// The host names no tenant.
     #[error("tenant not found")]
     TenantNotFound,
+    /// The host's tenant is suspended: every route refuses.
+    #[error("tenant suspended")]
+    TenantSuspended,
     /// No such resource visible to this tenant.
     #[error("not found")]
     NotFound,

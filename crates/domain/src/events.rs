@@ -5,7 +5,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::entities::Project;
+use crate::entities::{Project, Tenant};
 use crate::ids::{EventId, TenantId};
 
 /// The kinds of event a tenant can subscribe to.
@@ -21,11 +21,27 @@ pub enum EventKind {
     /// A project was deleted.
     #[serde(rename = "project.deleted")]
     ProjectDeleted,
+    /// The tenant was moved to another plan.
+    #[serde(rename = "tenant.plan_changed")]
+    TenantPlanChanged,
+    /// The tenant was suspended (delivered once it is resumed: its deliveries wait meanwhile).
+    #[serde(rename = "tenant.suspended")]
+    TenantSuspended,
+    /// The tenant was resumed.
+    #[serde(rename = "tenant.resumed")]
+    TenantResumed,
 }
 
 impl EventKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 3] = [Self::ProjectCreated, Self::ProjectUpdated, Self::ProjectDeleted];
+    pub const ALL: [Self; 6] = [
+        Self::ProjectCreated,
+        Self::ProjectUpdated,
+        Self::ProjectDeleted,
+        Self::TenantPlanChanged,
+        Self::TenantSuspended,
+        Self::TenantResumed,
+    ];
 
     /// The event's wire name.
     pub const fn as_str(self) -> &'static str {
@@ -33,6 +49,9 @@ impl EventKind {
             Self::ProjectCreated => "project.created",
             Self::ProjectUpdated => "project.updated",
             Self::ProjectDeleted => "project.deleted",
+            Self::TenantPlanChanged => "tenant.plan_changed",
+            Self::TenantSuspended => "tenant.suspended",
+            Self::TenantResumed => "tenant.resumed",
         }
     }
 
@@ -55,13 +74,29 @@ pub struct DomainEvent {
     pub created_at: OffsetDateTime,
     /// Whose data it is.
     pub tenant_id: TenantId,
-    /// The project as it is after the change (as it was, for a deletion).
-    pub data: Project,
+    /// What it happened to, as it is after the change (as it was, for a deletion).
+    pub data: EventData,
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    /// A project (`project.*`).
+    Project(Project),
+    /// The tenant (`tenant.*`).
+    Tenant(Tenant),
 }
 
 impl DomainEvent {
     /// A new event of `kind` about `project`, happened `at`.
     pub fn project(kind: EventKind, project: &Project, at: OffsetDateTime) -> Self {
-        Self { id: EventId::new(), kind, created_at: at, tenant_id: project.tenant_id, data: project.clone() }
+        let data = EventData::Project(project.clone());
+        Self { id: EventId::new(), kind, created_at: at, tenant_id: project.tenant_id, data }
+    }
+
+    /// A new event of `kind` about `tenant` (as it is after the change), happened `at`.
+    pub fn tenant(kind: EventKind, tenant: &Tenant, at: OffsetDateTime) -> Self {
+        Self { id: EventId::new(), kind, created_at: at, tenant_id: tenant.id, data: EventData::Tenant(tenant.clone()) }
     }
 }

@@ -24,9 +24,34 @@ pub fn push_u64(out: &mut String, n: u64) {
     out.extend(digits.iter().copied().map(char::from));
 }
 
+/// The `N` bytes that `s` (exactly `2 * N` hex digits, either case) encodes.
+pub fn decode_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let digits = s.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let nibble = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = [0; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoding_inverts_encoding_and_refuses_anything_else() {
+        let bytes = [0x00, 0x0f, 0xa0, 0xff];
+        assert_eq!(decode_array::<4>(&encode(&bytes)), Some(bytes));
+        assert_eq!(decode_array::<4>("000FA0FF"), Some(bytes));
+        assert_eq!(decode_array::<4>("000fa0f"), None, "too short");
+        assert_eq!(decode_array::<4>("000fa0fff0"), None, "too long");
+        assert_eq!(decode_array::<4>("000fa0fg"), None, "not a digit");
+        assert_eq!(decode_array::<2>("+1ff"), None, "a sign is not a digit");
+    }
 
     #[test]
     fn bytes_are_two_lowercase_digits_each() {

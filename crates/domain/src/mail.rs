@@ -152,6 +152,7 @@ mod tests {
                 slug: Slug::parse("acme").ok()?,
                 name: TenantName::parse(tenant_name).ok()?,
                 plan: Plan::free(),
+                lifecycle: crate::entities::Lifecycle::default(),
             },
             purpose,
             to: Email::parse("ada@example.com").ok()?,

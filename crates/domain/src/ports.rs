@@ -15,6 +15,7 @@ mod idempotency;
 mod jobs;
 mod rate_limit;
 mod repositories;
+mod residue;
 mod sessions;
 mod webhooks;
 
@@ -33,7 +34,9 @@ pub use jobs::{
 };
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
 pub use repositories::{
-    CountCheck, EventsFor, ProjectRepository, TenantRepository, Usage, UserCheck, UserRepository, WebhookRepository,
+    CountCheck, EventsFor, ProjectRepository, TenantRepository, TenantState, Usage, UserCheck, UserRepository,
+    WebhookRepository,
 };
+pub use residue::TenantResidue;
 pub use sessions::{SessionRepository, Spend};
 pub use webhooks::{AttemptOutcome, OutboundWebhook, SecretCipher, WebhookSender, WebhookUrlGuard};

@@ -5,6 +5,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod idempotency;
+mod lifecycle;
 mod limits;
 mod operations;
 mod projects;
@@ -24,6 +25,7 @@ pub use api_keys::{CreatedKey, KeySettings, NewApiKey};
 pub use audit::{AuditSettings, AuditView};
 pub use auth::{Caller, Principal};
 pub use idempotency::{Answer, Idempotency, KeptAnswer, RefusedAnswer};
+pub use lifecycle::{LifecycleSettings, Purged, TenantList};
 pub use limits::Subject;
 pub use sessions::{ClientInfo, SessionSettings, SignedIn};
 pub use signup::{SignupInput, SignupOutput};
@@ -35,7 +37,7 @@ use crate::cache::Cache;
 use crate::ports::{
     AccountEmails, ApiKeyRepository, AuditLog, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore,
     JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository, TenantRepository,
-    TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
+    TenantResidue, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -77,6 +79,9 @@ pub struct Ports {
     pub api_keys: Arc<dyn ApiKeyRepository>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// What tenants leave in shared stores besides the database (cache entries, rate limiter
+    /// state), erased when a deleted tenant is purged; empty without such stores.
+    pub residue: Vec<Arc<dyn TenantResidue>>,
     /// The services the adapters connect to, for readiness, metrics and shutdown.
     pub dependencies: Vec<Arc<dyn Dependency>>,
     /// The time: every timestamp the use cases write, and the adapters' own deadlines (the
@@ -158,6 +163,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// API keys.
     pub keys: KeySettings,
+    /// Deleted tenants' grace and purge.
+    pub lifecycle: LifecycleSettings,
 }
 
 /// How webhook deliveries are retried.

@@ -91,6 +91,18 @@ impl TenantData {
         }
     }
 
+    /// Roughly how many rows the tenant's data would take in a database: the tenant, its
+    /// users, projects, webhooks, deliveries and events (what a purge reports).
+    fn row_count(&self) -> u64 {
+        let n = 1
+            + self.users.iter().count()
+            + self.projects.iter().count()
+            + self.webhooks.iter().count()
+            + self.deliveries.iter().count()
+            + self.outbox.len();
+        n as u64
+    }
+
     /// How many deliveries (and jobs) [`Self::record`] would create for `events`.
     fn deliveries_for(&self, events: &[DomainEvent]) -> usize {
         events.iter().map(|e| self.webhooks.iter().filter(|w| w.events.contains(&e.kind)).count()).sum()

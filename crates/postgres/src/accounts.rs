@@ -401,6 +401,7 @@ impl AccountEmails for PgStore {
                     slug: Slug::parse(row.try_get("slug").or_db()?).map_err(|_| corrupt("slug"))?,
                     name: TenantName::parse(row.try_get("name").or_db()?).map_err(|_| corrupt("tenant name"))?,
                     plan: row.try_get::<_, &str>("plan").or_db()?.parse().map_err(|_| corrupt("plan"))?,
+                    lifecycle: plinth_domain::entities::Lifecycle::default(),
                 },
                 purpose,
                 to: Email::parse(row.try_get("recipient").or_db()?).map_err(|_| corrupt("email"))?,

@@ -99,7 +99,7 @@ pub(crate) async fn check_room(tx: &Transaction<'_>, tenant: TenantId, max: i64)
 /// Both steps are index descents, whatever the backlog of that queue or any other. (The queue
 /// goes in as a scalar subquery: joined, the planner sized it by the largest queue and scanned.)
 pub const CLAIM_SQL: &str = "WITH q AS (\
-        SELECT queue FROM job_queues WHERE running = 0 AND next_run_at <= now() \
+        SELECT queue FROM job_queues WHERE running = 0 AND NOT paused AND next_run_at <= now() \
         ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
     UPDATE jobs SET locked_by = $1, locked_at = now(), attempts = attempts + 1 \
     WHERE id = (SELECT j.id FROM jobs j \
@@ -212,11 +212,13 @@ impl JobQueue for PgStore {
         self.bounded(async {
             let client = self.conn(op::JOBS_STATS).await?;
             // Sums over one counter row per tenant: the same cost with no jobs or with millions.
+            // A paused tenant's jobs (suspended or deleted) wait on purpose: they are not behind.
             let q = client
                 .prepare_cached(
-                    "SELECT coalesce(sum(pending - running), 0)::int8, coalesce(sum(running), 0)::int8, \
+                    "SELECT coalesce(sum(pending - running) FILTER (WHERE NOT paused), 0)::int8, \
+                            coalesce(sum(running), 0)::int8, \
                             extract(epoch FROM now() - (SELECT min(head_run_at) FROM job_queues \
-                                                        WHERE head_run_at <= now()))::float8 \
+                                                        WHERE head_run_at <= now() AND NOT paused))::float8 \
                      FROM job_queues",
                 )
                 .await

@@ -60,3 +60,6 @@ pub(crate) const KEYS_REVOKE: &str = "api_keys.revoke";
 pub(crate) const KEYS_TOUCH: &str = "api_keys.touch";
 pub(crate) const TENANTS_USAGE: &str = "tenants.usage";
 pub(crate) const TENANTS_SET_PLAN: &str = "tenants.set_plan";
+pub(crate) const TENANTS_SET_LIFECYCLE: &str = "tenants.set_lifecycle";
+pub(crate) const TENANTS_LIST: &str = "tenants.list";
+pub(crate) const TENANTS_PURGE: &str = "tenants.purge";

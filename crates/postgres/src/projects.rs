@@ -41,7 +41,7 @@ fn project_from_row(row: &Row) -> Result<Project> {
 /// Appends `events` to the outbox, in the caller's transaction, with their deliveries and
 /// jobs; `QueueFull` (for the caller to roll back) when those jobs take the tenant past
 /// `max_pending_jobs`.
-async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent], max_pending_jobs: i64) -> Result<()> {
+pub(crate) async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent], max_pending_jobs: i64) -> Result<()> {
     let Some(tenant) = events.first().map(|e| e.tenant_id) else {
         return Ok(());
     };

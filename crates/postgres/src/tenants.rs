@@ -2,13 +2,16 @@
 
 use async_trait::async_trait;
 use plinth_domain::audit::AuditTrail;
-use plinth_domain::entities::{Tenant, User};
+use plinth_domain::entities::{Lifecycle, Tenant, User};
 use plinth_domain::error::Conflict;
+use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::TenantId;
-use plinth_domain::ports::{NewVerification, TenantRepository, Usage};
+use plinth_domain::ports::{NewVerification, TenantRepository, TenantState, Usage};
 use plinth_domain::values::{Slug, TenantName};
 use plinth_domain::{Error, Result};
+use time::OffsetDateTime;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::error::{self, OrDb as _, corrupt};
 use crate::op;
@@ -21,7 +24,42 @@ fn tenant_from_row(row: &Row) -> Result<Tenant> {
         slug: Slug::parse(row.try_get("slug").or_db()?).map_err(|_| corrupt("slug"))?,
         name: TenantName::parse(row.try_get("name").or_db()?).map_err(|_| corrupt("tenant name"))?,
         plan: row.try_get::<_, &str>("plan").or_db()?.parse().map_err(|_| corrupt("plan"))?,
+        lifecycle: Lifecycle {
+            suspended_at: row.try_get("suspended_at").or_db()?,
+            deleted_at: row.try_get("deleted_at").or_db()?,
+            purge_after: row.try_get("purge_after").or_db()?,
+        },
     })
+}
+
+impl PgStore {
+    /// Runs `sql` (`$1` the tenant, then `params`) on the tenant's row, stores `events` and
+    /// appends `trail` in one transaction; whether the row was there.
+    async fn update_tenant(
+        &self,
+        op: &'static str,
+        tenant: TenantId,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+    ) -> Result<bool> {
+        self.bounded(async {
+            let mut client = self.conn(op).await?;
+            let tx = tenant_tx(&mut client, tenant).await?;
+            let q = tx.prepare_cached(sql).await.or_db()?;
+            let all: Vec<&(dyn ToSql + Sync)> =
+                std::iter::once(tenant.as_uuid() as &(dyn ToSql + Sync)).chain(params.iter().copied()).collect();
+            if tx.execute(&q, &all).await.or_db()? == 0 {
+                return Ok(false);
+            }
+            crate::projects::store_events(&tx, events, i64::MAX).await?;
+            crate::audit::append(&tx, tenant, trail).await?;
+            tx.commit().await.or_db()?;
+            Ok(true)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -68,25 +106,71 @@ impl TenantRepository for PgStore {
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
         self.bounded(async {
             let client = self.conn(op::TENANTS_FIND).await?;
-            let find = client.prepare_cached("SELECT id, slug, name, plan FROM tenant_by_slug($1)").await.or_db()?;
+            let find = client.prepare_cached("SELECT * FROM tenant_by_slug($1)").await.or_db()?;
             let row = client.query_opt(&find, &[&slug.as_str()]).await.or_db()?;
             row.as_ref().map(tenant_from_row).transpose()
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, trail))]
-    async fn set_plan(&self, tenant: TenantId, plan: &plinth_domain::values::Plan, trail: &AuditTrail) -> Result<bool> {
+    #[tracing::instrument(level = "debug", skip(self, events, trail))]
+    async fn set_plan(
+        &self,
+        tenant: TenantId,
+        plan: &plinth_domain::values::Plan,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+    ) -> Result<bool> {
+        let sql = "UPDATE tenants SET plan = $2 WHERE id = $1";
+        self.update_tenant(op::TENANTS_SET_PLAN, tenant, sql, &[&plan.as_str()], events, trail).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, events, trail))]
+    async fn set_lifecycle(
+        &self,
+        tenant: TenantId,
+        lifecycle: &Lifecycle,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+    ) -> Result<bool> {
+        let sql = "UPDATE tenants SET suspended_at = $2, deleted_at = $3, purge_after = $4 WHERE id = $1";
+        let params: [&(dyn ToSql + Sync); 3] = [&lifecycle.suspended_at, &lifecycle.deleted_at, &lifecycle.purge_after];
+        self.update_tenant(op::TENANTS_SET_LIFECYCLE, tenant, sql, &params, events, trail).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list(&self, after: Option<&Slug>, limit: usize, state: Option<TenantState>) -> Result<Vec<Tenant>> {
         self.bounded(async {
-            let mut client = self.conn(op::TENANTS_SET_PLAN).await?;
-            let tx = tenant_tx(&mut client, tenant).await?;
-            let q = tx.prepare_cached("UPDATE tenants SET plan = $2 WHERE id = $1").await.or_db()?;
-            if tx.execute(&q, &[tenant.as_uuid(), &plan.as_str()]).await.or_db()? == 0 {
-                return Ok(false);
-            }
-            crate::audit::append(&tx, tenant, trail).await?;
-            tx.commit().await.or_db()?;
-            Ok(true)
+            let client = self.conn(op::TENANTS_LIST).await?;
+            let q = client.prepare_cached("SELECT * FROM plinth_list_tenants($1, $2, $3)").await.or_db()?;
+            let limit = i32::try_from(limit.min(1000)).unwrap_or(1000);
+            let rows =
+                client.query(&q, &[&after.map(Slug::as_str), &limit, &state.map(TenantState::as_str)]).await.or_db()?;
+            rows.iter().map(tenant_from_row).collect()
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>> {
+        self.bounded(async {
+            let client = self.conn(op::TENANTS_PURGE).await?;
+            let q = client.prepare_cached("SELECT * FROM plinth_tenants_due_for_purge($1, $2)").await.or_db()?;
+            let limit = i32::try_from(limit.min(1000)).unwrap_or(1000);
+            let rows = client.query(&q, &[&now, &limit]).await.or_db()?;
+            rows.iter().map(|r| Ok(TenantId::from_uuid(r.try_get(0).or_db()?))).collect()
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn purge_batch(&self, tenant: TenantId, now: OffsetDateTime, batch: usize) -> Result<u64> {
+        self.bounded(async {
+            let client = self.conn(op::TENANTS_PURGE).await?;
+            let q = client.prepare_cached("SELECT plinth_purge_tenant($1, $2, $3)").await.or_db()?;
+            let batch = i32::try_from(batch.clamp(1, 100_000)).unwrap_or(1000);
+            let n: i64 = client.query_one(&q, &[tenant.as_uuid(), &now, &batch]).await.or_db()?.try_get(0).or_db()?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }

@@ -78,7 +78,7 @@ async fn a_write_that_rolls_back_leaves_no_delivery_and_no_job() {
 
     // Reusing the event id makes the event insert fail after the project row was written.
     let second = fixtures::project_at(tenant.id, "Rolled back", fixtures::ago(1));
-    let clash = DomainEvent { data: second.clone(), ..event };
+    let clash = DomainEvent { data: plinth_domain::events::EventData::Project(second.clone()), ..event };
     assert!(
         ProjectRepository::insert(&store, &second, &[clash], None, &plinth_domain::audit::AuditTrail::none(), None)
             .await
@@ -121,7 +121,7 @@ async fn a_keyed_write_that_fails_after_its_change_leaves_neither_the_change_nor
         expires_at: plinth_domain::clock::now() + Duration::from_secs(3600),
         response: plinth_domain::ports::StoredResponse { status: 201, body: "{}".into(), location: None },
     };
-    let clash = DomainEvent { data: second.clone(), ..event.clone() };
+    let clash = DomainEvent { data: plinth_domain::events::EventData::Project(second.clone()), ..event.clone() };
     assert!(
         ProjectRepository::insert(
             &store,

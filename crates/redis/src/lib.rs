@@ -11,8 +11,10 @@ mod cache;
 mod conn;
 mod generations;
 mod limiter;
+mod residue;
 
 pub use cache::RedisCache;
 pub use conn::{RedisConn, RedisSettings};
 pub use generations::RedisGenerations;
 pub use limiter::RedisLimiter;
+pub use residue::RedisResidue;

@@ -19,6 +19,7 @@ use std::time::Duration;
 pub use cluster::PrivateCluster;
 pub use mailbox::{Mailbox, MailboxSecurity, ReceivedMail};
 pub use redis::{PrivateRedis, RedisCluster, shared_redis_url};
+pub use tokio_postgres::Client as PgClient;
 
 use tokio_postgres::{Client, Config, NoTls};
 

@@ -5,6 +5,7 @@
 //! actix's own `service`), and the `ops` tests call every documented operation.
 
 pub mod access;
+pub mod admin;
 pub mod extract;
 pub mod fallback;
 pub mod openapi;
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(accounts::create)
             .service(accounts::list)
             .service(auth::get_tenant)
+            .service(auth::delete_tenant)
             .service(keys::create)
             .service(keys::list)
             .service(keys::audit_log)
@@ -71,5 +73,16 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(webhooks::remove)
             .service(keys::revoke)
             .service(webhooks::deliveries),
+    );
+    cfg.service(
+        scope("/admin/v1")
+            .wrap(from_fn(admin::operator_gate))
+            .service(admin::list)
+            .service(admin::show)
+            .service(admin::set_plan)
+            .service(admin::suspend)
+            .service(admin::resume)
+            .service(admin::remove)
+            .service(admin::restore),
     );
 }

@@ -41,6 +41,9 @@ pub enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Print a new operator token for `/admin/v1` and the SHA-256 to add to
+    /// PLINTH_OPERATOR_TOKEN_HASHES for it (the token itself is stored nowhere).
+    OperatorToken,
     /// The audit log.
     Audit {
         /// What to do with it.
@@ -86,6 +89,48 @@ pub enum TenantCommand {
         #[arg(long)]
         plan: String,
     },
+    /// List tenants by slug, as JSON: `{items, next_cursor}`.
+    List {
+        /// Only tenants in this state: active, suspended or deleted.
+        #[arg(long)]
+        state: Option<String>,
+        /// Start after this slug (the previous page's `next_cursor`).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Suspend a tenant: its hosts answer 403 `tenant_suspended`, its deliveries and emails wait.
+    Suspend {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a tenant: its hosts answer 404 at once; its data is erased after
+    /// PLINTH_TENANT_DELETE_GRACE_DAYS unless it is restored first.
+    Delete {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Undo a tenant's deletion while its grace lasts.
+    Restore {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Erase now every deleted tenant whose grace has run out (the worker does this hourly).
+    Purge,
 }
 
 /// `plinth tenant …`: prints the tenant as JSON.
@@ -97,8 +142,24 @@ pub async fn run_tenant(config: &Config, command: &TenantCommand) -> Result<(), 
     let plinth = composed.plinth;
     let slug = |s: &str| plinth_domain::values::Slug::parse(s).map_err(|e| format!("--tenant: {e}"));
     let view = match command {
-        TenantCommand::Show { tenant } => plinth.operator_show(&slug(tenant)?).await,
-        TenantCommand::SetPlan { tenant, plan } => plinth.set_plan(&slug(tenant)?, plan).await,
+        TenantCommand::Show { tenant } => plinth.operator_show(&slug(tenant)?).await.map(json),
+        TenantCommand::SetPlan { tenant, plan } => plinth.set_plan(&slug(tenant)?, plan).await.map(json),
+        TenantCommand::List { state, after, limit } => {
+            let state = state
+                .as_deref()
+                .map(|s| serde_json::from_value(serde_json::Value::String(s.to_owned())))
+                .transpose()
+                .map_err(|_| "--state: one of active, suspended, deleted".to_owned())?;
+            let after = after.as_deref().map(slug).transpose()?;
+            plinth.list_tenants(after.as_ref(), *limit, state).await.map(json)
+        }
+        TenantCommand::Suspend { tenant, reason } => plinth.suspend(&slug(tenant)?, reason.as_deref()).await.map(json),
+        TenantCommand::Resume { tenant } => plinth.resume(&slug(tenant)?).await.map(json),
+        TenantCommand::Delete { tenant } => plinth.delete_tenant(&slug(tenant)?).await.map(json),
+        TenantCommand::Restore { tenant } => plinth.restore(&slug(tenant)?).await.map(json),
+        TenantCommand::Purge => {
+            plinth.purge_deleted_tenants().await.map(|p| serde_json::json!({ "tenants": p.tenants, "rows": p.rows }))
+        }
     };
     let view = view.map_err(|e| match e {
         plinth_domain::Error::TenantNotFound => "no such tenant".to_owned(),
@@ -110,6 +171,20 @@ pub async fn run_tenant(config: &Config, command: &TenantCommand) -> Result<(), 
     let json = serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?;
     writeln!(std::io::stdout().lock(), "{json}").map_err(|e| e.to_string())?;
     plinth.close_dependencies();
+    Ok(())
+}
+
+/// What a command prints, as JSON.
+fn json(v: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// `plinth operator-token`: the token on stdout's first line, its hash on the second.
+pub fn run_operator_token() -> Result<(), String> {
+    let (token, hash) = plinth_domain::values::OperatorTokens::issue().map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{token}\n{hash}").map_err(|e| e.to_string())?;
+    eprintln!("Give the first line to the operator; add the second to PLINTH_OPERATOR_TOKEN_HASHES (comma-separated).");
     Ok(())
 }
 
@@ -134,8 +209,8 @@ pub async fn run_audit(config: &Config, command: &AuditCommand) -> Result<(), St
     }
     let composed = composition::compose(config).await.map_err(|e| e.to_string())?;
     let plinth = composed.plinth;
-    let tenant = plinth.resolve_tenant(&plinth_domain::values::Slug::parse(tenant).map_err(|e| e.to_string())?).await;
-    let tenant = tenant.map_err(|e| format!("no such tenant: {e}"))?;
+    let tenant = plinth.operator_show(&plinth_domain::values::Slug::parse(tenant).map_err(|e| e.to_string())?).await;
+    let tenant = tenant.map_err(|e| format!("no such tenant: {e}"))?.tenant;
     let report = plinth.verify_audit(tenant.id).await.map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     writeln!(std::io::stdout().lock(), "{json}").map_err(|e| e.to_string())?;

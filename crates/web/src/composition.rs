@@ -14,15 +14,15 @@ use plinth_domain::ports::{
 };
 use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{
-    AuditSettings, CacheTtls, ClientInfo, DeliverySettings, EmailSettings, KeySettings, Plinth, Ports, SessionSettings,
-    Settings, SignupInput,
+    AuditSettings, CacheTtls, ClientInfo, DeliverySettings, EmailSettings, KeySettings, LifecycleSettings, Plinth,
+    Ports, SessionSettings, Settings, SignupInput,
 };
 use plinth_domain::values::{ApiKeyKey, EmailKey, RefreshKey};
 use plinth_email::{LogSender, SmtpSender};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 use plinth_postgres::{PgSettings, PgStore};
-use plinth_redis::{RedisCache, RedisConn, RedisGenerations, RedisLimiter, RedisSettings};
+use plinth_redis::{RedisCache, RedisConn, RedisGenerations, RedisLimiter, RedisResidue, RedisSettings};
 use plinth_webhooks::{AddressPolicy, HttpSender, SecretBox, UrlGuard};
 
 use crate::config::{AsymmetricAlgorithm, Config, JwtKeys};
@@ -157,6 +157,12 @@ pub async fn compose_with(
         tokens: tokens(config, clock.clone())?,
         passwords,
         limiter: local_limiter.clone(),
+        residue: match redis_settings(config) {
+            Some(settings) => {
+                vec![Arc::new(RedisResidue::new(&settings).map_err(|e| StartupError::Redis(e.to_string()))?)]
+            }
+            None => Vec::new(),
+        },
         dependencies: Vec::new(),
         clock: clock.clone(),
     };
@@ -209,6 +215,7 @@ pub async fn compose_with(
             ..AuditSettings::new(plinth_domain::audit::AuditKey::derive(&key))
         },
         keys: KeySettings { key: ApiKeyKey::derive(&key) },
+        lifecycle: LifecycleSettings { delete_grace: config.tenant_delete_grace, ..LifecycleSettings::default() },
     };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
     let demo = match database {
@@ -310,13 +317,19 @@ fn encryption_key(config: &Config) -> [u8; 32] {
     config.encryption_key.as_ref().map_or_else(rand::random, |k| *k.expose())
 }
 
-fn redis_conn(config: &Config) -> Result<Option<RedisConn>, StartupError> {
+fn redis_settings(config: &Config) -> Option<RedisSettings> {
     if config.redis_urls.is_empty() {
-        return Ok(None);
+        return None;
     }
     let mut settings = RedisSettings::new(config.redis_urls.iter().map(|u| u.expose().clone()).collect());
     settings.prefix.clone_from(&config.redis_prefix);
-    RedisConn::new(&settings).map(Some).map_err(|e| StartupError::Redis(e.to_string()))
+    Some(settings)
+}
+
+fn redis_conn(config: &Config) -> Result<Option<RedisConn>, StartupError> {
+    redis_settings(config)
+        .map(|settings| RedisConn::new(&settings).map_err(|e| StartupError::Redis(e.to_string())))
+        .transpose()
 }
 
 /// The cache levels the configuration asks for, over the generations that key them.

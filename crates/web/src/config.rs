@@ -223,6 +223,12 @@ pub struct Config {
     pub email: EmailConfig,
     /// `PLINTH_AUDIT`, `PLINTH_AUDIT_RETENTION_DAYS`.
     pub audit: AuditConfig,
+    /// `PLINTH_TENANT_DELETE_GRACE_DAYS`: how long a deleted tenant's data is kept (and can
+    /// be restored) before it is erased (default 30).
+    pub tenant_delete_grace: Duration,
+    /// `PLINTH_OPERATOR_TOKEN_HASHES`: the SHA-256 (hex) of each operator token `/admin/v1`
+    /// accepts; empty (the default) turns the operator API off.
+    pub operator_token_hashes: Vec<[u8; 32]>,
     /// `PLINTH_SHUTDOWN_DRAIN_S`.
     pub shutdown_drain: Duration,
     /// `PLINTH_SHUTDOWN_GRACE_S`.
@@ -321,6 +327,10 @@ impl Config {
                 reuse_window: Duration::from_secs(env.parse_in("PLINTH_REFRESH_REUSE_S", 10, 0..=300)?),
             },
             email: email_config(&env)?,
+            tenant_delete_grace: Duration::from_secs(
+                86_400 * env.parse_in("PLINTH_TENANT_DELETE_GRACE_DAYS", 30, 0..=3650)?,
+            ),
+            operator_token_hashes: operator_token_hashes(&env)?,
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
             log: log_config(&env)?,
@@ -444,6 +454,21 @@ fn jwt_config(env: &Env<impl Fn(&str) -> Option<String>>, persistent: bool) -> R
         audience: env.string("PLINTH_JWT_AUDIENCE").unwrap_or_else(|| "plinth-api".into()),
         ttl: Duration::from_secs(env.parse_in("PLINTH_TOKEN_TTL", 900, 1..=31_536_000)?),
     })
+}
+
+fn operator_token_hashes<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<[u8; 32]>, ConfigError> {
+    const VAR: &str = "PLINTH_OPERATOR_TOKEN_HASHES";
+    env.list(VAR)
+        .iter()
+        .map(|h| {
+            plinth_domain::hex::decode_array(h).ok_or_else(|| {
+                ConfigError::new(
+                    VAR,
+                    "each entry must be a SHA-256 in hex (64 characters): `plinth operator-token` makes one",
+                )
+            })
+        })
+        .collect()
 }
 
 fn encryption_key(

@@ -17,6 +17,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        // Needs no configuration: a token and the hash to configure for it.
+        Some(Command::OperatorToken) => cli::run_operator_token(),
         // Migrating reads only its own variables: no runtime secret is needed to migrate.
         Some(Command::Migrate { status }) => {
             let config = match MigrateConfig::from_env() {

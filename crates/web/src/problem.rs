@@ -154,6 +154,11 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
             (S::FORBIDDEN, "insufficient_scope", format!("This API key lacks the scope this route needs: {scope}."))
         }
         Error::TenantNotFound => (S::NOT_FOUND, "tenant_not_found", "No tenant is served at this host.".into()),
+        Error::TenantSuspended => (
+            S::FORBIDDEN,
+            "tenant_suspended",
+            "This tenant is suspended: nothing is served here until it is resumed.".into(),
+        ),
         Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
         Error::Conflict(c) => (S::CONFLICT, "conflict", capitalise(&c.to_string())),
         Error::IdempotencyKeyReused => (

@@ -98,6 +98,7 @@ impl Application {
             routes: routes.clone(),
             shutdown: signal.clone(),
             metrics: metrics.clone(),
+            operators: plinth_domain::values::OperatorTokens::new(config.operator_token_hashes.clone()),
             probes,
         });
         let listener = TcpListener::bind(config.listen).map_err(StartupError::Listen)?;

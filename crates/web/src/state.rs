@@ -27,6 +27,8 @@ pub struct AppState {
     pub shutdown: ShutdownSignal,
     /// `GET /metrics`: the recorder and the token it requires.
     pub metrics: MetricsEndpoint,
+    /// The operator tokens `/admin/v1` accepts (none: it is off).
+    pub operators: plinth_domain::values::OperatorTokens,
     /// The readiness and queue probes concurrent requests share.
     pub probes: crate::api::platform::Probes,
 }

@@ -98,6 +98,11 @@ async fn maintain(plinth: Arc<Plinth>, settings: WorkerSettings, mut stopped: wa
                     Ok(p) => tracing::info!(deliveries = p.deliveries, events = p.events, idempotency_keys = p.idempotency_keys, sessions = p.sessions, emails = p.emails, audit_entries = p.audit_entries, "pruned"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
                 }
+                match plinth.purge_deleted_tenants().await {
+                    Ok(p) if p.tenants > 0 => tracing::info!(tenants = p.tenants, rows = p.rows, "purged deleted tenants"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging deleted tenants failed; trying again next time"),
+                }
             }
         }
     }

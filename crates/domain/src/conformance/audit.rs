@@ -352,8 +352,11 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
 pub async fn a_tenant_moves_to_another_plan_with_its_entry(s: Storage) {
     let (tenant, _) = tenant_with_owner(&s).await;
     let pro: crate::values::Plan = "pro".parse().unwrap();
-    assert!(s.tenants.set_plan(tenant.id, &pro, &trail("tenant.plan_changed")).await.unwrap());
+    assert!(s.tenants.set_plan(tenant.id, &pro, &[], &trail("tenant.plan_changed")).await.unwrap());
     assert_eq!(s.tenants.find_by_slug(&tenant.slug).await.unwrap().unwrap().plan, pro);
     assert_eq!(actions(&s, tenant.id).await, ["tenant.plan_changed", "tenant.created"]);
-    assert!(!s.tenants.set_plan(TenantId::new(), &pro, &trail("tenant.plan_changed")).await.unwrap(), "no such tenant");
+    assert!(
+        !s.tenants.set_plan(TenantId::new(), &pro, &[], &trail("tenant.plan_changed")).await.unwrap(),
+        "no such tenant"
+    );
 }

@@ -36,6 +36,7 @@ pub fn tenant() -> Tenant {
         slug: slug(),
         name: TenantName::parse("Conformance").expect("a valid tenant name"),
         plan: Plan::free(),
+        lifecycle: crate::entities::Lifecycle::default(),
     }
 }
 

@@ -65,6 +65,7 @@ macro_rules! job_queue_suite {
                 an_attempt_recorded_finishes_retries_or_kills_the_delivery,
                 a_discarded_job_is_gone_and_a_deleted_webhooks_delivery_loads_as_nothing,
                 a_job_whose_worker_died_is_rescued_and_claimed_again,
+                a_suspended_or_deleted_tenants_jobs_wait_and_go_on_when_it_is_active_again,
             );
         }
     };
@@ -323,4 +324,32 @@ pub async fn a_job_whose_worker_died_is_rescued_and_claimed_again(queue: Queue) 
     assert_eq!(queue.jobs.rescue(std::time::Duration::ZERO).await.expect("rescue"), 1);
     let again = claim(&queue).await.expect("rescued");
     assert_eq!(again.id, job.id);
+}
+
+/// A tenant that is not active has its jobs passed by (not failed, not counted as waiting
+/// behind); once active again they are claimed as before. Other tenants are served meanwhile.
+pub async fn a_suspended_or_deleted_tenants_jobs_wait_and_go_on_when_it_is_active_again(queue: Queue) {
+    let paused = hooked_tenant(&queue).await;
+    let other = hooked_tenant(&queue).await;
+    write(&queue, &paused, "waits").await.expect("write");
+    let now = clock::now();
+    for lifecycle in [
+        crate::entities::Lifecycle { suspended_at: Some(now), ..Default::default() },
+        crate::entities::Lifecycle { deleted_at: Some(now), purge_after: Some(now), ..Default::default() },
+    ] {
+        set_lifecycle(&queue, &paused, lifecycle).await;
+        write(&queue, &other, "goes").await.expect("write");
+        let job = claim(&queue).await.expect("the other tenant's job");
+        assert_eq!(job.tenant, other.id);
+        assert!(claim(&queue).await.is_none(), "the paused tenant's job waits");
+        finish(&queue, &job).await;
+    }
+    set_lifecycle(&queue, &paused, crate::entities::Lifecycle::default()).await;
+    let job = claim(&queue).await.expect("its job goes on");
+    assert_eq!(job.tenant, paused.id);
+}
+
+async fn set_lifecycle(queue: &Queue, tenant: &Tenant, lifecycle: crate::entities::Lifecycle) {
+    let trail = crate::audit::AuditTrail::none();
+    assert!(queue.storage.tenants.set_lifecycle(tenant.id, &lifecycle, &[], &trail).await.expect("set lifecycle"));
 }

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use crate::audit::AuditTrail;
 use crate::plans::Cap;
 
-use crate::entities::{Delivery, Project, Tenant, User, Webhook};
+use time::OffsetDateTime;
+
+use crate::entities::{Delivery, Lifecycle, Project, Tenant, User, Webhook};
 use crate::error::Result;
 use crate::events::DomainEvent;
 use crate::ids::{ProjectId, TenantId, UserId, WebhookId};
@@ -39,6 +41,39 @@ pub struct Usage {
     pub api_keys: u64,
 }
 
+/// Which tenants an operator's list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TenantState {
+    /// Neither suspended nor deleted.
+    Active,
+    /// Suspended (not deleted).
+    Suspended,
+    /// Deleted, in their grace period.
+    Deleted,
+}
+
+impl TenantState {
+    /// The state's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    /// Whether `lifecycle` is in this state.
+    pub const fn holds(self, lifecycle: &Lifecycle) -> bool {
+        match self {
+            Self::Active => lifecycle.is_active(),
+            Self::Suspended => lifecycle.suspended_at.is_some() && lifecycle.deleted_at.is_none(),
+            Self::Deleted => lifecycle.deleted_at.is_some(),
+        }
+    }
+}
+
 /// Tenants: resolved from their slug on every request, created by signup.
 #[async_trait]
 pub trait TenantRepository: Send + Sync {
@@ -55,9 +90,40 @@ pub trait TenantRepository: Send + Sync {
     /// The tenant with this slug, if any. Needs no tenant context.
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>>;
 
-    /// Moves the tenant to `plan` and appends `trail`, atomically; whether there is such a
-    /// tenant.
-    async fn set_plan(&self, tenant: TenantId, plan: &crate::values::Plan, trail: &AuditTrail) -> Result<bool>;
+    /// Moves the tenant to `plan`, stores `events` (with their deliveries) and appends `trail`,
+    /// atomically; whether there is such a tenant. The events' jobs are never refused for a
+    /// full queue: an operator's act does not wait for a tenant's backlog.
+    async fn set_plan(
+        &self,
+        tenant: TenantId,
+        plan: &crate::values::Plan,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+    ) -> Result<bool>;
+
+    /// Sets the tenant's lifecycle (its jobs wait while it is not active), stores `events` and
+    /// appends `trail`, atomically, as [`set_plan`](Self::set_plan) does; whether there is such
+    /// a tenant.
+    async fn set_lifecycle(
+        &self,
+        tenant: TenantId,
+        lifecycle: &Lifecycle,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+    ) -> Result<bool>;
+
+    /// Up to `limit` tenants (at most 1,000) in `state` (any when `None`), by slug, after
+    /// `after`. Needs no tenant context: for operators only.
+    async fn list(&self, after: Option<&Slug>, limit: usize, state: Option<TenantState>) -> Result<Vec<Tenant>>;
+
+    /// Up to `limit` deleted tenants whose grace has run out by `now`, oldest first.
+    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>>;
+
+    /// Erases up to `batch` rows of the deleted tenant `tenant` if its grace has run out by
+    /// `now`: first its data, table by table, then the tenant itself. How many rows went; 0
+    /// once nothing is left (or it is not due). Each call is short: a tenant of any size is
+    /// erased by calling until 0, never under one long lock.
+    async fn purge_batch(&self, tenant: TenantId, now: OffsetDateTime, batch: usize) -> Result<u64>;
 
     /// How much of what plans limit the tenant has: members, projects, webhooks, live keys.
     async fn usage(&self, tenant: TenantId) -> Result<Usage>;

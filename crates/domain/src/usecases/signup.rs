@@ -62,7 +62,7 @@ impl Plinth {
             // The owner's verification link is a message to an address anyone may type.
             self.admit_message(&email).await?;
         }
-        let tenant = Tenant { id: TenantId::new(), slug, name, plan: Plan::free() };
+        let tenant = Tenant::new(TenantId::new(), slug, name, Plan::free());
         let user = User {
             id: UserId::new(),
             tenant_id: tenant.id,

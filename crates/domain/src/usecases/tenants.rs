@@ -19,6 +19,12 @@ struct CachedTenant<'a> {
     slug: &'a str,
     name: &'a str,
     plan: Plan,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    suspended_at: Option<time::OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    deleted_at: Option<time::OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    purge_after: Option<time::OffsetDateTime>,
 }
 
 /// Tenants decoded from their cached form, by slug, each with the bytes it was decoded from: a
@@ -47,9 +53,18 @@ impl Decoded {
 }
 
 impl Plinth {
-    /// The tenant with this slug. Errors: `TenantNotFound`.
-    #[tracing::instrument(level = "debug", skip(self), fields(slug = %slug))]
+    /// The tenant served at this slug's hosts. Errors: `TenantNotFound` (none, or deleted);
+    /// `TenantSuspended`.
     pub async fn resolve_tenant(&self, slug: &Slug) -> Result<Arc<Tenant>> {
+        let tenant = self.find_tenant(slug).await?;
+        tenant.lifecycle.admits()?;
+        Ok(tenant)
+    }
+
+    /// The tenant with this slug, whatever its lifecycle, from the cache. Errors:
+    /// `TenantNotFound`.
+    #[tracing::instrument(level = "debug", skip(self), fields(slug = %slug))]
+    async fn find_tenant(&self, slug: &Slug) -> Result<Arc<Tenant>> {
         let ttls = self.settings.ttls;
         // "No such tenant" is kept briefly (a signup may take the slug any moment) and dropped
         // on every instance by the signup itself.
@@ -74,6 +89,11 @@ impl Plinth {
             slug: Slug::parse(c.slug).map_err(Error::internal)?,
             name: TenantName::parse(c.name).map_err(Error::internal)?,
             plan: c.plan,
+            lifecycle: crate::entities::Lifecycle {
+                suspended_at: c.suspended_at,
+                deleted_at: c.deleted_at,
+                purge_after: c.purge_after,
+            },
         });
         if tenant.slug == *slug {
             self.tenants.keep(bytes, tenant.clone());
@@ -96,9 +116,12 @@ pub struct TenantView {
     pub tenant: Tenant,
     /// What its plan allows (`null`: unlimited).
     pub limits: crate::plans::PlanLimits,
-    /// How much it uses; only for a caller authenticated on this tenant.
+    /// How much it uses; only for a caller authenticated on this tenant, and operators.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<crate::ports::Usage>,
+    /// `active`, `suspended` or `deleted`; only for operators.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
 }
 
 impl Plinth {
@@ -106,9 +129,8 @@ impl Plinth {
     /// usage included. Errors: `TenantNotFound`.
     pub async fn operator_show(&self, slug: &Slug) -> Result<TenantView> {
         let tenant = self.ports.tenants.find_by_slug(slug).await?.ok_or(Error::TenantNotFound)?;
-        let limits = self.settings.plans.get(&tenant.plan).limits;
         let usage = Some(self.ports.tenants.usage(tenant.id).await?);
-        Ok(TenantView { tenant, limits, usage })
+        Ok(self.view_of(tenant, usage))
     }
 
     /// Moves the tenant `slug` to the catalog's plan `plan` (an operator's act, audited as
@@ -123,7 +145,13 @@ impl Plinth {
         let tenant = self.ports.tenants.find_by_slug(slug).await?.ok_or(Error::TenantNotFound)?;
         let changes = serde_json::json!({ "plan": plan, "from": tenant.plan });
         let trail = self.audit_operator("tenant.plan_changed", crate::audit::Target::new("tenant", tenant.id), changes);
-        if !self.ports.tenants.set_plan(tenant.id, &plan, &trail).await? {
+        let changed = Tenant { plan: plan.clone(), ..tenant.clone() };
+        let event = crate::events::DomainEvent::tenant(
+            crate::events::EventKind::TenantPlanChanged,
+            &changed,
+            self.ports.clock.now(),
+        );
+        if !self.ports.tenants.set_plan(tenant.id, &plan, &[event], &trail).await? {
             return Err(Error::TenantNotFound);
         }
         // Every instance's cached tenant (its plan, so its quota and limits) goes at once.
@@ -139,6 +167,6 @@ impl Plinth {
             Some(p) if p.tenant == tenant.id => Some(self.ports.tenants.usage(tenant.id).await?),
             _ => None,
         };
-        Ok(TenantView { tenant: tenant.clone(), limits, usage })
+        Ok(TenantView { tenant: tenant.clone(), limits, usage, state: None })
     }
 }

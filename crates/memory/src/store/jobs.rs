@@ -33,6 +33,8 @@ struct Queue {
     waiting: BTreeMap<(OffsetDateTime, i64), Work>,
     running: HashMap<i64, Running>,
     turn: Option<OffsetDateTime>,
+    /// Its tenant is suspended or deleted: nothing is claimed until it is not.
+    paused: bool,
 }
 
 impl Queue {
@@ -44,7 +46,7 @@ impl Queue {
     /// is due, but never before it was last served, so a tenant just served goes behind every
     /// tenant already waiting however old its backlog (round robin).
     fn claimable_at(&self) -> Option<OffsetDateTime> {
-        if !self.running.is_empty() {
+        if !self.running.is_empty() || self.paused {
             return None;
         }
         let head = self.waiting.keys().next().map(|(at, _)| *at)?;
@@ -93,6 +95,16 @@ impl Data {
         for delivery in deliveries {
             self.enqueue_work(tenant, Work::Deliver(delivery), now);
         }
+    }
+
+    /// Pauses (or lets go on) `tenant`'s jobs.
+    pub(super) fn pause(&mut self, tenant: TenantId, paused: bool) {
+        self.jobs.queues.entry(tenant).or_default().paused = paused;
+    }
+
+    /// Forgets every job of `tenant`; how many there were.
+    pub(super) fn drop_queue(&mut self, tenant: TenantId) -> usize {
+        self.jobs.queues.remove(&tenant).map_or(0, |q| q.pending())
     }
 
     /// One job of `tenant` doing `work`, due `now`.
@@ -175,10 +187,12 @@ impl JobQueue for MemoryStore {
         let data = self.read();
         let now = self.clock.now();
         let queues = data.jobs.queues.values();
+        // A paused tenant's jobs wait on purpose: they are not behind.
+        let unpaused = queues.clone().filter(|q| !q.paused);
         let oldest =
-            queues.clone().filter_map(|q| q.waiting.keys().next().map(|(at, _)| *at)).filter(|at| *at <= now).min();
+            unpaused.clone().filter_map(|q| q.waiting.keys().next().map(|(at, _)| *at)).filter(|at| *at <= now).min();
         Ok(QueueStats {
-            ready: queues.clone().map(|q| q.waiting.len() as u64).sum(),
+            ready: unpaused.map(|q| q.waiting.len() as u64).sum(),
             running: queues.map(|q| q.running.len() as u64).sum(),
             oldest_ready: oldest.map(|at| (now - at).unsigned_abs()),
         })

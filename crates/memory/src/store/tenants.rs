@@ -2,12 +2,40 @@
 
 use async_trait::async_trait;
 use plinth_domain::audit::AuditTrail;
-use plinth_domain::entities::{Tenant, User};
-use plinth_domain::ports::{NewVerification, TenantRepository};
-use plinth_domain::values::Slug;
+use plinth_domain::entities::{Lifecycle, Tenant, User};
+use plinth_domain::events::DomainEvent;
+use plinth_domain::ids::TenantId;
+use plinth_domain::ports::{NewVerification, TenantRepository, TenantState};
+use plinth_domain::values::{Plan, Slug};
 use plinth_domain::{Conflict, Error, Result};
+use time::OffsetDateTime;
 
 use super::{MemoryStore, TenantData};
+
+impl MemoryStore {
+    /// Changes the tenant's row by `change`, stores `events` and appends `trail`, at once;
+    /// whether there is such a tenant. Its jobs wait while it is suspended or deleted.
+    fn update_tenant(
+        &self,
+        tenant: TenantId,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+        change: impl FnOnce(&mut Tenant),
+    ) -> Result<bool> {
+        let now = self.clock.now();
+        let mut data = self.write();
+        let Some(rows) = data.tenant_mut(tenant) else { return Ok(false) };
+        change(&mut rows.tenant);
+        let paused = !rows.tenant.lifecycle.is_active();
+        let deliveries = rows.record(events);
+        rows.append(trail);
+        data.enqueue(tenant, deliveries, now);
+        data.pause(tenant, paused);
+        drop(data);
+        self.wake();
+        Ok(true)
+    }
+}
 
 #[async_trait]
 impl TenantRepository for MemoryStore {
@@ -44,18 +72,64 @@ impl TenantRepository for MemoryStore {
 
     async fn set_plan(
         &self,
-        tenant: plinth_domain::ids::TenantId,
-        plan: &plinth_domain::values::Plan,
+        tenant: TenantId,
+        plan: &Plan,
+        events: &[DomainEvent],
         trail: &AuditTrail,
     ) -> Result<bool> {
-        let mut data = self.write();
-        let Some(rows) = data.tenant_mut(tenant) else { return Ok(false) };
-        rows.tenant.plan = plan.clone();
-        rows.append(trail);
-        Ok(true)
+        self.update_tenant(tenant, events, trail, |t| t.plan = plan.clone())
     }
 
-    async fn usage(&self, tenant: plinth_domain::ids::TenantId) -> Result<plinth_domain::ports::Usage> {
+    async fn set_lifecycle(
+        &self,
+        tenant: TenantId,
+        lifecycle: &Lifecycle,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+    ) -> Result<bool> {
+        self.update_tenant(tenant, events, trail, |t| t.lifecycle = *lifecycle)
+    }
+
+    async fn list(&self, after: Option<&Slug>, limit: usize, state: Option<TenantState>) -> Result<Vec<Tenant>> {
+        let data = self.read();
+        let mut slugs: Vec<&Slug> =
+            data.slugs.keys().filter(|s| after.is_none_or(|a| s.as_str() > a.as_str())).collect();
+        slugs.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(slugs
+            .into_iter()
+            .filter_map(|s| data.slugs.get(s).and_then(|id| data.tenant(*id)))
+            .map(|rows| &rows.tenant)
+            .filter(|t| state.is_none_or(|s| s.holds(&t.lifecycle)))
+            .take(limit.min(1000))
+            .cloned()
+            .collect())
+    }
+
+    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>> {
+        let data = self.read();
+        let mut due: Vec<(OffsetDateTime, TenantId)> = data
+            .tenants
+            .values()
+            .filter_map(|rows| rows.tenant.lifecycle.purge_after.filter(|at| *at <= now).map(|at| (at, rows.tenant.id)))
+            .collect();
+        due.sort_unstable();
+        Ok(due.into_iter().take(limit.min(1000)).map(|(_, id)| id).collect())
+    }
+
+    async fn purge_batch(&self, tenant: TenantId, now: OffsetDateTime, _batch: usize) -> Result<u64> {
+        // In memory nothing is locked for long: the tenant goes whole, in one call.
+        let mut data = self.write();
+        let due = data.tenant(tenant).and_then(|rows| rows.tenant.lifecycle.purge_after).is_some_and(|at| at <= now);
+        if !due {
+            return Ok(0);
+        }
+        let jobs = data.drop_queue(tenant);
+        let Some(rows) = data.tenants.remove(&tenant) else { return Ok(0) };
+        data.slugs.remove(&rows.tenant.slug);
+        Ok(rows.row_count() + jobs as u64)
+    }
+
+    async fn usage(&self, tenant: TenantId) -> Result<plinth_domain::ports::Usage> {
         let data = self.read();
         let Some(rows) = data.tenant(tenant) else { return Ok(plinth_domain::ports::Usage::default()) };
         Ok(plinth_domain::ports::Usage {

@@ -1,8 +1,8 @@
-//! `POST /v1/auth/login`, `GET /v1/me` and `GET /v1/tenant`; the tokens a sign-in answers.
+//! `POST /v1/auth/login`, `GET /v1/me`, `GET` and `DELETE /v1/tenant`; the tokens a sign-in answers.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, delete, get, post, web};
 use plinth_domain::entities::{Tenant, User};
 use plinth_domain::usecases::{SignedIn, TenantView};
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,37 @@ pub async fn me(
 ) -> Result<HttpResponse, ApiError> {
     let user = state.plinth.me(&who.0).await?;
     respond::get(&req, &MeResponse { user, tenant: Tenant::clone(&tenant.0) })
+}
+
+/// The owner's confirmation of a tenant's deletion.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteTenantRequest {
+    /// The tenant's slug, typed again.
+    #[schema(schema_with = super::schemas::slug)]
+    pub confirm: String,
+}
+
+/// Deletes this tenant (its owner, confirming with the slug): at once its hosts answer 404 on
+/// every instance, and its sessions, keys, webhooks and emails stop. Its data is kept for
+/// `PLINTH_TENANT_DELETE_GRACE_DAYS` (`purge_after` in the answer), when the platform's operator
+/// can still restore it, then erased. Export it first: `GET /v1/tenant/export`.
+#[utoipa::path(
+    tag = "tenant",
+    operation_id = "deleteTenant",
+    security(("bearer" = [])),
+    request_body = DeleteTenantRequest,
+    responses((status = 202, body = TenantView))
+)]
+#[delete("/tenant")]
+pub async fn delete_tenant(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    who: Auth,
+    body: JsonBody<DeleteTenantRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.plinth.delete_own_tenant(&who.0, &tenant.0, &body.value.confirm).await?;
+    respond::json(StatusCode::ACCEPTED, &view)
 }
 
 /// This host's tenant and its plan's limits: public, and cacheable by a CDN. With a token (or

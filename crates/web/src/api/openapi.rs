@@ -26,6 +26,7 @@ use crate::problem::Problem;
         (name = "webhooks", description = "A tenant's webhooks and their deliveries (owners and admins)"),
         (name = "api-keys", description = "A tenant's API keys, for scripts and integrations (owners and admins; people only)"),
         (name = "audit", description = "A tenant's tamper-evident audit log (owners and admins, or a key with `audit:read`)"),
+        (name = "operator", description = "The platform operator's API: tenants, their plans, suspension and deletion. On the platform host only, with an operator token (`PLINTH_OPERATOR_TOKEN_HASHES`); every route answers 404 when none is configured"),
     )
 )]
 #[derive(Debug)]
@@ -54,6 +55,14 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
     const MEDIA: (u16, &str) = (415, "Body without Content-Type: application/json");
     const INVALID: (u16, &str) = (422, "A validation rule is broken, or an Idempotency-Key reused with another body");
     const QUERY: (u16, &str) = (400, "Malformed limit or cursor");
+    const OPERATOR: (u16, &str) = (
+        401,
+        "No operator token (`unauthorized`) or not a valid one (`invalid_token`); counted by the client's IP quota (429 past it)",
+    );
+    const OFF: (u16, &str) =
+        (404, "The operator API is off (no PLINTH_OPERATOR_TOKEN_HASHES), or not the platform host (`not_found`)");
+    const NO_TENANT: (u16, &str) =
+        (404, "No such tenant (`tenant_not_found`), or the operator API is off or not on this host (`not_found`)");
     const SLOW: (u16, &str) =
         (408, "The body did not arrive within PLINTH_BODY_TIMEOUT_S (`request_timeout`); the connection is closed");
     match operation_id {
@@ -114,6 +123,27 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "logout" | "listMySessions" | "deleteMySession" => &[UNAUTH, TENANT],
         "deleteUserSessions" => &[UNAUTH, FORBIDDEN, TENANT],
         "getTenant" => &[TENANT],
+        "deleteTenant" => &[
+            BODY,
+            UNAUTH,
+            (403, "Not the tenant's owner, or an API key (`forbidden`)"),
+            TENANT,
+            SLOW,
+            TOO_LARGE,
+            MEDIA,
+            (422, "`confirm` is not the tenant's slug"),
+        ],
+        "adminListTenants" => &[(400, "Malformed state, after or limit"), OPERATOR, OFF],
+        "adminGetTenant" | "adminResumeTenant" | "adminDeleteTenant" | "adminRestoreTenant" => &[OPERATOR, NO_TENANT],
+        "adminSetPlan" | "adminSuspendTenant" => &[
+            BODY,
+            OPERATOR,
+            NO_TENANT,
+            SLOW,
+            TOO_LARGE,
+            MEDIA,
+            (422, "No such plan, or a reason that is empty, too long or holds a control character"),
+        ],
         "createApiKey" => &[
             BODY,
             UNAUTH,
@@ -170,10 +200,21 @@ fn document_access(method: &str, path: &str, op: &mut Operation) {
 
 fn add_common(method: &str, path: &str, op: &mut Operation) {
     let id = op.operation_id.clone().unwrap_or_default();
-    document_access(method, path, op);
+    if path.starts_with("/v1/") {
+        document_access(method, path, op);
+    }
     let responses: &mut Responses = &mut op.responses;
     for (status, description) in errors_of(&id) {
         responses.responses.entry(status.to_string()).or_insert_with(|| problem_response(description));
+    }
+    // Every route on a tenant's host is refused while the tenant is suspended.
+    if path.starts_with("/v1/") && id != "signup" {
+        const SUSPENDED: &str = "the tenant is suspended (`tenant_suspended`)";
+        let described = match responses.responses.get("403") {
+            Some(RefOr::T(r)) => format!("{}; or {SUSPENDED}", r.description),
+            _ => format!("Refused: {SUSPENDED}"),
+        };
+        responses.responses.insert("403".into(), problem_response(&described));
     }
     if path.starts_with("/v1/") {
         // Project writes enqueue their webhooks' deliveries, which a tenant's cap bounds.
@@ -253,6 +294,16 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    components.add_security_scheme(
+        "operatorToken",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("plop_<secret>")
+                .description(Some("The platform operator's token (`plinth operator-token` makes one)"))
+                .build(),
+        ),
     );
     components.add_security_scheme(
         "apiKey",

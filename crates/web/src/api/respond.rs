@@ -19,6 +19,13 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<HttpResponse,
     Ok(HttpResponse::build(status).insert_header((header::CONTENT_TYPE, JSON)).body(body))
 }
 
+/// `value` as a 200 JSON body that no cache keeps (`Cache-Control: no-store`).
+pub fn private<T: Serialize>(value: &T) -> Result<HttpResponse, ApiError> {
+    let mut res = json(StatusCode::OK, value)?;
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
 /// A strong ETag of `body`.
 pub fn etag(body: &[u8]) -> HeaderValue {
     let tag = plinth_domain::tagged::etag(body);

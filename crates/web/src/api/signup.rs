@@ -119,6 +119,7 @@ mod tests {
             routes: Arc::new(RouteTable::from_openapi(&openapi_document())),
             shutdown: shutdown::channel().1,
             metrics: MetricsEndpoint::new(None),
+            operators: Default::default(),
             probes: Default::default(),
         });
         // The handler alone, without the gate in front of it.

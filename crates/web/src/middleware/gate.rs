@@ -100,7 +100,7 @@ pub(crate) fn host_target(req: &HttpRequest, base_domain: &BaseDomain) -> HostTa
 }
 
 /// The policy, quota and decision that counted a request, if the limiter answered.
-type Limit = Option<(Policy, Quota, Decision)>;
+pub(crate) type Limit = Option<(Policy, Quota, Decision)>;
 
 /// A bearer credential that checks out before anything is looked up: a JWT whose signature
 /// and claims verify, or an API key whose check verifies (a key this server issued; whether it
@@ -277,13 +277,13 @@ async fn tenant_of(
 
 /// What the per-address policies count the request as: the client's address (see
 /// [`client_ip`]), an IPv6 one by its prefix.
-fn client(req: &ServiceRequest, state: &AppState) -> IpAddr {
+pub(crate) fn client(req: &ServiceRequest, state: &AppState) -> IpAddr {
     bucket(client_of(req.request(), &state.trusted_proxies), state.ipv6_prefix)
 }
 
 /// Where a request comes from, for the audit log: its id, the client's whole address and its
 /// `User-Agent` (cut as a session's is).
-fn origin(req: &ServiceRequest, state: &AppState) -> plinth_domain::audit::Origin {
+pub(crate) fn origin(req: &ServiceRequest, state: &AppState) -> plinth_domain::audit::Origin {
     let client = client_info(req.request(), &state.trusted_proxies);
     let request_id =
         req.extensions().get::<super::request_id::RequestId>().and_then(|id| id.0.to_str().ok().map(str::to_owned));
@@ -291,7 +291,7 @@ fn origin(req: &ServiceRequest, state: &AppState) -> plinth_domain::audit::Origi
 }
 
 /// Counts one request of `subject`.
-async fn count(state: &AppState, subject: Subject<'_>) -> Limit {
+pub(crate) async fn count(state: &AppState, subject: Subject<'_>) -> Limit {
     let (policy, quota) = state.plinth.quota(&subject);
     match state.plinth.admit(subject).await {
         Ok((_, decision)) => Some((policy, quota, decision)),
@@ -305,12 +305,12 @@ async fn count(state: &AppState, subject: Subject<'_>) -> Limit {
 }
 
 /// The limit, if it refused the request.
-fn refused(limit: Limit) -> Option<(Policy, Quota, Decision)> {
+pub(crate) fn refused(limit: Limit) -> Option<(Policy, Quota, Decision)> {
     limit.filter(|(_, _, d)| !d.allowed)
 }
 
 /// 429, with the policy's headers; `private` when the request was authenticated.
-fn too_many<B>(
+pub(crate) fn too_many<B>(
     req: ServiceRequest,
     refusal: (Policy, Quota, Decision),
     auth: AuthState,
@@ -342,7 +342,7 @@ fn make_private(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, value);
 }
 
-fn reject<B>(req: ServiceRequest, error: ApiError, limit: Limit) -> ServiceResponse<EitherBody<B>> {
+pub(crate) fn reject<B>(req: ServiceRequest, error: ApiError, limit: Limit) -> ServiceResponse<EitherBody<B>> {
     let mut res = req.into_response(error.error_response()).map_into_right_body();
     if let Some((policy, quota, d)) = &limit {
         ratelimit_headers(res.headers_mut(), *policy, *quota, d);

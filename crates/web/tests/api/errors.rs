@@ -27,7 +27,7 @@ async fn a_known_path_with_an_unknown_method_is_405_with_allow() {
         (Method::DELETE, "example.com", "/readyz", "GET"),
         (Method::PUT, "localhost", "/openapi.json", "GET"),
         (Method::GET, "localhost", "/v1/signup", "POST"),
-        (Method::POST, "acme.localhost", "/v1/tenant", "GET"),
+        (Method::POST, "acme.localhost", "/v1/tenant", "DELETE, GET"),
         (Method::GET, "acme.localhost", "/v1/auth/login", "POST"),
         (Method::DELETE, "acme.localhost", "/v1/me", "GET"),
         (Method::PUT, "acme.localhost", "/v1/users", "GET, POST"),

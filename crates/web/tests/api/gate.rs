@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Tenant, User};
+use plinth_domain::events::DomainEvent;
+use plinth_domain::ids::TenantId;
 use plinth_domain::ports::TenantRepository;
 use plinth_domain::values::Slug;
 use reqwest::header::HeaderValue;
@@ -198,21 +201,54 @@ impl TenantRepository for CountedLookups {
         tenant: &Tenant,
         owner: &User,
         verification: Option<&plinth_domain::ports::NewVerification>,
-        trail: &plinth_domain::audit::AuditTrail,
+        trail: &AuditTrail,
     ) -> plinth_domain::Result<()> {
         self.inner.create_with_owner(tenant, owner, verification, trail).await
     }
 
     async fn set_plan(
         &self,
-        tenant: plinth_domain::ids::TenantId,
+        tenant: TenantId,
         plan: &plinth_domain::values::Plan,
-        trail: &plinth_domain::audit::AuditTrail,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
     ) -> plinth_domain::Result<bool> {
-        self.inner.set_plan(tenant, plan, trail).await
+        self.inner.set_plan(tenant, plan, events, trail).await
     }
 
-    async fn usage(&self, tenant: plinth_domain::ids::TenantId) -> plinth_domain::Result<plinth_domain::ports::Usage> {
+    async fn set_lifecycle(
+        &self,
+        tenant: TenantId,
+        lifecycle: &plinth_domain::entities::Lifecycle,
+        events: &[DomainEvent],
+        trail: &AuditTrail,
+    ) -> plinth_domain::Result<bool> {
+        self.inner.set_lifecycle(tenant, lifecycle, events, trail).await
+    }
+
+    async fn list(
+        &self,
+        after: Option<&Slug>,
+        limit: usize,
+        state: Option<plinth_domain::ports::TenantState>,
+    ) -> plinth_domain::Result<Vec<Tenant>> {
+        self.inner.list(after, limit, state).await
+    }
+
+    async fn due_for_purge(&self, now: time::OffsetDateTime, limit: usize) -> plinth_domain::Result<Vec<TenantId>> {
+        self.inner.due_for_purge(now, limit).await
+    }
+
+    async fn purge_batch(
+        &self,
+        tenant: TenantId,
+        now: time::OffsetDateTime,
+        batch: usize,
+    ) -> plinth_domain::Result<u64> {
+        self.inner.purge_batch(tenant, now, batch).await
+    }
+
+    async fn usage(&self, tenant: TenantId) -> plinth_domain::Result<plinth_domain::ports::Usage> {
         self.inner.usage(tenant).await
     }
 

@@ -122,7 +122,7 @@ on_every_backend! {
         let app = TestApp::spawn(backend).await;
         let token = app.signup("acme").await.token;
         let known = [
-            (Method::POST, "/v1/tenant", "GET"),
+            (Method::POST, "/v1/tenant", "DELETE, GET"),
             (Method::GET, "/v1/signup", "POST"),
             (Method::DELETE, "/v1/me", "GET"),
             (Method::PUT, "/v1/projects", "GET, POST"),

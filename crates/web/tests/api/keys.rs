@@ -318,7 +318,8 @@ async fn every_route_names_the_scope_a_key_needs_and_refuses_a_key_without_it() 
     let doc: Value = app.request(Method::GET, "localhost", "/openapi.json").send().await.unwrap().json().await.unwrap();
     let everything = key_with(&app, "scoped", &owner, &ALL_SCOPES).await;
     let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
+    // The tenant routes (the operator's are not a tenant's keys' business).
+    for (path, item) in doc["paths"].as_object().unwrap().iter().filter(|(p, _)| p.starts_with("/v1/")) {
         for (method, op) in item.as_object().unwrap() {
             let Some(security) = op["security"].as_array() else { continue };
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

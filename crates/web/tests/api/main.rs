@@ -18,6 +18,7 @@ mod headers;
 mod hosts;
 mod idempotency;
 mod keys;
+mod lifecycle;
 mod plans;
 mod platform;
 mod projects;

@@ -282,3 +282,42 @@ async fn a_revoked_api_key_stops_working_on_every_instance_within_5_s() {
         }
     }
 }
+
+/// Polls `app` until the fleet tenant's projects answer `status`, failing 5 s after `since`.
+async fn answers_within_5_s(app: &TestApp, token: &str, status: StatusCode, since: Instant) {
+    loop {
+        let res = app.on(Method::GET, "fleet", "/v1/projects", Some(token)).send().await.expect("list");
+        if res.status() == status {
+            return;
+        }
+        assert!(since.elapsed() < Duration::from_secs(5), "still {} after 5 s, not {status}", res.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn suspension_resumption_and_deletion_reach_every_instance_within_5_s() {
+    let (a, b) = fleet_of_two().await;
+    let token = a.signup("fleet").await.token;
+    in_step(&[&a, &b]).await;
+    // Both instances have the tenant cached (the clock stands still: no ttl ends it).
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(names(app, &token).await, Vec::<String>::new());
+    }
+    let slug = plinth_domain::values::Slug::parse("fleet").expect("slug");
+    a.plinth.suspend(&slug, Some("test")).await.expect("suspend");
+    let changed = Instant::now();
+    for app in [&a, &b] {
+        answers_within_5_s(app, &token, StatusCode::FORBIDDEN, changed).await;
+    }
+    b.plinth.resume(&slug).await.expect("resume");
+    let changed = Instant::now();
+    for app in [&a, &b] {
+        answers_within_5_s(app, &token, StatusCode::OK, changed).await;
+    }
+    a.plinth.delete_tenant(&slug).await.expect("delete");
+    let changed = Instant::now();
+    for app in [&a, &b] {
+        answers_within_5_s(app, &token, StatusCode::NOT_FOUND, changed).await;
+    }
+}

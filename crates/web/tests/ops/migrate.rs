@@ -100,14 +100,29 @@ async fn audit_verify_passes_an_intact_chain_and_fails_a_tampered_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such tenant"));
 }
 
-#[tokio::test]
-async fn tenant_set_plan_reaches_a_running_instance_within_5_s_and_is_audited() {
+/// A running instance on a database of its own and the shared Redis (a prefix of its own), and
+/// the variables a `plinth tenant …` command needs to act on it (`extra` on top).
+async fn app_and_cli_vars(extra: &[(&'static str, &str)]) -> (crate::helpers::TestApp, Vec<(&'static str, String)>) {
     use crate::helpers::{ENCRYPTION_KEY, JWT_SECRET, TestApp};
 
-    let redis = plinth_testkit::shared_redis_url();
-    let prefix = plinth_testkit::redis_prefix();
-    let fleet = [("REDIS_URL", redis.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str())];
-    let app = TestApp::start(&fleet, Some(plinth_testkit::TestDatabase::new().await)).await;
+    let fleet = [("REDIS_URL", plinth_testkit::shared_redis_url()), ("PLINTH_REDIS_PREFIX", plinth_testkit::redis_prefix())];
+    let app_vars: Vec<(&str, &str)> = fleet.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::start(&app_vars, Some(plinth_testkit::TestDatabase::new().await)).await;
+    let db = app.db.as_ref().expect("a database");
+    let mut vars = vec![
+        ("DATABASE_URL", db.app_url.clone()),
+        ("PLINTH_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("PLINTH_ENCRYPTION_KEY", ENCRYPTION_KEY.to_owned()),
+        ("PLINTH_LOG", "error".to_owned()),
+    ];
+    vars.extend(fleet);
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    (app, vars)
+}
+
+#[tokio::test]
+async fn tenant_set_plan_reaches_a_running_instance_within_5_s_and_is_audited() {
+    let (app, vars) = app_and_cli_vars(&[]).await;
     let token = app.signup("planned").await.token;
     let plan_of = async || {
         let res = app.request(reqwest::Method::GET, "planned.localhost", "/v1/tenant").send().await.expect("tenant");
@@ -115,15 +130,7 @@ async fn tenant_set_plan_reaches_a_running_instance_within_5_s_and_is_audited() 
     };
     // The running instance has the tenant cached (for a minute) as free.
     assert_eq!(plan_of().await, "free");
-    let db = app.db.as_ref().expect("a database");
-    let mut vars = vec![
-        ("DATABASE_URL", db.app_url.as_str()),
-        ("PLINTH_JWT_SECRET", JWT_SECRET),
-        ("PLINTH_ENCRYPTION_KEY", ENCRYPTION_KEY),
-        ("PLINTH_LOG", "error"),
-    ];
-    vars.extend_from_slice(&fleet);
-
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = plinth_exits(&["tenant", "set-plan", "--tenant", "planned", "--plan", "gold"], &vars).await;
     assert!(!out.status.success(), "no plan named gold");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--plan"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -152,4 +159,69 @@ async fn tenant_set_plan_reaches_a_running_instance_within_5_s_and_is_audited() 
 
     let out = plinth_exits(&["tenant", "show", "--tenant", "nobody-here"], &vars).await;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no such tenant"));
+}
+
+#[tokio::test]
+async fn the_tenant_commands_suspend_resume_delete_restore_list_and_purge() {
+    let (app, vars) = app_and_cli_vars(&[("PLINTH_TENANT_DELETE_GRACE_DAYS", "0")]).await;
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let token = app.signup("lives").await.token;
+    app.signup("another").await;
+    let run = async |args: &[&str]| {
+        let out = plinth_exits(args, &vars).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("json")
+    };
+    let status = async || {
+        let res = app.on(reqwest::Method::GET, "lives", "/v1/projects", Some(&token)).send().await.expect("projects");
+        res.status().as_u16()
+    };
+    // Each change reaches the running instance within 5 s.
+    let within_5_s = async |expected: u16| {
+        let changed = Instant::now();
+        while status().await != expected {
+            assert!(changed.elapsed() < Duration::from_secs(5), "still not {expected} after 5 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(status().await, 200);
+
+    let shown = run(&["tenant", "suspend", "--tenant", "lives", "--reason", "abuse report 7"]).await;
+    assert_eq!(shown["state"], "suspended");
+    within_5_s(403).await;
+    let listed = run(&["tenant", "list", "--state", "suspended"]).await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["items"][0]["slug"], "lives");
+    assert_eq!(run(&["tenant", "resume", "--tenant", "lives"]).await["state"], "active");
+    within_5_s(200).await;
+
+    assert_eq!(run(&["tenant", "delete", "--tenant", "lives"]).await["state"], "deleted");
+    within_5_s(404).await;
+    assert_eq!(run(&["tenant", "restore", "--tenant", "lives"]).await["state"], "active");
+    within_5_s(200).await;
+    run(&["tenant", "delete", "--tenant", "lives"]).await;
+    // No grace: the next purge erases it.
+    let purged = run(&["tenant", "purge"]).await;
+    assert_eq!(purged["tenants"], 1, "{purged}");
+    let all = run(&["tenant", "list"]).await;
+    let slugs: Vec<&str> = all["items"].as_array().expect("items").iter().filter_map(|t| t["slug"].as_str()).collect();
+    assert_eq!(slugs, ["another"]);
+
+    let out = plinth_exits(&["tenant", "list", "--state", "asleep"], &vars).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--state"));
+    let out = plinth_exits(&["tenant", "restore", "--tenant", "lives"], &vars).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no such tenant"));
+}
+
+#[tokio::test]
+async fn operator_token_prints_a_token_and_the_hash_that_admits_it() {
+    let out = plinth_exits(&["operator-token"], &[]).await;
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let [token, hash] = lines[..] else { panic!("two lines: {stdout}") };
+    assert!(token.starts_with("plop_") && token.len() == 48, "{token}");
+    let hash = plinth_domain::hex::decode_array::<32>(hash).expect("a hex SHA-256");
+    assert!(plinth_domain::values::OperatorTokens::new(vec![hash]).admits(token));
 }
