@@ -75,11 +75,11 @@ CREATE TRIGGER tenants_lifecycle AFTER UPDATE OF suspended_at, deleted_at ON ten
 
 -- Deleted tenants whose grace has run out by `p_now`, oldest first.
 CREATE FUNCTION plinth_tenants_due_for_purge(p_now timestamptz, p_limit integer)
-RETURNS SETOF uuid
+RETURNS TABLE (id uuid, slug text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
-    SELECT t.id FROM public.tenants t
+    SELECT t.id, t.slug FROM public.tenants t
     WHERE t.deleted_at IS NOT NULL AND t.purge_after <= p_now
     ORDER BY t.purge_after LIMIT least(greatest(p_limit, 1), 1000)
 $$;

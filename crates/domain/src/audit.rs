@@ -246,10 +246,12 @@ impl AuditTrail {
         trail
     }
 
-    /// Sets every entry's actor kind (to name an actor without an id, such as the operator).
-    pub fn set_actor_kind(&mut self, kind: ActorKind) {
+    /// Makes every entry's actor the platform's operator: no id, and neither the address nor the
+    /// user agent it acted from (the tenant reads its log; the operator's network is not its
+    /// business). The request id stays, to find the platform's own record of the request.
+    pub fn by_operator(&mut self) {
         for entry in &mut self.entries {
-            entry.actor.kind = kind;
+            entry.actor = Actor { kind: ActorKind::Operator, id: None, ip: None, user_agent: None };
         }
     }
 

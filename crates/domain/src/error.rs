@@ -143,6 +143,10 @@ pub enum Conflict {
     TooManyInvitations,
     /// The tenant has as many live API keys as it may.
     TooManyKeys,
+    /// The deleted tenant's grace has run out: its data is being erased and can't be restored.
+    GraceOver,
+    /// The tenant changed while the change was being made, again and again.
+    ChangedMeanwhile,
 }
 
 impl fmt::Display for Conflict {
@@ -153,6 +157,8 @@ impl fmt::Display for Conflict {
             Self::LastOwner => "the last owner can't be removed or demoted",
             Self::TooManyInvitations => "this tenant has too many pending invitations; revoke some first",
             Self::TooManyKeys => "this tenant has too many API keys; revoke some first",
+            Self::GraceOver => "this tenant's grace has run out: its data is being erased and can't be restored",
+            Self::ChangedMeanwhile => "the tenant kept changing while this change was made; try again",
         })
     }
 }

@@ -129,12 +129,24 @@ impl TenantRepository for PgStore {
     async fn set_lifecycle(
         &self,
         tenant: TenantId,
-        lifecycle: &Lifecycle,
+        from: &Lifecycle,
+        to: &Lifecycle,
         events: &[DomainEvent],
         trail: &AuditTrail,
     ) -> Result<bool> {
-        let sql = "UPDATE tenants SET suspended_at = $2, deleted_at = $3, purge_after = $4 WHERE id = $1";
-        let params: [&(dyn ToSql + Sync); 3] = [&lifecycle.suspended_at, &lifecycle.deleted_at, &lifecycle.purge_after];
+        // Compare and set: of two changes racing, the second finds the row changed (READ
+        // COMMITTED re-checks the condition on the version the first left) and writes nothing.
+        let sql = "UPDATE tenants SET suspended_at = $2, deleted_at = $3, purge_after = $4 WHERE id = $1 \
+                   AND suspended_at IS NOT DISTINCT FROM $5 AND deleted_at IS NOT DISTINCT FROM $6 \
+                   AND purge_after IS NOT DISTINCT FROM $7";
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &to.suspended_at,
+            &to.deleted_at,
+            &to.purge_after,
+            &from.suspended_at,
+            &from.deleted_at,
+            &from.purge_after,
+        ];
         self.update_tenant(op::TENANTS_SET_LIFECYCLE, tenant, sql, &params, events, trail).await
     }
 
@@ -152,13 +164,18 @@ impl TenantRepository for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
-    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>> {
+    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<(TenantId, Slug)>> {
         self.bounded(async {
             let client = self.conn(op::TENANTS_PURGE).await?;
             let q = client.prepare_cached("SELECT * FROM plinth_tenants_due_for_purge($1, $2)").await.or_db()?;
             let limit = i32::try_from(limit.min(1000)).unwrap_or(1000);
             let rows = client.query(&q, &[&now, &limit]).await.or_db()?;
-            rows.iter().map(|r| Ok(TenantId::from_uuid(r.try_get(0).or_db()?))).collect()
+            rows.iter()
+                .map(|r| {
+                    let slug = Slug::parse(r.try_get("slug").or_db()?).map_err(|_| corrupt("slug"))?;
+                    Ok((TenantId::from_uuid(r.try_get("id").or_db()?), slug))
+                })
+                .collect()
         })
         .await
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use plinth_domain::ids::TenantId;
 use plinth_domain::ports::TenantResidue;
+use plinth_domain::values::Slug;
 use plinth_domain::{Error, Result};
 
 use crate::conn::{REDIS, RedisSettings};
@@ -38,19 +39,19 @@ impl RedisResidue {
         })
     }
 
-    /// The `SCAN` pattern of every key of this prefix whose name holds `tenant`.
-    fn pattern(&self, tenant: TenantId) -> String {
-        let mut p = String::with_capacity(self.prefix.len() + 40);
+    /// The `SCAN` patterns of the keys of this prefix that name the tenant: those whose name
+    /// holds its id (its cache entries, generations, limiter state), and the directory's record
+    /// of its slug (found, or remembered as missing).
+    fn patterns(&self, tenant: TenantId, slug: &Slug) -> [String; 2] {
+        let mut prefix = String::with_capacity(self.prefix.len() + 2);
         for c in self.prefix.chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                p.push('\\');
+                prefix.push('\\');
             }
-            p.push(c);
+            prefix.push(c);
         }
-        p.push('*');
-        p.push_str(&tenant.to_string());
-        p.push('*');
-        p
+        // A slug is a-z, 0-9 and '-': nothing in it is special to a pattern.
+        [[&prefix, "*", &tenant.to_string(), "*"].concat(), [&prefix, "*:tenant:", slug.as_str()].concat()]
     }
 
     async fn erase_on(&self, node: &redis::Client, pattern: &str) -> redis::RedisResult<u64> {
@@ -85,19 +86,20 @@ impl RedisResidue {
 
 #[async_trait]
 impl TenantResidue for RedisResidue {
-    async fn erase(&self, tenant: TenantId) -> Result<u64> {
-        let pattern = self.pattern(tenant);
+    async fn erase(&self, tenant: TenantId, slug: &Slug) -> Result<u64> {
         let mut erased = 0;
-        for node in &self.nodes {
-            // A whole scan of a node: allowed thirty command timeouts (a minute at least).
-            let step = tokio::time::timeout(self.timeout * 30, self.erase_on(node, &pattern)).await;
-            erased += match step {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    return Err(Error::unavailable(REDIS, format!("{:?}: {}", e.kind(), e.detail().unwrap_or(""))));
-                }
-                Err(elapsed) => return Err(Error::unavailable(REDIS, elapsed)),
-            };
+        for pattern in self.patterns(tenant, slug) {
+            for node in &self.nodes {
+                // A whole scan of a node: allowed thirty command timeouts (a minute at least).
+                let step = tokio::time::timeout(self.timeout * 30, self.erase_on(node, &pattern)).await;
+                erased += match step {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => {
+                        return Err(Error::unavailable(REDIS, format!("{:?}: {}", e.kind(), e.detail().unwrap_or(""))));
+                    }
+                    Err(elapsed) => return Err(Error::unavailable(REDIS, elapsed)),
+                };
+            }
         }
         Ok(erased)
     }
@@ -109,11 +111,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pattern_escapes_the_prefix_and_names_the_tenant() {
+    fn the_patterns_escape_the_prefix_and_name_the_tenant_and_its_slug() {
         let mut settings = RedisSettings::new(vec!["redis://127.0.0.1:6379".into()]);
         settings.prefix = "t[1]*:".into();
         let residue = RedisResidue::new(&settings).unwrap();
         let tenant = TenantId::new();
-        assert_eq!(residue.pattern(tenant), format!("t\\[1\\]\\*:*{tenant}*"));
+        let slug = Slug::parse("acme").unwrap();
+        let expected = [format!("t\\[1\\]\\*:*{tenant}*"), "t\\[1\\]\\*:*:tenant:acme".to_owned()];
+        assert_eq!(residue.patterns(tenant, &slug), expected);
     }
 }

@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return refuse(&e),
             };
-            let _logs = telemetry::init(&config.log);
+            let _logs = telemetry::init_for_command(&config.log);
             cli::run_migrate(&config, *status).await
         }
         command => {
@@ -33,7 +33,10 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return refuse(&e),
             };
-            let _logs = telemetry::init(&config.log);
+            let _logs = match command {
+                None | Some(Command::Serve | Command::Worker) => telemetry::init(&config.log),
+                Some(_) => telemetry::init_for_command(&config.log),
+            };
             match command {
                 Some(Command::Worker) => cli::run_worker(&config).await,
                 Some(seed @ Command::Seed { .. }) => cli::run_seed(&config, seed).await,

@@ -29,12 +29,22 @@ pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
 /// batches (a write per batch, not per line): with a `write` per line, request threads
 /// contended for stdout's lock and spent an eighth of the server's CPU in the kernel.
 pub fn init(config: &LogConfig) -> LogGuard {
+    init_to(config, std::io::stdout())
+}
+
+/// As [`init`], writing to standard error: for the commands whose standard output is their
+/// answer (`plinth tenant …`, `audit verify`, `migrate`), which a log line must not get into.
+pub fn init_for_command(config: &LogConfig) -> LogGuard {
+    init_to(config, std::io::stderr())
+}
+
+fn init_to(config: &LogConfig, out: impl std::io::Write + Send + 'static) -> LogGuard {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("plinth-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+        .finish(BufWriter::with_capacity(64 * 1024, out));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone());
     let result = if config.json {
         builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init()

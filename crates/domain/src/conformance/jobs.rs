@@ -351,5 +351,7 @@ pub async fn a_suspended_or_deleted_tenants_jobs_wait_and_go_on_when_it_is_activ
 
 async fn set_lifecycle(queue: &Queue, tenant: &Tenant, lifecycle: crate::entities::Lifecycle) {
     let trail = crate::audit::AuditTrail::none();
-    assert!(queue.storage.tenants.set_lifecycle(tenant.id, &lifecycle, &[], &trail).await.expect("set lifecycle"));
+    let now = queue.storage.tenants.find_by_slug(&tenant.slug).await.expect("find").expect("the tenant").lifecycle;
+    let set = queue.storage.tenants.set_lifecycle(tenant.id, &now, &lifecycle, &[], &trail);
+    assert!(set.await.expect("set lifecycle"));
 }

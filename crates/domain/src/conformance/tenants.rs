@@ -99,7 +99,10 @@ pub async fn a_lifecycle_change_is_kept_and_the_operators_list_filters_by_it(sto
     let (tenant, _) = fixtures::tenant_with_owner(&storage).await;
     let at = crate::clock::now().replace_nanosecond(0).expect("a time");
     let suspended = Lifecycle { suspended_at: Some(at), ..Lifecycle::default() };
-    assert!(storage.tenants.set_lifecycle(tenant.id, &suspended, &[], &AuditTrail::none()).await.expect("set"));
+    let none = AuditTrail::none();
+    let set =
+        async |from: &Lifecycle, to: &Lifecycle| storage.tenants.set_lifecycle(tenant.id, from, to, &[], &none).await;
+    assert!(set(&Lifecycle::default(), &suspended).await.expect("set"));
     let found = storage.tenants.find_by_slug(&tenant.slug).await.expect("find").expect("the tenant");
     assert_eq!(found.lifecycle, suspended);
     let has = |list: &[crate::entities::Tenant]| list.iter().any(|t| t.id == tenant.id);
@@ -111,15 +114,18 @@ pub async fn a_lifecycle_change_is_kept_and_the_operators_list_filters_by_it(sto
     assert!(all.windows(2).all(|w| w[0].slug.as_str() < w[1].slug.as_str()), "by slug");
 
     let deleted = Lifecycle { deleted_at: Some(at), purge_after: Some(at + time::Duration::days(30)), ..suspended };
-    assert!(storage.tenants.set_lifecycle(tenant.id, &deleted, &[], &AuditTrail::none()).await.expect("set"));
+    // A change from a state the tenant is no longer in (a concurrent change won) writes nothing.
+    assert!(!set(&Lifecycle::default(), &deleted).await.expect("set"), "the tenant is suspended, not active");
+    assert_eq!(storage.tenants.find_by_slug(&tenant.slug).await.expect("find").map(|t| t.lifecycle), Some(suspended));
+    assert!(set(&suspended, &deleted).await.expect("set"));
     assert!(has(&listed(&storage, Some(TenantState::Deleted)).await));
     assert!(!has(&listed(&storage, Some(TenantState::Suspended)).await), "deleted comes first");
-    assert!(
-        storage.tenants.set_lifecycle(tenant.id, &Lifecycle::default(), &[], &AuditTrail::none()).await.expect("set")
-    );
+    assert!(set(&deleted, &Lifecycle::default()).await.expect("set"));
     assert!(has(&listed(&storage, Some(TenantState::Active)).await));
     let unknown = crate::ids::TenantId::new();
-    assert!(!storage.tenants.set_lifecycle(unknown, &suspended, &[], &AuditTrail::none()).await.expect("set"));
+    let active = Lifecycle::default();
+    let set_unknown = storage.tenants.set_lifecycle(unknown, &active, &suspended, &[], &none);
+    assert!(!set_unknown.await.expect("set"));
 }
 
 /// Nothing is erased before `purge_after`; after it, calls erase a batch each until nothing
@@ -134,14 +140,15 @@ pub async fn a_deleted_tenant_is_erased_in_batches_once_its_grace_has_run_out(st
     let now = crate::clock::now();
     let grace_ends = now + time::Duration::hours(1);
     let deleted = Lifecycle { deleted_at: Some(now), purge_after: Some(grace_ends), ..Lifecycle::default() };
-    assert!(storage.tenants.set_lifecycle(tenant.id, &deleted, &[], &AuditTrail::none()).await.expect("set"));
+    let (active, none) = (Lifecycle::default(), AuditTrail::none());
+    assert!(storage.tenants.set_lifecycle(tenant.id, &active, &deleted, &[], &none).await.expect("set"));
 
-    assert!(!storage.tenants.due_for_purge(now, 1000).await.expect("due").contains(&tenant.id));
+    assert!(!storage.tenants.due_for_purge(now, 1000).await.expect("due").iter().any(|(id, _)| *id == tenant.id));
     assert_eq!(storage.tenants.purge_batch(tenant.id, now, 1).await.expect("purge"), 0, "not due yet");
     assert!(storage.tenants.purge_batch(other.id, grace_ends, 1).await.expect("purge") == 0, "not deleted");
 
     let later = grace_ends + time::Duration::seconds(1);
-    assert!(storage.tenants.due_for_purge(later, 1000).await.expect("due").contains(&tenant.id));
+    assert!(storage.tenants.due_for_purge(later, 1000).await.expect("due").iter().any(|(id, _)| *id == tenant.id));
     let mut erased = 0;
     loop {
         let n = storage.tenants.purge_batch(tenant.id, later, 1).await.expect("purge");
@@ -153,7 +160,7 @@ pub async fn a_deleted_tenant_is_erased_in_batches_once_its_grace_has_run_out(st
     assert!(erased >= 5, "the tenant, its owner and 3 projects at least: {erased}");
     assert_eq!(storage.tenants.find_by_slug(&tenant.slug).await.expect("find"), None);
     assert_eq!(storage.users.get(tenant.id, owner.id).await.expect("get"), None);
-    assert!(!storage.tenants.due_for_purge(later, 1000).await.expect("due").contains(&tenant.id));
+    assert!(!storage.tenants.due_for_purge(later, 1000).await.expect("due").iter().any(|(id, _)| *id == tenant.id));
     assert_eq!(storage.tenants.find_by_slug(&other.slug).await.expect("find").map(|t| t.id), Some(other.id));
     assert_eq!(storage.users.get(other.id, other_owner.id).await.expect("get"), Some(other_owner));
 }

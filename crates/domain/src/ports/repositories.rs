@@ -101,13 +101,15 @@ pub trait TenantRepository: Send + Sync {
         trail: &AuditTrail,
     ) -> Result<bool>;
 
-    /// Sets the tenant's lifecycle (its jobs wait while it is not active), stores `events` and
-    /// appends `trail`, atomically, as [`set_plan`](Self::set_plan) does; whether there is such
-    /// a tenant.
+    /// Moves the tenant's lifecycle from `from` to `to` (its jobs wait while it is not active),
+    /// stores `events` and appends `trail`, atomically, as [`set_plan`](Self::set_plan) does;
+    /// `false`, and nothing written, when there is no such tenant or its lifecycle is no longer
+    /// `from` (a concurrent change won: the caller reads it again).
     async fn set_lifecycle(
         &self,
         tenant: TenantId,
-        lifecycle: &Lifecycle,
+        from: &Lifecycle,
+        to: &Lifecycle,
         events: &[DomainEvent],
         trail: &AuditTrail,
     ) -> Result<bool>;
@@ -116,8 +118,9 @@ pub trait TenantRepository: Send + Sync {
     /// `after`. Needs no tenant context: for operators only.
     async fn list(&self, after: Option<&Slug>, limit: usize, state: Option<TenantState>) -> Result<Vec<Tenant>>;
 
-    /// Up to `limit` deleted tenants whose grace has run out by `now`, oldest first.
-    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>>;
+    /// Up to `limit` deleted tenants whose grace has run out by `now`, oldest first, with their
+    /// slugs.
+    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<(TenantId, Slug)>>;
 
     /// Erases up to `batch` rows of the deleted tenant `tenant` if its grace has run out by
     /// `now`: first its data, table by table, then the tenant itself. How many rows went; 0

@@ -117,7 +117,7 @@ impl Plinth {
     /// The trail of an operator's act on a tenant.
     pub(crate) fn audit_operator(&self, action: &str, target: Target, changes: serde_json::Value) -> AuditTrail {
         let mut trail = self.audit(None, action, Some(target), changes);
-        trail.set_actor_kind(ActorKind::Operator);
+        trail.by_operator();
         trail
     }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{Plinth, Principal, TenantView};
 use crate::audit::Target;
 use crate::entities::{Lifecycle, Tenant};
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use crate::events::{DomainEvent, EventKind};
 use crate::ids::TenantId;
 use crate::ports::TenantState;
@@ -83,14 +83,19 @@ impl Plinth {
     /// Suspends the tenant `slug` (an operator's act): its hosts answer 403 `tenant_suspended`
     /// on every instance at once, its deliveries and emails wait. Suspending a suspended tenant
     /// changes nothing. Errors: `TenantNotFound`.
+    ///
+    /// `reason` (for the audit log, which the tenant reads) is trimmed, and must then hold 1–500
+    /// characters, none of them a control, a bidirectional or zero-width format character or a
+    /// line or paragraph separator. Errors: `TenantNotFound`; `Validation` (`reason`).
     pub async fn suspend(&self, slug: &Slug, reason: Option<&str>) -> Result<TenantView> {
-        self.change_lifecycle(slug, |t, now| {
-            (t.lifecycle.suspended_at.is_none()).then(|| Change {
+        let reason = reason.map(suspension_reason).transpose()?;
+        self.change_lifecycle(slug, None, |t, now| {
+            Ok((t.lifecycle.suspended_at.is_none()).then(|| Change {
                 lifecycle: Lifecycle { suspended_at: Some(now), ..t.lifecycle },
                 action: "tenant.suspended",
                 event: Some(EventKind::TenantSuspended),
                 changes: serde_json::json!({ "reason": reason }),
-            })
+            }))
         })
         .await
     }
@@ -98,13 +103,13 @@ impl Plinth {
     /// Resumes the suspended tenant `slug`: its hosts answer again, its waiting deliveries and
     /// emails go on. Resuming an active tenant changes nothing. Errors: `TenantNotFound`.
     pub async fn resume(&self, slug: &Slug) -> Result<TenantView> {
-        self.change_lifecycle(slug, |t, _| {
-            (t.lifecycle.suspended_at.is_some()).then(|| Change {
+        self.change_lifecycle(slug, None, |t, _| {
+            Ok((t.lifecycle.suspended_at.is_some()).then(|| Change {
                 lifecycle: Lifecycle { suspended_at: None, ..t.lifecycle },
                 action: "tenant.resumed",
                 event: Some(EventKind::TenantResumed),
                 changes: serde_json::json!({}),
-            })
+            }))
         })
         .await
     }
@@ -114,7 +119,7 @@ impl Plinth {
     /// run out unless it is restored first. Deleting a deleted tenant changes nothing. Errors:
     /// `TenantNotFound`.
     pub async fn delete_tenant(&self, slug: &Slug) -> Result<TenantView> {
-        self.change_lifecycle(slug, |t, now| self.deletion(t, now, "operator")).await
+        self.change_lifecycle(slug, None, |t, now| Ok(self.deletion(t, now, "operator"))).await
     }
 
     /// The owner's deletion of their own tenant, confirmed by its slug: as
@@ -128,20 +133,24 @@ impl Plinth {
         if confirm != tenant.slug.as_str() {
             return Err(Error::invalid("confirm", "must be this tenant's slug, to confirm its deletion"));
         }
-        self.change_lifecycle_by(&tenant.slug, who.actor(), |t, now| self.deletion(t, now, "owner")).await
+        self.change_lifecycle(&tenant.slug, who.actor(), |t, now| Ok(self.deletion(t, now, "owner"))).await
     }
 
     /// Undoes the deletion of the tenant `slug` while its grace lasts: its hosts answer again
     /// (still suspended if it was). Restoring a tenant that is not deleted changes nothing.
-    /// Errors: `TenantNotFound` (no such tenant, or already erased).
+    /// Errors: `TenantNotFound` (no such tenant, or already erased); `Conflict(GraceOver)` (its
+    /// grace has run out: the purge may have begun, and what it erased can't come back).
     pub async fn restore(&self, slug: &Slug) -> Result<TenantView> {
-        self.change_lifecycle(slug, |t, _| {
-            (t.lifecycle.deleted_at.is_some()).then(|| Change {
+        self.change_lifecycle(slug, None, |t, now| {
+            if t.lifecycle.purge_after.is_some_and(|at| at <= now) {
+                return Err(Error::Conflict(Conflict::GraceOver));
+            }
+            Ok((t.lifecycle.deleted_at.is_some()).then(|| Change {
                 lifecycle: Lifecycle { deleted_at: None, purge_after: None, ..t.lifecycle },
                 action: "tenant.restored",
                 event: None,
                 changes: serde_json::json!({}),
-            })
+            }))
         })
         .await
     }
@@ -153,8 +162,8 @@ impl Plinth {
         let now = self.ports.clock.now();
         let batch = self.settings.lifecycle.purge_batch;
         let mut purged = Purged::default();
-        for tenant in self.ports.tenants.due_for_purge(now, 100).await? {
-            self.erase_residue(tenant).await?;
+        for (tenant, slug) in self.ports.tenants.due_for_purge(now, 100).await? {
+            self.erase_residue(tenant, &slug).await?;
             loop {
                 let n = self.ports.tenants.purge_batch(tenant, now, batch).await?;
                 if n == 0 {
@@ -171,9 +180,9 @@ impl Plinth {
         Ok(purged)
     }
 
-    async fn erase_residue(&self, tenant: TenantId) -> Result<()> {
+    async fn erase_residue(&self, tenant: TenantId, slug: &Slug) -> Result<()> {
         for residue in &self.ports.residue {
-            residue.erase(tenant).await?;
+            residue.erase(tenant, slug).await?;
         }
         Ok(())
     }
@@ -189,25 +198,20 @@ impl Plinth {
         })
     }
 
+    /// Applies `change` to the tenant `slug`, as the operator or as `by` when given; nothing
+    /// when it answers `None` (the tenant is in that state already). A concurrent change of the
+    /// tenant makes the write find it changed: it is read again and `change` asked again.
     async fn change_lifecycle(
         &self,
         slug: &Slug,
-        change: impl FnOnce(&Tenant, time::OffsetDateTime) -> Option<Change>,
-    ) -> Result<TenantView> {
-        self.change_lifecycle_by(slug, None, change).await
-    }
-
-    /// Applies `change` to the tenant `slug` as the operator, or as `by` when given; nothing
-    /// when it answers `None` (the tenant is in that state already).
-    async fn change_lifecycle_by(
-        &self,
-        slug: &Slug,
         by: Option<(crate::audit::ActorKind, uuid::Uuid)>,
-        change: impl FnOnce(&Tenant, time::OffsetDateTime) -> Option<Change>,
+        change: impl Fn(&Tenant, time::OffsetDateTime) -> Result<Option<Change>>,
     ) -> Result<TenantView> {
-        let mut tenant = self.ports.tenants.find_by_slug(slug).await?.ok_or(Error::TenantNotFound)?;
-        let now = self.ports.clock.now();
-        if let Some(c) = change(&tenant, now) {
+        for _ in 0..5 {
+            let mut tenant = self.ports.tenants.find_by_slug(slug).await?.ok_or(Error::TenantNotFound)?;
+            let now = self.ports.clock.now();
+            let Some(c) = change(&tenant, now)? else { return Ok(self.view_of(tenant, None)) };
+            let from = tenant.lifecycle;
             tenant.lifecycle = c.lifecycle;
             let target = Target::new("tenant", tenant.id);
             let trail = match by {
@@ -215,12 +219,12 @@ impl Plinth {
                 None => self.audit_operator(c.action, target, c.changes),
             };
             let events: Vec<DomainEvent> = c.event.map(|k| DomainEvent::tenant(k, &tenant, now)).into_iter().collect();
-            if !self.ports.tenants.set_lifecycle(tenant.id, &tenant.lifecycle, &events, &trail).await? {
-                return Err(Error::TenantNotFound);
+            if self.ports.tenants.set_lifecycle(tenant.id, &from, &tenant.lifecycle, &events, &trail).await? {
+                self.cache.invalidate_directory().await;
+                return Ok(self.view_of(tenant, None));
             }
-            self.cache.invalidate_directory().await;
         }
-        Ok(self.view_of(tenant, None))
+        Err(Error::Conflict(Conflict::ChangedMeanwhile))
     }
 
     /// `tenant` as the operator sees it: with its plan's limits, its state, and `usage` if
@@ -229,5 +233,40 @@ impl Plinth {
         let limits = self.settings.plans.get(&tenant.plan).limits;
         let state = Some(tenant.lifecycle.state());
         TenantView { tenant, limits, usage, state }
+    }
+}
+
+/// A suspension's reason as the audit log keeps it, trimmed: at most 500 characters, not all
+/// white space, none of them a
+/// control, a bidirectional or zero-width format character, or a line or paragraph separator (each
+/// could disguise what the tenant reads in its log).
+fn suspension_reason(raw: &str) -> Result<String> {
+    let disguising = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    let reason = raw.trim();
+    if reason.is_empty() || raw.chars().count() > 500 || raw.chars().any(disguising) {
+        return Err(Error::invalid(
+            "reason",
+            "must be 1 to 500 characters, none of them a control, format or separator character",
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_trimmed_and_may_not_disguise_itself() {
+        assert_eq!(suspension_reason("  payment overdue ").ok().as_deref(), Some("payment overdue"));
+        assert!(suspension_reason(&"r".repeat(500)).is_ok());
+        for bad in ["", "   ", "a\nb", "x\u{1b}[31m", "x\u{202e}y", "x\u{2028}y", "x\u{200b}y", "x\u{feff}", "a\u{85}b"]
+        {
+            assert!(suspension_reason(bad).is_err(), "{bad:?}");
+        }
+        assert!(suspension_reason(&"r".repeat(501)).is_err());
     }
 }

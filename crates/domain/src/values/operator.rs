@@ -32,9 +32,16 @@ impl OperatorTokens {
         !self.0.is_empty()
     }
 
-    /// Whether `presented` is one of the tokens: its hash is compared with every configured
-    /// hash in constant time, all of them each time.
+    /// Whether `presented` is one of the tokens: a token of the form plinth issues (anything
+    /// else is refused unhashed, so no weaker secret can ever be configured and guessed) whose
+    /// hash is compared with every configured hash in constant time, all of them each time.
     pub fn admits(&self, presented: &str) -> bool {
+        let well_formed = presented.strip_prefix(OPERATOR_TOKEN_PREFIX).is_some_and(|secret| {
+            secret.len() == 43 && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !well_formed {
+            return false;
+        }
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         self.0.iter().fold(subtle::Choice::from(0), |found, h| found | h.ct_eq(&hash)).into()
     }
@@ -71,6 +78,10 @@ mod tests {
         assert!(!tokens.admits(&token[..token.len() - 1]));
         assert!(!tokens.admits(&hash), "the hash itself is not a token");
         assert!(!tokens.admits(""));
+        // Only tokens of the issued form, whatever hash is configured.
+        let weak = crate::hex::decode_array::<32>(&crate::hex::encode(&Sha256::digest(b"password"))).unwrap();
+        assert!(!OperatorTokens::new(vec![weak]).admits("password"));
+        assert!(!tokens.admits(&format!("{token}=")));
         assert!(!OperatorTokens::default().enabled());
         assert!(!OperatorTokens::default().admits(&token));
     }

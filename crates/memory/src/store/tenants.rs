@@ -13,19 +13,22 @@ use time::OffsetDateTime;
 use super::{MemoryStore, TenantData};
 
 impl MemoryStore {
-    /// Changes the tenant's row by `change`, stores `events` and appends `trail`, at once;
-    /// whether there is such a tenant. Its jobs wait while it is suspended or deleted.
+    /// Changes the tenant's row by `change`, and if it did (it answers whether), stores `events`
+    /// and appends `trail`, at once; whether there is such a tenant and it changed. Its jobs
+    /// wait while it is suspended or deleted.
     fn update_tenant(
         &self,
         tenant: TenantId,
         events: &[DomainEvent],
         trail: &AuditTrail,
-        change: impl FnOnce(&mut Tenant),
+        change: impl FnOnce(&mut Tenant) -> bool,
     ) -> Result<bool> {
         let now = self.clock.now();
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(false) };
-        change(&mut rows.tenant);
+        if !change(&mut rows.tenant) {
+            return Ok(false);
+        }
         let paused = !rows.tenant.lifecycle.is_active();
         let deliveries = rows.record(events);
         rows.append(trail);
@@ -77,17 +80,27 @@ impl TenantRepository for MemoryStore {
         events: &[DomainEvent],
         trail: &AuditTrail,
     ) -> Result<bool> {
-        self.update_tenant(tenant, events, trail, |t| t.plan = plan.clone())
+        self.update_tenant(tenant, events, trail, |t| {
+            t.plan = plan.clone();
+            true
+        })
     }
 
     async fn set_lifecycle(
         &self,
         tenant: TenantId,
-        lifecycle: &Lifecycle,
+        from: &Lifecycle,
+        to: &Lifecycle,
         events: &[DomainEvent],
         trail: &AuditTrail,
     ) -> Result<bool> {
-        self.update_tenant(tenant, events, trail, |t| t.lifecycle = *lifecycle)
+        self.update_tenant(tenant, events, trail, |t| {
+            let unchanged = t.lifecycle == *from;
+            if unchanged {
+                t.lifecycle = *to;
+            }
+            unchanged
+        })
     }
 
     async fn list(&self, after: Option<&Slug>, limit: usize, state: Option<TenantState>) -> Result<Vec<Tenant>> {
@@ -105,15 +118,15 @@ impl TenantRepository for MemoryStore {
             .collect())
     }
 
-    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<TenantId>> {
+    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<(TenantId, Slug)>> {
         let data = self.read();
-        let mut due: Vec<(OffsetDateTime, TenantId)> = data
+        let mut due: Vec<(OffsetDateTime, &Tenant)> = data
             .tenants
             .values()
-            .filter_map(|rows| rows.tenant.lifecycle.purge_after.filter(|at| *at <= now).map(|at| (at, rows.tenant.id)))
+            .filter_map(|rows| rows.tenant.lifecycle.purge_after.filter(|at| *at <= now).map(|at| (at, &rows.tenant)))
             .collect();
-        due.sort_unstable();
-        Ok(due.into_iter().take(limit.min(1000)).map(|(_, id)| id).collect())
+        due.sort_unstable_by_key(|(at, t)| (*at, t.id));
+        Ok(due.into_iter().take(limit.min(1000)).map(|(_, t)| (t.id, t.slug.clone())).collect())
     }
 
     async fn purge_batch(&self, tenant: TenantId, now: OffsetDateTime, _batch: usize) -> Result<u64> {

@@ -64,6 +64,7 @@ fn slug(raw: &str) -> Result<Slug, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only tenants in this state.
+    #[param(inline)]
     pub state: Option<TenantState>,
     /// Only tenants whose slug comes after this one (the previous page's `next_cursor`).
     #[param(schema_with = super::schemas::slug)]
@@ -139,8 +140,15 @@ pub async fn set_plan(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuspendRequest {
-    /// For the audit log: 1–500 characters.
-    #[schema(min_length = 1, max_length = 500, example = "payment overdue")]
+    /// For the tenant's audit log: at most 500 characters, not all white space (it is trimmed),
+    /// with no control, bidirectional or zero-width format character and no line or paragraph
+    /// separator.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]*[^\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff][^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]*$",
+        example = "payment overdue"
+    )]
     pub reason: Option<String>,
 }
 
@@ -161,13 +169,7 @@ pub async fn suspend(
     path: web::Path<String>,
     body: JsonBody<SuspendRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = body.value.reason;
-    if let Some(r) = &reason
-        && (r.is_empty() || r.chars().count() > 500 || r.chars().any(char::is_control))
-    {
-        return Err(Error::invalid("reason", "must be 1 to 500 characters, none of them a control character").into());
-    }
-    respond::private(&state.plinth.suspend(&slug(&path)?, reason.as_deref()).await?)
+    respond::private(&state.plinth.suspend(&slug(&path)?, body.value.reason.as_deref()).await?)
 }
 
 /// Resumes a suspended tenant: its hosts answer again and its waiting deliveries and emails go

@@ -134,7 +134,10 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
             (422, "`confirm` is not the tenant's slug"),
         ],
         "adminListTenants" => &[(400, "Malformed state, after or limit"), OPERATOR, OFF],
-        "adminGetTenant" | "adminResumeTenant" | "adminDeleteTenant" | "adminRestoreTenant" => &[OPERATOR, NO_TENANT],
+        "adminGetTenant" | "adminResumeTenant" | "adminDeleteTenant" => &[OPERATOR, NO_TENANT],
+        "adminRestoreTenant" => {
+            &[OPERATOR, NO_TENANT, (409, "The tenant's grace has run out: its data is being erased (`conflict`)")]
+        }
         "adminSetPlan" | "adminSuspendTenant" => &[
             BODY,
             OPERATOR,
@@ -225,6 +228,14 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
         } else {
             "Rate limit exceeded (`rate_limited`; for a request that sends a message, the `mailbox` policy too); see Retry-After"
         };
+        responses.responses.entry("429".into()).or_insert_with(|| problem_response(too_many));
+        responses
+            .responses
+            .entry("503".into())
+            .or_insert_with(|| problem_response("A dependency is unavailable; see Retry-After"));
+    }
+    if path.starts_with("/admin/") {
+        let too_many = "Too many requests without a valid operator token from this address (`rate_limited`, the `ip` policy); see Retry-After";
         responses.responses.entry("429".into()).or_insert_with(|| problem_response(too_many));
         responses
             .responses

@@ -219,11 +219,12 @@ impl TenantRepository for CountedLookups {
     async fn set_lifecycle(
         &self,
         tenant: TenantId,
-        lifecycle: &plinth_domain::entities::Lifecycle,
+        from: &plinth_domain::entities::Lifecycle,
+        to: &plinth_domain::entities::Lifecycle,
         events: &[DomainEvent],
         trail: &AuditTrail,
     ) -> plinth_domain::Result<bool> {
-        self.inner.set_lifecycle(tenant, lifecycle, events, trail).await
+        self.inner.set_lifecycle(tenant, from, to, events, trail).await
     }
 
     async fn list(
@@ -235,7 +236,11 @@ impl TenantRepository for CountedLookups {
         self.inner.list(after, limit, state).await
     }
 
-    async fn due_for_purge(&self, now: time::OffsetDateTime, limit: usize) -> plinth_domain::Result<Vec<TenantId>> {
+    async fn due_for_purge(
+        &self,
+        now: time::OffsetDateTime,
+        limit: usize,
+    ) -> plinth_domain::Result<Vec<(TenantId, Slug)>> {
         self.inner.due_for_purge(now, limit).await
     }
 

@@ -193,6 +193,35 @@ on_every_backend! {
         let actions: Vec<&str> = log["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
         assert_eq!(&actions[..2], ["tenant.resumed", "tenant.suspended"]);
         assert_eq!(log["items"][1]["changes"]["reason"], "payment overdue");
+        // The operator's own address and tools are not the tenant's business.
+        assert_eq!(log["items"][1]["actor"], json!({"kind": "operator", "id": null, "ip": null, "user_agent": null}), "{log}");
+        // A reason that could disguise itself in the log is refused, changing nothing.
+        for reason in ["x\u{202e}y", "a\nb", "   ", &"r".repeat(501)] {
+            let res = admin(&app, Method::POST, "/tenants/acme/suspend", Some(&token)).json(&json!({"reason": reason})).send().await.unwrap();
+            assert_problem(res, 422, "validation_failed").await;
+        }
+        assert_eq!(json_of(admin(&app, Method::GET, "/tenants/acme", Some(&token)), StatusCode::OK).await["state"], "active");
+    }
+
+    async fn a_deletion_and_a_suspension_racing_are_each_kept_when_acknowledged(backend: Backend) {
+        let (token, hash) = operator();
+        let app = TestApp::spawn_with(backend, &[("PLINTH_OPERATOR_TOKEN_HASHES", &hash)]).await;
+        let owner = app.signup("racy").await.token;
+        let slug = plinth_domain::values::Slug::parse("racy").unwrap();
+        for round in 0..10 {
+            let delete = app.on(Method::DELETE, "racy", "/v1/tenant", Some(&owner)).json(&json!({"confirm": "racy"})).send();
+            let suspend = admin(&app, Method::POST, "/tenants/racy/suspend", Some(&token)).json(&json!({})).send();
+            let (deleted, suspended) = tokio::join!(delete, suspend);
+            assert_eq!(suspended.unwrap().status(), StatusCode::OK);
+            // The deletion is refused if the suspension came first; if it was acknowledged, both hold.
+            let deleted = deleted.unwrap().status();
+            assert!([StatusCode::ACCEPTED, StatusCode::FORBIDDEN].contains(&deleted), "round {round}: {deleted}");
+            let shown = json_of(admin(&app, Method::GET, "/tenants/racy", Some(&token)), StatusCode::OK).await;
+            assert!(shown["suspended_at"].is_string(), "round {round}: the suspension was lost: {shown}");
+            assert_eq!(shown["deleted_at"].is_string(), deleted == StatusCode::ACCEPTED, "round {round}: {shown}");
+            app.plinth.restore(&slug).await.unwrap();
+            app.plinth.resume(&slug).await.unwrap();
+        }
     }
 
     async fn the_owner_deletes_the_tenant_with_its_slug_and_the_operator_can_restore_it_within_the_grace(backend: Backend) {
@@ -249,9 +278,12 @@ on_every_backend! {
         assert_eq!((lifecycle[0]["actor"]["kind"].as_str(), lifecycle[1]["actor"]["kind"].as_str()), (Some("operator"), Some("user")));
         assert_eq!(lifecycle[1]["changes"]["by"], "owner");
 
-        // Deleted again by the operator and left past its grace: erased, then gone for good.
+        // Deleted again by the operator and left past its grace: no longer restorable, erased,
+        // then gone for good.
         json_of(admin(&app, Method::DELETE, "/tenants/acme", Some(&token)), StatusCode::OK).await;
         clock.advance(Duration::from_secs(7 * 86_400 + 1));
+        let res = admin(&app, Method::POST, "/tenants/acme/restore", Some(&token)).send().await.unwrap();
+        assert_problem(res, 409, "conflict").await;
         let purged = app.plinth.purge_deleted_tenants().await.unwrap();
         assert_eq!(purged.tenants, 1);
         assert!(purged.rows > 3, "{purged:?}");
@@ -407,7 +439,10 @@ async fn the_purge_leaves_nothing_of_the_tenant_in_postgres_or_redis_and_touches
     assert!(left.is_empty(), "rows of the purged tenant remain: {left:?}");
     assert_eq!(rows_of(&owner, &stays).await, theirs, "the other tenant's rows are untouched");
     let keys = keys(&mut conn).await;
-    assert!(!keys.iter().any(|k| k.contains(&gone)), "Redis keys of the purged tenant remain: {keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.contains(&gone) || k.ends_with(":tenant:gone")),
+        "Redis keys of the purged tenant remain: {keys:?}"
+    );
     assert!(keys.iter().any(|k| k.contains(&stays)), "the other tenant's keys are untouched");
     assert_eq!(purged.rows, at_deletion, "every row counted once");
 }

@@ -105,7 +105,8 @@ async fn audit_verify_passes_an_intact_chain_and_fails_a_tampered_one() {
 async fn app_and_cli_vars(extra: &[(&'static str, &str)]) -> (crate::helpers::TestApp, Vec<(&'static str, String)>) {
     use crate::helpers::{ENCRYPTION_KEY, JWT_SECRET, TestApp};
 
-    let fleet = [("REDIS_URL", plinth_testkit::shared_redis_url()), ("PLINTH_REDIS_PREFIX", plinth_testkit::redis_prefix())];
+    let fleet =
+        [("REDIS_URL", plinth_testkit::shared_redis_url()), ("PLINTH_REDIS_PREFIX", plinth_testkit::redis_prefix())];
     let app_vars: Vec<(&str, &str)> = fleet.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let app = TestApp::start(&app_vars, Some(plinth_testkit::TestDatabase::new().await)).await;
     let db = app.db.as_ref().expect("a database");
@@ -163,8 +164,9 @@ async fn tenant_set_plan_reaches_a_running_instance_within_5_s_and_is_audited() 
 
 #[tokio::test]
 async fn the_tenant_commands_suspend_resume_delete_restore_list_and_purge() {
-    let (app, vars) = app_and_cli_vars(&[("PLINTH_TENANT_DELETE_GRACE_DAYS", "0")]).await;
+    let (app, vars) = app_and_cli_vars(&[]).await;
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let no_grace: Vec<(&str, &str)> = vars.iter().copied().chain([("PLINTH_TENANT_DELETE_GRACE_DAYS", "0")]).collect();
     let token = app.signup("lives").await.token;
     app.signup("another").await;
     let run = async |args: &[&str]| {
@@ -200,8 +202,11 @@ async fn the_tenant_commands_suspend_resume_delete_restore_list_and_purge() {
     within_5_s(404).await;
     assert_eq!(run(&["tenant", "restore", "--tenant", "lives"]).await["state"], "active");
     within_5_s(200).await;
-    run(&["tenant", "delete", "--tenant", "lives"]).await;
-    // No grace: the next purge erases it.
+    // Deleted with no grace: past it at once, no longer restorable, and the next purge erases it.
+    let out = plinth_exits(&["tenant", "delete", "--tenant", "lives"], &no_grace).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = plinth_exits(&["tenant", "restore", "--tenant", "lives"], &vars).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("grace has run out"));
     let purged = run(&["tenant", "purge"]).await;
     assert_eq!(purged["tenants"], 1, "{purged}");
     let all = run(&["tenant", "list"]).await;
