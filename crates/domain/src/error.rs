@@ -147,6 +147,8 @@ pub enum Conflict {
     GraceOver,
     /// The tenant changed while the change was being made, again and again.
     ChangedMeanwhile,
+    /// An export of the tenant is already running (one at a time per tenant).
+    ExportRunning,
 }
 
 impl fmt::Display for Conflict {
@@ -159,6 +161,7 @@ impl fmt::Display for Conflict {
             Self::TooManyKeys => "this tenant has too many API keys; revoke some first",
             Self::GraceOver => "this tenant's grace has run out: its data is being erased and can't be restored",
             Self::ChangedMeanwhile => "the tenant kept changing while this change was made; try again",
+            Self::ExportRunning => "an export of this tenant is already running; try again when it ends",
         })
     }
 }
