@@ -160,6 +160,7 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
             "This tenant is suspended: nothing is served here until it is resumed.".into(),
         ),
         Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
+        Error::Conflict(c @ Conflict::ExportRunning) => (S::CONFLICT, "export_in_progress", capitalise(&c.to_string())),
         Error::Conflict(c) => (S::CONFLICT, "conflict", capitalise(&c.to_string())),
         Error::IdempotencyKeyReused => (
             S::UNPROCESSABLE_ENTITY,
