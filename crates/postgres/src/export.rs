@@ -39,9 +39,10 @@ const TIMEOUTS: &str = "SET LOCAL statement_timeout = '60s'; SET LOCAL idle_in_t
 /// Takes the tenant's export lock, if free, until the transaction ends.
 const LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended('plinth.export:' || $1::text, 0))";
 
-/// Begins the export's transaction on `client`: its timeouts, its tenant, its lock. Its first
-/// statement that reads (the lock's) takes the snapshot. Errors: `Conflict(ExportRunning)`.
-async fn begin(client: &mut Object, tenant: TenantId) -> Result<Transaction<'_>> {
+/// Begins the export's transaction on `client`: its timeouts, its tenant, its lock, and the
+/// tenant's row (its first statement that reads, the lock's, took the snapshot). Errors:
+/// `Conflict(ExportRunning)`; `TenantNotFound`.
+async fn begin(client: &mut Object, tenant: TenantId) -> Result<(Transaction<'_>, Tenant)> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -56,18 +57,20 @@ async fn begin(client: &mut Object, tenant: TenantId) -> Result<Transaction<'_>>
     if !taken {
         return Err(Error::Conflict(Conflict::ExportRunning));
     }
-    Ok(tx)
+    let row = tx.query_opt(crate::tenants::EXPORT, &[tenant.as_uuid()]).await.or_db()?;
+    let found = crate::tenants::tenant_from_row(&row.ok_or(Error::TenantNotFound)?)?;
+    Ok((tx, found))
 }
 
-/// Writes every row of the tenant, kind by kind, into `out`.
-async fn write(tx: &Transaction<'_>, tenant: TenantId, out: &mut ExportWriter) -> Result<(), Stopped> {
-    let found = tx.query_opt(crate::tenants::EXPORT, &[tenant.as_uuid()]).await.or_db()?;
-    out.write(crate::tenants::tenant_from_row(&found.ok_or(Error::TenantNotFound)?)?).await?;
-    rows(tx, tenant, crate::users::EXPORT, crate::users::user_from_row, out).await?;
-    rows(tx, tenant, crate::projects::EXPORT, crate::projects::project_from_row, out).await?;
-    rows(tx, tenant, crate::webhooks::EXPORT, crate::webhooks::webhook_from_row, out).await?;
-    rows(tx, tenant, crate::webhooks::EXPORT_DELIVERIES, crate::webhooks::delivery_from_row, out).await?;
-    rows(tx, tenant, crate::audit::EXPORT, crate::audit::record_from_row, out).await
+/// Writes `tenant` and every row of it, kind by kind, into `out`.
+async fn write(tx: &Transaction<'_>, tenant: Tenant, out: &mut ExportWriter) -> Result<(), Stopped> {
+    let id = tenant.id;
+    out.write(tenant).await?;
+    rows(tx, id, crate::users::EXPORT, crate::users::user_from_row, out).await?;
+    rows(tx, id, crate::projects::EXPORT, crate::projects::project_from_row, out).await?;
+    rows(tx, id, crate::webhooks::EXPORT, crate::webhooks::webhook_from_row, out).await?;
+    rows(tx, id, crate::webhooks::EXPORT_DELIVERIES, crate::webhooks::delivery_from_row, out).await?;
+    rows(tx, id, crate::audit::EXPORT, crate::audit::record_from_row, out).await
 }
 
 /// Writes the rows `sql` selects for `tenant` (its one parameter), read through a portal
@@ -109,9 +112,9 @@ async fn run(store: PgStore, tenant: TenantId, mut out: ExportWriter, began: one
         Err(e) => {
             let _ = began.send(Err(e));
         }
-        Ok(tx) => {
+        Ok((tx, found)) => {
             if began.send(Ok(())).is_ok() {
-                let outcome = write(&tx, tenant, &mut out).await;
+                let outcome = write(&tx, found, &mut out).await;
                 out.finish(outcome).await;
             }
             // Read only: ending it frees the snapshot and the lock. Should the rollback fail,
