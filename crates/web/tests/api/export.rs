@@ -110,7 +110,7 @@ enum Seeder {
 async fn seeded_app(backend: Backend) -> (TestApp, Seeder) {
     let repository: Arc<Mutex<Option<Arc<dyn ProjectRepository>>>> = Arc::default();
     let keep = repository.clone();
-    let app = TestApp::spawn_adapted(backend, &[], move |ports| {
+    let app = TestApp::spawn_adapted(backend, LOOPBACK_OK, move |ports| {
         *keep.lock().unwrap() = Some(ports.projects.clone());
     })
     .await;
@@ -385,9 +385,12 @@ on_every_backend! {
         let owner = app.signup("moving").await;
         seeder.seed(&app, &owner.tenant_id, MANY).await;
 
+        let log = audit_log(&app, "moving", &owner.token).await;
         let (held, first) = hold(&app, "moving", &owner.token).await;
-        // Writes while the export is read: new projects (read last, by id), and the deletion
-        // of the seeded project it would read last.
+        // Writes while the export is read: new projects (read last, by id), the deletion of
+        // the seeded project it would read last, a webhook and their audit entries (kinds it
+        // reads after the projects).
+        register_webhook(&app, "moving", &owner.token).await;
         let mut created = Vec::new();
         for i in 0..5 {
             created.push(app.project("moving", &owner.token, &format!("written meanwhile {i}")).await["id"].clone());
@@ -403,11 +406,13 @@ on_every_backend! {
         let projects = ids(of_kind(&lines, "project"));
         let seeded: Vec<String> = (1..=MANY).map(|i| seeded_id(i).to_string()).collect();
         assert_eq!(projects, seeded, "exactly the projects there when the export began");
-        assert!(of_kind(&lines, "audit").iter().all(|e| e["action"] != "project.deleted"));
+        assert!(of_kind(&lines, "webhook").is_empty() && of_kind(&lines, "delivery").is_empty());
+        assert_eq!(of_kind(&lines, "audit"), log.iter().collect::<Vec<_>>(), "the log as it was");
 
         let now = export(&app, "moving", &owner.token).await;
         let projects = ids(of_kind(&now, "project"));
         assert_eq!(projects.len(), MANY - 1 + created.len(), "a later export has them");
         assert!(!projects.contains(&last.to_string()));
+        assert_eq!((of_kind(&now, "webhook").len(), of_kind(&now, "delivery").len()), (1, 5));
     }
 }
