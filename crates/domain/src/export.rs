@@ -280,7 +280,7 @@ impl ExportWriter {
             }
             Err(Stopped::Gone) => {}
             Err(Stopped::Failed(error)) => {
-                tracing::warn!(error = %chain(&error), "a tenant export failed after it began: no end line");
+                tracing::warn!(error = %error.chain(), "a tenant export failed after it began: no end line");
                 let _ = self.chunks.send(Err(error)).await;
             }
         }
@@ -303,18 +303,6 @@ impl ExportWriter {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
         self.chunks.send(Ok(Bytes::from(chunk))).await.map_err(|_| Stopped::Gone)
     }
-}
-
-/// `e` and its causes, for the log.
-fn chain(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The reader's end of an export: its NDJSON chunks, in order. Dropping it stops the export

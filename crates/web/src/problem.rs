@@ -270,14 +270,7 @@ fn log_unavailable(e: &Error) {
 
 /// Logs an error with its whole cause chain.
 fn log_cause(what: &str, e: &Error) {
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    tracing::error!(error = %chain, "{what}");
+    tracing::error!(error = %e.chain(), "{what}");
 }
 
 impl From<Conflict> for ApiError {

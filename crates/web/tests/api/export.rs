@@ -369,15 +369,9 @@ on_every_backend! {
         assert_eq!(entry["target"], json!({"type": "tenant", "id": owner.tenant_id}));
         assert_eq!(entry["request_id"], request_id);
         assert_eq!(entry["changes"], json!({}));
-        let verified: Value = app
-            .on(Method::GET, "recorded", "/v1/audit-log/verify", Some(&owner.token))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(verified["valid"], true, "{verified}");
+        let res = app.on(Method::GET, "recorded", "/v1/audit-log/verify", Some(&owner.token)).send().await.unwrap();
+        let verified: Value = res.json().await.unwrap();
+        assert_eq!(verified["valid"], true, "the chain with the export's entry verifies: {verified}");
     }
 
     async fn a_snapshot_holds_what_was_there_when_it_began_whatever_is_written_while_it_is_read(backend: Backend) {
