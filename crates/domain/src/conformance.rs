@@ -30,6 +30,7 @@
 //! | `session_repository_suite!` | [`Storage`] |
 //! | `account_emails_suite!` | [`Storage`] |
 //! | `audit_suite!` | [`Storage`] (the audit log and API keys) |
+//! | `tenant_exporter_suite!` | [`Storage`] |
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
@@ -48,6 +49,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod cache;
+pub mod export;
 pub mod fixtures;
 pub mod generations;
 pub mod idempotency;
@@ -67,7 +69,7 @@ use std::time::Duration;
 use crate::clock::ManualClock;
 
 use crate::ports::{
-    AccountEmails, ApiKeyRepository, AuditLog, IdempotencyStore, ProjectRepository, SessionRepository,
+    AccountEmails, ApiKeyRepository, AuditLog, IdempotencyStore, ProjectRepository, SessionRepository, TenantExporter,
     TenantRepository, UserRepository, WebhookRepository,
 };
 
@@ -93,6 +95,8 @@ pub struct Storage {
     pub api_keys: Arc<dyn ApiKeyRepository>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// Tenants' exports.
+    pub exporter: Arc<dyn TenantExporter>,
     /// Whatever must live as long as the test (a test database), dropped with the fixture.
     pub guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -110,6 +114,7 @@ impl Storage {
             + AccountEmails
             + ApiKeyRepository
             + AuditLog
+            + TenantExporter
             + 'static,
     {
         Self {
@@ -121,7 +126,8 @@ impl Storage {
             sessions: store.clone(),
             accounts: store.clone(),
             api_keys: store.clone(),
-            audit: store,
+            audit: store.clone(),
+            exporter: store,
             guard: None,
         }
     }

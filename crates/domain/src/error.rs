@@ -111,6 +111,18 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
+
+    /// This error and each of its causes, `: `-separated, for the logs (never for a client).
+    pub fn chain(&self) -> String {
+        let mut chain = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        chain
+    }
 }
 
 /// One field's validation failure, as the API reports it.
@@ -147,6 +159,8 @@ pub enum Conflict {
     GraceOver,
     /// The tenant changed while the change was being made, again and again.
     ChangedMeanwhile,
+    /// An export of the tenant is already running (one at a time per tenant).
+    ExportRunning,
 }
 
 impl fmt::Display for Conflict {
@@ -159,6 +173,7 @@ impl fmt::Display for Conflict {
             Self::TooManyKeys => "this tenant has too many API keys; revoke some first",
             Self::GraceOver => "this tenant's grace has run out: its data is being erased and can't be restored",
             Self::ChangedMeanwhile => "the tenant kept changing while this change was made; try again",
+            Self::ExportRunning => "an export of this tenant is already running; try again when it ends",
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod entities;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod hex;
 pub mod host;
 pub mod ids;

@@ -11,6 +11,7 @@ mod clock;
 mod credentials;
 mod dependency;
 mod email;
+mod export;
 mod idempotency;
 mod jobs;
 mod rate_limit;
@@ -26,6 +27,7 @@ pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use dependency::Dependency;
 pub use email::{EmailSender, MailFailure, OutboundEmail};
+pub use export::TenantExporter;
 pub use idempotency::{
     IdempotencyKey, IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse,
 };

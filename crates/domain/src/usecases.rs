@@ -4,6 +4,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod auth;
+mod export;
 mod idempotency;
 mod lifecycle;
 mod limits;
@@ -36,8 +37,8 @@ pub use webhooks::CreatedWebhook;
 use crate::cache::Cache;
 use crate::ports::{
     AccountEmails, ApiKeyRepository, AuditLog, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore,
-    JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository, TenantRepository,
-    TenantResidue, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
+    JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository, TenantExporter,
+    TenantRepository, TenantResidue, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -82,6 +83,8 @@ pub struct Ports {
     /// What tenants leave in shared stores besides the database (cache entries, rate limiter
     /// state), erased when a deleted tenant is purged; empty without such stores.
     pub residue: Vec<Arc<dyn TenantResidue>>,
+    /// Tenants' exports.
+    pub exporter: Arc<dyn TenantExporter>,
     /// The services the adapters connect to, for readiness, metrics and shutdown.
     pub dependencies: Vec<Arc<dyn Dependency>>,
     /// The time: every timestamp the use cases write, and the adapters' own deadlines (the

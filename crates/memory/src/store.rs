@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+mod export;
 mod idempotency;
 mod jobs;
 mod projects;
@@ -32,7 +33,8 @@ use self::idempotency::Keys;
 use self::rows::Rows;
 
 /// Every storage port in memory: `TenantRepository`, `UserRepository`, `ProjectRepository`,
-/// `IdempotencyStore`, `WebhookRepository`, `SessionRepository`, `JobQueue` and `DeliveryStore`. Share one as
+/// `IdempotencyStore`, `WebhookRepository`, `SessionRepository`, `JobQueue`, `DeliveryStore` and
+/// `TenantExporter`. Share one as
 /// `Arc<MemoryStore>` and coerce it to each port.
 pub struct MemoryStore {
     data: RwLock<Data>,
@@ -40,6 +42,8 @@ pub struct MemoryStore {
     wakeups: tokio::sync::Notify,
     /// Projects' `updated_at` on rename; idempotency keys expire by it too.
     clock: Arc<dyn Clock>,
+    /// The tenants whose export is running: one at a time each.
+    exports: export::Running,
 }
 
 #[derive(Default)]
@@ -144,6 +148,7 @@ impl MemoryStore {
             keys: Mutex::new(Keys::new(clock.clone())),
             wakeups: tokio::sync::Notify::new(),
             clock,
+            exports: export::Running::default(),
         }
     }
 

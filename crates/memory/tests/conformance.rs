@@ -27,3 +27,4 @@ plinth_domain::job_queue_suite!({
 plinth_domain::session_repository_suite!(storage());
 plinth_domain::account_emails_suite!(storage());
 plinth_domain::audit_suite!(storage());
+plinth_domain::tenant_exporter_suite!(storage());

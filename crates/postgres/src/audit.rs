@@ -100,7 +100,11 @@ macro_rules! record_columns {
     };
 }
 
-fn record_from_row(row: &Row) -> Result<AuditRecord> {
+/// The tenant's entries, for its export (by seq).
+pub(crate) const EXPORT: &str =
+    concat!("SELECT ", record_columns!(), " FROM audit_log WHERE tenant_id = $1 ORDER BY seq");
+
+pub(crate) fn record_from_row(row: &Row) -> Result<AuditRecord> {
     let kind: String = row.try_get("actor_kind").or_db()?;
     let target_type: Option<String> = row.try_get("target_type").or_db()?;
     let target_id: Option<String> = row.try_get("target_id").or_db()?;

@@ -10,6 +10,7 @@ mod accounts;
 mod audit;
 mod caps;
 mod error;
+mod export;
 mod idempotency;
 mod jobs;
 pub mod keyset;

@@ -63,3 +63,4 @@ pub(crate) const TENANTS_SET_PLAN: &str = "tenants.set_plan";
 pub(crate) const TENANTS_SET_LIFECYCLE: &str = "tenants.set_lifecycle";
 pub(crate) const TENANTS_LIST: &str = "tenants.list";
 pub(crate) const TENANTS_PURGE: &str = "tenants.purge";
+pub(crate) const TENANTS_EXPORT: &str = "tenants.export";

@@ -244,9 +244,15 @@ const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
 /// Begins a transaction whose every statement sees only `tenant`'s rows.
 pub(crate) async fn tenant_tx(client: &mut Object, tenant: TenantId) -> Result<Transaction<'_>, Error> {
     let tx = client.transaction().await.or_db()?;
+    set_tenant(&tx, tenant).await?;
+    Ok(tx)
+}
+
+/// Scopes `tx`, from its next statement on, to `tenant`'s rows.
+pub(crate) async fn set_tenant(tx: &Transaction<'_>, tenant: TenantId) -> Result<(), Error> {
     let set = tx.prepare_cached(SET_TENANT).await.or_db()?;
     tx.execute(&set, &[&tenant.to_string()]).await.or_db()?;
-    Ok(tx)
+    Ok(())
 }
 
 /// `total` split into at most `parts` shares that differ by one at most, none empty

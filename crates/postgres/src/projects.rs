@@ -28,7 +28,10 @@ macro_rules! columns {
 pub const LIST: Keyset = keyset!(columns!(), from "projects" where "tenant_id = $1",
     first limit "$2", after ("$2", "$3") limit "$4");
 
-fn project_from_row(row: &Row) -> Result<Project> {
+/// The tenant's projects, for its export (by id).
+pub(crate) const EXPORT: &str = concat!("SELECT ", columns!(), " FROM projects WHERE tenant_id = $1 ORDER BY id");
+
+pub(crate) fn project_from_row(row: &Row) -> Result<Project> {
     Ok(Project {
         tenant_id: TenantId::from_uuid(row.try_get("tenant_id").or_db()?),
         id: ProjectId::from_uuid(row.try_get("id").or_db()?),

@@ -18,7 +18,11 @@ use crate::op;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 use crate::users::insert_user;
 
-fn tenant_from_row(row: &Row) -> Result<Tenant> {
+/// The tenant, for its export: every column, so that the row reads as `tenant_from_row` reads
+/// it whatever columns it comes to read.
+pub(crate) const EXPORT: &str = "SELECT * FROM tenants WHERE id = $1";
+
+pub(crate) fn tenant_from_row(row: &Row) -> Result<Tenant> {
     Ok(Tenant {
         id: TenantId::from_uuid(row.try_get("id").or_db()?),
         slug: Slug::parse(row.try_get("slug").or_db()?).map_err(|_| corrupt("slug"))?,

@@ -29,7 +29,10 @@ macro_rules! columns {
 pub const LIST: Keyset = keyset!(columns!(), from "users" where "tenant_id = $1",
     first limit "$2", after ("$2", "$3") limit "$4");
 
-fn user_from_row(row: &Row) -> Result<User> {
+/// The tenant's users, for its export (by id).
+pub(crate) const EXPORT: &str = concat!("SELECT ", columns!(), " FROM users WHERE tenant_id = $1 ORDER BY id");
+
+pub(crate) fn user_from_row(row: &Row) -> Result<User> {
     Ok(User {
         tenant_id: TenantId::from_uuid(row.try_get("tenant_id").or_db()?),
         id: UserId::from_uuid(row.try_get("id").or_db()?),

@@ -19,17 +19,36 @@ use crate::keyset::{Keyset, keyset};
 use crate::op;
 use crate::pool::{PgStore, tenant_read, tenant_tx};
 
+macro_rules! columns {
+    () => {
+        "tenant_id, id, url, events, created_at"
+    };
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "tenant_id, id, webhook_id, event_id, event, state, attempts, last_error, created_at"
+    };
+}
+
 /// The tenant's webhooks, newest first.
-pub const LIST: Keyset = keyset!("tenant_id, id, url, events, created_at", from "webhooks" where "tenant_id = $1",
+pub const LIST: Keyset = keyset!(columns!(), from "webhooks" where "tenant_id = $1",
     first limit "$2", after ("$2", "$3") limit "$4");
 
 /// One webhook's deliveries, newest first.
 pub const DELIVERIES: Keyset = keyset!(
-    "tenant_id, id, webhook_id, event_id, event, state, attempts, last_error, created_at",
+    delivery_columns!(),
     from "webhook_deliveries" where "tenant_id = $1 AND webhook_id = $2",
     first limit "$3", after ("$3", "$4") limit "$5");
 
-fn webhook_from_row(row: &Row) -> Result<Webhook> {
+/// The tenant's webhooks, for its export (by id): never the sealed secret.
+pub(crate) const EXPORT: &str = concat!("SELECT ", columns!(), " FROM webhooks WHERE tenant_id = $1 ORDER BY id");
+
+/// The tenant's deliveries, for its export (by id).
+pub(crate) const EXPORT_DELIVERIES: &str =
+    concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE tenant_id = $1 ORDER BY id");
+
+pub(crate) fn webhook_from_row(row: &Row) -> Result<Webhook> {
     let events: Vec<String> = row.try_get("events").or_db()?;
     Ok(Webhook {
         tenant_id: TenantId::from_uuid(row.try_get("tenant_id").or_db()?),

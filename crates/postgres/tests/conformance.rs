@@ -41,3 +41,4 @@ plinth_domain::job_queue_suite!({
 });
 plinth_domain::account_emails_suite!(storage().await);
 plinth_domain::audit_suite!(storage().await);
+plinth_domain::tenant_exporter_suite!(storage().await);

@@ -14,6 +14,7 @@ pub mod schemas;
 
 mod accounts;
 mod auth;
+mod export;
 mod idempotency;
 mod keys;
 mod projects;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(accounts::list)
             .service(auth::get_tenant)
             .service(auth::delete_tenant)
+            .service(export::export)
             .service(keys::create)
             .service(keys::list)
             .service(keys::audit_log)

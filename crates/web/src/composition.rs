@@ -9,8 +9,8 @@ use plinth_domain::mail::MailSettings;
 use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
     AccountEmails, ApiKeyRepository, AuditLog, CacheStore, Clock, DeliveryStore, EmailSender, GenerationStore,
-    IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, SessionRepository, TenantRepository, TokenService,
-    UserRepository, WebhookRepository,
+    IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, SessionRepository, TenantExporter, TenantRepository,
+    TokenService, UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{
@@ -146,6 +146,7 @@ pub async fn compose_with(
         accounts: repos.accounts,
         api_keys: repos.api_keys,
         audit: repos.audit,
+        exporter: repos.exporter,
         mailer: mailer(config)?,
         url_guard: Arc::new(UrlGuard::new(address_policy(config))),
         secrets: Arc::new(SecretBox::new(&key)),
@@ -236,6 +237,7 @@ struct Repositories {
     accounts: Arc<dyn AccountEmails>,
     api_keys: Arc<dyn ApiKeyRepository>,
     audit: Arc<dyn AuditLog>,
+    exporter: Arc<dyn TenantExporter>,
     jobs: Arc<dyn JobQueue>,
     deliveries: Arc<dyn DeliveryStore>,
 }
@@ -252,6 +254,7 @@ impl Repositories {
             + AccountEmails
             + ApiKeyRepository
             + AuditLog
+            + TenantExporter
             + JobQueue
             + DeliveryStore
             + 'static,
@@ -266,6 +269,7 @@ impl Repositories {
             accounts: store.clone(),
             api_keys: store.clone(),
             audit: store.clone(),
+            exporter: store.clone(),
             jobs: store.clone(),
             deliveries: store,
         }

@@ -160,6 +160,7 @@ fn domain_parts(e: &Error) -> (StatusCode, &'static str, String) {
             "This tenant is suspended: nothing is served here until it is resumed.".into(),
         ),
         Error::NotFound => (S::NOT_FOUND, "not_found", "No such resource.".into()),
+        Error::Conflict(c @ Conflict::ExportRunning) => (S::CONFLICT, "export_in_progress", capitalise(&c.to_string())),
         Error::Conflict(c) => (S::CONFLICT, "conflict", capitalise(&c.to_string())),
         Error::IdempotencyKeyReused => (
             S::UNPROCESSABLE_ENTITY,
@@ -269,14 +270,7 @@ fn log_unavailable(e: &Error) {
 
 /// Logs an error with its whole cause chain.
 fn log_cause(what: &str, e: &Error) {
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    tracing::error!(error = %chain, "{what}");
+    tracing::error!(error = %e.chain(), "{what}");
 }
 
 impl From<Conflict> for ApiError {

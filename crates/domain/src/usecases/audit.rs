@@ -62,7 +62,8 @@ pub struct AuditView {
 }
 
 impl AuditView {
-    fn of(r: AuditRecord) -> Self {
+    /// The entry `r` as the API shows it.
+    pub(crate) fn of(r: AuditRecord) -> Self {
         Self {
             seq: r.seq,
             at: r.entry.at,

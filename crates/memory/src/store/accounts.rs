@@ -215,7 +215,7 @@ impl AccountEmails for MemoryStore {
         if rows.emails.contains_key(&invitation.email) {
             return Err(Error::Conflict(Conflict::EmailTaken));
         }
-        plinth_domain::plans::Cap::check_if(cap, rows.users.iter().count())?;
+        plinth_domain::plans::Cap::check_if(cap, rows.users.len())?;
         rows.accounts.invitations.remove(&id);
         let user = User {
             id: member.user,

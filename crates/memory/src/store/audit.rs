@@ -20,6 +20,13 @@ pub(super) struct Chain {
     records: Vec<AuditRecord>,
 }
 
+impl Chain {
+    /// The entries kept, oldest first.
+    pub(super) fn records(&self) -> &[AuditRecord] {
+        &self.records
+    }
+}
+
 /// One tenant's keys, with the hash of each secret and when it was revoked.
 #[derive(Debug, Default)]
 pub(super) struct Keys {

@@ -35,7 +35,7 @@ impl ProjectRepository for MemoryStore {
         let now = self.clock.now();
         let written = self.keyed(key, |data| {
             let rows = data.owner_of_new_row(project.tenant_id)?;
-            Cap::check_if(cap, rows.projects.iter().count())?;
+            Cap::check_if(cap, rows.projects.len())?;
             let needed = rows.deliveries_for(events);
             data.jobs.check_room(project.tenant_id, needed)?;
             let rows = data.owner_of_new_row(project.tenant_id)?;

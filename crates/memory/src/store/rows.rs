@@ -107,6 +107,11 @@ impl<T: Row> Rows<T> {
         self.ordered.values()
     }
 
+    /// How many rows there are, without walking them.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     /// Up to `limit` rows, newest first, strictly after `after`.
     pub(super) fn page(&self, after: Option<&Cursor>, limit: usize) -> Vec<T> {
         let start = match after {

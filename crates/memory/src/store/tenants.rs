@@ -146,9 +146,9 @@ impl TenantRepository for MemoryStore {
         let data = self.read();
         let Some(rows) = data.tenant(tenant) else { return Ok(plinth_domain::ports::Usage::default()) };
         Ok(plinth_domain::ports::Usage {
-            members: rows.users.iter().count() as u64,
-            projects: rows.projects.iter().count() as u64,
-            webhooks: rows.webhooks.iter().count() as u64,
+            members: rows.users.len() as u64,
+            projects: rows.projects.len() as u64,
+            webhooks: rows.webhooks.len() as u64,
             api_keys: rows.live_keys() as u64,
         })
     }

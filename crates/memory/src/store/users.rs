@@ -44,7 +44,7 @@ impl UserRepository for MemoryStore {
             if rows.emails.contains_key(&user.email) {
                 return Err(Error::Conflict(Conflict::EmailTaken));
             }
-            Cap::check_if(cap, rows.users.iter().count())?;
+            Cap::check_if(cap, rows.users.len())?;
             if !rows.users.insert(user.clone()) {
                 return Err(Error::internal(format!("user {} exists", user.id)));
             }

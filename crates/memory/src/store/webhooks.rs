@@ -30,7 +30,7 @@ impl WebhookRepository for MemoryStore {
     ) -> Result<Keyed> {
         self.keyed(key, |data| {
             let rows = data.owner_of_new_row(webhook.tenant_id)?;
-            check(rows.webhooks.iter().count())?;
+            check(rows.webhooks.len())?;
             if !rows.webhooks.insert(webhook.clone()) {
                 return Err(Error::internal(format!("webhook {} exists", webhook.id)));
             }

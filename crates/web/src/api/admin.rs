@@ -47,7 +47,7 @@ pub async fn operator_gate(
     let res = if req.method().is_safe() {
         next.call(req).await?
     } else {
-        let origin = gate::origin(&req, &state);
+        let origin = gate::origin(req.request(), &state);
         plinth_domain::audit::with_origin(origin, next.call(req)).await?
     };
     Ok(res.map_into_left_body())

@@ -147,6 +147,12 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
             MEDIA,
             (422, "No such plan, or a reason that is empty, too long or holds a control character"),
         ],
+        "exportTenant" => &[
+            UNAUTH,
+            (403, "The caller is not the tenant's owner, or is an API key (`forbidden`)"),
+            TENANT,
+            (409, "An export of this tenant is already running (`export_in_progress`)"),
+        ],
         "createApiKey" => &[
             BODY,
             UNAUTH,

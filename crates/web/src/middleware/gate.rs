@@ -229,7 +229,7 @@ pub async fn gate(
     };
 
     // A request that may change something carries its origin to the audit entries it writes.
-    let origin = (!req.method().is_safe()).then(|| origin(&req, &state));
+    let origin = (!req.method().is_safe()).then(|| origin(req.request(), &state));
     req.extensions_mut().insert(RequestCtx { tenant, auth });
     drop(gate_time);
     let mut res = match origin {
@@ -282,9 +282,10 @@ pub(crate) fn client(req: &ServiceRequest, state: &AppState) -> IpAddr {
 }
 
 /// Where a request comes from, for the audit log: its id, the client's whole address and its
-/// `User-Agent` (cut as a session's is).
-pub(crate) fn origin(req: &ServiceRequest, state: &AppState) -> plinth_domain::audit::Origin {
-    let client = client_info(req.request(), &state.trusted_proxies);
+/// `User-Agent` (cut as a session's is). The gate sets it for requests that may write; a read
+/// that is audited (an export) sets it itself.
+pub(crate) fn origin(req: &HttpRequest, state: &AppState) -> plinth_domain::audit::Origin {
+    let client = client_info(req, &state.trusted_proxies);
     let request_id =
         req.extensions().get::<super::request_id::RequestId>().and_then(|id| id.0.to_str().ok().map(str::to_owned));
     plinth_domain::audit::Origin { request_id, ip: client.ip, user_agent: client.user_agent }

@@ -138,6 +138,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/openapi.json", &["get"]),
     ("/v1/signup", &["post"]),
     ("/v1/tenant", &["delete", "get"]),
+    ("/v1/tenant/export", &["get"]),
     ("/admin/v1/tenants", &["get"]),
     ("/admin/v1/tenants/{slug}", &["delete", "get"]),
     ("/admin/v1/tenants/{slug}/plan", &["put"]),

@@ -88,6 +88,11 @@ impl Process {
         self.client.request(method, format!("{}{path}", self.address)).header("host", host)
     }
 
+    /// The process's id (to read its `/proc` entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (`TERM`, `INT`) with `kill`.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();

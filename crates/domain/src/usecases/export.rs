@@ -1,0 +1,43 @@
+//! Exporting everything a tenant holds (data portability, GDPR art. 20).
+
+use super::{Plinth, Principal};
+use crate::audit::Target;
+use crate::entities::Tenant;
+use crate::error::{Error, Result};
+use crate::export::TenantExport;
+use crate::values::Role;
+
+impl Plinth {
+    /// Starts an export of everything `tenant` holds, as NDJSON chunks (see
+    /// [`crate::export`]): one consistent snapshot, read as the returned [`TenantExport`] is
+    /// read, one export of a tenant at a time.
+    ///
+    /// `by` is who asks: a person who is `tenant`'s owner, or `None` for the deployment's
+    /// operator. Returns once the first chunk is ready, so that a failure before it is this
+    /// call's error (an answer not yet begun), after recording `tenant.exported` in the audit
+    /// log (the entry is not in the export: the snapshot was taken before it). Errors:
+    /// `Forbidden` (an API key, or not the tenant's owner); `Conflict(ExportRunning)` while
+    /// another export of the tenant runs.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
+    pub async fn export_tenant(&self, tenant: &Tenant, by: Option<&Principal>) -> Result<TenantExport> {
+        if let Some(who) = by {
+            who.person()?;
+            if who.tenant != tenant.id || who.role != Role::Owner {
+                return Err(Error::Forbidden("only an owner may export the tenant's data"));
+            }
+        }
+        let (writer, mut export) = TenantExport::channel();
+        self.ports.exporter.export(tenant, writer).await?;
+        export.first_chunk().await?;
+        let target = Target::new("tenant", tenant.id);
+        let changes = serde_json::json!({});
+        let trail = match by {
+            Some(who) => self.audit(who.actor(), "tenant.exported", Some(target), changes),
+            None => self.audit_operator("tenant.exported", target, changes),
+        };
+        if !trail.is_empty() {
+            self.ports.audit.append(tenant.id, &trail).await?;
+        }
+        Ok(export)
+    }
+}
