@@ -85,6 +85,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(admin::suspend)
             .service(admin::resume)
             .service(admin::remove)
-            .service(admin::restore),
+            .service(admin::restore)
+            .service(admin::export),
     );
 }

@@ -20,6 +20,19 @@ impl Plinth {
     /// another export of the tenant runs.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
     pub async fn export_tenant(&self, tenant: &Tenant, by: Option<&Principal>) -> Result<TenantExport> {
+        self.start_export(tenant, by).await
+    }
+
+    /// The operator's export of the tenant `slug`, whatever its lifecycle (a suspended tenant,
+    /// or a deleted one within its grace, can be given its data), as
+    /// [`export_tenant`](Self::export_tenant). Errors: `TenantNotFound`; `Conflict(ExportRunning)`.
+    pub async fn operator_export(&self, slug: &crate::values::Slug) -> Result<(Tenant, TenantExport)> {
+        let tenant = self.ports.tenants.find_by_slug(slug).await?.ok_or(Error::TenantNotFound)?;
+        let export = self.start_export(&tenant, None).await?;
+        Ok((tenant, export))
+    }
+
+    async fn start_export(&self, tenant: &Tenant, by: Option<&Principal>) -> Result<TenantExport> {
         if let Some(who) = by {
             who.person()?;
             if who.tenant != tenant.id || who.role != Role::Owner {

@@ -201,6 +201,36 @@ pub async fn remove(state: web::Data<AppState>, path: web::Path<String>) -> Resu
     respond::private(&state.plinth.delete_tenant(&slug(&path)?).await?)
 }
 
+/// Everything a tenant holds, as `GET /v1/tenant/export` gives it to its owner (the same
+/// format, snapshot, pace and one-at-a-time rule), whatever the tenant's state: a suspended
+/// tenant, or a deleted one within its grace, can be given its data. Audited in the tenant's log
+/// as `tenant.exported` by the operator.
+#[utoipa::path(
+    tag = "operator",
+    operation_id = "adminExportTenant",
+    security(("operatorToken" = [])),
+    params(("slug" = String, Path, description = "The tenant's slug", min_length = 3, max_length = 63, pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")),
+    responses((
+        status = 200,
+        description = "The export: NDJSON, one line per record, the `end` line last",
+        content_type = "application/x-ndjson",
+        body = String,
+        example = super::export::example
+    ))
+)]
+#[get("/tenants/{slug}/export")]
+pub async fn export(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = slug(&path)?;
+    // A read, but an audited one: its entry names the request.
+    let origin = gate::origin(&req, &state);
+    let (tenant, export) = plinth_domain::audit::with_origin(origin, state.plinth.operator_export(&slug)).await?;
+    Ok(super::export::streamed(&tenant.slug, export))
+}
+
 /// Undoes a tenant's deletion while its grace lasts: its hosts answer again (still suspended,
 /// if it was). Restoring a tenant that is not deleted changes nothing; one already erased is
 /// not found.

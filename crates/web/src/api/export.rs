@@ -32,7 +32,7 @@ const EXAMPLE: &str = concat!(
 );
 
 /// [`EXAMPLE`] as the document's example of the answer.
-fn example() -> serde_json::Value {
+pub(crate) fn example() -> serde_json::Value {
     serde_json::Value::String(EXAMPLE.to_owned())
 }
 
@@ -77,15 +77,20 @@ pub async fn export(
     let origin = crate::middleware::gate::origin(&req, &state);
     let started = state.plinth.export_tenant(&tenant.0, Some(&who.0));
     let export = plinth_domain::audit::with_origin(origin, started).await?;
+    Ok(streamed(&tenant.0.slug, export))
+}
+
+/// The answer that streams `export`, as the file `<slug>-export.ndjson`.
+pub(crate) fn streamed(slug: &plinth_domain::values::Slug, from: TenantExport) -> HttpResponse {
     let file = ContentDisposition {
         disposition: DispositionType::Attachment,
-        parameters: vec![DispositionParam::Filename(format!("{}-export.ndjson", tenant.0.slug))],
+        parameters: vec![DispositionParam::Filename(format!("{slug}-export.ndjson"))],
     };
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, NDJSON))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")))
         .insert_header(file)
-        .streaming(chunks(export)))
+        .streaming(chunks(from))
 }
 
 /// The export's chunks as a response body: read one at a time as the client takes them, so

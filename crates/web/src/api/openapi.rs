@@ -135,6 +135,9 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         ],
         "adminListTenants" => &[(400, "Malformed state, after or limit"), OPERATOR, OFF],
         "adminGetTenant" | "adminResumeTenant" | "adminDeleteTenant" => &[OPERATOR, NO_TENANT],
+        "adminExportTenant" => {
+            &[OPERATOR, NO_TENANT, (409, "An export of this tenant is already running (`export_in_progress`)")]
+        }
         "adminRestoreTenant" => {
             &[OPERATOR, NO_TENANT, (409, "The tenant's grace has run out: its data is being erased (`conflict`)")]
         }

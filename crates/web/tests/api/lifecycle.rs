@@ -203,6 +203,34 @@ on_every_backend! {
         assert_eq!(json_of(admin(&app, Method::GET, "/tenants/acme", Some(&token)), StatusCode::OK).await["state"], "active");
     }
 
+    async fn the_operator_exports_a_suspended_or_deleted_tenant(backend: Backend) {
+        let (token, hash) = operator();
+        let app = TestApp::spawn_with(backend, &[("PLINTH_OPERATOR_TOKEN_HASHES", &hash)]).await;
+        let owner = app.signup("exported").await.token;
+        app.project("exported", &owner, "kept").await;
+        let slug = plinth_domain::values::Slug::parse("exported").unwrap();
+        app.plinth.suspend(&slug, None).await.unwrap();
+        for _ in 0..2 {
+            let res = admin(&app, Method::GET, "/tenants/exported/export", Some(&token)).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(crate::helpers::header(&res, "content-type").as_deref(), Some("application/x-ndjson"));
+            let body = res.text().await.unwrap();
+            let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            assert_eq!(lines[0]["type"], "tenant");
+            assert!(lines.iter().any(|l| l["type"] == "project" && l["data"]["name"] == "kept"), "{body}");
+            assert_eq!(lines.last().unwrap()["type"], "end");
+            app.plinth.delete_tenant(&slug).await.unwrap();
+        }
+        assert_problem(admin(&app, Method::GET, "/tenants/exported/export", None).send().await.unwrap(), 401, "unauthorized").await;
+        assert_problem(admin(&app, Method::GET, "/tenants/nobody/export", Some(&token)).send().await.unwrap(), 404, "tenant_not_found").await;
+        // Recorded in the tenant's log, by the operator.
+        app.plinth.restore(&slug).await.unwrap();
+        app.plinth.resume(&slug).await.unwrap();
+        let log = json_of(app.on(Method::GET, "exported", "/v1/audit-log?action=tenant.exported", Some(&owner)), StatusCode::OK).await;
+        let kinds: Vec<&str> = log["items"].as_array().unwrap().iter().map(|e| e["actor"]["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["operator", "operator"]);
+    }
+
     async fn a_deletion_and_a_suspension_racing_are_each_kept_when_acknowledged(backend: Backend) {
         let (token, hash) = operator();
         let app = TestApp::spawn_with(backend, &[("PLINTH_OPERATOR_TOKEN_HASHES", &hash)]).await;

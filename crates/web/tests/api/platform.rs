@@ -145,6 +145,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/admin/v1/tenants/{slug}/suspend", &["post"]),
     ("/admin/v1/tenants/{slug}/resume", &["post"]),
     ("/admin/v1/tenants/{slug}/restore", &["post"]),
+    ("/admin/v1/tenants/{slug}/export", &["get"]),
     ("/v1/auth/login", &["post"]),
     ("/v1/auth/refresh", &["post"]),
     ("/v1/auth/logout", &["post"]),
