@@ -242,9 +242,17 @@ pub struct ExportWriter {
     buf: Vec<u8>,
     last: Option<RecordKind>,
     counts: ExportCounts,
+    /// The instance's leave to run one more export, held for as long as the writer (and the
+    /// database connection of the task that writes) lives.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ExportWriter {
+    /// Holds `permit` until this writer is dropped (its export ends).
+    pub(crate) fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.permit = Some(permit);
+    }
+
     /// Writes `record`'s line. A full chunk is sent first, waiting while the channel is full (the
     /// reader's backpressure). Errors: `Gone` when the reader went away; `Failed` for a record
     /// of a kind that comes before one already written (an adapter's bug), or one that can't be
@@ -322,6 +330,7 @@ impl TenantExport {
             buf: Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4),
             last: None,
             counts: ExportCounts::default(),
+            permit: None,
         };
         (writer, Self { first: None, chunks: rx })
     }

@@ -187,12 +187,22 @@ pub struct Plinth {
     settings: Settings,
     tenants: tenants::Decoded,
     key_usage: api_keys::KeyUsage,
+    /// How many more exports this instance may run at once.
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Plinth {
     /// Wires the use cases to their ports.
     pub fn new(ports: Ports, cache: Cache, settings: Settings) -> Self {
-        Self { ports, cache, settings, tenants: tenants::Decoded::default(), key_usage: api_keys::KeyUsage::default() }
+        let exports = Arc::new(tokio::sync::Semaphore::new(settings.lifecycle.exports_per_instance.max(1)));
+        Self {
+            ports,
+            cache,
+            settings,
+            tenants: tenants::Decoded::default(),
+            key_usage: api_keys::KeyUsage::default(),
+            exports,
+        }
     }
 
     /// Retries the cache invalidations that failed while the generation store was down; the

@@ -216,7 +216,11 @@ pub async fn compose_with(
             ..AuditSettings::new(plinth_domain::audit::AuditKey::derive(&key))
         },
         keys: KeySettings { key: ApiKeyKey::derive(&key) },
-        lifecycle: LifecycleSettings { delete_grace: config.tenant_delete_grace, ..LifecycleSettings::default() },
+        lifecycle: LifecycleSettings {
+            delete_grace: config.tenant_delete_grace,
+            exports_per_instance: config.exports_per_instance,
+            ..LifecycleSettings::default()
+        },
     };
     let plinth = Arc::new(Plinth::new(ports, cache, settings));
     let demo = match database {

@@ -226,6 +226,8 @@ pub struct Config {
     /// `PLINTH_TENANT_DELETE_GRACE_DAYS`: how long a deleted tenant's data is kept (and can
     /// be restored) before it is erased (default 30).
     pub tenant_delete_grace: Duration,
+    /// `PLINTH_EXPORTS_PER_INSTANCE`: tenant exports one instance runs at once (default 4).
+    pub exports_per_instance: usize,
     /// `PLINTH_OPERATOR_TOKEN_HASHES`: the SHA-256 (hex) of each operator token `/admin/v1`
     /// accepts; empty (the default) turns the operator API off.
     pub operator_token_hashes: Vec<[u8; 32]>,
@@ -331,6 +333,7 @@ impl Config {
                 86_400 * env.parse_in("PLINTH_TENANT_DELETE_GRACE_DAYS", 30, 0..=3650)?,
             ),
             operator_token_hashes: operator_token_hashes(&env)?,
+            exports_per_instance: env.parse_in("PLINTH_EXPORTS_PER_INSTANCE", 4, 1..=64)?,
             shutdown_drain: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_DRAIN_S", 5, 0..=3600)?),
             shutdown_grace: Duration::from_secs(env.parse_in("PLINTH_SHUTDOWN_GRACE_S", 30, 0..=3600)?),
             log: log_config(&env)?,

@@ -39,7 +39,12 @@ impl Plinth {
                 return Err(Error::Forbidden("only an owner may export the tenant's data"));
             }
         }
-        let (writer, mut export) = TenantExport::channel();
+        // Each export holds a database connection for as long as it is read: an instance runs a
+        // few at once, so that exports can't take every connection its requests need.
+        let permit =
+            self.exports.clone().try_acquire_owned().map_err(|_| Error::RateLimited { retry_after_secs: 30 })?;
+        let (mut writer, mut export) = TenantExport::channel();
+        writer.hold(permit);
         self.ports.exporter.export(tenant, writer).await?;
         export.first_chunk().await?;
         let target = Target::new("tenant", tenant.id);

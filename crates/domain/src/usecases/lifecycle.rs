@@ -26,11 +26,14 @@ pub struct LifecycleSettings {
     pub delete_grace: Duration,
     /// Rows erased per statement by the purge.
     pub purge_batch: usize,
+    /// Exports one instance runs at once (each holds a database connection while it is read);
+    /// one more answers 429 `rate_limited`.
+    pub exports_per_instance: usize,
 }
 
 impl Default for LifecycleSettings {
     fn default() -> Self {
-        Self { delete_grace: Duration::from_secs(30 * 86_400), purge_batch: 1000 }
+        Self { delete_grace: Duration::from_secs(30 * 86_400), purge_batch: 1000, exports_per_instance: 4 }
     }
 }
 

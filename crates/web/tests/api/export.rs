@@ -108,9 +108,15 @@ enum Seeder {
 
 /// An app on `backend`, and its seeder.
 async fn seeded_app(backend: Backend) -> (TestApp, Seeder) {
+    seeded_app_with(backend, &[]).await
+}
+
+/// As [`seeded_app`], with `vars` on top.
+async fn seeded_app_with(backend: Backend, vars: &[(&str, &str)]) -> (TestApp, Seeder) {
     let repository: Arc<Mutex<Option<Arc<dyn ProjectRepository>>>> = Arc::default();
     let keep = repository.clone();
-    let app = TestApp::spawn_adapted(backend, LOOPBACK_OK, move |ports| {
+    let vars: Vec<(&str, &str)> = LOOPBACK_OK.iter().copied().chain(vars.iter().copied()).collect();
+    let app = TestApp::spawn_adapted(backend, &vars, move |ports| {
         *keep.lock().unwrap() = Some(ports.projects.clone());
     })
     .await;
@@ -329,6 +335,31 @@ on_every_backend! {
         let lines = finish(held, first).await;
         assert_eq!(of_kind(&lines, "project").len(), MANY);
         assert_eq!(exported_entries(&app, "busy", &busy.token).await.len(), 1, "the refused one is not recorded");
+    }
+
+    async fn an_instance_runs_a_bounded_number_of_exports_at_once(backend: Backend) {
+        let (app, seeder) = seeded_app_with(backend, &[("PLINTH_EXPORTS_PER_INSTANCE", "1")]).await;
+        let first = app.signup("first").await;
+        let second = app.signup("second").await;
+        seeder.seed(&app, &first.tenant_id, MANY).await;
+        // One export held open takes the instance's only place: another tenant's waits its turn
+        // (each holds a database connection while it is read).
+        let (held, body) = hold(&app, "first", &first.token).await;
+        let res = app.on(Method::GET, "second", "/v1/tenant/export", Some(&second.token)).send().await.unwrap();
+        assert_eq!(header(&res, "retry-after").as_deref(), Some("30"));
+        assert_problem(res, 429, "rate_limited").await;
+        assert_eq!(of_kind(&finish(held, body).await, "project").len(), MANY);
+        // The place is free once the first has ended (its writer gone with its connection).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let res = app.on(Method::GET, "second", "/v1/tenant/export", Some(&second.token)).send().await.unwrap();
+            if res.status() == StatusCode::OK {
+                assert_complete(&lines(&res.bytes().await.unwrap()));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the place of an ended export is not freed: {}", res.status());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     async fn a_client_that_goes_away_ends_its_export(backend: Backend) {
