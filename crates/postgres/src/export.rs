@@ -62,10 +62,20 @@ async fn begin(client: &mut Object, tenant: TenantId) -> Result<(Transaction<'_>
     Ok((tx, found))
 }
 
+/// How long a reader may leave the export's channel full before the export gives up on it (as
+/// if it had gone): the export holds a pooled connection, which a reader that stopped reading
+/// (but kept its TCP connection open) must not keep for longer.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes `record` into `out`, giving up after [`STALL`] of a full channel.
+async fn put<R: ExportRecord>(out: &mut ExportWriter, record: R) -> Result<(), Stopped> {
+    tokio::time::timeout(STALL, out.write(record)).await.unwrap_or(Err(Stopped::Gone))
+}
+
 /// Writes `tenant` and every row of it, kind by kind, into `out`.
 async fn write(tx: &Transaction<'_>, tenant: Tenant, out: &mut ExportWriter) -> Result<(), Stopped> {
     let id = tenant.id;
-    out.write(tenant).await?;
+    put(out, tenant).await?;
     rows(tx, id, crate::users::EXPORT, crate::users::user_from_row, out).await?;
     rows(tx, id, crate::projects::EXPORT, crate::projects::project_from_row, out).await?;
     rows(tx, id, crate::webhooks::EXPORT, crate::webhooks::webhook_from_row, out).await?;
@@ -90,7 +100,7 @@ async fn rows<R: ExportRecord>(
         }
         let batch = tx.query_portal(&portal, BATCH).await.or_db()?;
         for row in &batch {
-            out.write(map(row)?).await?;
+            put(out, map(row)?).await?;
         }
         if batch.len() < usize::try_from(BATCH).unwrap_or(usize::MAX) {
             return Ok(());
@@ -115,7 +125,7 @@ async fn run(store: PgStore, tenant: TenantId, mut out: ExportWriter, began: one
         Ok((tx, found)) => {
             if began.send(Ok(())).is_ok() {
                 let outcome = write(&tx, found, &mut out).await;
-                out.finish(outcome).await;
+                let _ = tokio::time::timeout(STALL, out.finish(outcome)).await;
             }
             // Read only: ending it frees the snapshot and the lock. Should the rollback fail,
             // the connection is broken and the server ends the transaction anyway.
