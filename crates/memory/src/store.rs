@@ -99,10 +99,10 @@ impl TenantData {
     /// users, projects, webhooks, deliveries and events (what a purge reports).
     fn row_count(&self) -> u64 {
         let n = 1
-            + self.users.iter().count()
-            + self.projects.iter().count()
-            + self.webhooks.iter().count()
-            + self.deliveries.iter().count()
+            + self.users.len()
+            + self.projects.len()
+            + self.webhooks.len()
+            + self.deliveries.len()
             + self.outbox.len();
         n as u64
     }

@@ -162,11 +162,11 @@ impl Plinth {
     /// `tenant` with its plan's limits, and its usage when `who` (if anyone) acts on it.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant.slug))]
     pub async fn tenant_view(&self, tenant: &Tenant, who: Option<&super::Principal>) -> Result<TenantView> {
-        let limits = self.settings.plans.get(&tenant.plan).limits;
         let usage = match who {
             Some(p) if p.tenant == tenant.id => Some(self.ports.tenants.usage(tenant.id).await?),
             _ => None,
         };
-        Ok(TenantView { tenant: tenant.clone(), limits, usage, state: None })
+        // As the operator's view, but without the state (only an active tenant is served).
+        Ok(TenantView { state: None, ..self.view_of(tenant.clone(), usage) })
     }
 }
