@@ -5,7 +5,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::entities::{Project, Tenant};
+use crate::entities::{Project, Tenant, Webhook};
 use crate::ids::{EventId, TenantId};
 
 /// The kinds of event a tenant can subscribe to.
@@ -30,17 +30,27 @@ pub enum EventKind {
     /// The tenant was resumed.
     #[serde(rename = "tenant.resumed")]
     TenantResumed,
+    /// A webhook was disabled after failing every attempt for too long (sent to the tenant's
+    /// other webhooks).
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
+    /// A test event, sent to one webhook on request (`POST /v1/webhooks/{id}/test`); never
+    /// subscribed to.
+    #[serde(rename = "webhook.ping")]
+    WebhookPing,
 }
 
 impl EventKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::ProjectCreated,
         Self::ProjectUpdated,
         Self::ProjectDeleted,
         Self::TenantPlanChanged,
         Self::TenantSuspended,
         Self::TenantResumed,
+        Self::WebhookDisabled,
+        Self::WebhookPing,
     ];
 
     /// The event's wire name.
@@ -52,6 +62,8 @@ impl EventKind {
             Self::TenantPlanChanged => "tenant.plan_changed",
             Self::TenantSuspended => "tenant.suspended",
             Self::TenantResumed => "tenant.resumed",
+            Self::WebhookDisabled => "webhook.disabled",
+            Self::WebhookPing => "webhook.ping",
         }
     }
 
@@ -86,6 +98,8 @@ pub enum EventData {
     Project(Project),
     /// The tenant (`tenant.*`).
     Tenant(Tenant),
+    /// A webhook (`webhook.*`), without its secret.
+    Webhook(Webhook),
 }
 
 impl DomainEvent {
@@ -98,5 +112,11 @@ impl DomainEvent {
     /// A new event of `kind` about `tenant` (as it is after the change), happened `at`.
     pub fn tenant(kind: EventKind, tenant: &Tenant, at: OffsetDateTime) -> Self {
         Self { id: EventId::new(), kind, created_at: at, tenant_id: tenant.id, data: EventData::Tenant(tenant.clone()) }
+    }
+
+    /// A new event of `kind` about `webhook` (as it is after the change), happened `at`.
+    pub fn webhook(kind: EventKind, webhook: &Webhook, at: OffsetDateTime) -> Self {
+        let data = EventData::Webhook(webhook.clone());
+        Self { id: EventId::new(), kind, created_at: at, tenant_id: webhook.tenant_id, data }
     }
 }
