@@ -38,6 +38,8 @@ pub enum ActorKind {
     Anonymous,
     /// The operator of the deployment (`plinth tenant …`).
     Operator,
+    /// plinth itself: the worker disabling a webhook that kept failing.
+    System,
 }
 
 impl ActorKind {
@@ -48,12 +50,13 @@ impl ActorKind {
             Self::ApiKey => "api_key",
             Self::Anonymous => "anonymous",
             Self::Operator => "operator",
+            Self::System => "system",
         }
     }
 
     /// The kind stored as `s`.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::User, Self::ApiKey, Self::Anonymous, Self::Operator].into_iter().find(|k| k.as_str() == s)
+        [Self::User, Self::ApiKey, Self::Anonymous, Self::Operator, Self::System].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -252,6 +255,13 @@ impl AuditTrail {
     pub fn by_operator(&mut self) {
         for entry in &mut self.entries {
             entry.actor = Actor { kind: ActorKind::Operator, id: None, ip: None, user_agent: None };
+        }
+    }
+
+    /// Makes every entry's actor plinth itself (the worker's own decisions).
+    pub fn by_system(&mut self) {
+        for entry in &mut self.entries {
+            entry.actor = Actor { kind: ActorKind::System, id: None, ip: None, user_agent: None };
         }
     }
 

@@ -168,6 +168,111 @@ pub struct Webhook {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
+    /// At most this many deliveries a second are attempted; none when absent.
+    pub rate_limit_per_second: Option<u32>,
+    /// Until when deliveries are also signed with the secret it had before its last rotation
+    /// (RFC 3339); absent when they aren't.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub rotation_ends_at: Option<OffsetDateTime>,
+    /// Whether it receives deliveries, and how its attempts have gone.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub health: WebhookHealth,
+}
+
+impl Webhook {
+    /// A new, enabled webhook with no history.
+    pub fn new(
+        id: crate::ids::WebhookId,
+        tenant_id: TenantId,
+        url: String,
+        events: Vec<crate::events::EventKind>,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            tenant_id,
+            url,
+            events,
+            created_at,
+            rate_limit_per_second: None,
+            rotation_ends_at: None,
+            health: WebhookHealth::default(),
+        }
+    }
+
+    /// Its URL's origin, `scheme://host[:port]`, without credentials, path, query or fragment:
+    /// what is recorded or mailed of it (a path or query often carries a secret of its own).
+    pub fn origin(&self) -> String {
+        url_origin(&self.url)
+    }
+
+    /// Whether new deliveries are made and attempted for it.
+    pub const fn is_enabled(&self) -> bool {
+        matches!(self.health.state, WebhookState::Enabled)
+    }
+}
+
+/// `scheme://host[:port]` of `url`, without credentials, path, query or fragment.
+pub fn url_origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
+}
+
+/// Whether a webhook receives deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookState {
+    /// Its deliveries are made and attempted.
+    #[default]
+    Enabled,
+    /// No delivery is made or attempted: it was disabled by a member or after failing too long.
+    Disabled,
+}
+
+/// A webhook's state and the record of its attempts, kept by the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookHealth {
+    /// Whether it receives deliveries.
+    pub state: WebhookState,
+    /// Why it was disabled, while it is.
+    pub disabled_reason: Option<String>,
+    /// When it was disabled (RFC 3339), while it is.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub disabled_at: Option<OffsetDateTime>,
+    /// When an attempt last succeeded (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub last_success_at: Option<OffsetDateTime>,
+    /// Attempts that failed since the last success.
+    pub consecutive_failures: u32,
+    /// When the first of those failures happened (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub failing_since: Option<OffsetDateTime>,
+}
+
+impl WebhookHealth {
+    /// This record after an attempt at `at` that succeeded or not.
+    #[must_use]
+    pub fn after_attempt(&self, delivered: bool, at: OffsetDateTime) -> Self {
+        let mut next = self.clone();
+        if delivered {
+            next.last_success_at = Some(at);
+            next.consecutive_failures = 0;
+            next.failing_since = None;
+        } else {
+            next.consecutive_failures = next.consecutive_failures.saturating_add(1);
+            next.failing_since = Some(next.failing_since.unwrap_or(at));
+        }
+        next
+    }
 }
 
 /// Where a delivery stands.
@@ -181,6 +286,9 @@ pub enum DeliveryState {
     Delivered,
     /// Every attempt failed.
     Dead,
+    /// Its webhook was disabled before it was delivered: no attempt will be made unless it is
+    /// retried or recovered.
+    Skipped,
 }
 
 impl DeliveryState {
@@ -190,12 +298,13 @@ impl DeliveryState {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Dead => "dead",
+            Self::Skipped => "skipped",
         }
     }
 
     /// The state named `s`, if any.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Dead].into_iter().find(|k| k.as_str() == s)
+        [Self::Pending, Self::Delivered, Self::Dead, Self::Skipped].into_iter().find(|k| k.as_str() == s)
     }
 }
 

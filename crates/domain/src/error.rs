@@ -161,6 +161,8 @@ pub enum Conflict {
     ChangedMeanwhile,
     /// An export of the tenant is already running (one at a time per tenant).
     ExportRunning,
+    /// The webhook is disabled: nothing is sent to it until it is enabled again.
+    WebhookDisabled,
 }
 
 impl fmt::Display for Conflict {
@@ -174,6 +176,7 @@ impl fmt::Display for Conflict {
             Self::GraceOver => "this tenant's grace has run out: its data is being erased and can't be restored",
             Self::ChangedMeanwhile => "the tenant kept changing while this change was made; try again",
             Self::ExportRunning => "an export of this tenant is already running; try again when it ends",
+            Self::WebhookDisabled => "this webhook is disabled; enable it (PATCH with enabled: true) first",
         })
     }
 }

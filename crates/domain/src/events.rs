@@ -67,6 +67,12 @@ impl EventKind {
         }
     }
 
+    /// Whether a webhook may subscribe to it (every kind but `webhook.ping`, which is sent on
+    /// request to one webhook).
+    pub const fn subscribable(self) -> bool {
+        !matches!(self, Self::WebhookPing)
+    }
+
     /// The kind named `s`, if any.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)

@@ -39,6 +39,12 @@ const fn templates(purpose: Purpose) -> Templates {
             html: include_str!("../templates/email/verify_email.html"),
             page: "/verify-email",
         },
+        Purpose::WebhookDisabled => Templates {
+            subject: include_str!("../templates/email/webhook_disabled.subject.txt"),
+            text: include_str!("../templates/email/webhook_disabled.txt"),
+            html: include_str!("../templates/email/webhook_disabled.html"),
+            page: "/settings/webhooks/",
+        },
     }
 }
 
@@ -57,12 +63,22 @@ impl MailSettings {
         self.public_url.replace("{slug}", slug).trim_end_matches('/').to_owned()
     }
 
-    /// The message for `email`, carrying `token` (which lives for `ttl`).
-    pub fn render(&self, email: &PendingEmail, token: &EmailToken, ttl: Duration) -> OutboundEmail {
+    /// The message for `email`, carrying `token` (which lives for `ttl`) when its purpose has
+    /// one.
+    pub fn render(&self, email: &PendingEmail, token: Option<&EmailToken>, ttl: Duration) -> OutboundEmail {
         let t = templates(email.purpose);
-        let link = format!("{}{}#token={}", self.tenant_url(email.tenant.slug.as_str()), t.page, token.expose());
+        let base = format!("{}{}", self.tenant_url(email.tenant.slug.as_str()), t.page);
+        let link = match (token, &email.webhook) {
+            (Some(token), _) => format!("{base}#token={}", token.expose()),
+            (None, Some(notice)) => format!("{base}{}", notice.id),
+            (None, None) => base,
+        };
         let (role, inviter) = match &email.invitation {
             Some((role, inviter)) => (role.as_str(), inviter.as_str()),
+            None => ("", ""),
+        };
+        let (webhook, reason) = match &email.webhook {
+            Some(notice) => (notice.origin.as_str(), notice.reason.as_str()),
             None => ("", ""),
         };
         let expires = human_duration(ttl);
@@ -72,6 +88,8 @@ impl MailSettings {
             ("inviter", inviter),
             ("link", link.as_str()),
             ("expires", expires.as_str()),
+            ("webhook", webhook),
+            ("reason", reason),
         ];
         OutboundEmail {
             message_id: format!("{}@{}", email.id, self.message_id_domain),
@@ -121,7 +139,7 @@ fn escape_html(s: &str, out: &mut String) {
 }
 
 /// `7 days`, `30 minutes`, `1 hour`: the largest whole unit.
-fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     let (n, unit) = if s >= 86_400 && s.is_multiple_of(86_400) {
         (s / 86_400, "day")
@@ -159,6 +177,7 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
             attempts: 0,
             invitation: Some((Role::Admin, Email::parse("bob@example.com").ok()?)),
+            webhook: None,
             live: true,
         })
     }
@@ -169,7 +188,7 @@ mod tests {
             MailSettings { public_url: "https://{slug}.example.com/".into(), message_id_domain: "example.com".into() };
         let Some(email) = pending(Purpose::Invitation, "Acme <Labs> & Co") else { panic!("fixture") };
         let token = EmailToken::derive(&EmailKey::derive(b"k"), Purpose::Invitation, email.id);
-        let out = settings.render(&email, &token, Duration::from_secs(7 * 86_400));
+        let out = settings.render(&email, Some(&token), Duration::from_secs(7 * 86_400));
         let link = format!("https://acme.example.com/invitations/accept#token={}", token.expose());
         assert_eq!(out.link, link);
         assert!(out.text.contains(&link) && out.html.contains(&link));
@@ -187,11 +206,27 @@ mod tests {
         for purpose in [Purpose::Invitation, Purpose::PasswordReset, Purpose::VerifyEmail] {
             let Some(email) = pending(purpose, "Acme") else { panic!("fixture") };
             let token = EmailToken::derive(&EmailKey::derive(b"k"), purpose, email.id);
-            let out = settings.render(&email, &token, Duration::from_secs(1800));
+            let out = settings.render(&email, Some(&token), Duration::from_secs(1800));
             for part in [&out.subject, &out.text, &out.html] {
                 assert!(!part.contains("{{"), "{purpose:?}: {part}");
             }
             assert!(out.text.contains(&token.expose()) && out.text.contains("30 minutes"));
+        }
+    }
+
+    #[test]
+    fn a_webhooks_notice_names_its_origin_and_reason_and_carries_no_token() {
+        let settings = MailSettings { public_url: "https://{slug}.example.com".into(), message_id_domain: "x".into() };
+        let Some(mut email) = pending(Purpose::WebhookDisabled, "Acme") else { panic!("fixture") };
+        let id = crate::ids::WebhookId::new();
+        let reason = "every attempt failed for 5 days (12 attempts in a row)".to_owned();
+        email.webhook = Some(crate::ports::WebhookNotice { id, origin: "https://hooks.example.com".into(), reason });
+        let out = settings.render(&email, None, Duration::from_secs(86_400));
+        assert_eq!(out.link, format!("https://acme.example.com/settings/webhooks/{id}"));
+        assert_eq!(out.subject, "A webhook of Acme was disabled");
+        for part in [&out.text, &out.html] {
+            assert!(part.contains("https://hooks.example.com") && part.contains("12 attempts in a row"), "{part}");
+            assert!(!part.contains("{{") && !part.contains("token"), "{part}");
         }
     }
 

@@ -30,6 +30,11 @@ pub const EMAILS: &str = "emails_total";
 pub const RATE_LIMIT_REJECTIONS: &str = "rate_limit_rejections_total";
 /// Counter `{result}`: webhook delivery attempts by result (`delivered`, `retry`, `dead`).
 pub const WEBHOOK_ATTEMPTS: &str = "webhook_attempts_total";
+/// Counter `{reason}`: deliveries claimed but not attempted: `paced` (postponed to their
+/// webhook's next slot) or `skipped` (their webhook is disabled).
+pub const WEBHOOK_HELD: &str = "webhook_deliveries_held_total";
+/// Counter: webhooks disabled because every attempt failed for too long.
+pub const WEBHOOKS_DISABLED: &str = "webhooks_disabled_total";
 /// Gauge: connections the database pool holds (recorded by the database adapter at each scrape).
 pub const DB_POOL_SIZE: &str = "db_pool_size";
 /// Gauge: idle connections in the database pool.

@@ -20,7 +20,9 @@ mod residue;
 mod sessions;
 mod webhooks;
 
-pub use accounts::{Acceptance, AccountEmails, EmailOutcome, NewEmail, NewVerification, PendingEmail};
+pub use accounts::{
+    Acceptance, AccountEmails, EmailOutcome, NOTICE_REASON, NewEmail, NewVerification, PendingEmail, WebhookNotice,
+};
 pub use api_keys::{ApiKeyRepository, AuditLog, AuditQuery, KeyRecord};
 pub use cache::{CacheStore, Generation, GenerationStore};
 pub use clock::Clock;
@@ -37,8 +39,11 @@ pub use jobs::{
 pub use rate_limit::{Decision, Policy, Quota, RateLimiter};
 pub use repositories::{
     CountCheck, EventsFor, ProjectRepository, TenantRepository, TenantState, Usage, UserCheck, UserRepository,
-    WebhookRepository,
+    WebhookEventsFor, WebhookRepository,
 };
 pub use residue::TenantResidue;
 pub use sessions::{SessionRepository, Spend};
-pub use webhooks::{AttemptOutcome, OutboundWebhook, SecretCipher, WebhookSender, WebhookUrlGuard};
+pub use webhooks::{
+    AttemptOutcome, FailingLongEnough, OutboundWebhook, Recovered, Recovery, SecretCipher, WebhookChange,
+    WebhookSender, WebhookUrlGuard,
+};

@@ -32,7 +32,7 @@ pub use sessions::{ClientInfo, SessionSettings, SignedIn};
 pub use signup::{SignupInput, SignupOutput};
 pub use tenants::TenantView;
 pub use users::NewUserInput;
-pub use webhooks::CreatedWebhook;
+pub use webhooks::{CreatedWebhook, RotatedSecret, WebhookPatch};
 
 use crate::cache::Cache;
 use crate::ports::{
@@ -177,6 +177,11 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
     /// The first retry's delay; doubled for each further attempt, with jitter.
     pub backoff: Duration,
+    /// A webhook whose attempts have all failed for this long (and at least
+    /// `disable_min_failures` of them) is disabled.
+    pub disable_after: Duration,
+    /// The fewest failed attempts in a row that disable a webhook.
+    pub disable_min_failures: u32,
 }
 
 /// The application: use cases over the ports.

@@ -18,16 +18,17 @@ mod tenants;
 mod users;
 mod webhooks;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use plinth_domain::entities::{Delivery, DeliveryState, Project, Tenant, User, Webhook};
-use plinth_domain::events::DomainEvent;
+use plinth_domain::events::{DomainEvent, EventKind};
 use plinth_domain::ids::{DeliveryId, TenantId, UserId, WebhookId};
 use plinth_domain::ports::{Clock, IdempotentWrite, Keyed};
 use plinth_domain::values::{Email, Slug};
 use plinth_domain::{Error, Result};
+use time::OffsetDateTime;
 
 use self::idempotency::Keys;
 use self::rows::Rows;
@@ -66,6 +67,14 @@ struct TenantData {
     webhooks: Rows<Webhook>,
     /// Each webhook's sealed secret.
     secrets: HashMap<WebhookId, Vec<u8>>,
+    /// Each webhook's previous sealed secret during a rotation's overlap, and until when.
+    previous_secrets: HashMap<WebhookId, (Vec<u8>, OffsetDateTime)>,
+    /// Each paced webhook's next free slot.
+    next_slots: HashMap<WebhookId, OffsetDateTime>,
+    /// The slot each postponed delivery holds.
+    slots: HashMap<DeliveryId, OffsetDateTime>,
+    /// Deliveries a change just skipped, whose jobs the store drops before it unlocks.
+    dropped_jobs: HashSet<DeliveryId>,
     deliveries: Rows<Delivery>,
     /// Sessions and their refresh tokens.
     sessions: sessions::Sessions,
@@ -87,6 +96,10 @@ impl TenantData {
             outbox: Vec::new(),
             webhooks: Rows::default(),
             secrets: HashMap::new(),
+            previous_secrets: HashMap::new(),
+            next_slots: HashMap::new(),
+            slots: HashMap::new(),
+            dropped_jobs: HashSet::new(),
             deliveries: Rows::default(),
             sessions: sessions::Sessions::default(),
             accounts: accounts::Accounts::default(),
@@ -109,7 +122,7 @@ impl TenantData {
 
     /// How many deliveries (and jobs) [`Self::record`] would create for `events`.
     fn deliveries_for(&self, events: &[DomainEvent]) -> usize {
-        events.iter().map(|e| self.webhooks.iter().filter(|w| w.events.contains(&e.kind)).count()).sum()
+        events.iter().map(|e| self.subscribed(e.kind).count()).sum()
     }
 
     /// Stores `events` in the outbox with one pending delivery per subscribed webhook; returns
@@ -117,26 +130,35 @@ impl TenantData {
     fn record(&mut self, events: &[DomainEvent]) -> Vec<DeliveryId> {
         let mut created = Vec::new();
         for event in events {
-            let subscribed: Vec<WebhookId> =
-                self.webhooks.iter().filter(|w| w.events.contains(&event.kind)).map(|w| w.id).collect();
+            let subscribed: Vec<WebhookId> = self.subscribed(event.kind).map(|w| w.id).collect();
             for webhook_id in subscribed {
-                let id = DeliveryId::new();
-                created.push(id);
-                self.deliveries.insert(Delivery {
-                    id,
-                    tenant_id: event.tenant_id,
-                    webhook_id,
-                    event_id: event.id,
-                    event: event.kind,
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    last_error: None,
-                    created_at: event.created_at,
-                });
+                created.push(self.add_delivery(webhook_id, event));
             }
             self.outbox.push(event.clone());
         }
         created
+    }
+
+    /// The enabled webhooks subscribed to `kind`.
+    fn subscribed(&self, kind: EventKind) -> impl Iterator<Item = &Webhook> {
+        self.webhooks.iter().filter(move |w| w.is_enabled() && w.events.contains(&kind))
+    }
+
+    /// A new pending delivery of `event` to `webhook_id`.
+    fn add_delivery(&mut self, webhook_id: WebhookId, event: &DomainEvent) -> DeliveryId {
+        let id = DeliveryId::new();
+        self.deliveries.insert(Delivery {
+            id,
+            tenant_id: event.tenant_id,
+            webhook_id,
+            event_id: event.id,
+            event: event.kind,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: event.created_at,
+        });
+        id
     }
 }
 

@@ -6,16 +6,18 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
-use plinth_domain::entities::{Invitation, Tenant, User};
+use plinth_domain::entities::{Invitation, Tenant, User, url_origin};
 use plinth_domain::error::Conflict;
-use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
+use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId, WebhookId};
 use plinth_domain::ports::{
-    Acceptance, AccountEmails, EmailOutcome, Job, NewEmail, NewVerification, NextStep, PendingEmail,
+    Acceptance, AccountEmails, EmailOutcome, Job, NOTICE_REASON, NewEmail, NewVerification, NextStep, PendingEmail,
+    WebhookNotice,
 };
 use plinth_domain::values::{Email, PasswordHash, Purpose, Role, Slug, TenantName, TokenHash};
 use plinth_domain::{Error, Result};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
+use uuid::Uuid;
 
 use crate::error::{self, OrDb as _, corrupt};
 use crate::op;
@@ -368,15 +370,18 @@ impl AccountEmails for PgStore {
                 .prepare_cached(
                     "SELECT e.purpose, e.recipient, e.created_at, e.attempts, t.slug, t.name, t.plan, \
                             i.role AS invited_role, inviter.email AS inviter, \
+                            w.id AS webhook_id, w.url AS webhook_url, w.disabled_reason, \
                             CASE WHEN e.purpose = 'invitation' \
                                  THEN coalesce(inviter.role IN ('owner', 'admin') \
                                                AND (i.role <> 'owner' OR inviter.role = 'owner'), false) \
+                                 WHEN e.purpose = 'webhook_disabled' THEN w.id IS NOT NULL \
                                  ELSE EXISTS (SELECT 1 FROM user_tokens ut \
                                               WHERE ut.tenant_id = e.tenant_id AND ut.email_id = e.id) END AS live \
                      FROM outbound_emails e \
                      JOIN tenants t ON t.id = e.tenant_id \
                      LEFT JOIN invitations i ON i.tenant_id = e.tenant_id AND i.email_id = e.id \
                      LEFT JOIN users inviter ON inviter.tenant_id = i.tenant_id AND inviter.id = i.invited_by \
+                     LEFT JOIN webhooks w ON w.tenant_id = e.tenant_id AND w.id = e.webhook_id \
                      WHERE e.tenant_id = $1 AND e.id = $2 AND e.state = 'pending'",
                 )
                 .await
@@ -394,6 +399,17 @@ impl AccountEmails for PgStore {
                 )),
                 _ => None,
             };
+            let webhook = match row.try_get::<_, Option<Uuid>>("webhook_id").or_db()? {
+                Some(id) => Some(WebhookNotice {
+                    id: WebhookId::from_uuid(id),
+                    origin: url_origin(row.try_get("webhook_url").or_db()?),
+                    reason: row
+                        .try_get::<_, Option<String>>("disabled_reason")
+                        .or_db()?
+                        .unwrap_or_else(|| NOTICE_REASON.to_owned()),
+                }),
+                None => None,
+            };
             Ok(Some(PendingEmail {
                 id,
                 tenant: Tenant {
@@ -408,6 +424,7 @@ impl AccountEmails for PgStore {
                 created_at: row.try_get("created_at").or_db()?,
                 attempts: u32::try_from(row.try_get::<_, i32>("attempts").or_db()?).unwrap_or(0),
                 invitation,
+                webhook,
                 live: purpose == Purpose::PasswordReset || row.try_get::<_, bool>("live").or_db()?,
             }))
         })

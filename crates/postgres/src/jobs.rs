@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use futures_util::StreamExt as _;
-use plinth_domain::entities::DeliveryState;
+use plinth_domain::entities::{DeliveryState, WebhookHealth};
 use plinth_domain::ids::{DeliveryId, EmailId, TenantId};
 use plinth_domain::ports::{
     AttemptOutcome, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work,
@@ -46,6 +46,56 @@ pub(crate) struct Wakeups {
 pub(crate) async fn enqueue_delivery(tx: &Transaction<'_>, tenant: TenantId, delivery: DeliveryId) -> Result<()> {
     let payload = json!({"tenant_id": tenant.to_string(), "delivery_id": delivery.to_string()});
     enqueue(tx, tenant, DELIVER, &payload).await
+}
+
+/// Makes the waiting job of each of `deliveries` of `tenant` due at its time, or gives it a
+/// new one; a delivery whose job is claimed right now (its attempt under way) is left alone.
+/// In the caller's transaction; announced on commit.
+pub(crate) async fn schedule_deliveries(
+    tx: &Transaction<'_>,
+    tenant: TenantId,
+    deliveries: &[(Uuid, time::OffsetDateTime)],
+) -> Result<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let (ids, times): (Vec<String>, Vec<time::OffsetDateTime>) =
+        deliveries.iter().map(|(id, at)| (id.to_string(), *at)).unzip();
+    let q = tx
+        .prepare_cached(
+            "WITH wanted AS (SELECT * FROM unnest($2::text[], $3::timestamptz[]) AS w (delivery, run_at)), \
+             existing AS (SELECT j.id, j.locked_at, w.delivery, w.run_at FROM jobs j \
+                          JOIN wanted w ON j.payload ->> 'delivery_id' = w.delivery \
+                          WHERE j.queue = $1 AND j.kind = 'webhook.deliver'), \
+             moved AS (UPDATE jobs j SET run_at = e.run_at FROM existing e \
+                       WHERE j.id = e.id AND e.locked_at IS NULL RETURNING j.id) \
+             INSERT INTO jobs (queue, kind, payload, run_at) \
+             SELECT $1, 'webhook.deliver', jsonb_build_object('tenant_id', $1, 'delivery_id', w.delivery), w.run_at \
+             FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.delivery = w.delivery)",
+        )
+        .await
+        .map_err(error::db)?;
+    tx.execute(&q, &[&tenant.to_string(), &ids, &times]).await.map_err(error::db)?;
+    let notify = tx.prepare_cached("SELECT pg_notify($1, '')").await.map_err(error::db)?;
+    tx.execute(&notify, &[&CHANNEL]).await.map_err(error::db)?;
+    Ok(())
+}
+
+/// Drops the waiting jobs of `tenant`'s deliveries `deliveries`, in the caller's transaction.
+pub(crate) async fn drop_delivery_jobs(tx: &Transaction<'_>, tenant: TenantId, deliveries: &[Uuid]) -> Result<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = deliveries.iter().map(Uuid::to_string).collect();
+    let q = tx
+        .prepare_cached(
+            "DELETE FROM jobs WHERE queue = $1 AND kind = 'webhook.deliver' AND locked_at IS NULL \
+             AND payload ->> 'delivery_id' = ANY ($2)",
+        )
+        .await
+        .map_err(error::db)?;
+    tx.execute(&q, &[&tenant.to_string(), &ids]).await.map_err(error::db)?;
+    Ok(())
 }
 
 /// Enqueues the sending of message `email` in the caller's transaction; announced on commit.
@@ -98,12 +148,14 @@ pub(crate) async fn check_room(tx: &Transaction<'_>, tenant: TenantId, max: i64)
 /// (skipping queues another worker or an enqueuing write holds), then take that queue's head.
 /// Both steps are index descents, whatever the backlog of that queue or any other. (The queue
 /// goes in as a scalar subquery: joined, the planner sized it by the largest queue and scanned.)
+/// "Due" is by the later of the database's clock and plinth's (`$2`): retries and paced
+/// deliveries are scheduled on plinth's, which tests move forward instead of waiting.
 pub const CLAIM_SQL: &str = "WITH q AS (\
-        SELECT queue FROM job_queues WHERE running = 0 AND NOT paused AND next_run_at <= now() \
+        SELECT queue FROM job_queues WHERE running = 0 AND NOT paused AND next_run_at <= greatest(now(), $2) \
         ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
     UPDATE jobs SET locked_by = $1, locked_at = now(), attempts = attempts + 1 \
     WHERE id = (SELECT j.id FROM jobs j \
-                WHERE j.queue = (SELECT queue FROM q) AND j.locked_at IS NULL AND j.run_at <= now() \
+                WHERE j.queue = (SELECT queue FROM q) AND j.locked_at IS NULL AND j.run_at <= greatest(now(), $2) \
                 ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) \
     RETURNING id, kind, payload";
 
@@ -166,7 +218,7 @@ impl JobQueue for PgStore {
         self.bounded(async {
             let client = self.conn(op::JOBS_CLAIM).await?;
             let claim = client.prepare_cached(CLAIM_SQL).await.map_err(error::db)?;
-            let row = client.query_opt(&claim, &[&worker]).await.map_err(error::db)?;
+            let row = client.query_opt(&claim, &[&worker, &self.clock.now()]).await.map_err(error::db)?;
             row.map(|r| job_from(r.get(0), r.get(1), &r.get(2))).transpose()
         })
         .await
@@ -255,7 +307,8 @@ impl DeliveryStore for PgStore {
             let q = tx
                 .prepare_cached(
                     "SELECT d.tenant_id, d.id, d.webhook_id, d.event_id, d.event, d.state, d.attempts, d.last_error, \
-                            d.created_at, w.url, w.secret_sealed, e.payload \
+                            d.created_at, d.slot_at, w.url, w.secret_sealed, w.previous_secret_sealed, \
+                            w.previous_secret_expires_at, w.enabled, w.rate_limit_per_second, e.payload \
                      FROM webhook_deliveries d \
                      JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.id = d.webhook_id \
                      JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id \
@@ -268,11 +321,19 @@ impl DeliveryStore for PgStore {
                 None => None,
                 Some(row) => {
                     let payload: serde_json::Value = row.try_get("payload").map_err(error::db)?;
+                    let previous: Option<Vec<u8>> = row.try_get("previous_secret_sealed").map_err(error::db)?;
+                    let until: Option<time::OffsetDateTime> =
+                        row.try_get("previous_secret_expires_at").map_err(error::db)?;
+                    let rate: Option<i32> = row.try_get("rate_limit_per_second").map_err(error::db)?;
                     Some(OutgoingDelivery {
                         delivery: crate::webhooks::delivery_from_row(&row)?,
                         url: row.try_get("url").map_err(error::db)?,
                         sealed_secret: row.try_get("secret_sealed").map_err(error::db)?,
+                        previous_secret: previous.zip(until),
                         body: Bytes::from(serde_json::to_vec(&payload).map_err(Error::internal)?),
+                        enabled: row.try_get("enabled").map_err(error::db)?,
+                        rate_limit_per_second: rate.and_then(|r| u32::try_from(r).ok()),
+                        slot_at: row.try_get("slot_at").map_err(error::db)?,
                     })
                 }
             };
@@ -282,7 +343,14 @@ impl DeliveryStore for PgStore {
         .await
     }
 
-    async fn record(&self, job: &Job, delivery: DeliveryId, outcome: &AttemptOutcome, next: NextStep) -> Result<()> {
+    async fn record(
+        &self,
+        job: &Job,
+        delivery: DeliveryId,
+        outcome: &AttemptOutcome,
+        next: NextStep,
+        at: time::OffsetDateTime,
+    ) -> Result<WebhookHealth> {
         let state = match next {
             NextStep::Delivered => DeliveryState::Delivered,
             NextStep::RetryAt(_) => DeliveryState::Pending,
@@ -293,19 +361,103 @@ impl DeliveryStore for PgStore {
             let tx = tenant_tx(&mut client, job.tenant).await?;
             let update = tx
                 .prepare_cached(
-                    "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $3, last_error = $4, updated_at = $5 \
-                     WHERE tenant_id = $1 AND id = $2",
+                    "WITH d AS (UPDATE webhook_deliveries SET attempts = attempts + 1, state = $3, last_error = $4, \
+                                updated_at = $5, slot_at = NULL \
+                                WHERE tenant_id = $1 AND id = $2 RETURNING tenant_id, webhook_id) \
+                     UPDATE webhooks w SET \
+                         last_success_at = CASE WHEN $6 THEN $5 ELSE w.last_success_at END, \
+                         consecutive_failures = CASE WHEN $6 THEN 0 ELSE w.consecutive_failures + 1 END, \
+                         failing_since = CASE WHEN $6 THEN NULL ELSE coalesce(w.failing_since, $5) END \
+                     FROM d WHERE w.tenant_id = d.tenant_id AND w.id = d.webhook_id \
+                     RETURNING w.enabled, w.disabled_reason, w.disabled_at, w.last_success_at, \
+                               w.consecutive_failures, w.failing_since",
                 )
                 .await
                 .map_err(error::db)?;
-            tx.execute(
-                &update,
-                &[job.tenant.as_uuid(), delivery.as_uuid(), &state.as_str(), &outcome.error, &self.clock.now()],
-            )
-            .await
-            .map_err(error::db)?;
+            let row = tx
+                .query_opt(
+                    &update,
+                    &[
+                        job.tenant.as_uuid(),
+                        delivery.as_uuid(),
+                        &state.as_str(),
+                        &outcome.error,
+                        &at,
+                        &outcome.delivered,
+                    ],
+                )
+                .await
+                .map_err(error::db)?;
             move_on(&tx, job, next).await?;
+            tx.commit().await.map_err(error::db)?;
+            row.as_ref().map_or(Ok(WebhookHealth::default()), crate::webhooks::health_from_row)
+        })
+        .await
+    }
+
+    async fn skip(&self, job: &Job, delivery: DeliveryId) -> Result<()> {
+        self.bounded(async {
+            let mut client = self.conn(op::DELIVERIES_SKIP).await?;
+            let tx = tenant_tx(&mut client, job.tenant).await?;
+            let q = tx
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET state = 'skipped', slot_at = NULL, updated_at = $3 \
+                     WHERE tenant_id = $1 AND id = $2 AND state = 'pending'",
+                )
+                .await
+                .map_err(error::db)?;
+            tx.execute(&q, &[job.tenant.as_uuid(), delivery.as_uuid(), &self.clock.now()]).await.map_err(error::db)?;
+            move_on(&tx, job, NextStep::Dead).await?;
             tx.commit().await.map_err(error::db)
+        })
+        .await
+    }
+
+    async fn pace(
+        &self,
+        job: &Job,
+        delivery: DeliveryId,
+        at: time::OffsetDateTime,
+        interval: Duration,
+    ) -> Result<Option<time::OffsetDateTime>> {
+        let micros = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
+        self.bounded(async {
+            let mut client = self.conn(op::DELIVERIES_PACE).await?;
+            let tx = tenant_tx(&mut client, job.tenant).await?;
+            // The slot taken is the webhook's next free one, or `at` if that has passed; the
+            // next free one moves on by one interval. Concurrent attempts queue on the row lock.
+            let take = tx
+                .prepare_cached(
+                    "UPDATE webhooks w SET next_slot_at = greatest(coalesce(w.next_slot_at, $3), $3) \
+                                                          + make_interval(secs => $4::float8 / 1000000) \
+                     FROM webhook_deliveries d \
+                     WHERE d.tenant_id = $1 AND d.id = $2 AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id \
+                     RETURNING w.next_slot_at - make_interval(secs => $4::float8 / 1000000) AS slot, \
+                               w.next_slot_at - make_interval(secs => $4::float8 / 1000000) <= $3 AS due",
+                )
+                .await
+                .map_err(error::db)?;
+            let row = tx
+                .query_opt(&take, &[job.tenant.as_uuid(), delivery.as_uuid(), &at, &(micros as f64)])
+                .await
+                .map_err(error::db)?;
+            let slot = match row {
+                Some(row) if !row.try_get::<_, bool>("due").map_err(error::db)? => {
+                    row.try_get::<_, time::OffsetDateTime>("slot").map_err(error::db)?
+                }
+                _ => {
+                    tx.commit().await.map_err(error::db)?;
+                    return Ok(None);
+                }
+            };
+            let hold = tx
+                .prepare_cached("UPDATE webhook_deliveries SET slot_at = $3 WHERE tenant_id = $1 AND id = $2")
+                .await
+                .map_err(error::db)?;
+            tx.execute(&hold, &[job.tenant.as_uuid(), delivery.as_uuid(), &slot]).await.map_err(error::db)?;
+            move_on(&tx, job, NextStep::RetryAt(slot)).await?;
+            tx.commit().await.map_err(error::db)?;
+            Ok(Some(slot))
         })
         .await
     }

@@ -48,25 +48,31 @@ pub(crate) async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent], m
     let Some(tenant) = events.first().map(|e| e.tenant_id) else {
         return Ok(());
     };
-    let insert = tx
-        .prepare_cached("INSERT INTO events (tenant_id, id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .await
-        .or_db()?;
     let mut enqueued = 0;
     for event in events {
-        let payload = serde_json::to_value(event).map_err(Error::internal)?;
-        tx.execute(
-            &insert,
-            &[event.tenant_id.as_uuid(), event.id.as_uuid(), &event.kind.as_str(), &payload, &event.created_at],
-        )
-        .await
-        .or_db()?;
+        insert_event(tx, event).await?;
         enqueued += crate::webhooks::create_deliveries(tx, event).await?;
     }
     if enqueued == 0 {
         return Ok(());
     }
     crate::jobs::check_room(tx, tenant, max_pending_jobs).await
+}
+
+/// Appends `event` to the outbox, in the caller's transaction.
+pub(crate) async fn insert_event(tx: &Transaction<'_>, event: &DomainEvent) -> Result<()> {
+    let insert = tx
+        .prepare_cached("INSERT INTO events (tenant_id, id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .await
+        .or_db()?;
+    let payload = serde_json::to_value(event).map_err(Error::internal)?;
+    tx.execute(
+        &insert,
+        &[event.tenant_id.as_uuid(), event.id.as_uuid(), &event.kind.as_str(), &payload, &event.created_at],
+    )
+    .await
+    .or_db()?;
+    Ok(())
 }
 
 #[async_trait]

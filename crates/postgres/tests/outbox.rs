@@ -44,13 +44,13 @@ async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::enti
     TenantRepository::create_with_owner(&store, &tenant, &owner, None, &plinth_domain::audit::AuditTrail::none())
         .await
         .unwrap();
-    let hook = Webhook {
-        id: WebhookId::new(),
-        tenant_id: tenant.id,
-        url: "https://hooks.example.com/x".into(),
-        events: EventKind::ALL.to_vec(),
-        created_at: plinth_domain::clock::now(),
-    };
+    let hook = Webhook::new(
+        WebhookId::new(),
+        tenant.id,
+        "https://hooks.example.com/x".into(),
+        EventKind::ALL.to_vec(),
+        plinth_domain::clock::now(),
+    );
     WebhookRepository::create(&store, &hook, b"sealed", &|_| Ok(()), None, &plinth_domain::audit::AuditTrail::none())
         .await
         .unwrap();
@@ -179,7 +179,7 @@ async fn retention_prunes_finished_deliveries_their_events_and_expired_keys_but_
     let job = store.claim("test-worker").await.unwrap().expect("a job is due");
     let plinth_domain::ports::Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
     let ok = AttemptOutcome { delivered: true, status: Some(200), error: None };
-    store.record(&job, delivery, &ok, NextStep::Delivered).await.unwrap();
+    store.record(&job, delivery, &ok, NextStep::Delivered, plinth_domain::clock::now()).await.unwrap();
     assert_eq!(counts(&db).await, (2, 2, 2, 1), "the finished job is gone at once");
 
     // Retention never deletes what is younger than a day (the database's floor): age it all.

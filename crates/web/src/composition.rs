@@ -187,7 +187,12 @@ pub async fn compose_with(
         plans: config.plans.clone(),
         ttls: CacheTtls { projects: config.cache.data_ttl, ..CacheTtls::default() },
         idempotency_ttl: Duration::from_secs(24 * 3600),
-        delivery: DeliverySettings { max_attempts: config.webhooks.max_attempts, backoff: config.webhooks.backoff },
+        delivery: DeliverySettings {
+            max_attempts: config.webhooks.max_attempts,
+            backoff: config.webhooks.backoff,
+            disable_after: config.webhooks.disable_after,
+            disable_min_failures: config.webhooks.disable_min_failures,
+        },
         cursor_key: CursorKey::derive(&key),
         // Derived from the encryption key: set in every mode, required with a database and
         // shared by the fleet, unlike the JWT secret (absent with EdDSA and RS256 keys).

@@ -102,6 +102,10 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     /// The first retry's delay.
     pub backoff: Duration,
+    /// An endpoint whose attempts have all failed for this long is disabled…
+    pub disable_after: Duration,
+    /// …once at least this many have.
+    pub disable_min_failures: u32,
 }
 
 /// The HTTP server's limits on slow and idle clients.
@@ -298,6 +302,12 @@ impl Config {
                 allowed_cidrs: env.cidrs("PLINTH_WEBHOOK_ALLOWED_CIDRS")?,
                 max_attempts: env.parse_in("PLINTH_WEBHOOK_MAX_ATTEMPTS", 8, 1..=100)?,
                 backoff: Duration::from_millis(env.parse_in("PLINTH_WEBHOOK_BACKOFF_MS", 1000, 1..=3_600_000)?),
+                disable_after: Duration::from_secs(env.parse_in(
+                    "PLINTH_WEBHOOK_DISABLE_AFTER_S",
+                    5 * 86_400,
+                    1..=365 * 86_400,
+                )?),
+                disable_min_failures: env.parse_in("PLINTH_WEBHOOK_DISABLE_MIN_FAILURES", 10, 1..=1_000_000)?,
             },
             audit: AuditConfig {
                 enabled: env.parse("PLINTH_AUDIT", true)?,

@@ -12,7 +12,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
 use crate::guard::AddressPolicy;
-use crate::signing::{EVENT_ID_HEADER, SIGNATURE_HEADER, signature};
+use crate::signing::{EVENT_ID_HEADER, SIGNATURE_HEADER, signatures};
 
 /// How long a receiver may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,7 +113,7 @@ impl WebhookSender for HttpSender {
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature(&request.secret, timestamp, &request.body))
+            .header(SIGNATURE_HEADER, signatures(&request.secrets, timestamp, &request.body))
             .header(EVENT_ID_HEADER, request.event_id.to_string())
             .body(request.body.clone())
             .send()
@@ -172,7 +172,7 @@ mod tests {
             url,
             body: Bytes::from_static(b"{\"id\":1}"),
             event_id: EventId::new(),
-            secret: b"s3cret".to_vec(),
+            secrets: vec![b"s3cret".to_vec()],
         }
     }
 

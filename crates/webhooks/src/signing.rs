@@ -1,4 +1,5 @@
-//! `Plinth-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+//! `Plinth-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, with one `v1=`
+//! per secret the webhook signs with (two during a rotation's overlap: the new one first).
 
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -10,8 +11,23 @@ pub const EVENT_ID_HEADER: &str = "Plinth-Event-Id";
 
 /// The `Plinth-Signature` value for `body` sent at `timestamp` (Unix seconds).
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    signatures(&[secret], timestamp, body)
+}
+
+/// The `Plinth-Signature` value for `body` sent at `timestamp` (Unix seconds), with a `v1=`
+/// under each of `secrets`, in their order.
+pub fn signatures<S: AsRef<[u8]>>(secrets: &[S], timestamp: i64, body: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&mac(secret.as_ref(), timestamp, body));
+    }
+    header
+}
+
+fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length, so this can't fail; an empty MAC would only fail to verify.
-    let hex = match Hmac::<Sha256>::new_from_slice(secret) {
+    match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mut mac) => {
             mac.update(timestamp.to_string().as_bytes());
             mac.update(b".");
@@ -19,8 +35,7 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
             plinth_domain::hex::encode(&mac.finalize().into_bytes())
         }
         Err(_) => String::new(),
-    };
-    format!("t={timestamp},v1={hex}")
+    }
 }
 
 #[cfg(test)]
@@ -53,6 +68,15 @@ mod tests {
             plinth_domain::hex::encode(&mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn during_an_overlap_each_secret_signs_in_order() {
+        let both = signatures(&[b"new".as_slice(), b"old".as_slice()], 1_700_000_000, b"{}");
+        let new = signature(b"new", 1_700_000_000, b"{}");
+        let old = signature(b"old", 1_700_000_000, b"{}");
+        let v1 = |s: &str| s.split_once(",v1=").map(|(_, v)| v.to_owned()).unwrap_or_default();
+        assert_eq!(both, format!("{new},v1={}", v1(&old)));
     }
 
     #[test]

@@ -94,13 +94,13 @@ async fn projects(storage: &Storage, tenant: &Tenant, n: usize) -> Vec<String> {
 
 /// Whatever a line shows of `tenant`'s webhook (which has a sealed secret).
 fn webhook(tenant: &Tenant) -> Webhook {
-    Webhook {
-        id: WebhookId::new(),
-        tenant_id: tenant.id,
-        url: format!("https://hooks.example.com/{}", fixtures::random_hex()),
-        events: vec![EventKind::ProjectCreated],
-        created_at: clock::truncate(fixtures::ago(30)),
-    }
+    Webhook::new(
+        WebhookId::new(),
+        tenant.id,
+        format!("https://hooks.example.com/{}", fixtures::random_hex()),
+        vec![EventKind::ProjectCreated],
+        clock::truncate(fixtures::ago(30)),
+    )
 }
 
 /// An entry of `tenant`'s audit log.
@@ -146,7 +146,21 @@ pub async fn an_export_is_the_tenant_then_each_kind_by_id_then_the_end(storage: 
     assert_eq!(ids(&lines, "project"), sorted(made), "by id");
     let hooks = of_kind(&lines, "webhook");
     let fields: Vec<&String> = hooks[0].as_object().expect("an object").keys().collect();
-    assert_eq!(sorted(fields.into_iter().cloned().collect()), ["created_at", "events", "id", "url"], "no secret");
+    let expected = [
+        "consecutive_failures",
+        "created_at",
+        "disabled_at",
+        "disabled_reason",
+        "events",
+        "failing_since",
+        "id",
+        "last_success_at",
+        "rate_limit_per_second",
+        "rotation_ends_at",
+        "state",
+        "url",
+    ];
+    assert_eq!(sorted(fields.into_iter().cloned().collect()), expected, "no secret");
     for delivery in of_kind(&lines, "delivery") {
         assert_eq!(delivery["webhook_id"], hook.id.to_string());
         assert_eq!(delivery["state"], "pending");

@@ -136,13 +136,13 @@ pub async fn a_live_key_lets_no_second_write_through(storage: Storage) {
         Keyed::KeyTaken
     );
     assert_eq!(storage.users.get(scope.tenant, user.id).await.expect("get"), None);
-    let hook = crate::entities::Webhook {
-        id: crate::ids::WebhookId::new(),
-        tenant_id: scope.tenant,
-        url: "https://hooks.example.com/late".into(),
-        events: crate::events::EventKind::ALL.to_vec(),
-        created_at: clock::now(),
-    };
+    let hook = crate::entities::Webhook::new(
+        crate::ids::WebhookId::new(),
+        scope.tenant,
+        "https://hooks.example.com/late".into(),
+        crate::events::EventKind::ALL.to_vec(),
+        clock::now(),
+    );
     assert_eq!(
         storage
             .webhooks

@@ -74,13 +74,13 @@ macro_rules! job_queue_suite {
 /// A stored tenant with one webhook subscribed to every event.
 async fn hooked_tenant(queue: &Queue) -> Tenant {
     let (tenant, _) = fixtures::tenant_with_owner(&queue.storage).await;
-    let hook = Webhook {
-        id: WebhookId::new(),
-        tenant_id: tenant.id,
-        url: format!("https://hooks.example.com/{}", fixtures::random_hex()),
-        events: EventKind::ALL.to_vec(),
-        created_at: clock::now(),
-    };
+    let hook = Webhook::new(
+        WebhookId::new(),
+        tenant.id,
+        format!("https://hooks.example.com/{}", fixtures::random_hex()),
+        EventKind::ALL.to_vec(),
+        clock::now(),
+    );
     queue
         .storage
         .webhooks
@@ -109,7 +109,7 @@ async fn claim(queue: &Queue) -> Option<Job> {
 async fn finish(queue: &Queue, job: &Job) {
     let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
     let ok = AttemptOutcome { delivered: true, status: Some(200), error: None };
-    queue.deliveries.record(job, delivery, &ok, NextStep::Delivered).await.expect("record");
+    queue.deliveries.record(job, delivery, &ok, NextStep::Delivered, clock::now()).await.expect("record");
 }
 
 pub async fn a_tenant_has_one_job_in_flight_and_another_tenant_is_served_meanwhile(queue: Queue) {
@@ -157,7 +157,7 @@ pub async fn a_retried_job_waits_for_its_time_and_a_released_one_comes_back(queu
     let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
     let failed = AttemptOutcome { delivered: false, status: Some(500), error: Some("http 500".into()) };
     let later = clock::now() + time::Duration::hours(1);
-    queue.deliveries.record(&job, delivery, &failed, NextStep::RetryAt(later)).await.expect("record");
+    queue.deliveries.record(&job, delivery, &failed, NextStep::RetryAt(later), clock::now()).await.expect("record");
     assert!(claim(&queue).await.is_none(), "a retry is not due before its time");
 
     write(&queue, &tenant, "released").await.expect("write");
@@ -277,7 +277,7 @@ pub async fn an_attempt_recorded_finishes_retries_or_kills_the_delivery(queue: Q
     let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
     let failed = AttemptOutcome { delivered: false, status: Some(500), error: Some("HTTP 500".into()) };
     let later = clock::now() + std::time::Duration::from_secs(3600);
-    queue.deliveries.record(&job, delivery, &failed, NextStep::RetryAt(later)).await.expect("record");
+    queue.deliveries.record(&job, delivery, &failed, NextStep::RetryAt(later), clock::now()).await.expect("record");
     let d = &deliveries_of(&queue, &tenant).await[0];
     assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 1));
     assert!(d.last_error.as_deref().is_some_and(|e| e.contains("500")), "{d:?}");
@@ -286,7 +286,7 @@ pub async fn an_attempt_recorded_finishes_retries_or_kills_the_delivery(queue: Q
     write(&queue, &tenant, "Artemis").await.expect("write");
     let job = claim(&queue).await.expect("the tenant's next job is due");
     let Work::Deliver(second) = job.work else { panic!("a delivery job") };
-    queue.deliveries.record(&job, second, &failed, NextStep::Dead).await.expect("record");
+    queue.deliveries.record(&job, second, &failed, NextStep::Dead, clock::now()).await.expect("record");
     let dead = deliveries_of(&queue, &tenant).await.into_iter().find(|d| d.id == second).expect("listed");
     assert_eq!((dead.state, dead.attempts), (DeliveryState::Dead, 1));
 

@@ -31,13 +31,13 @@ macro_rules! webhook_repository_suite {
 }
 
 fn webhook(tenant: TenantId, events: &[EventKind], seconds_ago: i64) -> Webhook {
-    Webhook {
-        id: WebhookId::new(),
-        tenant_id: tenant,
-        url: format!("https://hooks.example.com/{}", fixtures::random_hex()),
-        events: events.to_vec(),
-        created_at: clock::truncate(fixtures::ago(seconds_ago)),
-    }
+    Webhook::new(
+        WebhookId::new(),
+        tenant,
+        format!("https://hooks.example.com/{}", fixtures::random_hex()),
+        events.to_vec(),
+        clock::truncate(fixtures::ago(seconds_ago)),
+    )
 }
 
 async fn create(storage: &Storage, w: &Webhook) {

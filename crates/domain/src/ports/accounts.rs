@@ -60,10 +60,27 @@ pub struct PendingEmail {
     pub attempts: u32,
     /// For an invitation: the role offered and who offers it, while the invitation is pending.
     pub invitation: Option<(Role, Email)>,
+    /// For a webhook's notice: which webhook, and why it was disabled.
+    pub webhook: Option<WebhookNotice>,
     /// Whether the token it carries can still be used: false once an invitation was revoked or
     /// accepted or its inviter may no longer send it, or a verification token spent; a reset's
     /// token is made when it is first sent (see [`AccountEmails::issue_reset`]), so true.
     pub live: bool,
+}
+
+/// What a notice says of why its webhook was disabled when the webhook no longer says (it
+/// was enabled again before the notice was sent).
+pub const NOTICE_REASON: &str = "every attempt failed for too long";
+
+/// What a notice says of the webhook it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookNotice {
+    /// The webhook.
+    pub id: crate::ids::WebhookId,
+    /// Its URL's origin (`scheme://host[:port]`: its path may hold a secret of its own).
+    pub origin: String,
+    /// Why it was disabled.
+    pub reason: String,
 }
 
 /// What became of a message after an attempt.

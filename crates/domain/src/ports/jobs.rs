@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use time::OffsetDateTime;
 
-use crate::entities::Delivery;
+use crate::entities::{Delivery, WebhookHealth};
 use crate::error::Result;
 use crate::ids::{DeliveryId, TenantId};
 use crate::ports::AttemptOutcome;
@@ -105,8 +105,17 @@ pub struct OutgoingDelivery {
     pub url: String,
     /// The webhook's sealed secret.
     pub sealed_secret: Vec<u8>,
+    /// The secret it had before its last rotation, sealed, while deliveries are still signed
+    /// with it, and until when.
+    pub previous_secret: Option<(Vec<u8>, OffsetDateTime)>,
     /// The event's JSON body.
     pub body: Bytes,
+    /// Whether the webhook is enabled (a disabled one's deliveries are skipped).
+    pub enabled: bool,
+    /// The webhook's pace, if it has one.
+    pub rate_limit_per_second: Option<u32>,
+    /// The slot this delivery holds in its webhook's pace, if it was postponed to it.
+    pub slot_at: Option<OffsetDateTime>,
 }
 
 impl std::fmt::Debug for OutgoingDelivery {
@@ -132,8 +141,30 @@ pub trait DeliveryStore: Send + Sync {
     /// The pending delivery, if it (and its webhook) still exist.
     async fn load(&self, tenant: TenantId, delivery: DeliveryId) -> Result<Option<OutgoingDelivery>>;
 
-    /// Records an attempt on `delivery` and moves `job` on (done, retried or dead), atomically.
-    async fn record(&self, job: &Job, delivery: DeliveryId, outcome: &AttemptOutcome, next: NextStep) -> Result<()>;
+    /// Records an attempt on `delivery` made at `at`, moves `job` on (done, retried or dead) and
+    /// notes the attempt in its webhook's health, atomically; returns that health.
+    async fn record(
+        &self,
+        job: &Job,
+        delivery: DeliveryId,
+        outcome: &AttemptOutcome,
+        next: NextStep,
+        at: OffsetDateTime,
+    ) -> Result<WebhookHealth>;
+
+    /// Marks `delivery` `skipped` (its webhook is disabled) and drops `job`, atomically.
+    async fn skip(&self, job: &Job, delivery: DeliveryId) -> Result<()>;
+
+    /// Takes the next slot of the pace of `delivery`'s webhook (one every `interval`, none
+    /// before `at`): `None` when it is due by `at` (attempt now); else the delivery keeps the
+    /// slot and `job` waits for it, atomically, and the slot is returned.
+    async fn pace(
+        &self,
+        job: &Job,
+        delivery: DeliveryId,
+        at: OffsetDateTime,
+        interval: Duration,
+    ) -> Result<Option<OffsetDateTime>>;
 
     /// Drops a job that has nothing (left) to do.
     async fn discard(&self, job: &Job) -> Result<()>;

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use crate::entities::{Delivery, Lifecycle, Project, Tenant, User, Webhook};
 use crate::error::Result;
 use crate::events::DomainEvent;
-use crate::ids::{ProjectId, TenantId, UserId, WebhookId};
+use crate::ids::{DeliveryId, ProjectId, TenantId, UserId, WebhookId};
 use crate::page::Cursor;
-use crate::ports::{IdempotentWrite, Keyed};
+use crate::ports::{FailingLongEnough, IdempotentWrite, Keyed, Recovered, Recovery, WebhookChange};
 use crate::values::{Email, ProjectName, Role, Slug};
 
 /// Builds the events a write causes from the row as the write left it, so that the events
@@ -212,8 +212,11 @@ pub trait ProjectRepository: Send + Sync {
     async fn delete(&self, tenant: TenantId, id: ProjectId, events: EventsFor<'_>, trail: &AuditTrail) -> Result<()>;
 }
 
-/// A tenant's webhooks and their deliveries. Deliveries are created by the project
-/// repository's writes (one per subscribed webhook and event, in the write's transaction).
+/// Builds the events a webhook's change causes from the webhook as the change left it.
+pub type WebhookEventsFor<'a> = &'a (dyn Fn(&Webhook) -> Vec<DomainEvent> + Send + Sync);
+
+/// A tenant's webhooks and their deliveries. Deliveries are created by the writes that cause
+/// events (one per enabled webhook subscribed to the event's kind, in the write's transaction).
 #[async_trait]
 pub trait WebhookRepository: Send + Sync {
     /// Stores a webhook with its sealed secret and `key` (when given), atomically, after
@@ -244,4 +247,73 @@ pub trait WebhookRepository: Send + Sync {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<Delivery>>;
+
+    /// The tenant's webhook, if it has it.
+    async fn get(&self, tenant: TenantId, id: WebhookId) -> Result<Option<Webhook>>;
+
+    /// Applies `change` at `at` and returns the webhook as it left it. Disabling it marks its
+    /// pending deliveries `skipped` and drops their jobs; enabling a disabled one clears its
+    /// failure record. Errors: `NotFound`.
+    async fn update(
+        &self,
+        tenant: TenantId,
+        id: WebhookId,
+        change: &WebhookChange,
+        at: OffsetDateTime,
+        trail: &AuditTrail,
+    ) -> Result<Webhook>;
+
+    /// Disables the webhook as `update` does (at `failing.at`), with `reason`, if it is still enabled and has been
+    /// `failing` long enough; stores the events `events` builds from it as disabled (with their
+    /// deliveries to the tenant's other webhooks) and queues a notice to each owner and admin,
+    /// all in one transaction. `None` (and nothing written) when it isn't (or no longer) so.
+    async fn disable_failing(
+        &self,
+        tenant: TenantId,
+        id: WebhookId,
+        failing: FailingLongEnough,
+        reason: &str,
+        events: WebhookEventsFor<'_>,
+        trail: &AuditTrail,
+    ) -> Result<Option<Webhook>>;
+
+    /// Replaces the webhook's sealed secret with `sealed`. With `keep_previous_until`, the
+    /// secret it replaces is kept (sealed) until then, and deliveries are signed with both;
+    /// without, only the new one is kept. Errors: `NotFound`.
+    async fn rotate_secret(
+        &self,
+        tenant: TenantId,
+        id: WebhookId,
+        sealed: &[u8],
+        keep_previous_until: Option<OffsetDateTime>,
+        trail: &AuditTrail,
+    ) -> Result<Webhook>;
+
+    /// Stores `event` and one delivery of it to webhook `id` only (whatever its events), due
+    /// now; returns the delivery. Errors: `NotFound`; `QueueFull`.
+    async fn send_event(&self, id: WebhookId, event: &DomainEvent, trail: &AuditTrail) -> Result<Delivery>;
+
+    /// Makes the delivery pending again with one more attempt due at `at` (a new job, or its
+    /// waiting job brought forward); the event and its id stay. Errors: `NotFound` when the
+    /// webhook has no such delivery; `QueueFull`.
+    async fn retry_delivery(
+        &self,
+        tenant: TenantId,
+        webhook: WebhookId,
+        delivery: DeliveryId,
+        at: OffsetDateTime,
+        trail: &AuditTrail,
+    ) -> Result<Delivery>;
+
+    /// Sends again, oldest first and at most `recovery.limit`, the webhook's deliveries made
+    /// since `recovery.since` that failed: `dead`, `skipped`, or `pending` after a failed
+    /// attempt. Each gets one more attempt (a new job, or its waiting one moved), due one
+    /// `spacing` after the previous. Errors: `NotFound`; `QueueFull`.
+    async fn recover(
+        &self,
+        tenant: TenantId,
+        webhook: WebhookId,
+        recovery: &Recovery,
+        trail: &AuditTrail,
+    ) -> Result<Recovered>;
 }

@@ -2,10 +2,14 @@
 
 use std::fmt;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use time::OffsetDateTime;
 
 use crate::error::Result;
+use crate::events::EventKind;
 use crate::ids::EventId;
 
 /// Decides whether a webhook URL may be registered (and, again, called).
@@ -25,8 +29,9 @@ pub struct OutboundWebhook {
     pub body: Bytes,
     /// The event's id (`Plinth-Event-Id`), stable across attempts.
     pub event_id: EventId,
-    /// The webhook's signing secret.
-    pub secret: Vec<u8>,
+    /// The webhook's signing secrets: the current one first, then, during a rotation's
+    /// overlap, the previous one. Each signs the body (`v1=` once per secret).
+    pub secrets: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for OutboundWebhook {
@@ -62,4 +67,54 @@ pub trait SecretCipher: Send + Sync {
 
     /// The secret sealed with `context`. Errors: `Internal` when it can't be opened.
     fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// A change to a webhook's settings; what is `None` stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookChange {
+    /// A new URL (checked by the guard before it gets here).
+    pub url: Option<String>,
+    /// New event kinds.
+    pub events: Option<Vec<EventKind>>,
+    /// Enable (its failure record starts again) or disable (its pending deliveries are skipped)
+    /// it; no change when it is in that state already.
+    pub enabled: Option<bool>,
+    /// Why it is disabled, when `enabled` is `Some(false)`.
+    pub disabled_reason: Option<String>,
+    /// A new pace: `Some(None)` removes it.
+    pub rate_limit_per_second: Option<Option<u32>>,
+}
+
+/// When a failing webhook is disabled: every attempt since `failing_before` or earlier has
+/// failed, and at least `min_failures` of them; and when it is, `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailingLongEnough {
+    /// Now: when it is disabled.
+    pub at: OffsetDateTime,
+    /// The fewest failed attempts in a row.
+    pub min_failures: u32,
+    /// Its first failure in a row is at or before this.
+    pub failing_before: OffsetDateTime,
+}
+
+/// Which deliveries `recover` sends again, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Deliveries made at or after this time.
+    pub since: OffsetDateTime,
+    /// Now: the first re-sent delivery is due then.
+    pub now: OffsetDateTime,
+    /// Each next one is due this much later.
+    pub spacing: Duration,
+    /// The most re-sent in one call.
+    pub limit: usize,
+}
+
+/// What `recover` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// How many deliveries will be attempted again.
+    pub deliveries: u64,
+    /// When the limit stopped it: the time of the first delivery left, to call again with.
+    pub next_since: Option<OffsetDateTime>,
 }

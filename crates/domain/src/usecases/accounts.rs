@@ -21,6 +21,9 @@ use crate::metric;
 use crate::ports::{Acceptance, EmailOutcome, Job, NewEmail, NewVerification, Policy};
 use crate::values::{Email, EmailKey, EmailToken, Password, Purpose, Role};
 
+/// How long a notice (that carries no token) may wait to be sent before it is dropped.
+const NOTICE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How the account flows behave.
 #[derive(Debug, Clone)]
 pub struct EmailSettings {
@@ -60,6 +63,7 @@ impl EmailSettings {
             Purpose::Invitation => self.invitation_ttl,
             Purpose::PasswordReset => self.reset_ttl,
             Purpose::VerifyEmail => self.verify_ttl,
+            Purpose::WebhookDisabled => NOTICE_TTL,
         }
     }
 }
@@ -272,12 +276,12 @@ impl Plinth {
         let settings = &self.settings.email;
         let ttl = settings.ttl(email.purpose);
         let expires_at = after(email.created_at, ttl);
-        let token = EmailToken::derive(&settings.key, email.purpose, email.id);
-        let usable = match email.purpose {
-            Purpose::PasswordReset => {
+        let token = email.purpose.carries_token().then(|| EmailToken::derive(&settings.key, email.purpose, email.id));
+        let usable = match (email.purpose, &token) {
+            (Purpose::PasswordReset, Some(token)) => {
                 accounts.issue_reset(job.tenant, email.id, &email.to, &token.hash(), expires_at).await?
             }
-            Purpose::Invitation | Purpose::VerifyEmail => email.live,
+            _ => email.live,
         };
         let outcome = if !usable {
             // A reset for an address nobody has, or a link revoked or used before it was sent.
@@ -285,7 +289,7 @@ impl Plinth {
         } else if self.ports.clock.now() >= expires_at {
             EmailOutcome::Dropped("its link expired before it could be sent")
         } else {
-            let message = settings.mail.render(&email, &token, ttl);
+            let message = settings.mail.render(&email, token.as_ref(), ttl);
             let attempts = email.attempts + 1;
             match self.ports.mailer.send(&message).await {
                 Ok(()) => EmailOutcome::Sent,

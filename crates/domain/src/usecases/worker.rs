@@ -5,11 +5,17 @@ use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
+use time::OffsetDateTime;
+
 use super::Plinth;
+use super::webhooks::pace_interval;
+use crate::audit::Target;
+use crate::entities::{Webhook, WebhookHealth};
 use crate::error::Result;
-use crate::ids::DeliveryId;
+use crate::events::{DomainEvent, EventKind};
+use crate::ids::{DeliveryId, TenantId, WebhookId};
 use crate::metric;
-use crate::ports::{AttemptOutcome, Job, NextStep, OutboundWebhook, Work};
+use crate::ports::{AttemptOutcome, FailingLongEnough, Job, NextStep, OutboundWebhook, Work};
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -46,13 +52,35 @@ impl Plinth {
         Ok(true)
     }
 
-    /// Makes one attempt of the delivery `job` names, and records it.
+    /// Makes one attempt of the delivery `job` names, and records it: unless its webhook is
+    /// disabled (the delivery is skipped) or its pace puts the attempt later (the job waits).
     async fn deliver(&self, job: &Job, delivery: DeliveryId) -> Result<()> {
-        let Some(out) = self.ports.deliveries.load(job.tenant, delivery).await? else {
-            return self.ports.deliveries.discard(job).await;
+        let store = &self.ports.deliveries;
+        let Some(out) = store.load(job.tenant, delivery).await? else {
+            return store.discard(job).await;
         };
-        let secret = self.ports.secrets.open(&out.sealed_secret, out.delivery.webhook_id.as_uuid().as_bytes())?;
-        let request = OutboundWebhook { url: out.url, body: out.body, event_id: out.delivery.event_id, secret };
+        if !out.enabled {
+            metrics::counter!(metric::WEBHOOK_HELD, "reason" => "skipped").increment(1);
+            return store.skip(job, delivery).await;
+        }
+        let now = self.ports.clock.now();
+        // A delivery that holds a slot was postponed to it: its turn has come.
+        if let (Some(rate), None) = (out.rate_limit_per_second, out.slot_at)
+            && let Some(slot) = store.pace(job, delivery, now, pace_interval(rate)).await?
+        {
+            tracing::debug!(job = job.id, %slot, "webhook paced");
+            metrics::counter!(metric::WEBHOOK_HELD, "reason" => "paced").increment(1);
+            return Ok(());
+        }
+        let webhook = out.delivery.webhook_id;
+        let context = webhook.as_uuid().as_bytes();
+        let mut secrets = vec![self.ports.secrets.open(&out.sealed_secret, context)?];
+        if let Some((sealed, until)) = &out.previous_secret
+            && now < *until
+        {
+            secrets.push(self.ports.secrets.open(sealed, context)?);
+        }
+        let request = OutboundWebhook { url: out.url, body: out.body, event_id: out.delivery.event_id, secrets };
         let outcome: AttemptOutcome = self.ports.sender.send(&request).await;
         let attempts = out.delivery.attempts + 1;
         let settings = self.settings.delivery;
@@ -61,7 +89,7 @@ impl Plinth {
         } else if attempts >= settings.max_attempts {
             NextStep::Dead
         } else {
-            NextStep::RetryAt(self.ports.clock.now() + backoff(settings.backoff, attempts))
+            NextStep::RetryAt(now + backoff(settings.backoff, attempts))
         };
         tracing::info!(job = job.id, attempts, delivered = outcome.delivered, status = ?outcome.status, "webhook attempt");
         let result = match next {
@@ -70,7 +98,44 @@ impl Plinth {
             NextStep::Dead => "dead",
         };
         metrics::counter!(metric::WEBHOOK_ATTEMPTS, "result" => result).increment(1);
-        self.ports.deliveries.record(job, delivery, &outcome, next).await
+        let health = store.record(job, delivery, &outcome, next, now).await?;
+        self.disable_if_failing(job.tenant, webhook, &health, now).await
+    }
+
+    /// Disables the webhook when every attempt has failed for `disable_after` and at least
+    /// `disable_min_failures` of them: its pending deliveries are skipped, its tenant's owners
+    /// and admins are mailed, and its other webhooks get a `webhook.disabled` event.
+    async fn disable_if_failing(
+        &self,
+        tenant: TenantId,
+        id: WebhookId,
+        health: &WebhookHealth,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let settings = self.settings.delivery;
+        let Some(since) = health.failing_since else { return Ok(()) };
+        if health.consecutive_failures < settings.disable_min_failures || now - since < settings.disable_after {
+            return Ok(());
+        }
+        let failing = FailingLongEnough {
+            at: now,
+            min_failures: settings.disable_min_failures,
+            failing_before: now - settings.disable_after,
+        };
+        let reason = format!(
+            "every attempt failed for {} ({} attempts in a row)",
+            crate::mail::human_duration(settings.disable_after),
+            health.consecutive_failures
+        );
+        let changes = serde_json::json!({ "reason": reason });
+        let mut trail = self.audit(None, "webhook.disabled", Some(Target::new("webhook", id)), changes);
+        trail.by_system();
+        let events = |w: &Webhook| vec![DomainEvent::webhook(EventKind::WebhookDisabled, w, now)];
+        if self.ports.webhooks.disable_failing(tenant, id, failing, &reason, &events, &trail).await?.is_some() {
+            tracing::warn!(%tenant, webhook = %id, failures = health.consecutive_failures, "webhook disabled: it kept failing");
+            metrics::counter!(metric::WEBHOOKS_DISABLED).increment(1);
+        }
+        Ok(())
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Purpose {
     PasswordReset,
     /// Proving an address.
     VerifyEmail,
+    /// Telling owners and admins that a webhook was disabled: a notice, with no token.
+    WebhookDisabled,
 }
 
 impl Purpose {
@@ -40,12 +42,20 @@ impl Purpose {
             Self::Invitation => "invitation",
             Self::PasswordReset => "password_reset",
             Self::VerifyEmail => "verify_email",
+            Self::WebhookDisabled => "webhook_disabled",
         }
+    }
+
+    /// Whether its message carries a token (every purpose but a notice's).
+    pub const fn carries_token(self) -> bool {
+        !matches!(self, Self::WebhookDisabled)
     }
 
     /// The purpose named `s`.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Invitation, Self::PasswordReset, Self::VerifyEmail].into_iter().find(|p| p.as_str() == s)
+        [Self::Invitation, Self::PasswordReset, Self::VerifyEmail, Self::WebhookDisabled]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 
     const fn prefix(self) -> &'static str {
@@ -53,6 +63,8 @@ impl Purpose {
             Self::Invitation => "pli_",
             Self::PasswordReset => "plp_",
             Self::VerifyEmail => "plv_",
+            // Never issued: a notice carries no token.
+            Self::WebhookDisabled => "plw_",
         }
     }
 
@@ -63,6 +75,7 @@ impl Purpose {
             Self::Invitation => "^pli_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
             Self::PasswordReset => "^plp_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
             Self::VerifyEmail => "^plv_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
+            Self::WebhookDisabled => "^plw_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
         }
     }
 }

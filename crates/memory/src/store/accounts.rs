@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Invitation, User};
-use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId};
+use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId, WebhookId};
 use plinth_domain::ports::{
-    Acceptance, AccountEmails, EmailOutcome, Job, NewEmail, NewVerification, NextStep, PendingEmail, Work,
+    Acceptance, AccountEmails, EmailOutcome, Job, NOTICE_REASON, NewEmail, NewVerification, NextStep, PendingEmail,
+    WebhookNotice, Work,
 };
 use plinth_domain::values::{Email, PasswordHash, Purpose, Role, TokenHash};
 use plinth_domain::{Conflict, Error, Result};
@@ -40,6 +41,8 @@ struct EmailRow {
     state: &'static str,
     /// Whether its reset token was issued (on its first attempt).
     token_issued: bool,
+    /// The webhook a notice is about.
+    webhook: Option<WebhookId>,
 }
 
 /// One tenant's invitations, tokens and messages.
@@ -62,6 +65,11 @@ impl Accounts {
     }
 
     fn queue(&mut self, email: &NewEmail) {
+        self.queue_about(email, None);
+    }
+
+    /// Queues `email`, a notice about `webhook` when given.
+    pub(super) fn queue_about(&mut self, email: &NewEmail, webhook: Option<WebhookId>) {
         let row = EmailRow {
             purpose: email.purpose,
             to: email.to.clone(),
@@ -69,6 +77,7 @@ impl Accounts {
             attempts: 0,
             state: "pending",
             token_issued: false,
+            webhook,
         };
         self.emails.insert(email.id, row);
     }
@@ -288,11 +297,19 @@ impl AccountEmails for MemoryStore {
         let Some(rows) = data.tenant(tenant) else { return Ok(None) };
         let Some(email) = rows.accounts.emails.get(&id).filter(|e| e.state == "pending") else { return Ok(None) };
         let invitation = rows.accounts.invitations.values().find(|i| i.email == id);
+        let webhook = email.webhook.and_then(|w| rows.webhooks.get(*w.as_uuid()));
         let live = match email.purpose {
             Purpose::Invitation => invitation.is_some_and(|i| rows.inviter_may_send(&i.invitation)),
             Purpose::VerifyEmail => rows.accounts.tokens.values().any(|t| t.email == id),
             Purpose::PasswordReset => true,
+            // A notice about a webhook deleted meanwhile has nothing left to say.
+            Purpose::WebhookDisabled => webhook.is_some(),
         };
+        let webhook = webhook.map(|w| WebhookNotice {
+            id: w.id,
+            origin: w.origin(),
+            reason: w.health.disabled_reason.clone().unwrap_or_else(|| NOTICE_REASON.to_owned()),
+        });
         let invitation = invitation.and_then(|i| {
             let inviter = rows.users.get(*i.invitation.invited_by.as_uuid())?;
             Some((i.invitation.role, inviter.email.clone()))
@@ -305,6 +322,7 @@ impl AccountEmails for MemoryStore {
             created_at: email.created_at,
             attempts: email.attempts,
             invitation,
+            webhook,
             live,
         }))
     }

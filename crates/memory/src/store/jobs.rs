@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use plinth_domain::entities::DeliveryState;
+use plinth_domain::entities::{DeliveryState, WebhookHealth};
 use plinth_domain::ids::{DeliveryId, TenantId};
 use plinth_domain::ports::{
     AttemptOutcome, DEFAULT_MAX_PENDING_JOBS, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned,
@@ -116,6 +116,40 @@ impl Data {
 }
 
 impl Data {
+    /// Drops the waiting jobs of `deliveries` of `tenant` (claimed ones finish on their own).
+    pub(super) fn drop_delivery_jobs(&mut self, tenant: TenantId, deliveries: &HashSet<DeliveryId>) {
+        if let Some(q) = self.jobs.queues.get_mut(&tenant) {
+            q.waiting.retain(|_, work| !matches!(work, Work::Deliver(d) if deliveries.contains(d)));
+        }
+    }
+
+    /// Whether `delivery` of `tenant` has a job at all (waiting or claimed).
+    pub(super) fn has_job(&self, tenant: TenantId, delivery: DeliveryId) -> bool {
+        let is_it = |work: &Work| matches!(work, Work::Deliver(d) if *d == delivery);
+        self.jobs
+            .queues
+            .get(&tenant)
+            .is_some_and(|q| q.waiting.values().any(is_it) || q.running.values().any(|r| is_it(&r.work)))
+    }
+
+    /// Makes `delivery`'s waiting job due at `at`, or gives it a new one; nothing when its job
+    /// is claimed right now (an attempt is under way).
+    pub(super) fn schedule_delivery(&mut self, tenant: TenantId, delivery: DeliveryId, at: OffsetDateTime) {
+        let is_it = |work: &Work| matches!(work, Work::Deliver(d) if *d == delivery);
+        let queue = self.jobs.queues.entry(tenant).or_default();
+        if queue.running.values().any(|r| is_it(&r.work)) {
+            return;
+        }
+        let waiting = queue.waiting.iter().find(|(_, w)| is_it(w)).map(|(k, _)| *k);
+        match waiting {
+            Some(key) => {
+                queue.waiting.remove(&key);
+                queue.waiting.insert((at, key.1), Work::Deliver(delivery));
+            }
+            None => self.enqueue_work(tenant, Work::Deliver(delivery), at),
+        }
+    }
+
     /// Finishes the claimed `job`, or puts it back for a retry.
     pub(super) fn move_on(&mut self, job: &Job, next: NextStep) {
         if let Some(q) = self.jobs.queues.get_mut(&job.tenant) {
@@ -244,12 +278,24 @@ impl DeliveryStore for MemoryStore {
             delivery: delivery.clone(),
             url: webhook.url.clone(),
             sealed_secret: secret.clone(),
+            previous_secret: rows.previous_secrets.get(&webhook.id).cloned(),
             body: Bytes::from(serde_json::to_vec(event).map_err(Error::internal)?),
+            enabled: webhook.is_enabled(),
+            rate_limit_per_second: webhook.rate_limit_per_second,
+            slot_at: rows.slots.get(&delivery.id).copied(),
         }))
     }
 
-    async fn record(&self, job: &Job, delivery: DeliveryId, outcome: &AttemptOutcome, next: NextStep) -> Result<()> {
+    async fn record(
+        &self,
+        job: &Job,
+        delivery: DeliveryId,
+        outcome: &AttemptOutcome,
+        next: NextStep,
+        at: OffsetDateTime,
+    ) -> Result<WebhookHealth> {
         let mut data = self.write();
+        let mut health = WebhookHealth::default();
         if let Some(rows) = data.tenant_mut(job.tenant)
             && let Some(current) = rows.deliveries.get(*delivery.as_uuid())
         {
@@ -261,10 +307,46 @@ impl DeliveryStore for MemoryStore {
                 NextStep::RetryAt(_) => DeliveryState::Pending,
                 NextStep::Dead => DeliveryState::Dead,
             };
+            rows.slots.remove(&delivery);
+            if let Some(webhook) = rows.webhooks.get(*updated.webhook_id.as_uuid()) {
+                let mut webhook = webhook.clone();
+                webhook.health = webhook.health.after_attempt(outcome.delivered, at);
+                health = webhook.health.clone();
+                rows.webhooks.replace(webhook);
+            }
             rows.deliveries.replace(updated);
         }
         data.move_on(job, next);
+        Ok(health)
+    }
+
+    async fn skip(&self, job: &Job, delivery: DeliveryId) -> Result<()> {
+        let mut data = self.write();
+        if let Some(rows) = data.tenant_mut(job.tenant) {
+            rows.skip_pending(&[delivery]);
+        }
+        data.move_on(job, NextStep::Dead);
         Ok(())
+    }
+
+    async fn pace(
+        &self,
+        job: &Job,
+        delivery: DeliveryId,
+        at: OffsetDateTime,
+        interval: Duration,
+    ) -> Result<Option<OffsetDateTime>> {
+        let mut data = self.write();
+        let Some(rows) = data.tenant_mut(job.tenant) else { return Ok(None) };
+        let Some(webhook) = rows.deliveries.get(*delivery.as_uuid()).map(|d| d.webhook_id) else { return Ok(None) };
+        let slot = rows.next_slots.get(&webhook).map_or(at, |next| (*next).max(at));
+        rows.next_slots.insert(webhook, slot + interval);
+        if slot <= at {
+            return Ok(None);
+        }
+        rows.slots.insert(delivery, slot);
+        data.move_on(job, NextStep::RetryAt(slot));
+        Ok(Some(slot))
     }
 
     async fn discard(&self, job: &Job) -> Result<()> {

@@ -29,7 +29,13 @@ const SCOPED: &[(&str, &str, Scope)] = &[
     ("GET", "/v1/webhooks", Scope::WebhooksRead),
     ("POST", "/v1/webhooks", Scope::WebhooksWrite),
     ("DELETE", "/v1/webhooks/{id}", Scope::WebhooksWrite),
+    ("GET", "/v1/webhooks/{id}", Scope::WebhooksRead),
+    ("PATCH", "/v1/webhooks/{id}", Scope::WebhooksWrite),
+    ("POST", "/v1/webhooks/{id}/rotate-secret", Scope::WebhooksWrite),
+    ("POST", "/v1/webhooks/{id}/test", Scope::WebhooksWrite),
+    ("POST", "/v1/webhooks/{id}/recover", Scope::WebhooksWrite),
     ("GET", "/v1/webhooks/{id}/deliveries", Scope::WebhooksRead),
+    ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", Scope::WebhooksWrite),
     ("GET", "/v1/audit-log", Scope::AuditRead),
     ("GET", "/v1/audit-log/verify", Scope::AuditRead),
 ];

@@ -51,6 +51,7 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "The caller's role may not do this (`forbidden`), a write by a user whose address is not verified while verification is required (`email_unverified`), or the tenant's plan allows no more of this (`plan_limit_reached`, with `resource`, `limit` and `usage`)",
     );
     const CONFLICT: (u16, &str) = (409, "Conflict with the current state");
+    const WEBHOOK_DISABLED: (u16, &str) = (409, "The webhook is disabled: enable it first (`conflict`)");
     const TOO_LARGE: (u16, &str) = (413, "Body over 64 KiB");
     const MEDIA: (u16, &str) = (415, "Body without Content-Type: application/json");
     const INVALID: (u16, &str) = (422, "A validation rule is broken, or an Idempotency-Key reused with another body");
@@ -179,6 +180,11 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "updateUser" | "updateProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID],
         "createWebhook" => &[BODY, UNAUTH, LIMITED, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
         "deleteUser" | "deleteProject" | "getProject" | "deleteWebhook" => &[UNAUTH, FORBIDDEN, TENANT, CONFLICT],
+        "getWebhook" => &[UNAUTH, FORBIDDEN, TENANT],
+        "updateWebhook" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
+        "rotateWebhookSecret" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
+        "testWebhook" | "retryDelivery" => &[UNAUTH, FORBIDDEN, TENANT, WEBHOOK_DISABLED],
+        "recoverWebhook" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, WEBHOOK_DISABLED, TOO_LARGE, MEDIA, INVALID],
         _ => &[],
     }
 }
@@ -230,7 +236,10 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
     }
     if path.starts_with("/v1/") {
         // Project writes enqueue their webhooks' deliveries, which a tenant's cap bounds.
-        let enqueues = matches!(id.as_str(), "createProject" | "updateProject" | "deleteProject");
+        let enqueues = matches!(
+            id.as_str(),
+            "createProject" | "updateProject" | "deleteProject" | "testWebhook" | "retryDelivery" | "recoverWebhook"
+        );
         let too_many = if enqueues {
             "Rate limit exceeded (`rate_limited`), or the tenant's pending webhook deliveries are at their cap \
              (`queue_full`); see Retry-After"
@@ -261,6 +270,7 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
             | "listProjects"
             | "getProject"
             | "listWebhooks"
+            | "getWebhook"
             | "listDeliveries"
             | "listInvitations"
             | "listApiKeys"

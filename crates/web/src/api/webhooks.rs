@@ -1,11 +1,16 @@
-//! `/v1/webhooks`: owners and admins subscribe URLs to events and watch their deliveries.
+//! `/v1/webhooks`: owners and admins subscribe URLs to events, watch their deliveries, and run
+//! them: change, disable and enable an endpoint, rotate its secret, test it, and send failed
+//! deliveries again.
+
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use plinth_domain::entities::{Delivery, Webhook};
-use plinth_domain::ids::WebhookId;
+use plinth_domain::ids::{DeliveryId, WebhookId};
 use plinth_domain::page::Page;
-use serde::{Deserialize, Serialize};
+use plinth_domain::usecases::WebhookPatch;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::extract::{Auth, IdempotencyKeyHeader, JsonBody, PageQuery, Paging, resource_id};
 use super::idempotency;
@@ -139,4 +144,200 @@ pub async fn deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let page = state.plinth.list_deliveries(&who.0, resource_id(&id)?, &page.0).await?;
     respond::get(&req, &page)
+}
+
+/// A present field's value, `null` included, as `Some` (an absent one is `None` by default).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A change to a webhook: every field is optional, and what is left out stays.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhookRequest {
+    /// A new URL, checked like a new webhook's.
+    #[schema(schema_with = schemas::webhook_url)]
+    pub url: Option<String>,
+    /// New events to receive: at least one.
+    #[schema(value_type = Option<Vec<plinth_domain::events::EventKind>>, min_items = 1, example = json!(["project.created"]))]
+    pub events: Option<Vec<String>>,
+    /// `false` disables it (its pending deliveries are skipped, no new ones are made); `true`
+    /// enables it again (its failure record starts over; send what it missed with `recover`).
+    pub enabled: Option<bool>,
+    /// At most this many deliveries a second (1–1000); `null` for no limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000, nullable)]
+    pub rate_limit_per_second: Option<Option<u32>>,
+}
+
+/// One of the tenant's webhooks: its settings, state and health.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "getWebhook",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The webhook's id")),
+    responses((status = 200, body = Webhook))
+)]
+#[get("/webhooks/{id}")]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let webhook = state.plinth.get_webhook(&who.0, resource_id(&id)?).await?;
+    respond::get(&req, &webhook)
+}
+
+/// Changes a webhook's URL, events, state or pace.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "updateWebhook",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The webhook's id")),
+    request_body = UpdateWebhookRequest,
+    responses((status = 200, body = Webhook))
+)]
+#[patch("/webhooks/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+    body: JsonBody<UpdateWebhookRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let UpdateWebhookRequest { url, events, enabled, rate_limit_per_second } = body.value;
+    let patch = WebhookPatch { url, events, enabled, rate_limit_per_second };
+    let webhook = state.plinth.update_webhook(&who.0, resource_id(&id)?, &patch).await?;
+    respond::json(StatusCode::OK, &webhook)
+}
+
+/// How long the old secret keeps signing.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretRequest {
+    /// Seconds during which deliveries are signed with both the new and the old secret
+    /// (default 86400, at most 604800; 0 ends the old one now).
+    #[schema(minimum = 0, maximum = 604800, example = 86400)]
+    pub overlap_s: Option<u64>,
+}
+
+/// A webhook's new secret: shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotatedSecretResponse {
+    /// The webhook's id.
+    pub id: WebhookId,
+    /// The new signing secret.
+    pub secret: String,
+    /// Until when deliveries are also signed with the old secret; absent when they aren't.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub rotation_ends_at: Option<time::OffsetDateTime>,
+}
+
+/// Gives a webhook a new secret; during the overlap every delivery carries a signature under
+/// each secret (`Plinth-Signature: t=…,v1=<new>,v1=<old>`), after it only the new one.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "rotateWebhookSecret",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The webhook's id")),
+    request_body = RotateSecretRequest,
+    responses((status = 200, body = RotatedSecretResponse))
+)]
+#[post("/webhooks/{id}/rotate-secret")]
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+    body: JsonBody<RotateSecretRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let overlap = body.value.overlap_s.map(Duration::from_secs);
+    let rotated = state.plinth.rotate_webhook_secret(&who.0, resource_id(&id)?, overlap).await?;
+    let answer = RotatedSecretResponse {
+        id: rotated.webhook.id,
+        secret: rotated.secret,
+        rotation_ends_at: rotated.webhook.rotation_ends_at,
+    };
+    respond::json(StatusCode::OK, &answer)
+}
+
+/// Sends a `webhook.ping` event to the webhook now, whatever its events.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "testWebhook",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The webhook's id")),
+    responses((status = 202, description = "The ping's delivery, queued", body = Delivery))
+)]
+#[post("/webhooks/{id}/test")]
+pub async fn test(state: web::Data<AppState>, who: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let delivery = state.plinth.test_webhook(&who.0, resource_id(&id)?).await?;
+    respond::json(StatusCode::ACCEPTED, &delivery)
+}
+
+/// Sends one delivery again now: the same event, with the same id, one more attempt.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "retryDelivery",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The webhook's id"),
+        ("delivery_id" = String, Path, format = Uuid, description = "The delivery's id"),
+    ),
+    responses((status = 202, description = "The delivery, pending again", body = Delivery))
+)]
+#[post("/webhooks/{id}/deliveries/{delivery_id}/retry")]
+pub async fn retry(
+    state: web::Data<AppState>,
+    who: Auth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, delivery) = path.into_inner();
+    let delivery: DeliveryId = resource_id(&delivery)?;
+    let delivery = state.plinth.retry_delivery(&who.0, resource_id(&id)?, delivery).await?;
+    respond::json(StatusCode::ACCEPTED, &delivery)
+}
+
+/// Which failed deliveries to send again.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// Deliveries made at or after this time (RFC 3339), not in the future.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-12-01T00:00:00Z")]
+    pub since: time::OffsetDateTime,
+}
+
+/// What a recovery queued.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecoverResponse {
+    /// How many deliveries will be attempted again.
+    pub recovered: u64,
+    /// Set when more are left than one call takes (1,000): call again with this `since`.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_since: Option<time::OffsetDateTime>,
+}
+
+/// Sends again every failed delivery (`dead`, `skipped`, or waiting for a retry) of the webhook
+/// made since a time, each once, oldest first, paced: at the webhook's `rate_limit_per_second`,
+/// or ten a second.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "recoverWebhook",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The webhook's id")),
+    request_body = RecoverRequest,
+    responses((status = 202, body = RecoverResponse))
+)]
+#[post("/webhooks/{id}/recover")]
+pub async fn recover(
+    state: web::Data<AppState>,
+    who: Auth,
+    id: web::Path<String>,
+    body: JsonBody<RecoverRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let recovered = state.plinth.recover_webhook(&who.0, resource_id(&id)?, body.value.since).await?;
+    let answer = RecoverResponse { recovered: recovered.deliveries, next_since: recovered.next_since };
+    respond::json(StatusCode::ACCEPTED, &answer)
 }

@@ -116,6 +116,8 @@ fn describe() {
     describe_counter!(domain::JOBS, "Jobs worked, by kind and outcome");
     describe_histogram!(domain::JOB_DURATION, Unit::Seconds, "Time to work one job, by kind");
     describe_counter!(domain::WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by result");
+    describe_counter!(domain::WEBHOOK_HELD, "Webhook deliveries claimed but not attempted: paced or skipped");
+    describe_counter!(domain::WEBHOOKS_DISABLED, "Webhooks disabled because every attempt failed for too long");
     describe_gauge!(JOB_QUEUE_READY, "Jobs due and not claimed");
     describe_gauge!(JOB_QUEUE_RUNNING, "Jobs claimed by a worker");
     describe_gauge!(JOB_QUEUE_OLDEST_AGE, Unit::Seconds, "How long the oldest due job has waited");

@@ -16,20 +16,20 @@ use crate::on_every_backend;
 
 /// What the receiver saw of one request.
 #[derive(Debug, Clone)]
-struct Received {
-    event_id: String,
-    signature: String,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) event_id: String,
+    pub(crate) signature: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A webhook receiver on 127.0.0.1 answering statuses from a script (then 200).
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<u16>, delay: Duration) -> Self {
+    pub(crate) async fn start(script: Vec<u16>, delay: Duration) -> Self {
         let seen = Arc::new(Mutex::new(Vec::<Received>::new()));
         let script = Arc::new(Mutex::new(script.into_iter()));
         let (s, sc) = (seen.clone(), script.clone());
@@ -59,7 +59,7 @@ impl Receiver {
         Self { url: format!("http://127.0.0.1:{port}/hook"), seen }
     }
 
-    fn seen(&self) -> Vec<Received> {
+    pub(crate) fn seen(&self) -> Vec<Received> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -123,7 +123,7 @@ async fn three_stepped_attempts(backend: Backend, script: Vec<u16>) -> (TestApp,
     (app, receiver, items)
 }
 
-async fn subscribe(app: &TestApp, slug: &str, token: &str, url: &str) -> (String, String) {
+pub(crate) async fn subscribe(app: &TestApp, slug: &str, token: &str, url: &str) -> (String, String) {
     let res = app
         .on(Method::POST, slug, "/v1/webhooks", Some(token))
         .json(&json!({"url": url, "events": ["project.created", "project.updated", "project.deleted"]}))
@@ -135,7 +135,7 @@ async fn subscribe(app: &TestApp, slug: &str, token: &str, url: &str) -> (String
     (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
 }
 
-async fn deliveries(app: &TestApp, slug: &str, token: &str, webhook: &str) -> Vec<Value> {
+pub(crate) async fn deliveries(app: &TestApp, slug: &str, token: &str, webhook: &str) -> Vec<Value> {
     let res =
         app.on(Method::GET, slug, &format!("/v1/webhooks/{webhook}/deliveries"), Some(token)).send().await.unwrap();
     res.json::<Value>().await.unwrap()["items"].as_array().unwrap().clone()

@@ -30,4 +30,5 @@ mod shared;
 mod signup;
 mod smoke;
 mod users;
+mod webhook_ops;
 mod webhooks;
