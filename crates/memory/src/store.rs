@@ -18,7 +18,7 @@ mod tenants;
 mod users;
 mod webhooks;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -73,8 +73,6 @@ struct TenantData {
     next_slots: HashMap<WebhookId, OffsetDateTime>,
     /// The slot each postponed delivery holds.
     slots: HashMap<DeliveryId, OffsetDateTime>,
-    /// Deliveries a change just skipped, whose jobs the store drops before it unlocks.
-    dropped_jobs: HashSet<DeliveryId>,
     deliveries: Rows<Delivery>,
     /// Sessions and their refresh tokens.
     sessions: sessions::Sessions,
@@ -99,7 +97,6 @@ impl TenantData {
             previous_secrets: HashMap::new(),
             next_slots: HashMap::new(),
             slots: HashMap::new(),
-            dropped_jobs: HashSet::new(),
             deliveries: Rows::default(),
             sessions: sessions::Sessions::default(),
             accounts: accounts::Accounts::default(),

@@ -304,15 +304,11 @@ impl Plinth {
     /// Sends again every delivery of the webhook made since `since` that failed (`dead`,
     /// `skipped`, or waiting for a retry), each once, oldest first, paced: at the webhook's
     /// own pace, or ten a second. At most 1,000 a call; `next_since` says where to go on.
-    /// Errors: `Forbidden`; `Validation` (`since` in the future); `NotFound`;
-    /// `Conflict(WebhookDisabled)`; `QueueFull`.
+    /// Errors: `Forbidden`; `NotFound`; `Conflict(WebhookDisabled)`; `QueueFull`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn recover_webhook(&self, who: &Principal, id: WebhookId, since: OffsetDateTime) -> Result<Recovered> {
         who.require_manager()?;
         let now = self.ports.clock.now();
-        if since > now {
-            return Err(Error::invalid("since", "must not be in the future"));
-        }
         let webhook = self.enabled_webhook(who, id).await?;
         let spacing = webhook.rate_limit_per_second.map_or(RECOVER_SPACING, interval);
         let recovery = Recovery { since, now, spacing, limit: RECOVER_LIMIT };

@@ -17,7 +17,7 @@ use plinth_domain::values::{Purpose, Role};
 use plinth_domain::{Error, Result};
 use time::OffsetDateTime;
 
-use super::{Data, MemoryStore, TenantData};
+use super::{MemoryStore, TenantData};
 
 impl TenantData {
     /// Marks the pending ones of `deliveries` skipped; returns them.
@@ -35,9 +35,16 @@ impl TenantData {
         skipped
     }
 
-    /// The webhook `id` with `change` applied at `at`, and the deliveries a disabling skips.
-    fn changed(&mut self, id: WebhookId, change: &WebhookChange, at: OffsetDateTime) -> Result<Webhook> {
+    /// The webhook `id` with `change` applied at `at`, and the deliveries a disabling skipped
+    /// (whose jobs the caller drops).
+    fn changed(
+        &mut self,
+        id: WebhookId,
+        change: &WebhookChange,
+        at: OffsetDateTime,
+    ) -> Result<(Webhook, HashSet<DeliveryId>)> {
         let mut webhook = self.webhooks.get(*id.as_uuid()).ok_or(Error::NotFound)?.clone();
+        let mut skipped = HashSet::new();
         if let Some(url) = &change.url {
             webhook.url.clone_from(url);
         }
@@ -63,27 +70,17 @@ impl TenantData {
                     .filter(|d| d.webhook_id == id && d.state == DeliveryState::Pending)
                     .map(|d| d.id)
                     .collect();
-                let skipped = self.skip_pending(&pending);
-                self.dropped_jobs.extend(skipped);
+                skipped = self.skip_pending(&pending);
             }
             _ => {}
         }
         self.webhooks.replace(webhook.clone());
-        Ok(webhook)
+        Ok((webhook, skipped))
     }
 
     /// The webhook's delivery `id`.
     fn delivery_of(&self, webhook: WebhookId, id: DeliveryId) -> Result<Delivery> {
         self.deliveries.get(*id.as_uuid()).filter(|d| d.webhook_id == webhook).cloned().ok_or(Error::NotFound)
-    }
-}
-
-impl Data {
-    /// Drops the jobs of the deliveries `tenant`'s last change skipped.
-    fn drop_skipped_jobs(&mut self, tenant: TenantId) {
-        let Some(rows) = self.tenant_mut(tenant) else { return };
-        let skipped = std::mem::take(&mut rows.dropped_jobs);
-        self.drop_delivery_jobs(tenant, &skipped);
     }
 }
 
@@ -171,9 +168,9 @@ impl WebhookRepository for MemoryStore {
     ) -> Result<Webhook> {
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
-        let webhook = rows.changed(id, change, at)?;
+        let (webhook, skipped) = rows.changed(id, change, at)?;
         rows.append(trail);
-        data.drop_skipped_jobs(tenant);
+        data.drop_delivery_jobs(tenant, &skipped);
         Ok(webhook)
     }
 
@@ -208,7 +205,7 @@ impl WebhookRepository for MemoryStore {
             disabled_reason: Some(reason.to_owned()),
             ..WebhookChange::default()
         };
-        let webhook = rows.changed(id, &change, at)?;
+        let (webhook, skipped) = rows.changed(id, &change, at)?;
         let caused = events(&webhook);
         let deliveries = rows.record(&caused);
         let notices: Vec<NewEmail> = recipients
@@ -219,7 +216,7 @@ impl WebhookRepository for MemoryStore {
             rows.accounts.queue_about(notice, Some(id));
         }
         rows.append(trail);
-        data.drop_skipped_jobs(tenant);
+        data.drop_delivery_jobs(tenant, &skipped);
         data.enqueue(tenant, deliveries, at);
         for notice in &notices {
             data.enqueue_work(tenant, Work::Email(notice.id), at);

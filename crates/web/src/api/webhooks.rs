@@ -302,7 +302,7 @@ pub async fn retry(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
-    /// Deliveries made at or after this time (RFC 3339), not in the future.
+    /// Deliveries made at or after this time (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime, example = "2026-12-01T00:00:00Z")]
     pub since: time::OffsetDateTime,
