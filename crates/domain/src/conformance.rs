@@ -35,6 +35,7 @@
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
 //! | `job_queue_suite!` | [`jobs::Queue`] over a store of its own, capped at [`jobs::CAP`] |
+//! | `webhook_operations_suite!` | [`jobs::Queue`], as for `job_queue_suite!` |
 //!
 //! The cache-store and rate-limiter suites test expiry and earning back, so time must pass.
 //! An adapter that keeps time by an injected [`Clock`](crate::ports::Clock) is given as a
@@ -59,6 +60,7 @@ pub mod rate_limit;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
+pub mod webhook_ops;
 pub mod webhooks;
 
 use std::fmt;
