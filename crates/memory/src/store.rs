@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+mod events;
 mod export;
 mod idempotency;
 mod jobs;
@@ -22,19 +23,21 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Delivery, DeliveryState, Project, Tenant, User, Webhook};
 use plinth_domain::events::DomainEvent;
 use plinth_domain::ids::{DeliveryId, TenantId, UserId, WebhookId};
 use plinth_domain::ports::{Clock, IdempotentWrite, Keyed};
 use plinth_domain::values::{Email, Slug};
 use plinth_domain::{Error, Result};
+use time::OffsetDateTime;
 
 use self::idempotency::Keys;
 use self::rows::Rows;
 
 /// Every storage port in memory: `TenantRepository`, `UserRepository`, `ProjectRepository`,
-/// `IdempotencyStore`, `WebhookRepository`, `SessionRepository`, `JobQueue`, `DeliveryStore` and
-/// `TenantExporter`. Share one as
+/// `IdempotencyStore`, `WebhookRepository`, `SessionRepository`, `JobQueue`, `DeliveryStore`,
+/// `EventLog` and `TenantExporter`. Share one as
 /// `Arc<MemoryStore>` and coerce it to each port.
 pub struct MemoryStore {
     data: RwLock<Data>,
@@ -61,8 +64,8 @@ struct TenantData {
     users: Rows<User>,
     emails: HashMap<Email, UserId>,
     projects: Rows<Project>,
-    /// The events its writes caused, in order: the outbox.
-    outbox: Vec<DomainEvent>,
+    /// The events its writes caused, newest first: the outbox.
+    outbox: Rows<DomainEvent>,
     webhooks: Rows<Webhook>,
     /// Each webhook's sealed secret.
     secrets: HashMap<WebhookId, Vec<u8>>,
@@ -84,7 +87,7 @@ impl TenantData {
             users: Rows::default(),
             emails: HashMap::new(),
             projects: Rows::default(),
-            outbox: Vec::new(),
+            outbox: Rows::default(),
             webhooks: Rows::default(),
             secrets: HashMap::new(),
             deliveries: Rows::default(),
@@ -134,7 +137,7 @@ impl TenantData {
                     created_at: event.created_at,
                 });
             }
-            self.outbox.push(event.clone());
+            self.outbox.insert(event.clone());
         }
         created
     }
@@ -201,6 +204,17 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Data {
+    /// The last step of a write to `tenant`, once it can't fail: stores `events` in its outbox
+    /// with one delivery (and job, due `now`) per subscribed webhook, never refused for a full
+    /// queue (like an operator's act, a change of who may do what must not wait for a
+    /// backlog), and appends `trail`.
+    fn settle(&mut self, tenant: TenantId, events: &[DomainEvent], trail: &AuditTrail, now: OffsetDateTime) {
+        let Some(rows) = self.tenant_mut(tenant) else { return };
+        let deliveries = rows.record(events);
+        rows.append(trail);
+        self.enqueue(tenant, deliveries, now);
+    }
+
     fn tenant(&self, id: TenantId) -> Option<&TenantData> {
         self.tenants.get(&id)
     }

@@ -14,6 +14,7 @@ pub mod schemas;
 
 mod accounts;
 mod auth;
+mod events;
 mod export;
 mod idempotency;
 mod keys;
@@ -64,6 +65,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(users::create)
             .service(webhooks::create)
             .service(webhooks::list)
+            .service(events::list)
             .service(projects::get)
             .service(projects::update)
             .service(projects::remove)
@@ -74,7 +76,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(accounts::revoke)
             .service(webhooks::remove)
             .service(keys::revoke)
-            .service(webhooks::deliveries),
+            .service(webhooks::deliveries)
+            .service(events::get),
     );
     cfg.service(
         scope("/admin/v1")

@@ -30,6 +30,8 @@ const SCOPED: &[(&str, &str, Scope)] = &[
     ("POST", "/v1/webhooks", Scope::WebhooksWrite),
     ("DELETE", "/v1/webhooks/{id}", Scope::WebhooksWrite),
     ("GET", "/v1/webhooks/{id}/deliveries", Scope::WebhooksRead),
+    ("GET", "/v1/events", Scope::WebhooksRead),
+    ("GET", "/v1/events/{id}", Scope::WebhooksRead),
     ("GET", "/v1/audit-log", Scope::AuditRead),
     ("GET", "/v1/audit-log/verify", Scope::AuditRead),
 ];
