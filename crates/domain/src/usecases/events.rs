@@ -43,16 +43,22 @@ fn unknown_kind() -> String {
     format!("must be one of {}", kinds.join(", "))
 }
 
+/// `since` in UTC, as every store holds times. RFC 3339 has four-digit years, so only a time
+/// late in the year 9999 can fall outside what UTC can say here (in the year 10000): it keeps no
+/// event, as the latest time there is.
+fn since_bound(at: OffsetDateTime) -> OffsetDateTime {
+    at.checked_to_offset(time::UtcOffset::UTC).unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
+}
+
 /// The filters of the events list, from the query's raw `type` and `since`: an unknown kind or
-/// a time that is not RFC 3339 (or has no four-digit year in UTC) is a `Validation` error naming
-/// its parameter.
+/// a time that is not RFC 3339 is a `Validation` error naming its parameter.
 pub fn event_query(kind: Option<&str>, since: Option<&str>) -> Result<EventQuery> {
     let mut v = Validator::new();
     let kind = kind.map(|k| v.check("type", EventKind::parse(k).ok_or_else(unknown_kind)));
     let since = since.map(|s| {
         let parsed =
-            OffsetDateTime::parse(s, &Rfc3339).ok().filter(|t| t.checked_to_offset(time::UtcOffset::UTC).is_some());
-        v.check("since", parsed.ok_or("must be an RFC 3339 time, such as 2025-01-31T09:30:00Z"))
+            OffsetDateTime::parse(s, &Rfc3339).map_err(|_| "must be an RFC 3339 time, such as 2025-01-31T09:30:00Z");
+        v.check("since", parsed).map(since_bound)
     });
     if !v.is_empty() {
         return Err(v.into_error());
@@ -117,8 +123,18 @@ mod tests {
         for kind in EventKind::ALL {
             assert!(fields[0].1.contains(kind.as_str()), "{} is not listed: {}", kind.as_str(), fields[0].1);
         }
-        for bad in ["", "2025-01-31", "2025-01-31T09:30:00", "9999-12-31T23:59:59-01:00"] {
+        for bad in ["", "2025-01-31", "2025-01-31T09:30:00", "2025-02-30T00:00:00Z"] {
             assert!(event_query(None, Some(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_rfc_3339_time_is_a_bound_even_past_the_years_a_store_holds() {
+        let since = |s: &str| event_query(None, Some(s)).map(|q| q.since).unwrap_or_else(|e| panic!("{s}: {e:?}"));
+        assert_eq!(since("0000-01-01T00:00:00+01:00").map(|t| t.year()), Some(-1), "the year 0 ahead of UTC");
+        let late = since("9999-12-31T23:59:59-01:00").unwrap_or_else(|| panic!("a bound"));
+        assert_eq!(late.year(), 9999, "after the year 9999 in UTC: nothing");
+        assert_eq!(since("0000-01-01T00:00:00Z").map(|t| t.year()), Some(0));
+        assert_eq!(since("2025-01-31t09:30:00z").map(OffsetDateTime::unix_timestamp), Some(1_738_315_800));
     }
 }

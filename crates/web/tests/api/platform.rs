@@ -169,6 +169,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/api-keys/{id}", &["delete"]),
     ("/v1/audit-log", &["get"]),
     ("/v1/audit-log/verify", &["get"]),
+    ("/v1/events", &["get"]),
+    ("/v1/events/{id}", &["get"]),
 ];
 
 /// Routes of the contract that don't exist yet; the document may list them once they do.
