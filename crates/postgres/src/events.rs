@@ -33,9 +33,12 @@ pub const LIST_OF_KIND: Keyset = keyset!(columns!(), from "events"
     where "tenant_id = $1 AND kind = $2 AND created_at >= $3",
     first limit "$4", after ("$4", "$5") limit "$6");
 
-/// The `since` of a list without one: no event is older, as every event's time is its write's
-/// (and the bound keeps the statement an index range, never a scan past the page's end).
-const BEGINNING: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+/// The `since` of a list without one, so that the statement is an index range either way: about
+/// the year 1000 BC, before any time a `since` can name (RFC 3339's years start at 0) and any
+/// event's, and within what PostgreSQL holds (from 4713 BC).
+fn beginning() -> OffsetDateTime {
+    OffsetDateTime::UNIX_EPOCH.saturating_sub(time::Duration::days(366 * 3000))
+}
 
 fn event_from_row(row: &Row) -> Result<StoredEvent> {
     Ok(StoredEvent {
@@ -72,7 +75,7 @@ impl EventLog for PgStore {
     ) -> Result<Vec<StoredEvent>> {
         self.bounded(async {
             let client = self.conn(op::EVENTS_LIST).await?;
-            let since = query.since.unwrap_or(BEGINNING);
+            let since = query.since.unwrap_or_else(beginning);
             let rows = match query.kind {
                 None => LIST.page(&client, tenant, &[tenant.as_uuid(), &since], after, limit).await?,
                 Some(kind) => {

@@ -39,6 +39,7 @@ macro_rules! event_log_suite {
                 these_events_are_never_refused_for_a_full_queue,
                 pages_are_newest_first_after_their_cursor_and_filtered_by_kind_and_time,
                 tenants_see_only_their_own_events,
+                an_event_of_any_age_is_listed,
                 an_event_is_found_with_its_deliveries,
                 retention_prunes_old_events_no_delivery_needs,
             );
@@ -416,6 +417,20 @@ pub async fn tenants_see_only_their_own_events(queue: Queue) {
         assert!(log.get(a.id, *id).await.expect("get").is_some());
     }
     assert!(log.get(a.id, EventId::new()).await.expect("get").is_none());
+}
+
+/// However old an event is (a clock may be set anywhere), a list without `since` has it, and
+/// one with a `since` before it too.
+pub async fn an_event_of_any_age_is_listed(queue: Queue) {
+    let (tenant, _) = fixtures::tenant_with_owner(&queue.storage).await;
+    let long_ago = OffsetDateTime::UNIX_EPOCH - Duration::days(366 * 100);
+    let [old] = events_at(&queue, &tenant, &[long_ago], EventKind::UserCreated).await[..] else { panic!("one") };
+    let log = &queue.storage.events;
+    let listed = log.page(tenant.id, &EventQuery::default(), None, 10).await.expect("page");
+    assert_eq!(listed.last().map(|e| e.id), Some(old));
+    let since = OffsetDateTime::parse("0000-01-01T00:00:00+01:00", &time::format_description::well_known::Rfc3339);
+    let query = EventQuery { kind: None, since: since.ok() };
+    assert_eq!(log.page(tenant.id, &query, None, 10).await.expect("page").last().map(|e| e.id), Some(old));
 }
 
 /// An event is found with one delivery per webhook subscribed to its kind when it happened,
