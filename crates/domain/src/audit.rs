@@ -22,6 +22,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::events::{DomainEvent, EventData, EventKind};
 use crate::ids::{TenantId, UserId};
 use crate::values::derive_key;
 
@@ -205,24 +206,67 @@ pub fn to_micros(at: OffsetDateTime) -> OffsetDateTime {
     at.replace_nanosecond(at.nanosecond() / 1000 * 1000).unwrap_or(at)
 }
 
-/// The entries a write appends, with the key that chains them; empty when auditing is off.
-/// Adapters call [`AuditTrail::seal`] under the tenant's chain-head lock and store what it
-/// returns in the write's transaction.
+/// What a write records besides its change, as the last statements of its transaction: the
+/// entries it appends, with the key that chains them (none when auditing is off), and the
+/// kinds of event it causes. Adapters call [`AuditTrail::seal`] under the tenant's chain-head
+/// lock and store what it returns, and store the events [`AuditTrail::events`] makes (with
+/// their deliveries), in the write's transaction.
+///
+/// The events travel with the trail because every write port takes one already: a write names
+/// the kinds it causes here, and the adapter, which alone has the rows as the write leaves them
+/// (a user's new role, a revoked key, an invitation spent by its token), makes the events from
+/// those rows, so they describe exactly what committed.
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
     key: Option<Arc<AuditKey>>,
     entries: Vec<AuditEntry>,
+    /// The kinds of event the write causes.
+    events: Vec<EventKind>,
+    /// When they happened.
+    events_at: OffsetDateTime,
 }
 
 impl AuditTrail {
     /// A trail that records nothing.
     pub const fn none() -> Self {
-        Self { key: None, entries: Vec::new() }
+        Self { key: None, entries: Vec::new(), events: Vec::new(), events_at: OffsetDateTime::UNIX_EPOCH }
     }
 
     /// `entries`, chained under `key`.
     pub fn new(key: Arc<AuditKey>, entries: Vec<AuditEntry>) -> Self {
-        Self { key: Some(key), entries }
+        Self { key: Some(key), entries, ..Self::none() }
+    }
+
+    /// This trail, with the write also causing one event of each of `kinds`, happened `at`
+    /// (whether or not auditing is on: events are not audit entries).
+    #[must_use]
+    pub fn with_events(mut self, kinds: &[EventKind], at: OffsetDateTime) -> Self {
+        self.events.extend_from_slice(kinds);
+        self.events_at = at;
+        self
+    }
+
+    /// The kinds of event the write causes.
+    pub fn event_kinds(&self) -> &[EventKind] {
+        &self.events
+    }
+
+    /// The events the write causes, of `tenant`: one per kind named, about the item of `about`
+    /// that is its kind's [`Subject`](crate::events::Subject), which the adapter gives as the
+    /// write left it (as it was, for a removal). An adapter calls this only when the write
+    /// changed what the events report (a role set to the one a user has causes none). Errors:
+    /// `Internal` when `about` has no item for a kind's subject (a bug in the adapter), before
+    /// anything is written.
+    pub fn events(&self, tenant: TenantId, about: &[EventData]) -> crate::Result<Vec<DomainEvent>> {
+        self.events
+            .iter()
+            .map(|kind| {
+                let data = about.iter().find(|d| d.subject() == kind.subject()).ok_or_else(|| {
+                    crate::Error::internal(format!("no {:?} given for a {} event", kind.subject(), kind.as_str()))
+                })?;
+                Ok(DomainEvent::about(*kind, tenant, data.clone(), self.events_at))
+            })
+            .collect()
     }
 
     /// Whether there is nothing to append (the adapter then takes no lock).

@@ -30,6 +30,7 @@
 //! | `session_repository_suite!` | [`Storage`] |
 //! | `account_emails_suite!` | [`Storage`] |
 //! | `audit_suite!` | [`Storage`] (the audit log and API keys) |
+//! | `event_log_suite!` | [`jobs::Queue`] over a store of its own, capped at [`jobs::CAP`] (the events writes store, read back, and pruned with the queue) |
 //! | `tenant_exporter_suite!` | [`Storage`] |
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
@@ -50,6 +51,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod cache;
+pub mod events;
 pub mod export;
 pub mod fixtures;
 pub mod generations;
@@ -71,8 +73,8 @@ use std::time::Duration;
 use crate::clock::ManualClock;
 
 use crate::ports::{
-    AccountEmails, ApiKeyRepository, AuditLog, IdempotencyStore, ProjectRepository, SessionRepository, TenantExporter,
-    TenantRepository, UserRepository, WebhookRepository,
+    AccountEmails, ApiKeyRepository, AuditLog, EventLog, IdempotencyStore, ProjectRepository, SessionRepository,
+    TenantExporter, TenantRepository, UserRepository, WebhookRepository,
 };
 
 /// The storage ports of one backend, sharing one store: the repository suites create tenants
@@ -97,6 +99,8 @@ pub struct Storage {
     pub api_keys: Arc<dyn ApiKeyRepository>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// The events writes store.
+    pub events: Arc<dyn EventLog>,
     /// Tenants' exports.
     pub exporter: Arc<dyn TenantExporter>,
     /// Whatever must live as long as the test (a test database), dropped with the fixture.
@@ -116,6 +120,7 @@ impl Storage {
             + AccountEmails
             + ApiKeyRepository
             + AuditLog
+            + EventLog
             + TenantExporter
             + 'static,
     {
@@ -129,6 +134,7 @@ impl Storage {
             accounts: store.clone(),
             api_keys: store.clone(),
             audit: store.clone(),
+            events: store.clone(),
             exporter: store,
             guard: None,
         }

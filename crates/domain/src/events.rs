@@ -1,12 +1,16 @@
 //! Domain events: what a write caused, stored by the repository in the same transaction as
 //! the write itself (the outbox) so that webhooks are delivered for exactly the writes that
 //! committed.
+//!
+//! Every event has one envelope, `{id, type, created_at, tenant_id, data}`, whose `data` is the
+//! entity it is about as the API shows it: [`EventKind::subject`] says which, for each kind.
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::entities::{Project, Tenant, Webhook};
-use crate::ids::{EventId, TenantId};
+use crate::entities::{ApiKey, Project, Tenant, User, Webhook};
+use crate::ids::{EventId, InvitationId, TenantId, UserId};
+use crate::values::{Email, Role};
 
 /// The kinds of event a tenant can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -30,6 +34,25 @@ pub enum EventKind {
     /// The tenant was resumed.
     #[serde(rename = "tenant.resumed")]
     TenantResumed,
+    /// A user was added: by an owner or admin, as a new tenant's owner, or by accepting an
+    /// invitation.
+    #[serde(rename = "user.created")]
+    UserCreated,
+    /// A user's role changed, or their address was verified.
+    #[serde(rename = "user.updated")]
+    UserUpdated,
+    /// A user was removed (the data is the user as they were).
+    #[serde(rename = "user.deleted")]
+    UserDeleted,
+    /// An invitation was accepted: its address is a member now.
+    #[serde(rename = "invitation.accepted")]
+    InvitationAccepted,
+    /// An API key was created (never its secret).
+    #[serde(rename = "api_key.created")]
+    ApiKeyCreated,
+    /// An API key was revoked.
+    #[serde(rename = "api_key.revoked")]
+    ApiKeyRevoked,
     /// A webhook was disabled after failing every attempt for too long (sent to the tenant's
     /// other webhooks).
     #[serde(rename = "webhook.disabled")]
@@ -42,13 +65,19 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 14] = [
         Self::ProjectCreated,
         Self::ProjectUpdated,
         Self::ProjectDeleted,
         Self::TenantPlanChanged,
         Self::TenantSuspended,
         Self::TenantResumed,
+        Self::UserCreated,
+        Self::UserUpdated,
+        Self::UserDeleted,
+        Self::InvitationAccepted,
+        Self::ApiKeyCreated,
+        Self::ApiKeyRevoked,
         Self::WebhookDisabled,
         Self::WebhookPing,
     ];
@@ -62,21 +91,87 @@ impl EventKind {
             Self::TenantPlanChanged => "tenant.plan_changed",
             Self::TenantSuspended => "tenant.suspended",
             Self::TenantResumed => "tenant.resumed",
+            Self::UserCreated => "user.created",
+            Self::UserUpdated => "user.updated",
+            Self::UserDeleted => "user.deleted",
+            Self::InvitationAccepted => "invitation.accepted",
+            Self::ApiKeyCreated => "api_key.created",
+            Self::ApiKeyRevoked => "api_key.revoked",
             Self::WebhookDisabled => "webhook.disabled",
             Self::WebhookPing => "webhook.ping",
         }
-    }
-
-    /// Whether a webhook may subscribe to it (every kind but `webhook.ping`, which is sent on
-    /// request to one webhook).
-    pub const fn subscribable(self) -> bool {
-        !matches!(self, Self::WebhookPing)
     }
 
     /// The kind named `s`, if any.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// What an event of this kind is about: the entity its `data` holds. The one place that
+    /// says it (the adapters pick each event's data by it, the API document its schema).
+    pub const fn subject(self) -> Subject {
+        match self {
+            Self::ProjectCreated | Self::ProjectUpdated | Self::ProjectDeleted => Subject::Project,
+            Self::TenantPlanChanged | Self::TenantSuspended | Self::TenantResumed => Subject::Tenant,
+            Self::UserCreated | Self::UserUpdated | Self::UserDeleted => Subject::User,
+            Self::InvitationAccepted => Subject::Invitation,
+            Self::ApiKeyCreated | Self::ApiKeyRevoked => Subject::ApiKey,
+            Self::WebhookDisabled | Self::WebhookPing => Subject::Webhook,
+        }
+    }
+
+    /// Whether a webhook may subscribe to it: every kind but `webhook.ping`, which is sent to
+    /// one webhook on request.
+    pub const fn is_subscribable(self) -> bool {
+        !matches!(self, Self::WebhookPing)
+    }
+
+    /// The kinds a webhook may subscribe to, in [`EventKind::ALL`]'s order.
+    pub fn subscribable() -> impl Iterator<Item = Self> + Clone {
+        Self::ALL.into_iter().filter(|k| k.is_subscribable())
+    }
+}
+
+/// What an event is about: the kind of entity in its `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A [`Project`].
+    Project,
+    /// The [`Tenant`].
+    Tenant,
+    /// A [`User`], as the API shows one.
+    User,
+    /// An [`AcceptedInvitation`].
+    Invitation,
+    /// An [`ApiKey`], as the API shows one (never its secret).
+    ApiKey,
+    /// A [`Webhook`], without its secret.
+    Webhook,
+}
+
+/// An invitation once accepted, as `invitation.accepted` reports it: never its token or the
+/// token's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AcceptedInvitation {
+    /// The invitation's id.
+    pub id: InvitationId,
+    /// The address invited, now a member's.
+    pub email: Email,
+    /// The role it gave.
+    pub role: Role,
+    /// Who invited them.
+    pub invited_by: UserId,
+    /// The member it made.
+    pub user_id: UserId,
+    /// When it was sent (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    /// When it was accepted (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub accepted_at: OffsetDateTime,
 }
 
 /// Something that happened to a tenant's data, as webhooks report it.
@@ -106,6 +201,26 @@ pub enum EventData {
     Tenant(Tenant),
     /// A webhook (`webhook.*`), without its secret.
     Webhook(Webhook),
+    /// A user (`user.*`), as the API shows one: never their password's hash.
+    User(User),
+    /// An accepted invitation (`invitation.accepted`).
+    Invitation(AcceptedInvitation),
+    /// An API key (`api_key.*`), as the API shows one: never its secret or the secret's hash.
+    ApiKey(ApiKey),
+}
+
+impl EventData {
+    /// What it is.
+    pub const fn subject(&self) -> Subject {
+        match self {
+            Self::Project(_) => Subject::Project,
+            Self::Tenant(_) => Subject::Tenant,
+            Self::Webhook(_) => Subject::Webhook,
+            Self::User(_) => Subject::User,
+            Self::Invitation(_) => Subject::Invitation,
+            Self::ApiKey(_) => Subject::ApiKey,
+        }
+    }
 }
 
 impl DomainEvent {
@@ -118,6 +233,11 @@ impl DomainEvent {
     /// A new event of `kind` about `tenant` (as it is after the change), happened `at`.
     pub fn tenant(kind: EventKind, tenant: &Tenant, at: OffsetDateTime) -> Self {
         Self { id: EventId::new(), kind, created_at: at, tenant_id: tenant.id, data: EventData::Tenant(tenant.clone()) }
+    }
+
+    /// A new event of `kind` of `tenant` about `data`, happened `at`.
+    pub fn about(kind: EventKind, tenant: TenantId, data: EventData, at: OffsetDateTime) -> Self {
+        Self { id: EventId::new(), kind, created_at: at, tenant_id: tenant, data }
     }
 
     /// A new event of `kind` about `webhook` (as it is after the change), happened `at`.

@@ -11,6 +11,7 @@ mod clock;
 mod credentials;
 mod dependency;
 mod email;
+mod events;
 mod export;
 mod idempotency;
 mod jobs;
@@ -29,6 +30,7 @@ pub use clock::Clock;
 pub use credentials::{AccessToken, Claims, PasswordHasher, TokenService};
 pub use dependency::Dependency;
 pub use email::{EmailSender, MailFailure, OutboundEmail};
+pub use events::{EventLog, EventQuery, StoredEvent};
 pub use export::TenantExporter;
 pub use idempotency::{
     IdempotencyKey, IdempotencyScope, IdempotencyStore, IdempotentWrite, Keyed, Lookup, StoredResponse,

@@ -4,6 +4,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod auth;
+mod events;
 mod export;
 mod idempotency;
 mod lifecycle;
@@ -25,6 +26,7 @@ pub use accounts::EmailSettings;
 pub use api_keys::{CreatedKey, KeySettings, NewApiKey};
 pub use audit::{AuditSettings, AuditView};
 pub use auth::{Caller, Principal};
+pub use events::{EventDelivery, EventDetail, event_query};
 pub use idempotency::{Answer, Idempotency, KeptAnswer, RefusedAnswer};
 pub use lifecycle::{LifecycleSettings, Purged, TenantList};
 pub use limits::Subject;
@@ -36,9 +38,10 @@ pub use webhooks::{CreatedWebhook, RotatedSecret, WebhookPatch};
 
 use crate::cache::Cache;
 use crate::ports::{
-    AccountEmails, ApiKeyRepository, AuditLog, Clock, DeliveryStore, Dependency, EmailSender, IdempotencyStore,
-    JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository, TenantExporter,
-    TenantRepository, TenantResidue, TokenService, UserRepository, WebhookRepository, WebhookSender, WebhookUrlGuard,
+    AccountEmails, ApiKeyRepository, AuditLog, Clock, DeliveryStore, Dependency, EmailSender, EventLog,
+    IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, Quota, RateLimiter, SecretCipher, SessionRepository,
+    TenantExporter, TenantRepository, TenantResidue, TokenService, UserRepository, WebhookRepository, WebhookSender,
+    WebhookUrlGuard,
 };
 
 /// One adapter per port, chosen by the composition root.
@@ -80,6 +83,8 @@ pub struct Ports {
     pub api_keys: Arc<dyn ApiKeyRepository>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// The tenants' events, as the outbox keeps them.
+    pub events: Arc<dyn EventLog>,
     /// What tenants leave in shared stores besides the database (cache entries, rate limiter
     /// state), erased when a deleted tenant is purged; empty without such stores.
     pub residue: Vec<Arc<dyn TenantResidue>>,

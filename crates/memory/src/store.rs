@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+mod events;
 mod export;
 mod idempotency;
 mod jobs;
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Delivery, DeliveryState, Project, Tenant, User, Webhook};
 use plinth_domain::events::{DomainEvent, EventKind};
 use plinth_domain::ids::{DeliveryId, TenantId, UserId, WebhookId};
@@ -34,8 +36,8 @@ use self::idempotency::Keys;
 use self::rows::Rows;
 
 /// Every storage port in memory: `TenantRepository`, `UserRepository`, `ProjectRepository`,
-/// `IdempotencyStore`, `WebhookRepository`, `SessionRepository`, `JobQueue`, `DeliveryStore` and
-/// `TenantExporter`. Share one as
+/// `IdempotencyStore`, `WebhookRepository`, `SessionRepository`, `JobQueue`, `DeliveryStore`,
+/// `EventLog` and `TenantExporter`. Share one as
 /// `Arc<MemoryStore>` and coerce it to each port.
 pub struct MemoryStore {
     data: RwLock<Data>,
@@ -62,8 +64,8 @@ struct TenantData {
     users: Rows<User>,
     emails: HashMap<Email, UserId>,
     projects: Rows<Project>,
-    /// The events its writes caused, in order: the outbox.
-    outbox: Vec<DomainEvent>,
+    /// The events its writes caused, newest first: the outbox.
+    outbox: Rows<DomainEvent>,
     webhooks: Rows<Webhook>,
     /// Each webhook's sealed secret.
     secrets: HashMap<WebhookId, Vec<u8>>,
@@ -91,7 +93,7 @@ impl TenantData {
             users: Rows::default(),
             emails: HashMap::new(),
             projects: Rows::default(),
-            outbox: Vec::new(),
+            outbox: Rows::default(),
             webhooks: Rows::default(),
             secrets: HashMap::new(),
             previous_secrets: HashMap::new(),
@@ -131,7 +133,7 @@ impl TenantData {
             for webhook_id in subscribed {
                 created.push(self.add_delivery(webhook_id, event));
             }
-            self.outbox.push(event.clone());
+            self.outbox.insert(event.clone());
         }
         created
     }
@@ -220,6 +222,17 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Data {
+    /// The last step of a write to `tenant`, once it can't fail: stores `events` in its outbox
+    /// with one delivery (and job, due `now`) per subscribed webhook, never refused for a full
+    /// queue (like an operator's act, a change of who may do what must not wait for a
+    /// backlog), and appends `trail`.
+    fn settle(&mut self, tenant: TenantId, events: &[DomainEvent], trail: &AuditTrail, now: OffsetDateTime) {
+        let Some(rows) = self.tenant_mut(tenant) else { return };
+        let deliveries = rows.record(events);
+        rows.append(trail);
+        self.enqueue(tenant, deliveries, now);
+    }
+
     fn tenant(&self, id: TenantId) -> Option<&TenantData> {
         self.tenants.get(&id)
     }

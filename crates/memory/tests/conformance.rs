@@ -33,3 +33,8 @@ plinth_domain::session_repository_suite!(storage());
 plinth_domain::account_emails_suite!(storage());
 plinth_domain::audit_suite!(storage());
 plinth_domain::tenant_exporter_suite!(storage());
+plinth_domain::event_log_suite!({
+    let store = MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()));
+    let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
+    plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
+});

@@ -8,6 +8,7 @@ use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Invitation, Tenant, User, url_origin};
 use plinth_domain::error::Conflict;
+use plinth_domain::events::{AcceptedInvitation, EventData};
 use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId, WebhookId};
 use plinth_domain::ports::{
     Acceptance, AccountEmails, EmailOutcome, Job, NOTICE_REASON, NewEmail, NewVerification, NextStep, PendingEmail,
@@ -100,6 +101,26 @@ async fn spend_token(
         .await
         .or_db()?;
     row.map(|r| r.try_get("user_id").map(UserId::from_uuid).or_db()).transpose()
+}
+
+/// Marks `user`'s address verified, in `tx`; the user as they are after it when it was not
+/// verified before (what `user.updated` reports), else `None` and nothing changed.
+async fn verify_address(
+    tx: &Transaction<'_>,
+    tenant: TenantId,
+    user: UserId,
+    now: OffsetDateTime,
+) -> Result<Option<User>> {
+    let verify = tx
+        .prepare_cached(concat!(
+            "UPDATE users SET email_verified = true, updated_at = $3 \
+             WHERE tenant_id = $1 AND id = $2 AND NOT email_verified RETURNING ",
+            crate::users::user_columns!()
+        ))
+        .await
+        .or_db()?;
+    let row = tx.query_opt(&verify, &[tenant.as_uuid(), user.as_uuid(), &now]).await.or_db()?;
+    row.as_ref().map(crate::users::user_from_row).transpose()
 }
 
 /// Spends every token of `purpose` of `user`, in `tx`.
@@ -250,7 +271,7 @@ impl AccountEmails for PgStore {
                      WHERE i.tenant_id = $1 AND i.token_hash = $2 AND i.expires_at > $3 \
                        AND inviter.tenant_id = i.tenant_id AND inviter.id = i.invited_by \
                        AND inviter.role IN ('owner', 'admin') AND (i.role <> 'owner' OR inviter.role = 'owner') \
-                     RETURNING i.email, i.role",
+                     RETURNING i.id, i.email, i.role, i.invited_by, i.created_at",
                 )
                 .await
                 .or_db()?;
@@ -267,11 +288,21 @@ impl AccountEmails for PgStore {
                 token_version: 0,
                 email_verified: true,
             };
+            let accepted = AcceptedInvitation {
+                id: InvitationId::from_uuid(row.try_get("id").or_db()?),
+                email: user.email.clone(),
+                role: user.role,
+                invited_by: UserId::from_uuid(row.try_get("invited_by").or_db()?),
+                user_id: user.id,
+                created_at: row.try_get("created_at").or_db()?,
+                accepted_at: member.now,
+            };
+            let events = trail.events(tenant, &[EventData::User(user.clone()), EventData::Invitation(accepted)])?;
             // `EmailTaken` and `PlanLimitReached` roll the spending back: the invitation stays
             // pending.
             crate::caps::check(&tx, tenant, cap).await?;
             insert_user(&tx, &user).await?;
-            crate::audit::append(&tx, tenant, trail).await?;
+            crate::events::settle(&tx, tenant, &events, trail).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
         })
@@ -304,6 +335,11 @@ impl AccountEmails for PgStore {
             let Some(user) = spend_token(&tx, tenant, Purpose::PasswordReset, token, now).await? else {
                 return Ok(None);
             };
+            let trail = trail.by_user(user);
+            let events = match verify_address(&tx, tenant, user, now).await? {
+                Some(verified) => trail.events(tenant, &[EventData::User(verified)])?,
+                None => Vec::new(),
+            };
             let update = tx
                 .prepare_cached(
                     "UPDATE users SET password_hash = $3, email_verified = true, token_version = token_version + 1, \
@@ -314,7 +350,7 @@ impl AccountEmails for PgStore {
             tx.execute(&update, &[tenant.as_uuid(), user.as_uuid(), &hash.as_str(), &now]).await.or_db()?;
             spend_all(&tx, tenant, user, Purpose::PasswordReset).await?;
             end_sessions(&tx, tenant, user, None).await?;
-            crate::audit::append(&tx, tenant, &trail.by_user(user)).await?;
+            crate::events::settle(&tx, tenant, &events, &trail).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
         })
@@ -346,15 +382,13 @@ impl AccountEmails for PgStore {
             let Some(user) = spend_token(&tx, tenant, Purpose::VerifyEmail, token, now).await? else {
                 return Ok(None);
             };
-            let update = tx
-                .prepare_cached(
-                    "UPDATE users SET email_verified = true, updated_at = $3 WHERE tenant_id = $1 AND id = $2",
-                )
-                .await
-                .or_db()?;
-            tx.execute(&update, &[tenant.as_uuid(), user.as_uuid(), &now]).await.or_db()?;
+            let trail = trail.by_user(user);
+            let events = match verify_address(&tx, tenant, user, now).await? {
+                Some(verified) => trail.events(tenant, &[EventData::User(verified)])?,
+                None => Vec::new(),
+            };
             spend_all(&tx, tenant, user, Purpose::VerifyEmail).await?;
-            crate::audit::append(&tx, tenant, &trail.by_user(user)).await?;
+            crate::events::settle(&tx, tenant, &events, &trail).await?;
             tx.commit().await.or_db()?;
             Ok(Some(user))
         })

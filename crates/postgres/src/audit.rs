@@ -6,6 +6,7 @@ use deadpool_postgres::Transaction;
 use plinth_domain::Result;
 use plinth_domain::audit::{Actor, ActorKind, AuditEntry, AuditRecord, AuditTrail, ChainHash, ChainLink, Target};
 use plinth_domain::entities::ApiKey;
+use plinth_domain::events::EventData;
 use plinth_domain::ids::{ApiKeyId, TenantId, UserId};
 use plinth_domain::ports::{ApiKeyRepository, AuditLog, AuditQuery, CountCheck, KeyRecord};
 use plinth_domain::values::{ApiKeyToken, Role, Scope, Scopes, TokenHash};
@@ -271,6 +272,7 @@ impl ApiKeyRepository for PgStore {
     async fn create(&self, key: &ApiKey, hash: &TokenHash, check: CountCheck<'_>, trail: &AuditTrail) -> Result<()> {
         let scopes: Vec<&str> = key.scopes.iter().map(Scope::as_str).collect();
         let rate = key.rate_limit_per_minute.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
+        let events = trail.events(key.tenant_id, &[EventData::ApiKey(key.clone())])?;
         self.bounded(async {
             let mut client = self.conn(op::KEYS_CREATE).await?;
             let tx = tenant_tx(&mut client, key.tenant_id).await?;
@@ -311,7 +313,7 @@ impl ApiKeyRepository for PgStore {
             )
             .await
             .or_db()?;
-            append(&tx, key.tenant_id, trail).await?;
+            crate::events::settle(&tx, key.tenant_id, &events, trail).await?;
             tx.commit().await.or_db()
         })
         .await
@@ -363,15 +365,18 @@ impl ApiKeyRepository for PgStore {
             let mut client = self.conn(op::KEYS_REVOKE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
             let q = tx
-                .prepare_cached(
-                    "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
-                )
+                .prepare_cached(concat!(
+                    "UPDATE api_keys k SET revoked_at = $3 WHERE k.tenant_id = $1 AND k.id = $2 \
+                     AND k.revoked_at IS NULL RETURNING ",
+                    key_columns!()
+                ))
                 .await
                 .or_db()?;
-            if tx.execute(&q, &[tenant.as_uuid(), id.as_uuid(), &now]).await.or_db()? == 0 {
+            let Some(row) = tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid(), &now]).await.or_db()? else {
                 return Ok(false);
-            }
-            append(&tx, tenant, trail).await?;
+            };
+            let events = trail.events(tenant, &[EventData::ApiKey(key_from_row(&row)?)])?;
+            crate::events::settle(&tx, tenant, &events, trail).await?;
             tx.commit().await.or_db()?;
             Ok(true)
         })

@@ -101,6 +101,8 @@ mod tests {
             (crate::users::LIST, 1),
             (crate::webhooks::LIST, 1),
             (crate::webhooks::DELIVERIES, 2),
+            (crate::events::LIST, 2),
+            (crate::events::LIST_OF_KIND, 3),
         ] {
             assert_eq!(last_param(keyset.first), filter + 1, "{}", keyset.first);
             assert_eq!(last_param(keyset.after), filter + 3, "{}", keyset.after);

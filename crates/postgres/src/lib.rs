@@ -1,5 +1,5 @@
-//! PostgreSQL adapters: tenants, users, projects, idempotency keys, webhooks, deliveries and the
-//! job queue in one shared database, isolated by Row-Level Security; and the migrations that set
+//! PostgreSQL adapters: tenants, users, projects, idempotency keys, webhooks, deliveries, the
+//! event log and the job queue in one shared database, isolated by Row-Level Security; and the migrations that set
 //! that up.
 //!
 //! Architecture invariants: every tenant-scoped statement runs in a transaction that first
@@ -10,6 +10,7 @@ mod accounts;
 mod audit;
 mod caps;
 mod error;
+mod events;
 mod export;
 mod idempotency;
 mod jobs;
@@ -31,6 +32,7 @@ pub use pool::{PgSettings, PgStore, PoolStatus};
 
 /// Every list's statements, as the adapters prepare them (for plan tests).
 pub mod lists {
+    pub use crate::events::{LIST as EVENTS, LIST_OF_KIND as EVENTS_OF_KIND};
     pub use crate::projects::LIST as PROJECTS;
     pub use crate::users::LIST as USERS;
     pub use crate::webhooks::{DELIVERIES, LIST as WEBHOOKS};

@@ -73,3 +73,5 @@ pub(crate) const TENANTS_SET_LIFECYCLE: &str = "tenants.set_lifecycle";
 pub(crate) const TENANTS_LIST: &str = "tenants.list";
 pub(crate) const TENANTS_PURGE: &str = "tenants.purge";
 pub(crate) const TENANTS_EXPORT: &str = "tenants.export";
+pub(crate) const EVENTS_LIST: &str = "events.list";
+pub(crate) const EVENTS_GET: &str = "events.get";

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Lifecycle, Tenant, User};
 use plinth_domain::error::Conflict;
-use plinth_domain::events::DomainEvent;
+use plinth_domain::events::{DomainEvent, EventData};
 use plinth_domain::ids::TenantId;
 use plinth_domain::ports::{NewVerification, TenantRepository, TenantState, Usage};
 use plinth_domain::values::{Slug, TenantName};
@@ -76,6 +76,7 @@ impl TenantRepository for PgStore {
         verification: Option<&NewVerification>,
         trail: &AuditTrail,
     ) -> Result<()> {
+        let events = trail.events(tenant.id, &[EventData::User(owner.clone())])?;
         self.bounded(async {
             let mut client = self.conn(op::TENANTS_CREATE).await?;
             let tx = tenant_tx(&mut client, tenant.id).await?;
@@ -100,7 +101,7 @@ impl TenantRepository for PgStore {
             if let Some(v) = verification {
                 crate::accounts::queue_verification_in(&tx, v, self.max_pending_jobs).await?;
             }
-            crate::audit::append(&tx, tenant.id, trail).await?;
+            crate::events::settle(&tx, tenant.id, &events, trail).await?;
             tx.commit().await.or_db()
         })
         .await

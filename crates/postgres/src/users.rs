@@ -6,6 +6,7 @@ use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::User;
 use plinth_domain::error::Conflict;
+use plinth_domain::events::EventData;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::page::Cursor;
 use plinth_domain::ports::{IdempotentWrite, Keyed, UserCheck, UserRepository};
@@ -24,6 +25,8 @@ macro_rules! columns {
         "tenant_id, id, email, role, password_hash, created_at, token_version, email_verified"
     };
 }
+
+pub(crate) use columns as user_columns;
 
 /// The tenant's users, newest first.
 pub const LIST: Keyset = keyset!(columns!(), from "users" where "tenant_id = $1",
@@ -113,6 +116,7 @@ impl UserRepository for PgStore {
         trail: &AuditTrail,
         cap: Option<plinth_domain::plans::Cap>,
     ) -> Result<Keyed> {
+        let events = trail.events(user.tenant_id, &[EventData::User(user.clone())])?;
         self.bounded(async {
             let mut client = self.conn(op::USERS_CREATE).await?;
             let tx = tenant_tx(&mut client, user.tenant_id).await?;
@@ -121,7 +125,7 @@ impl UserRepository for PgStore {
             }
             crate::caps::check(&tx, user.tenant_id, cap).await?;
             insert_user(&tx, user).await?;
-            crate::audit::append(&tx, user.tenant_id, trail).await?;
+            crate::events::settle(&tx, user.tenant_id, &events, trail).await?;
             tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })
@@ -199,9 +203,16 @@ impl UserRepository for PgStore {
                     .or_db()?;
                 tx.execute(&lower, &[tenant.as_uuid(), id.as_uuid(), &role.as_str()]).await.or_db()?;
             }
-            crate::audit::append(&tx, tenant, trail).await?;
+            let user = user_from_row(&row)?;
+            // A role set to the one the user has changes nothing a `user.updated` would report.
+            let events = if before.role == role {
+                Vec::new()
+            } else {
+                trail.events(tenant, &[EventData::User(user.clone())])?
+            };
+            crate::events::settle(&tx, tenant, &events, trail).await?;
             tx.commit().await.or_db()?;
-            user_from_row(&row)
+            Ok(user)
         })
         .await
     }
@@ -211,10 +222,11 @@ impl UserRepository for PgStore {
         self.bounded(async {
             let mut client = self.conn(op::USERS_DELETE).await?;
             let tx = tenant_tx(&mut client, tenant).await?;
-            lock_target(&tx, tenant, id, false, check).await?;
+            let user = lock_target(&tx, tenant, id, false, check).await?;
+            let events = trail.events(tenant, &[EventData::User(user)])?;
             let delete = tx.prepare_cached("DELETE FROM users WHERE tenant_id = $1 AND id = $2").await.or_db()?;
             tx.execute(&delete, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?;
-            crate::audit::append(&tx, tenant, trail).await?;
+            crate::events::settle(&tx, tenant, &events, trail).await?;
             tx.commit().await.or_db()
         })
         .await

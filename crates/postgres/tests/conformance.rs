@@ -47,3 +47,8 @@ plinth_domain::webhook_operations_suite!({
 plinth_domain::account_emails_suite!(storage().await);
 plinth_domain::audit_suite!(storage().await);
 plinth_domain::tenant_exporter_suite!(storage().await);
+plinth_domain::event_log_suite!({
+    let (store, db) = store().await;
+    let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
+    plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store).keep_alive(db))
+});

@@ -87,12 +87,19 @@ async fn every_list_uses_its_tenant_ordered_index_at_100k_rows() {
                       now() - n * interval '1 second', now() \
                FROM (SELECT DISTINCT ON (tenant_id) tenant_id, id FROM webhooks ORDER BY tenant_id, id) w \
                JOIN events e ON e.tenant_id = w.tenant_id, generate_series(1, 100) n; \
+             INSERT INTO events (tenant_id, id, kind, payload, created_at) \
+               SELECT t.id, gen_random_uuid(), \
+                      (ARRAY['user.created', 'user.updated', 'api_key.created', 'project.created'])[1 + n % 4], \
+                      '{}', now() - n * interval '1 second' \
+               FROM tenants t, generate_series(1, 100) n; \
              ANALYZE",
         )
         .await
         .unwrap();
-    let rows: i64 = owner.query_one("SELECT count(*) FROM webhook_deliveries", &[]).await.unwrap().get(0);
-    assert!(rows >= 100_000, "{rows}");
+    for table in ["webhook_deliveries", "events"] {
+        let rows: i64 = owner.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        assert!(rows >= 100_000, "{table}: {rows}");
+    }
 
     let app = db.app().await;
     let tenant = seeded[500].id;
@@ -113,4 +120,23 @@ async fn every_list_uses_its_tenant_ordered_index_at_100k_rows() {
         Order::Index,
     )
     .await;
+    // One tenant with many events of each kind: the planner rightly sorts a few dozen rows, but
+    // must read a large tenant's page off the index.
+    owner
+        .execute(
+            "INSERT INTO events (tenant_id, id, kind, payload, created_at) \
+               SELECT $1, gen_random_uuid(), \
+                      (ARRAY['user.created', 'user.updated', 'api_key.created', 'project.created'])[1 + n % 4], \
+                      '{}', now() - n * interval '1 second' \
+               FROM generate_series(1, 20000) n",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    owner.batch_execute("ANALYZE events").await.unwrap();
+    let since = time::OffsetDateTime::UNIX_EPOCH;
+    assert_list_uses(&app, tenant, lists::EVENTS, &[&tenant, &since], "events_list_idx", Order::Index).await;
+    let kind = "user.updated";
+    let of_kind: [&(dyn ToSql + Sync); 3] = [&tenant, &kind, &since];
+    assert_list_uses(&app, tenant, lists::EVENTS_OF_KIND, &of_kind, "events_kind_list_idx", Order::Index).await;
 }

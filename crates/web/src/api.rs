@@ -14,6 +14,7 @@ pub mod schemas;
 
 mod accounts;
 mod auth;
+mod events;
 mod export;
 mod idempotency;
 mod keys;
@@ -70,6 +71,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(webhooks::test)
             .service(webhooks::retry)
             .service(webhooks::recover)
+            .service(events::list)
             .service(projects::get)
             .service(projects::update)
             .service(projects::remove)
@@ -80,7 +82,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .service(accounts::revoke)
             .service(webhooks::remove)
             .service(keys::revoke)
-            .service(webhooks::deliveries),
+            .service(webhooks::deliveries)
+            .service(events::get),
     );
     cfg.service(
         scope("/admin/v1")

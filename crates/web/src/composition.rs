@@ -8,9 +8,9 @@ use plinth_domain::clock::SystemClock;
 use plinth_domain::mail::MailSettings;
 use plinth_domain::page::CursorKey;
 use plinth_domain::ports::{
-    AccountEmails, ApiKeyRepository, AuditLog, CacheStore, Clock, DeliveryStore, EmailSender, GenerationStore,
-    IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, SessionRepository, TenantExporter, TenantRepository,
-    TokenService, UserRepository, WebhookRepository,
+    AccountEmails, ApiKeyRepository, AuditLog, CacheStore, Clock, DeliveryStore, EmailSender, EventLog,
+    GenerationStore, IdempotencyStore, JobQueue, PasswordHasher, ProjectRepository, SessionRepository, TenantExporter,
+    TenantRepository, TokenService, UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
 use plinth_domain::usecases::{
@@ -146,6 +146,7 @@ pub async fn compose_with(
         accounts: repos.accounts,
         api_keys: repos.api_keys,
         audit: repos.audit,
+        events: repos.events,
         exporter: repos.exporter,
         mailer: mailer(config)?,
         url_guard: Arc::new(UrlGuard::new(address_policy(config))),
@@ -246,6 +247,7 @@ struct Repositories {
     accounts: Arc<dyn AccountEmails>,
     api_keys: Arc<dyn ApiKeyRepository>,
     audit: Arc<dyn AuditLog>,
+    events: Arc<dyn EventLog>,
     exporter: Arc<dyn TenantExporter>,
     jobs: Arc<dyn JobQueue>,
     deliveries: Arc<dyn DeliveryStore>,
@@ -263,6 +265,7 @@ impl Repositories {
             + AccountEmails
             + ApiKeyRepository
             + AuditLog
+            + EventLog
             + TenantExporter
             + JobQueue
             + DeliveryStore
@@ -278,6 +281,7 @@ impl Repositories {
             accounts: store.clone(),
             api_keys: store.clone(),
             audit: store.clone(),
+            events: store.clone(),
             exporter: store.clone(),
             jobs: store.clone(),
             deliveries: store,

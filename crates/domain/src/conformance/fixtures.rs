@@ -82,6 +82,17 @@ pub async fn tenant_with_owner(storage: &Storage) -> (Tenant, User) {
     (tenant, owner)
 }
 
+/// A webhook of `tenant` (not stored) at a fresh URL, subscribed to `events`, registered now.
+pub fn webhook(tenant: TenantId, events: &[crate::events::EventKind]) -> crate::entities::Webhook {
+    crate::entities::Webhook::new(
+        crate::ids::WebhookId::new(),
+        tenant,
+        format!("https://hooks.example.com/{}", random_hex()),
+        events.to_vec(),
+        clock::now(),
+    )
+}
+
 /// The keyset cursor after `project`.
 pub fn project_cursor(project: &Project) -> Cursor {
     Cursor { created_at: project.created_at, id: *project.id.as_uuid() }

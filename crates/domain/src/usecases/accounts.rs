@@ -15,6 +15,7 @@ use super::{ClientInfo, Plinth, Principal, SignedIn};
 use crate::audit::Target;
 use crate::entities::{Invitation, Tenant};
 use crate::error::{Error, Result};
+use crate::events::EventKind;
 use crate::ids::{EmailId, InvitationId, UserId};
 use crate::mail::MailSettings;
 use crate::metric;
@@ -179,12 +180,14 @@ impl Plinth {
             password_hash: self.ports.passwords.hash(&password).await?,
             now: self.ports.clock.now(),
         };
-        let trail = self.audit(
-            by_user(member.user),
-            "invitation.accepted",
-            Some(Target::new("user", member.user)),
-            serde_json::json!({}),
-        );
+        let trail = self
+            .audit(
+                by_user(member.user),
+                "invitation.accepted",
+                Some(Target::new("user", member.user)),
+                serde_json::json!({}),
+            )
+            .with_events(&[EventKind::UserCreated, EventKind::InvitationAccepted], member.now);
         let user = self
             .ports
             .accounts
@@ -220,7 +223,10 @@ impl Plinth {
         let token = token(Purpose::PasswordReset, token_text)?;
         let hash = self.ports.passwords.hash(&password?).await?;
         let now = self.ports.clock.now();
-        let trail = self.audit(None, "user.password_reset", None, serde_json::json!({}));
+        // A reset also verifies the address: `user.updated` when it was not verified yet.
+        let trail = self
+            .audit(None, "user.password_reset", None, serde_json::json!({}))
+            .with_events(&[EventKind::UserUpdated], now);
         self.ports
             .accounts
             .reset_password(tenant.id, &token.hash(), &hash, now, &trail)
@@ -236,7 +242,9 @@ impl Plinth {
     pub async fn verify_email(&self, tenant: &Tenant, token_text: &str) -> Result<()> {
         let token = token(Purpose::VerifyEmail, token_text)?;
         let now = self.ports.clock.now();
-        let trail = self.audit(None, "user.email_verified", None, serde_json::json!({ "email_verified": true }));
+        let trail = self
+            .audit(None, "user.email_verified", None, serde_json::json!({ "email_verified": true }))
+            .with_events(&[EventKind::UserUpdated], now);
         self.ports
             .accounts
             .verify_email(tenant.id, &token.hash(), now, &trail)

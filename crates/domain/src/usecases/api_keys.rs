@@ -12,6 +12,7 @@ use crate::audit::Target;
 use crate::cache::Scope as CacheScope;
 use crate::entities::ApiKey;
 use crate::error::{Conflict, Error, Result, Validator};
+use crate::events::EventKind;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::ports::{KeyRecord, Quota};
 use crate::usecases::{Caller, Principal};
@@ -207,7 +208,9 @@ impl Plinth {
             "expires_at": key.expires_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
             "rate_limit_per_minute": key.rate_limit_per_minute,
         });
-        let trail = self.audit(who.actor(), "api_key.created", Some(Target::new("api_key", id)), changes);
+        let trail = self
+            .audit(who.actor(), "api_key.created", Some(Target::new("api_key", id)), changes)
+            .with_events(&[EventKind::ApiKeyCreated], now);
         let cap = who.limits.cap(crate::plans::Resource::ApiKeys);
         let check = |n: usize| {
             within_limit(n)?;
@@ -238,8 +241,11 @@ impl Plinth {
         {
             return Err(Error::Forbidden("an admin can't revoke an owner's key"));
         }
-        let trail = self.audit(who.actor(), "api_key.revoked", Some(Target::new("api_key", id)), serde_json::json!({}));
-        if !self.ports.api_keys.revoke(who.tenant, id, self.ports.clock.now(), &trail).await? {
+        let now = self.ports.clock.now();
+        let trail = self
+            .audit(who.actor(), "api_key.revoked", Some(Target::new("api_key", id)), serde_json::json!({}))
+            .with_events(&[EventKind::ApiKeyRevoked], now);
+        if !self.ports.api_keys.revoke(who.tenant, id, now, &trail).await? {
             return Err(Error::NotFound);
         }
         self.cache.invalidate(who.tenant).await;

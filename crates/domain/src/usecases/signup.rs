@@ -76,12 +76,14 @@ impl Plinth {
         // The owner's verification link is queued in the signup's transaction.
         let verification = (!user.email_verified).then(|| self.verification(&user));
         let changes = serde_json::json!({ "slug": tenant.slug, "name": tenant.name, "owner": user.email });
-        let trail = self.audit(
-            super::audit::by_user(user.id),
-            "tenant.created",
-            Some(crate::audit::Target::new("tenant", tenant.id)),
-            changes,
-        );
+        let trail = self
+            .audit(
+                super::audit::by_user(user.id),
+                "tenant.created",
+                Some(crate::audit::Target::new("tenant", tenant.id)),
+                changes,
+            )
+            .with_events(&[crate::events::EventKind::UserCreated], user.created_at);
         self.ports.tenants.create_with_owner(&tenant, &user, verification.as_ref(), &trail).await?;
         // Any instance may remember the slug as naming no tenant: drop those answers everywhere.
         self.cache.invalidate_platform().await;

@@ -4,6 +4,7 @@ use super::Plinth;
 use crate::audit::Target;
 use crate::entities::User;
 use crate::error::{Error, Result, Validator};
+use crate::events::EventKind;
 use crate::ids::UserId;
 use crate::page::{Cursor, Page, PageRequest};
 use crate::ports::IdempotentWrite;
@@ -89,13 +90,15 @@ impl Plinth {
         };
         let write = async |user: &User, key: Option<&IdempotentWrite>| {
             let changes = serde_json::json!({ "email": user.email, "role": user.role });
-            let trail = self.audit(who.actor(), "user.created", Some(Target::new("user", user.id)), changes);
+            let trail = self
+                .audit(who.actor(), "user.created", Some(Target::new("user", user.id)), changes)
+                .with_events(&[EventKind::UserCreated], user.created_at);
             self.ports.users.create(user, key, &trail, who.limits.cap(crate::plans::Resource::Members)).await
         };
         self.once(who, idempotency, prepare, write).await
     }
 
-    /// Changes a user's role. Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.
+    /// Changes a user's role (`user.updated` when it is another). Errors: `Forbidden`; `NotFound`; `Conflict(LastOwner)`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn change_role(&self, who: &Principal, id: UserId, role: Role) -> Result<User> {
         who.person()?;
@@ -103,12 +106,9 @@ impl Plinth {
         if who.role == Role::Admin && role == Role::Owner {
             return Err(Error::Forbidden("an admin can't make anyone an owner"));
         }
-        let trail = self.audit(
-            who.actor(),
-            "user.role_changed",
-            Some(Target::new("user", id)),
-            serde_json::json!({ "role": role }),
-        );
+        let trail = self
+            .audit(who.actor(), "user.role_changed", Some(Target::new("user", id)), serde_json::json!({ "role": role }))
+            .with_events(&[EventKind::UserUpdated], self.ports.clock.now());
         let user =
             self.ports.users.update_role(who.tenant, id, role, &|target| guard_owner(who, target), &trail).await?;
         // The user's tokens carry the old role, and their sessions ended with the change (in
@@ -121,7 +121,9 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_user(&self, who: &Principal, id: UserId) -> Result<()> {
         who.require_manager()?;
-        let trail = self.audit(who.actor(), "user.deleted", Some(Target::new("user", id)), serde_json::json!({}));
+        let trail = self
+            .audit(who.actor(), "user.deleted", Some(Target::new("user", id)), serde_json::json!({}))
+            .with_events(&[EventKind::UserDeleted], self.ports.clock.now());
         self.ports.users.delete(who.tenant, id, &|target| guard_owner(who, target), &trail).await?;
         self.cache.invalidate(who.tenant).await;
         Ok(())

@@ -102,10 +102,9 @@ fn parse_events(events: &[String]) -> Result<Vec<EventKind>> {
     }
     let mut kinds = Vec::new();
     for e in events {
-        let kind = EventKind::parse(e).filter(|k| k.subscribable()).ok_or_else(|| {
-            let names: Vec<&str> =
-                EventKind::ALL.into_iter().filter(|k| k.subscribable()).map(EventKind::as_str).collect();
-            Error::invalid("events", format!("must be among {}", names.join(", ")))
+        let kind = EventKind::parse(e).filter(|k| k.is_subscribable()).ok_or_else(|| {
+            let kinds: Vec<&str> = EventKind::subscribable().map(EventKind::as_str).collect();
+            Error::invalid("events", format!("must be among {}", kinds.join(", ")))
         })?;
         if !kinds.contains(&kind) {
             kinds.push(kind);

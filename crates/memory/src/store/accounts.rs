@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Invitation, User};
+use plinth_domain::events::{AcceptedInvitation, EventData};
 use plinth_domain::ids::{EmailId, InvitationId, TenantId, UserId, WebhookId};
 use plinth_domain::ports::{
     Acceptance, AccountEmails, EmailOutcome, Job, NOTICE_REASON, NewEmail, NewVerification, NextStep, PendingEmail,
@@ -131,10 +132,13 @@ impl TenantData {
         })
     }
 
-    fn update_user(&mut self, id: UserId, change: impl FnOnce(&mut User)) -> Option<()> {
+    /// Changes user `id` by `change`; the user as they are after it when it verified their
+    /// address (not verified before): what `user.updated` reports.
+    fn update_user(&mut self, id: UserId, change: impl FnOnce(&mut User)) -> Option<User> {
         let mut user = self.users.get(*id.as_uuid())?.clone();
+        let was_verified = user.email_verified;
         change(&mut user);
-        self.users.replace(user).then_some(())
+        (self.users.replace(user.clone()) && !was_verified && user.email_verified).then_some(user)
     }
 }
 
@@ -209,6 +213,7 @@ impl AccountEmails for MemoryStore {
         trail: &AuditTrail,
         cap: Option<plinth_domain::plans::Cap>,
     ) -> Result<Option<User>> {
+        let now = self.clock.now();
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
         let found = rows
@@ -225,7 +230,15 @@ impl AccountEmails for MemoryStore {
             return Err(Error::Conflict(Conflict::EmailTaken));
         }
         plinth_domain::plans::Cap::check_if(cap, rows.users.len())?;
-        rows.accounts.invitations.remove(&id);
+        let accepted = AcceptedInvitation {
+            id,
+            email: invitation.email.clone(),
+            role: invitation.role,
+            invited_by: invitation.invited_by,
+            user_id: member.user,
+            created_at: invitation.created_at,
+            accepted_at: member.now,
+        };
         let user = User {
             id: member.user,
             tenant_id: tenant,
@@ -236,9 +249,13 @@ impl AccountEmails for MemoryStore {
             token_version: 0,
             email_verified: true,
         };
+        let events = trail.events(tenant, &[EventData::User(user.clone()), EventData::Invitation(accepted)])?;
+        rows.accounts.invitations.remove(&id);
         rows.emails.insert(user.email.clone(), user.id);
         rows.users.insert(user.clone());
-        rows.append(trail);
+        data.settle(tenant, &events, trail, now);
+        drop(data);
+        self.wake();
         Ok(Some(user))
     }
 
@@ -259,14 +276,18 @@ impl AccountEmails for MemoryStore {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
         let Some(user) = rows.spend_token(Purpose::PasswordReset, token, now) else { return Ok(None) };
-        rows.update_user(user, |u| {
+        let trail = trail.by_user(user);
+        let verified = rows.update_user(user, |u| {
             u.password_hash = hash.clone();
             u.email_verified = true;
             u.token_version += 1;
         });
         rows.accounts.spend_all(user, Purpose::PasswordReset);
         rows.sessions.end_where(|s| s.user_id == user);
-        rows.append(&trail.by_user(user));
+        let events = verified.map_or(Ok(Vec::new()), |after| trail.events(tenant, &[EventData::User(after)]))?;
+        data.settle(tenant, &events, &trail, self.clock.now());
+        drop(data);
+        self.wake();
         Ok(Some(user))
     }
 
@@ -286,9 +307,13 @@ impl AccountEmails for MemoryStore {
         let mut data = self.write();
         let Some(rows) = data.tenant_mut(tenant) else { return Ok(None) };
         let Some(user) = rows.spend_token(Purpose::VerifyEmail, token, now) else { return Ok(None) };
-        rows.update_user(user, |u| u.email_verified = true);
+        let trail = trail.by_user(user);
+        let verified = rows.update_user(user, |u| u.email_verified = true);
         rows.accounts.spend_all(user, Purpose::VerifyEmail);
-        rows.append(&trail.by_user(user));
+        let events = verified.map_or(Ok(Vec::new()), |after| trail.events(tenant, &[EventData::User(after)]))?;
+        data.settle(tenant, &events, &trail, self.clock.now());
+        drop(data);
+        self.wake();
         Ok(Some(user))
     }
 

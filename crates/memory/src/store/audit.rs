@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use plinth_domain::audit::{AuditRecord, AuditTrail, ChainLink};
 use plinth_domain::entities::ApiKey;
+use plinth_domain::events::EventData;
 use plinth_domain::ids::{ApiKeyId, TenantId};
 use plinth_domain::ports::{ApiKeyRepository, AuditLog, AuditQuery, CountCheck, KeyRecord};
 use plinth_domain::values::{Role, TokenHash};
@@ -143,11 +144,15 @@ impl AuditLog for MemoryStore {
 #[async_trait]
 impl ApiKeyRepository for MemoryStore {
     async fn create(&self, key: &ApiKey, hash: &TokenHash, check: CountCheck<'_>, trail: &AuditTrail) -> Result<()> {
+        let events = trail.events(key.tenant_id, &[EventData::ApiKey(key.clone())])?;
+        let now = self.clock.now();
         let mut data = self.write();
         let rows = data.owner_of_new_row(key.tenant_id)?;
         check(rows.keys.rows.iter().filter(|(_, _, revoked)| revoked.is_none()).count())?;
         rows.keys.rows.push((key.clone(), *hash, None));
-        rows.append(trail);
+        data.settle(key.tenant_id, &events, trail, now);
+        drop(data);
+        self.wake();
         Ok(())
     }
 
@@ -178,8 +183,11 @@ impl ApiKeyRepository for MemoryStore {
         let Some(row) = rows.keys.rows.iter_mut().find(|(k, _, revoked)| k.id == id && revoked.is_none()) else {
             return Ok(false);
         };
+        let events = trail.events(tenant, &[EventData::ApiKey(row.0.clone())])?;
         row.2 = Some(now);
-        rows.append(trail);
+        data.settle(tenant, &events, trail, self.clock.now());
+        drop(data);
+        self.wake();
         Ok(true)
     }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use plinth_domain::entities::{Delivery, Project, User, Webhook};
+use plinth_domain::events::DomainEvent;
 use plinth_domain::page::Cursor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -46,6 +47,16 @@ impl Row for Webhook {
 }
 
 impl Row for Delivery {
+    fn id(&self) -> Uuid {
+        *self.id.as_uuid()
+    }
+
+    fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+}
+
+impl Row for DomainEvent {
     fn id(&self) -> Uuid {
         *self.id.as_uuid()
     }
@@ -107,6 +118,18 @@ impl<T: Row> Rows<T> {
         self.ordered.values()
     }
 
+    /// Keeps only the rows `keep` accepts.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let by_id = &mut self.by_id;
+        self.ordered.retain(|_, row| {
+            let kept = keep(row);
+            if !kept {
+                by_id.remove(&row.id());
+            }
+            kept
+        });
+    }
+
     /// How many rows there are, without walking them.
     pub(super) fn len(&self) -> usize {
         self.by_id.len()
@@ -114,10 +137,15 @@ impl<T: Row> Rows<T> {
 
     /// Up to `limit` rows, newest first, strictly after `after`.
     pub(super) fn page(&self, after: Option<&Cursor>, limit: usize) -> Vec<T> {
+        self.after(after).take(limit).cloned().collect()
+    }
+
+    /// The rows newest first, strictly after `after`.
+    pub(super) fn after(&self, after: Option<&Cursor>) -> impl Iterator<Item = &T> {
         let start = match after {
             Some(c) => Bound::Excluded(Reverse((c.created_at, c.id))),
             None => Bound::Unbounded,
         };
-        self.ordered.range((start, Bound::Unbounded)).take(limit).map(|(_, row)| row.clone()).collect()
+        self.ordered.range((start, Bound::Unbounded)).map(|(_, row)| row)
     }
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Lifecycle, Tenant, User};
-use plinth_domain::events::DomainEvent;
+use plinth_domain::events::{DomainEvent, EventData};
 use plinth_domain::ids::TenantId;
 use plinth_domain::ports::{NewVerification, TenantRepository, TenantState};
 use plinth_domain::values::{Plan, Slug};
@@ -52,6 +52,8 @@ impl TenantRepository for MemoryStore {
         if owner.tenant_id != tenant.id {
             return Err(Error::internal("the owner belongs to another tenant"));
         }
+        let events = trail.events(tenant.id, &[EventData::User(owner.clone())])?;
+        let now = self.clock.now();
         let mut data = self.write();
         if data.slugs.contains_key(&tenant.slug) {
             return Err(Error::Conflict(Conflict::SlugTaken));
@@ -62,9 +64,9 @@ impl TenantRepository for MemoryStore {
         let mut rows = TenantData::new(tenant.clone());
         rows.emails.insert(owner.email.clone(), owner.id);
         rows.users.insert(owner.clone());
-        rows.append(trail);
         data.slugs.insert(tenant.slug.clone(), tenant.id);
         data.tenants.insert(tenant.id, rows);
+        data.settle(tenant.id, &events, trail, now);
         if let Some(v) = verification {
             Self::queue_verification_locked(&mut data, v)?;
             drop(data);

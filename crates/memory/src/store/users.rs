@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::User;
+use plinth_domain::events::EventData;
 use plinth_domain::ids::{TenantId, UserId};
 use plinth_domain::page::Cursor;
 use plinth_domain::plans::Cap;
@@ -39,7 +40,9 @@ impl UserRepository for MemoryStore {
         trail: &AuditTrail,
         cap: Option<Cap>,
     ) -> Result<Keyed> {
-        self.keyed(key, |data| {
+        let now = self.clock.now();
+        let written = self.keyed(key, |data| {
+            let events = trail.events(user.tenant_id, &[EventData::User(user.clone())])?;
             let rows = data.owner_of_new_row(user.tenant_id)?;
             if rows.emails.contains_key(&user.email) {
                 return Err(Error::Conflict(Conflict::EmailTaken));
@@ -49,9 +52,11 @@ impl UserRepository for MemoryStore {
                 return Err(Error::internal(format!("user {} exists", user.id)));
             }
             rows.emails.insert(user.email.clone(), user.id);
-            rows.append(trail);
+            data.settle(user.tenant_id, &events, trail, now);
             Ok(())
-        })
+        })?;
+        self.wake();
+        Ok(written)
     }
 
     async fn get(&self, tenant: TenantId, id: UserId) -> Result<Option<User>> {
@@ -76,31 +81,40 @@ impl UserRepository for MemoryStore {
         check: Check<'_>,
         trail: &AuditTrail,
     ) -> Result<User> {
+        let now = self.clock.now();
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         let user = rows.checked_user(id, role == Role::Owner, check)?;
         let changed = user.role != role;
         let token_version = if changed { user.token_version + 1 } else { user.token_version };
         let updated = User { role, token_version, ..user.clone() };
+        // A role set to the one the user has changes nothing a `user.updated` would report.
+        let events = if changed { trail.events(tenant, &[EventData::User(updated.clone())])? } else { Vec::new() };
         rows.users.replace(updated.clone());
         if changed {
             rows.sessions.end_where(|s| s.user_id == id);
             rows.lower_keys_of(id, role);
         }
-        rows.append(trail);
+        data.settle(tenant, &events, trail, now);
+        drop(data);
+        self.wake();
         Ok(updated)
     }
 
     async fn delete(&self, tenant: TenantId, id: UserId, check: Check<'_>, trail: &AuditTrail) -> Result<()> {
+        let now = self.clock.now();
         let mut data = self.write();
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
-        rows.checked_user(id, false, check)?;
+        let user = rows.checked_user(id, false, check)?;
+        let events = trail.events(tenant, &[EventData::User(user.clone())])?;
         if let Some(user) = rows.users.remove(*id.as_uuid()) {
             rows.emails.remove(&user.email);
         }
         rows.sessions.end_where(|s| s.user_id == id);
         rows.forget_creator(id);
-        rows.append(trail);
+        data.settle(tenant, &events, trail, now);
+        drop(data);
+        self.wake();
         Ok(())
     }
 }

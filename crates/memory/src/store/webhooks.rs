@@ -259,7 +259,7 @@ impl WebhookRepository for MemoryStore {
         let rows = data.tenant_mut(tenant).ok_or(Error::NotFound)?;
         rows.webhooks.get(*id.as_uuid()).ok_or(Error::NotFound)?;
         let delivery = rows.add_delivery(id, event);
-        rows.outbox.push(event.clone());
+        rows.outbox.insert(event.clone());
         rows.append(trail);
         let created = rows.delivery_of(id, delivery)?;
         data.enqueue(tenant, vec![delivery], event.created_at);

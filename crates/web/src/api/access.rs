@@ -36,6 +36,8 @@ const SCOPED: &[(&str, &str, Scope)] = &[
     ("POST", "/v1/webhooks/{id}/recover", Scope::WebhooksWrite),
     ("GET", "/v1/webhooks/{id}/deliveries", Scope::WebhooksRead),
     ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", Scope::WebhooksWrite),
+    ("GET", "/v1/events", Scope::WebhooksRead),
+    ("GET", "/v1/events/{id}", Scope::WebhooksRead),
     ("GET", "/v1/audit-log", Scope::AuditRead),
     ("GET", "/v1/audit-log/verify", Scope::AuditRead),
 ];

@@ -1,11 +1,16 @@
 //! The OpenAPI document: paths come from the handlers' annotations; this adds what every
-//! operation shares (the error answers, the common headers, the bearer scheme).
+//! operation shares (the error answers, the common headers, the bearer scheme) and the schema of
+//! each event type's envelope.
 
+use plinth_domain::entities::{ApiKey, Project, Tenant, User, Webhook};
+use plinth_domain::events::{AcceptedInvitation, EventKind, Subject};
+use plinth_domain::ports::StoredEvent;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{ResponseBuilder, Responses};
+use utoipa::openapi::schema::{Discriminator, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi, RefOr, Schema};
+use utoipa::openapi::{Components, Content, OpenApi, Ref, RefOr, Schema};
 use utoipa::{OpenApi as _, PartialSchema as _, ToSchema as _};
 
 use super::access::{Access, access};
@@ -15,7 +20,7 @@ use crate::problem::Problem;
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "plinth", description = "A multi-tenant SaaS API: tenants by host, JWT auth, per-plan rate limits."),
-    components(schemas(Problem, plinth_domain::FieldError)),
+    components(schemas(Problem, plinth_domain::FieldError, Project, Tenant, User, AcceptedInvitation, ApiKey, Webhook)),
     tags(
         (name = "platform", description = "Health, readiness, metrics and this document; any host, never rate-limited"),
         (name = "auth", description = "Signup (platform host), login, sessions, password reset, address verification and the caller"),
@@ -24,6 +29,7 @@ use crate::problem::Problem;
         (name = "invitations", description = "Inviting people to a tenant by email, and accepting"),
         (name = "projects", description = "A tenant's projects"),
         (name = "webhooks", description = "A tenant's webhooks and their deliveries (owners and admins)"),
+        (name = "events", description = "A tenant's events, as its webhooks receive them, for replaying what a consumer missed (owners and admins, or a key with `webhooks:read`); each type's envelope is the schema `event.<type>`, all of them `Event`"),
         (name = "api-keys", description = "A tenant's API keys, for scripts and integrations (owners and admins; people only)"),
         (name = "audit", description = "A tenant's tamper-evident audit log (owners and admins, or a key with `audit:read`)"),
         (name = "operator", description = "The platform operator's API: tenants, their plans, suspension and deletion. On the platform host only, with an operator token (`PLINTH_OPERATOR_TOKEN_HASHES`); every route answers 404 when none is configured"),
@@ -176,6 +182,14 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
         "verifyAuditLog" => &[UNAUTH, FORBIDDEN, TENANT],
         "me" => &[UNAUTH, TENANT],
         "listUsers" | "listProjects" | "listWebhooks" | "listDeliveries" => &[QUERY, UNAUTH, FORBIDDEN, TENANT],
+        "listEvents" => &[
+            (400, "Malformed limit, cursor or query string"),
+            UNAUTH,
+            FORBIDDEN,
+            TENANT,
+            (422, "`type` is not an event type, or `since` is not an RFC 3339 time (`validation_failed`)"),
+        ],
+        "getEvent" => &[UNAUTH, FORBIDDEN, TENANT],
         "createUser" | "createProject" => &[BODY, UNAUTH, LIMITED, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID],
         "updateUser" | "updateProject" => &[BODY, UNAUTH, FORBIDDEN, TENANT, SLOW, CONFLICT, TOO_LARGE, MEDIA, INVALID],
         "createWebhook" => &[BODY, UNAUTH, LIMITED, TENANT, SLOW, TOO_LARGE, MEDIA, INVALID],
@@ -194,7 +208,7 @@ fn problem_response(description: &str) -> RefOr<utoipa::openapi::response::Respo
         .description(description)
         .content(
             "application/problem+json",
-            Content::new(Some(RefOr::<Schema>::Ref(utoipa::openapi::Ref::from_schema_name(Problem::name())))),
+            Content::new(Some(RefOr::<Schema>::Ref(Ref::from_schema_name(Problem::name())))),
         )
         .into()
 }
@@ -275,6 +289,8 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
             | "listInvitations"
             | "listApiKeys"
             | "listAuditLog"
+            | "listEvents"
+            | "getEvent"
     );
     if get {
         responses.responses.entry("304".into()).or_insert_with(|| {
@@ -304,6 +320,59 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
     }
 }
 
+/// The schema of an event's `data`: the entity it is about, as the API shows it. Only a new
+/// [`Subject`] needs a line here; a new event kind needs none.
+fn data_schema(subject: Subject) -> String {
+    match subject {
+        Subject::Project => Project::name(),
+        Subject::Tenant => Tenant::name(),
+        Subject::User => User::name(),
+        Subject::Invitation => AcceptedInvitation::name(),
+        Subject::ApiKey => ApiKey::name(),
+        Subject::Webhook => Webhook::name(),
+    }
+    .into_owned()
+}
+
+/// The name of `kind`'s envelope schema: `event.user.created`.
+pub fn event_schema_name(kind: EventKind) -> String {
+    format!("event.{}", kind.as_str())
+}
+
+/// One schema per event type, from [`EventKind::ALL`]: the envelope, its `type` that one and its
+/// `data` the schema of what the type is about; and `Event`, any one of them by `type`.
+fn add_event_schemas(components: &mut Components) {
+    let string = |format: KnownFormat| {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    let mut any = OneOfBuilder::new().description(Some("An event of any type: the envelope webhooks receive"));
+    let mut mapping = Vec::new();
+    for kind in EventKind::ALL {
+        let name = event_schema_name(kind);
+        let envelope = ObjectBuilder::new()
+            .description(Some(format!("The envelope of a `{}` event, exactly as webhooks receive it", kind.as_str())))
+            .property(
+                "id",
+                string(KnownFormat::Uuid)
+                    .description(Some("The event's id (`Plinth-Event-Id`), the same on every attempt")),
+            )
+            .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([kind.as_str()])))
+            .property("created_at", string(KnownFormat::DateTime).description(Some("When it happened (RFC 3339)")))
+            .property("tenant_id", string(KnownFormat::Uuid).description(Some("Whose data it is")))
+            .property("data", Ref::from_schema_name(data_schema(kind.subject())))
+            .required("id")
+            .required("type")
+            .required("created_at")
+            .required("tenant_id")
+            .required("data");
+        components.schemas.insert(name.clone(), envelope.into());
+        any = any.item(Ref::from_schema_name(name.clone()));
+        mapping.push((kind.as_str(), format!("#/components/schemas/{name}")));
+    }
+    let any = any.discriminator(Some(Discriminator::with_mapping("type", mapping)));
+    components.schemas.insert(StoredEvent::SCHEMA.into(), any.into());
+}
+
 /// The complete document: `paths` (from the registered handlers) on top of [`ApiDoc`].
 pub fn finish(mut doc: OpenApi) -> OpenApi {
     for (path, item) in doc.paths.paths.iter_mut() {
@@ -321,6 +390,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         }
     }
     let components = doc.components.get_or_insert_with(Default::default);
+    add_event_schemas(components);
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),

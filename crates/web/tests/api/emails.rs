@@ -135,6 +135,21 @@ on_every_backend! {
         assert_eq!(who["user"]["email_verified"], true);
         // The new member signs in with the password they chose.
         app.login("inv", "grace@example.test").await;
+        // The acceptance stored two events: the member, as the API shows users, and the
+        // invitation (never its token).
+        let events = app.all("inv", &owner.token, "/v1/events?type=invitation.accepted").await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        let accepted = &events[0]["data"];
+        assert_eq!(accepted["id"], invitation["id"]);
+        assert_eq!((&accepted["email"], &accepted["role"]), (&invitation["email"], &invitation["role"]));
+        assert_eq!((&accepted["invited_by"], &accepted["user_id"]), (&json!(owner.user_id), &who["user"]["id"]));
+        assert_eq!(accepted["created_at"], invitation["created_at"]);
+        assert_eq!(accepted["accepted_at"], events[0]["created_at"]);
+        assert!(!events[0].to_string().contains("token") && !events[0].to_string().contains(&token[4..]), "{}", events[0]);
+        let created = app.all("inv", &owner.token, "/v1/events?type=user.created").await;
+        let member = created.iter().find(|e| e["data"]["id"] == who["user"]["id"]).expect("the member's user.created");
+        assert_eq!(member["data"], who["user"]);
+        assert_eq!(member["created_at"], events[0]["created_at"], "one write, one time");
 
         // Used: the same link again is refused, and the invitation is no longer pending.
         bad_token(accept(&app, "inv", &token).await).await;
@@ -297,6 +312,10 @@ on_every_backend! {
         let res = post(&app, "verify", "/v1/projects", Some(&owner.token), json!({"name": "p"})).await;
         assert_eq!(res.status(), StatusCode::CREATED);
         bad_token(post(&app, "verify", "/v1/auth/verify-email", None, json!({"token": token})).await).await;
+        // The verification stored `user.updated`, with the user as they are now.
+        let updated = app.all("verify", &owner.token, "/v1/events?type=user.updated").await;
+        assert_eq!(updated.len(), 1, "{updated:?}");
+        assert_eq!(updated[0]["data"], me(&app, "verify", &owner.token).await["user"]);
 
         // A user an admin created asks for a link of their own; a verified one gets none.
         let (_, member) = app.user("verify", &owner.token, "m@verify.test", "member").await;

@@ -108,14 +108,15 @@ pub fn header(res: &Response, name: &str) -> Option<String> {
 }
 
 impl TestApp {
-    /// Every item of a `/v1/...` list, walking its pages.
+    /// Every item of a `/v1/...` list (its path may carry filters), walking its pages.
     pub async fn all(&self, slug: &str, token: &str, path: &str) -> Vec<Value> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
+        let then = if path.contains('?') { '&' } else { '?' };
         loop {
             let url = match &cursor {
-                Some(c) => format!("{path}?limit=100&cursor={c}"),
-                None => format!("{path}?limit=100"),
+                Some(c) => format!("{path}{then}limit=100&cursor={c}"),
+                None => format!("{path}{then}limit=100"),
             };
             let res = self.on(Method::GET, slug, &url, Some(token)).send().await.expect("list");
             assert_eq!(res.status(), StatusCode::OK, "list {path}");

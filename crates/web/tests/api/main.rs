@@ -11,6 +11,7 @@ mod auth;
 mod deliveries;
 mod emails;
 mod errors;
+mod events;
 mod export;
 mod fault_load;
 mod faults;

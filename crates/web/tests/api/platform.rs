@@ -176,6 +176,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/webhooks/{id}/test", &["post"]),
     ("/v1/webhooks/{id}/recover", &["post"]),
     ("/v1/webhooks/{id}/deliveries/{delivery_id}/retry", &["post"]),
+    ("/v1/events", &["get"]),
+    ("/v1/events/{id}", &["get"]),
 ];
 
 /// Routes of the contract that don't exist yet; the document may list them once they do.

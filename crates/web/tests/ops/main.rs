@@ -9,6 +9,7 @@ mod harness;
 mod helpers;
 
 mod email_log;
+mod events;
 mod export;
 mod logs;
 mod migrate;
