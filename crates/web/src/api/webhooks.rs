@@ -146,9 +146,23 @@ pub async fn deliveries(
     respond::get(&req, &page)
 }
 
-/// A present field's value, `null` included, as `Some` (an absent one is `None` by default).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+/// A whole number written either way JSON Schema's `integer` admits (`14` or `14.0`).
+fn whole<E: serde::de::Error>(n: &serde_json::Number) -> Result<u64, E> {
+    n.as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f)).map(|f| f as u64))
+        .ok_or_else(|| E::custom("must be a whole number, 0 or more"))
+}
+
+/// An optional whole number (see [`whole`]).
+fn optional_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?.as_ref().map(whole).transpose()
+}
+
+/// A present field's whole number, `null` included, as `Some` (an absent one is `None` by
+/// default); past `u32` it is out of any range the use case allows, so it saturates.
+fn present_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    let n = optional_whole(d)?;
+    Ok(Some(n.map(|n| u32::try_from(n).unwrap_or(u32::MAX))))
 }
 
 /// A change to a webhook: every field is optional, and what is left out stays.
@@ -165,7 +179,7 @@ pub struct UpdateWebhookRequest {
     /// enables it again (its failure record starts over; send what it missed with `recover`).
     pub enabled: Option<bool>,
     /// At most this many deliveries a second (1–1000); `null` for no limit.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_whole")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000, nullable)]
     pub rate_limit_per_second: Option<Option<u32>>,
 }
@@ -217,7 +231,8 @@ pub async fn update(
 pub struct RotateSecretRequest {
     /// Seconds during which deliveries are signed with both the new and the old secret
     /// (default 86400, at most 604800; 0 ends the old one now).
-    #[schema(minimum = 0, maximum = 604800, example = 86400)]
+    #[serde(default, deserialize_with = "optional_whole")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 604800, example = 86400)]
     pub overlap_s: Option<u64>,
 }
 

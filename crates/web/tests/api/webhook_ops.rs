@@ -120,6 +120,11 @@ on_every_backend! {
         assert_eq!(changed["events"], json!(["project.deleted", "webhook.disabled"]));
         assert_eq!(changed["rate_limit_per_second"], 5);
         assert_eq!(get_webhook(&app, "patched", &owner, &id).await, changed);
+        // A whole number may be written as JSON Schema's `integer` admits it; a fraction may not.
+        let res = patch(&app, "patched", &owner, &id, json!({"rate_limit_per_second": 2.0})).await;
+        assert_eq!(res.json::<Value>().await.unwrap()["rate_limit_per_second"], 2);
+        let res = patch(&app, "patched", &owner, &id, json!({"rate_limit_per_second": 1.5})).await;
+        assert_problem(res, 422, "validation_failed").await;
         let res = patch(&app, "patched", &owner, &id, json!({"rate_limit_per_second": null})).await;
         assert_eq!(res.json::<Value>().await.unwrap()["rate_limit_per_second"], Value::Null);
 
@@ -144,7 +149,7 @@ on_every_backend! {
         let path = format!("/v1/webhooks/{id}/rotate-secret");
         let res = post(&app, "rotated", &owner, &path, Some(json!({"overlap_s": 604_801}))).await;
         assert_problem(res, 422, "validation_failed").await;
-        let res = post(&app, "rotated", &owner, &path, Some(json!({"overlap_s": 3600}))).await;
+        let res = post(&app, "rotated", &owner, &path, Some(json!({"overlap_s": 3600.0}))).await;
         assert_eq!(res.status(), StatusCode::OK);
         let rotated: Value = res.json().await.unwrap();
         let new = rotated["secret"].as_str().unwrap().to_owned();
