@@ -79,9 +79,11 @@ pub struct WebhookChange {
     /// Enable (its failure record starts again) or disable (its pending deliveries are skipped)
     /// it; no change when it is in that state already.
     pub enabled: Option<bool>,
-    /// Why it is disabled, when `enabled` is `Some(false)`.
+    /// Why it is disabled, when `enabled` is `Some(false)`: at most 200 characters (the
+    /// database refuses more; the use cases write their own, shorter ones).
     pub disabled_reason: Option<String>,
-    /// A new pace: `Some(None)` removes it.
+    /// A new pace, 1–1000 a second (validated by the use case; the database refuses others):
+    /// `Some(None)` removes it.
     pub rate_limit_per_second: Option<Option<u32>>,
 }
 

@@ -262,7 +262,7 @@ impl WebhookRepository for MemoryStore {
         rows.outbox.insert(event.clone());
         rows.append(trail);
         let created = rows.delivery_of(id, delivery)?;
-        data.enqueue(tenant, vec![delivery], event.created_at);
+        data.enqueue(tenant, vec![delivery], self.clock.now());
         drop(data);
         self.wake();
         Ok(created)
