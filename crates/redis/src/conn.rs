@@ -23,6 +23,8 @@ pub(crate) mod op {
     pub(crate) const CACHE_DELETE: &str = "cache.delete";
     pub(crate) const GENERATION_GET: &str = "generation.get";
     pub(crate) const GENERATION_BUMP: &str = "generation.bump";
+    /// A cluster's `SPUBLISH` of a bump.
+    pub(crate) const GENERATION_ANNOUNCE: &str = "generation.announce";
     pub(crate) const LIMITER_CHECK: &str = "limiter.check";
 }
 
@@ -63,8 +65,10 @@ enum Inner {
 #[derive(Clone)]
 pub struct RedisConn {
     inner: Inner,
-    /// A plain client of the first node, for pub/sub (a cluster relays PUBLISH to every node).
+    /// A plain client of the first node, for pub/sub on a single node.
     pubsub_client: redis::Client,
+    /// Every node's URL (one for a single node): a cluster's sharded subscriber starts from them.
+    urls: Arc<[String]>,
     prefix: Arc<str>,
     timeout: Duration,
     breaker: Duration,
@@ -117,6 +121,7 @@ impl RedisConn {
         Ok(Self {
             inner,
             pubsub_client,
+            urls: settings.urls.clone().into(),
             prefix: settings.prefix.as_str().into(),
             timeout: settings.command_timeout,
             breaker: settings.breaker,
@@ -134,6 +139,20 @@ impl RedisConn {
     /// Whether this is a cluster (where one script cannot span keys in different slots).
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self.inner, Inner::Cluster(_))
+    }
+
+    /// A client for a cluster's sharded pub/sub (RESP3, which carries the pushes), sending what it
+    /// hears to `pushes`; it resubscribes by itself after a node comes back.
+    pub(crate) fn sharded_pubsub_client(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Result<redis::cluster::ClusterClient, Error> {
+        redis::cluster::ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
+            .connection_timeout(self.timeout)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .build()
+            .map_err(|e| Error::internal(without_url(e)))
     }
 
     pub(crate) fn pubsub_client(&self) -> &redis::Client {

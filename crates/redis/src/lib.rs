@@ -15,6 +15,6 @@ mod residue;
 
 pub use cache::RedisCache;
 pub use conn::{RedisConn, RedisSettings};
-pub use generations::RedisGenerations;
+pub use generations::{RedisGenerations, SHARDS};
 pub use limiter::RedisLimiter;
 pub use residue::RedisResidue;

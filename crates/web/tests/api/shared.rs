@@ -250,6 +250,59 @@ async fn the_cache_and_the_limiter_work_on_a_redis_cluster() {
 }
 
 #[tokio::test]
+async fn on_a_redis_cluster_invalidations_travel_on_sharded_channels_not_to_every_node() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let prefix = redis_prefix();
+    let vars = [("REDIS_URL", urls.as_str()), ("PLINTH_REDIS_PREFIX", prefix.as_str())];
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+    let a = TestApp::start_wired(&vars, Some(plinth_testkit::TestDatabase::new().await), clock.clone(), |_| {}).await;
+    let b = sibling_on_clock(&a, &vars, clock).await;
+    let token = a.signup("fleet").await.token;
+    in_step(&[&a, &b]).await;
+    assert!(names(&b, &token).await.is_empty());
+    assert!(names(&b, &token).await.is_empty());
+
+    a.project("fleet", &token, "Sharded").await;
+    let written = Instant::now();
+    while names(&b, &token).await != ["Sharded"] {
+        assert!(written.elapsed() < Duration::from_secs(1), "B still serves the old list after a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Each node carries only the sharded channels whose slots it owns, each with both
+    // instances subscribed; no plain channel is used (PUBLISH would reach every node).
+    let mut sharded = Vec::new();
+    for node in urls.split(',') {
+        let client = redis::Client::open(node).expect("client");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+        let plain: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .expect("channels");
+        assert!(plain.is_empty(), "no plain pub/sub channel: {plain:?}");
+        let mine: Vec<String> = redis::cmd("PUBSUB")
+            .arg("SHARDCHANNELS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .expect("shard channels");
+        for channel in &mine {
+            let counts: Vec<redis::Value> =
+                redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(channel).query_async(&mut conn).await.expect("numsub");
+            assert_eq!(redis::from_redis_value_ref::<i64>(&counts[1]).ok(), Some(2), "{channel}: both instances");
+        }
+        assert!(mine.len() < plinth_redis::SHARDS, "a node carries only its own shards: {mine:?}");
+        sharded.extend(mine);
+    }
+    sharded.sort();
+    sharded.dedup();
+    assert_eq!(sharded.len(), plinth_redis::SHARDS, "every shard is subscribed, on its owner: {sharded:?}");
+}
+
+#[tokio::test]
 async fn a_revoked_api_key_stops_working_on_every_instance_within_5_s() {
     let (a, b) = fleet_of_two().await;
     let token = a.signup("fleet").await.token;
