@@ -149,7 +149,13 @@ pub async fn deliveries(
 /// A whole number written either way JSON Schema's `integer` admits (`14` or `14.0`).
 fn whole<E: serde::de::Error>(n: &serde_json::Number) -> Result<u64, E> {
     n.as_u64()
-        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f)).map(|f| f as u64))
+        // A whole f64 below 2^53 prints exactly with no decimals: parsing that text converts it
+        // without a cast that could truncate.
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f))
+                .and_then(|f| format!("{f:.0}").parse().ok())
+        })
         .ok_or_else(|| E::custom("must be a whole number, 0 or more"))
 }
 
