@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod db;
+mod fleet;
 mod schemathesis;
 mod soak;
 mod test;
@@ -28,6 +29,9 @@ commands:
   soak [SECONDS]
           two instances under a mixed load for SECONDS (default 300), checking errors,
           isolation, webhook delivery and memory growth
+  fleet [--duration S] [--release]
+          three instances behind HAProxy under a mixed load for S seconds (default 60), each
+          restarted in turn: no failed request, no lost write, every webhook delivered
   schemathesis [ARGS]
           Schemathesis (pinned, in a venv under target/) against a Postgres+Redis-backed plinth:
           no 5xx, every response true to /openapi.json; ARGS go to `schemathesis run`
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("schemathesis") => schemathesis::run(&args[1..]),
         Some("soak") => soak::soak(&args[1..]),
+        Some("fleet") => fleet::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -19,12 +19,14 @@
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::util::{cargo, root, run as step, target_dir};
+use crate::util::{
+    cargo, free_port, fresh_database, plinth_command, plinth_environment, root, run as step, target_dir,
+};
 use crate::venv;
 
 /// The Schemathesis release this was verified with.
@@ -48,7 +50,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     step("build plinth", cargo().args(["build", "-p", "plinth-web", "--bin", "plinth"]))?;
     let plinth = target.join("debug").join("plinth");
 
-    fresh_database()?;
+    fresh_database(DATABASE)?;
     let addr = free_port()?;
     let (operator_token, operator_hash) = operator_token(&plinth)?;
     let mut env = environment(addr)?;
@@ -129,70 +131,17 @@ fn install() -> Result<PathBuf, String> {
     Ok(python.with_file_name("schemathesis"))
 }
 
-/// Drops and creates [`DATABASE`], as `postgres` on 127.0.0.1:5432.
-fn fresh_database() -> Result<(), String> {
-    step(
-        "fresh database",
-        Command::new("psql").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "5432",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
-            "-c",
-            &format!("CREATE DATABASE {DATABASE}"),
-        ]),
-    )
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_port() -> Result<SocketAddr, String> {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("no free port: {e}"))
-}
-
-/// plinth's configuration for the run: the database and Redis, fresh secrets, quotas no
-/// fuzzer exhausts, and webhook targets confined to loopback (and refused there too, since
-/// private addresses are not allowed): nothing the fuzzer registers can leave this machine.
+/// plinth's configuration for the run: the shared one, and webhook targets confined to
+/// loopback (and refused there too, since private addresses are not allowed): nothing the
+/// fuzzer registers can leave this machine.
 fn environment(addr: SocketAddr) -> Result<Vec<(&'static str, String)>, String> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let unlimited = "10000000".to_owned();
-    Ok(vec![
-        ("DATABASE_URL", format!("postgres://plinth_app:st@127.0.0.1:5432/{DATABASE}")),
-        ("PLINTH_DATABASE_OWNER_URL", format!("postgres://postgres@127.0.0.1:5432/{DATABASE}")),
-        ("REDIS_URL", "redis://127.0.0.1:6379".into()),
-        ("PLINTH_REDIS_PREFIX", format!("plinth-schemathesis:{}-{nanos}:", std::process::id())),
-        ("PLINTH_JWT_SECRET", hex(&random::<32>()?)),
-        ("PLINTH_ENCRYPTION_KEY", base64(&random::<32>()?)),
+    let mut env = plinth_environment(DATABASE, "schemathesis")?;
+    env.extend([
         ("PLINTH_LISTEN", addr.to_string()),
-        ("PLINTH_BASE_DOMAIN", "localhost".into()),
-        ("PLINTH_QUOTA_FREE", unlimited.clone()),
-        ("PLINTH_IP_QUOTA", unlimited.clone()),
-        ("PLINTH_LOGIN_QUOTA", unlimited.clone()),
-        ("PLINTH_MAILBOX_QUOTA", unlimited),
         ("PLINTH_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128".into()),
         ("PLINTH_LOG", "warn".into()),
-    ])
-}
-
-/// `plinth` with exactly `env` of the PLINTH_* variables (none inherited: in particular never
-/// `PLINTH_WEBHOOK_ALLOW_PRIVATE`).
-fn plinth_command(plinth: &Path, env: &[(&'static str, String)]) -> Command {
-    let mut cmd = Command::new(plinth);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PLINTH_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.envs(env.iter().map(|(k, v)| (k, v))).current_dir(root());
-    cmd
+    ]);
+    Ok(env)
 }
 
 /// The running server; stopped when dropped.
@@ -313,28 +262,4 @@ fn fuzz(
             Err(e) => return Err(format!("{name}: {e}")),
         }
     }
-}
-
-fn random<const N: usize>() -> Result<[u8; N], String> {
-    let mut bytes = [0u8; N];
-    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| format!("/dev/urandom: {e}"))?;
-    Ok(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let byte = |i: usize| usize::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { char::from(ALPHABET[(n >> (18 - 6 * i)) & 63]) } else { '=' });
-        }
-    }
-    out
 }
