@@ -208,18 +208,30 @@ impl Webhook {
         url_origin(&self.url)
     }
 
+    /// This webhook as it stands at `now`: a rotation's overlap that has ended is no longer
+    /// shown.
+    #[must_use]
+    pub fn as_of(mut self, now: OffsetDateTime) -> Self {
+        self.rotation_ends_at = self.rotation_ends_at.filter(|ends| *ends > now);
+        self
+    }
+
     /// Whether new deliveries are made and attempted for it.
     pub const fn is_enabled(&self) -> bool {
         matches!(self.health.state, WebhookState::Enabled)
     }
 }
 
-/// `scheme://host[:port]` of `url`, without credentials, path, query or fragment.
+/// `scheme://host[:port]` of `url`, without credentials, path, query or fragment. Stored URLs
+/// are normalised by the guard; for any other, a backslash ends the host as a slash does (as
+/// URL parsers read it) and no whitespace or control character is kept, so a path can't pass
+/// for the origin, nor text be slipped into where the origin is shown.
 pub fn url_origin(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
     let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}")
+    let clean = |s: &str| s.chars().filter(|c| !c.is_whitespace() && !c.is_control()).collect::<String>();
+    format!("{}://{}", clean(scheme), clean(host))
 }
 
 /// Whether a webhook receives deliveries.

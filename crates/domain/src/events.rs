@@ -240,9 +240,13 @@ impl DomainEvent {
         Self { id: EventId::new(), kind, created_at: at, tenant_id: tenant, data }
     }
 
-    /// A new event of `kind` about `webhook` (as it is after the change), happened `at`.
+    /// A new event of `kind` about `webhook` (as it is after the change), happened `at`. Its
+    /// URL is cut to the origin: the event goes to the tenant's other receivers, and a URL's
+    /// path or query often carries a secret of its own.
     pub fn webhook(kind: EventKind, webhook: &Webhook, at: OffsetDateTime) -> Self {
-        let data = EventData::Webhook(webhook.clone());
+        let mut shown = webhook.clone();
+        shown.url = webhook.origin();
+        let data = EventData::Webhook(shown);
         Self { id: EventId::new(), kind, created_at: at, tenant_id: webhook.tenant_id, data }
     }
 }

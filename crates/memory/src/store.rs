@@ -233,6 +233,14 @@ impl Data {
         self.enqueue(tenant, deliveries, now);
     }
 
+    /// `QueueFull` unless `tenant` has room for the deliveries `events` would make: checked
+    /// before the writes that add someone (a user, an API key), which a tenant could otherwise
+    /// repeat, with a removal, to fill the queue past its cap (removals are never refused).
+    fn check_room_for(&self, tenant: TenantId, events: &[DomainEvent]) -> Result<()> {
+        let needed = self.tenant(tenant).map_or(0, |rows| rows.deliveries_for(events));
+        self.jobs.check_room(tenant, needed)
+    }
+
     fn tenant(&self, id: TenantId) -> Option<&TenantData> {
         self.tenants.get(&id)
     }

@@ -313,7 +313,7 @@ impl ApiKeyRepository for PgStore {
             )
             .await
             .or_db()?;
-            crate::events::settle(&tx, key.tenant_id, &events, trail).await?;
+            crate::events::settle_within(&tx, key.tenant_id, &events, trail, self.max_pending_jobs).await?;
             tx.commit().await.or_db()
         })
         .await

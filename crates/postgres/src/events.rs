@@ -59,7 +59,20 @@ pub(crate) async fn settle(
     events: &[DomainEvent],
     trail: &AuditTrail,
 ) -> Result<()> {
-    crate::projects::store_events(tx, events, i64::MAX).await?;
+    settle_within(tx, tenant, events, trail, i64::MAX).await
+}
+
+/// As [`settle`], but `QueueFull` (for the caller to roll back) when the events' deliveries
+/// take the tenant past `max_pending_jobs`: for the writes that add someone (a user, an API
+/// key), which a tenant could otherwise repeat, with a removal, to fill the queue past its cap.
+pub(crate) async fn settle_within(
+    tx: &Transaction<'_>,
+    tenant: TenantId,
+    events: &[DomainEvent],
+    trail: &AuditTrail,
+    max_pending_jobs: i64,
+) -> Result<()> {
+    crate::projects::store_events(tx, events, max_pending_jobs).await?;
     crate::audit::append(tx, tenant, trail).await
 }
 

@@ -125,7 +125,7 @@ impl UserRepository for PgStore {
             }
             crate::caps::check(&tx, user.tenant_id, cap).await?;
             insert_user(&tx, user).await?;
-            crate::events::settle(&tx, user.tenant_id, &events, trail).await?;
+            crate::events::settle_within(&tx, user.tenant_id, &events, trail, self.max_pending_jobs).await?;
             tx.commit().await.or_db()?;
             Ok(Keyed::Written)
         })

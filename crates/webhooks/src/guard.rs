@@ -204,8 +204,8 @@ impl UrlGuard {
 
 #[async_trait]
 impl WebhookUrlGuard for UrlGuard {
-    async fn check(&self, url: &str) -> Result<()> {
-        self.policy.check_url(url).await.map(|_| ()).map_err(|why| Error::invalid("url", why))
+    async fn check(&self, url: &str) -> Result<String> {
+        self.policy.check_url(url).await.map(String::from).map_err(|why| Error::invalid("url", why))
     }
 }
 

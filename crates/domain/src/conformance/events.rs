@@ -36,7 +36,7 @@ macro_rules! event_log_suite {
                 accepting_an_invitation_stores_the_member_and_the_invitation,
                 verifying_an_address_stores_an_update_once,
                 a_write_that_fails_stores_no_events,
-                these_events_are_never_refused_for_a_full_queue,
+                additions_are_refused_at_the_cap_and_removals_never,
                 pages_are_newest_first_after_their_cursor_and_filtered_by_kind_and_time,
                 tenants_see_only_their_own_events,
                 an_event_of_any_age_is_listed,
@@ -300,11 +300,15 @@ pub async fn a_write_that_fails_stores_no_events(queue: Queue) {
     assert!(all(&queue, &tenant).await.is_empty(), "{:?}", kinds(&all(&queue, &tenant).await));
 }
 
-/// These events' deliveries are queued even past the tenant's cap of pending jobs (which still
-/// refuses a project write): a change of who may do what never waits for a backlog.
-pub async fn these_events_are_never_refused_for_a_full_queue(queue: Queue) {
+/// At the tenant's cap of pending jobs, a write that adds someone (a user, an API key) is
+/// refused like a project write, changing nothing (repeated with removals it could fill the
+/// queue past the cap), while a removal's events are queued past the cap: removing someone
+/// never waits for a backlog.
+pub async fn additions_are_refused_at_the_cap_and_removals_never(queue: Queue) {
     let s = &queue.storage;
     let (tenant, owner) = fixtures::tenant_with_owner(s).await;
+    let ada = fixtures::user(tenant.id, "ada", Role::Member);
+    s.users.create(&ada, None, &AuditTrail::none(), None).await.expect("create ada");
     let hook = fixtures::webhook(tenant.id, &EventKind::ALL);
     s.webhooks.create(&hook, b"sealed", &|_| Ok(()), None, &AuditTrail::none()).await.expect("create webhook");
     for n in 0..CAP {
@@ -317,19 +321,22 @@ pub async fn these_events_are_never_refused_for_a_full_queue(queue: Queue) {
     let full = s.projects.insert(&project, &[event], None, &AuditTrail::none(), None).await;
     assert!(matches!(full, Err(Error::QueueFull)), "{full:?}");
 
-    let ada = fixtures::user(tenant.id, "ada", Role::Member);
-    s.users.create(&ada, None, &causing(&[EventKind::UserCreated], now()), None).await.expect("never refused");
+    let grace = fixtures::user(tenant.id, "grace", Role::Member);
+    let refused = s.users.create(&grace, None, &causing(&[EventKind::UserCreated], now()), None).await;
+    assert!(matches!(refused, Err(Error::QueueFull)), "{refused:?}");
+    assert!(s.users.get(tenant.id, grace.id).await.expect("get").is_none(), "no user");
     let key = key_of(&tenant, &owner);
     let created = causing(&[EventKind::ApiKeyCreated], now());
-    s.api_keys.create(&key, &TokenHash::from_bytes([2; 32]), &|_| Ok(()), &created).await.expect("never refused");
+    let refused = s.api_keys.create(&key, &TokenHash::from_bytes([2; 32]), &|_| Ok(()), &created).await;
+    assert!(matches!(refused, Err(Error::QueueFull)), "{refused:?}");
+
     let check = |_: &User| Ok(());
     s.users.delete(tenant.id, ada.id, &check, &causing(&[EventKind::UserDeleted], now())).await.expect("never refused");
     let events = all(&queue, &tenant).await;
-    assert_eq!(events.len(), usize::try_from(CAP).expect("small") + 3);
-    for event in events.iter().filter(|e| e.kind.subject() != crate::events::Subject::Project) {
-        let (_, deliveries) = s.events.get(tenant.id, event.id).await.expect("get").expect("stored");
-        assert_eq!(deliveries.len(), 1, "{} has its delivery", event.kind.as_str());
-    }
+    assert_eq!(events.len(), usize::try_from(CAP).expect("small") + 1, "the projects', and the removal's");
+    let removal = events.iter().find(|e| e.kind == EventKind::UserDeleted).expect("the removal's event");
+    let (_, deliveries) = s.events.get(tenant.id, removal.id).await.expect("get").expect("stored");
+    assert_eq!(deliveries.len(), 1, "the removal has its delivery");
 }
 
 /// For each of `times`, adds a member of `tenant` at that time, and removes them at the same

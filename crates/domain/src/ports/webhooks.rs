@@ -15,9 +15,11 @@ use crate::ids::EventId;
 /// Decides whether a webhook URL may be registered (and, again, called).
 #[async_trait]
 pub trait WebhookUrlGuard: Send + Sync {
-    /// `Ok` when `url` is http(s), resolves, and every address it resolves to is allowed.
-    /// Errors: `Validation` naming the field `url` and why.
-    async fn check(&self, url: &str) -> Result<()>;
+    /// The URL as it will be stored and called (parsed and written again: backslashes become
+    /// slashes, tabs and line breaks go, the host is lower-cased) when `url` is http(s),
+    /// resolves, and every address it resolves to is allowed. Errors: `Validation` naming the
+    /// field `url` and why.
+    async fn check(&self, url: &str) -> Result<String>;
 }
 
 /// One signed POST of an event to a webhook's URL.

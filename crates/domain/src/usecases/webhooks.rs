@@ -136,8 +136,8 @@ impl Plinth {
         let prepare = async || {
             who.require_manager()?;
             let kinds = parse_events(events)?;
-            self.ports.url_guard.check(url).await?;
-            let webhook = Webhook::new(WebhookId::new(), who.tenant, url.to_owned(), kinds, self.ports.clock.now());
+            let url = self.ports.url_guard.check(url).await?;
+            let webhook = Webhook::new(WebhookId::new(), who.tenant, url, kinds, self.ports.clock.now());
             Ok(CreatedWebhook { webhook, secret: new_secret() })
         };
         let write = async |created: &CreatedWebhook, key: Option<&IdempotentWrite>| {
@@ -162,6 +162,8 @@ impl Plinth {
     pub async fn list_webhooks(&self, who: &Principal, page: &PageRequest) -> Result<Page<Webhook>> {
         who.require_manager()?;
         let rows = self.ports.webhooks.list(who.tenant, page.after.as_ref(), page.fetch_limit()).await?;
+        let now = self.ports.clock.now();
+        let rows = rows.into_iter().map(|w| w.as_of(now)).collect();
         Ok(Page::from_rows(rows, page, webhook_cursor, &self.settings.cursor_key))
     }
 
@@ -187,7 +189,8 @@ impl Plinth {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn get_webhook(&self, who: &Principal, id: WebhookId) -> Result<Webhook> {
         who.require_manager()?;
-        self.ports.webhooks.get(who.tenant, id).await?.ok_or(Error::NotFound)
+        let webhook = self.ports.webhooks.get(who.tenant, id).await?.ok_or(Error::NotFound)?;
+        Ok(webhook.as_of(self.ports.clock.now()))
     }
 
     /// Changes a webhook's URL, events, state or pace. Enabling a disabled webhook starts its
@@ -215,11 +218,12 @@ impl Plinth {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        if let Some(url) = &patch.url {
-            self.ports.url_guard.check(url).await?;
-        }
+        let url = match &patch.url {
+            Some(url) => Some(self.ports.url_guard.check(url).await?),
+            None => None,
+        };
         let change = WebhookChange {
-            url: patch.url.clone(),
+            url,
             events,
             enabled: patch.enabled,
             disabled_reason: (patch.enabled == Some(false)).then(|| DISABLED_BY_MEMBER.to_owned()),
@@ -239,7 +243,8 @@ impl Plinth {
             changes.insert("rate_limit_per_second".into(), serde_json::json!(rate));
         }
         let trail = self.audit(who.actor(), "webhook.updated", Some(Target::new("webhook", id)), changes.into());
-        self.ports.webhooks.update(who.tenant, id, &change, self.ports.clock.now(), &trail).await
+        let now = self.ports.clock.now();
+        Ok(self.ports.webhooks.update(who.tenant, id, &change, now, &trail).await?.as_of(now))
     }
 
     /// Gives a webhook a new secret, shown this once. For `overlap` (default 24 hours, at most
@@ -308,6 +313,14 @@ impl Plinth {
     pub async fn recover_webhook(&self, who: &Principal, id: WebhookId, since: OffsetDateTime) -> Result<Recovered> {
         who.require_manager()?;
         let now = self.ports.clock.now();
+        // In UTC, as stored; a time past what UTC can write (year 9999 in another offset) is
+        // after every delivery: nothing to recover.
+        let Some(since) = since.checked_to_offset(time::UtcOffset::UTC) else {
+            if since.year() > 0 {
+                return Ok(Recovered { deliveries: 0, next_since: None });
+            }
+            return Err(Error::invalid("since", "must be a time from the year 1 on"));
+        };
         let webhook = self.enabled_webhook(who, id).await?;
         let spacing = webhook.rate_limit_per_second.map_or(RECOVER_SPACING, interval);
         let recovery = Recovery { since, now, spacing, limit: RECOVER_LIMIT };

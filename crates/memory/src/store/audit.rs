@@ -147,6 +147,7 @@ impl ApiKeyRepository for MemoryStore {
         let events = trail.events(key.tenant_id, &[EventData::ApiKey(key.clone())])?;
         let now = self.clock.now();
         let mut data = self.write();
+        data.check_room_for(key.tenant_id, &events)?;
         let rows = data.owner_of_new_row(key.tenant_id)?;
         check(rows.keys.rows.iter().filter(|(_, _, revoked)| revoked.is_none()).count())?;
         rows.keys.rows.push((key.clone(), *hash, None));

@@ -43,6 +43,7 @@ impl UserRepository for MemoryStore {
         let now = self.clock.now();
         let written = self.keyed(key, |data| {
             let events = trail.events(user.tenant_id, &[EventData::User(user.clone())])?;
+            data.check_room_for(user.tenant_id, &events)?;
             let rows = data.owner_of_new_row(user.tenant_id)?;
             if rows.emails.contains_key(&user.email) {
                 return Err(Error::Conflict(Conflict::EmailTaken));

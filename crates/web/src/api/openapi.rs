@@ -252,7 +252,14 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
         // Project writes enqueue their webhooks' deliveries, which a tenant's cap bounds.
         let enqueues = matches!(
             id.as_str(),
-            "createProject" | "updateProject" | "deleteProject" | "testWebhook" | "retryDelivery" | "recoverWebhook"
+            "createProject"
+                | "updateProject"
+                | "deleteProject"
+                | "testWebhook"
+                | "retryDelivery"
+                | "recoverWebhook"
+                | "createUser"
+                | "createApiKey"
         );
         let too_many = if enqueues {
             "Rate limit exceeded (`rate_limited`), or the tenant's pending webhook deliveries are at their cap \

@@ -128,6 +128,24 @@ on_every_backend! {
         let res = patch(&app, "patched", &owner, &id, json!({"rate_limit_per_second": null})).await;
         assert_eq!(res.json::<Value>().await.unwrap()["rate_limit_per_second"], Value::Null);
 
+        // A URL is stored as it will be called: a backslash is a slash, a line break goes; the
+        // audit log keeps the real origin, with nothing slipped into it.
+        let tricky = "http://127.0.0.1:11\\path\\S3CRET\n\nNOTICE: your account is locked";
+        let res = patch(&app, "patched", &owner, &id, json!({"url": tricky})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let stored: Value = res.json().await.unwrap();
+        assert_eq!(stored["url"], "http://127.0.0.1:11/path/S3CRETNOTICE:%20your%20account%20is%20locked");
+        let audit: Value = app
+            .on(Method::GET, "patched", "/v1/audit-log?action=webhook.updated", Some(&owner))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let logged = audit["items"][0]["changes"]["url"].as_str().unwrap();
+        assert_eq!(logged, "http://127.0.0.1:11", "{audit}");
+
         // Another tenant's webhook is not found, by any route.
         let res = app.on(Method::GET, "stranger", &format!("/v1/webhooks/{id}"), Some(&other)).send().await.unwrap();
         assert_problem(res, 404, "not_found").await;
@@ -155,7 +173,9 @@ on_every_backend! {
         let new = rotated["secret"].as_str().unwrap().to_owned();
         assert!(new.starts_with("whsec_") && new.len() >= 6 + 43 && new != old, "a new 256-bit secret");
         assert!(rotated["rotation_ends_at"].is_string());
-        assert!(!get_webhook(&app, "rotated", &owner, &id).await.to_string().contains(&new), "shown once");
+        let shown = get_webhook(&app, "rotated", &owner, &id).await;
+        assert!(!shown.to_string().contains(&new), "shown once");
+        assert_eq!(shown["rotation_ends_at"], rotated["rotation_ends_at"], "during the overlap");
 
         app.project("rotated", &owner, "During").await;
         drain(&app).await;
@@ -172,7 +192,7 @@ on_every_backend! {
         assert_eq!(signatures(&after[1]).1.len(), 1, "{}", after[1].signature);
         assert!(signed_by(&new, &after[1]), "the new secret signs");
         assert!(!signed_by(&old, &after[1]), "the old one no longer does");
-        assert_eq!(get_webhook(&app, "rotated", &owner, &id).await["rotation_ends_at"], rotated["rotation_ends_at"]);
+        assert_eq!(get_webhook(&app, "rotated", &owner, &id).await["rotation_ends_at"], Value::Null, "the overlap is over");
 
         // A rotation without overlap ends the old secret at once.
         let res = post(&app, "rotated", &owner, &path, Some(json!({"overlap_s": 0}))).await;
@@ -269,6 +289,12 @@ on_every_backend! {
 
         let again: Value = post(&app, "recovered", &owner, &path, Some(json!({"since": since}))).await.json().await.unwrap();
         assert_eq!(again["recovered"], 0, "nothing failed is left");
+        // A time past what UTC can write (the year 10000 there) is after every delivery.
+        for late in ["9999-12-31T23:59:59-23:59", "9999-12-31T23:00:00-01:00"] {
+            let res = post(&app, "recovered", &owner, &path, Some(json!({"since": late}))).await;
+            assert_eq!(res.status(), StatusCode::ACCEPTED, "{late}");
+            assert_eq!(res.json::<Value>().await.unwrap()["recovered"], 0);
+        }
     }
 
     async fn an_endpoint_failing_past_the_threshold_is_disabled_with_a_notice_and_an_event(backend: Backend) {
@@ -328,6 +354,7 @@ on_every_backend! {
         let event = body(&told[0]);
         assert_eq!((event["type"].as_str(), event["data"]["id"].as_str()), (Some("webhook.disabled"), Some(id.as_str())));
         assert_eq!(event["data"]["state"], "disabled");
+        assert_eq!(event["data"]["url"], failing.url.trim_end_matches("/hook"), "only the origin goes to other receivers");
         let mails = mailbox.messages().unwrap();
         let notices: Vec<_> = mails[sent_before..].iter().filter(|m| m.to.contains("owner@failing.test")).collect();
         assert_eq!(notices.len(), 1, "{mails:?}");
