@@ -344,6 +344,9 @@ mod tests {
         assert_eq!(url_origin("https://hooks.example.com/T000/B000/secret?token=s3cr3t"), "https://hooks.example.com");
         assert_eq!(url_origin("http://user:pw@127.0.0.1:9/hook#x"), "http://127.0.0.1:9");
         assert_eq!(url_origin("https://example.com?x=1"), "https://example.com");
+        assert_eq!(url_origin("http://127.0.0.1:9\\path\\secret"), "http://127.0.0.1:9", "a backslash ends the host");
+        assert_eq!(url_origin("http://127.0.0.1:1\\\n\nLOCKED: act now"), "http://127.0.0.1:1");
+        assert_eq!(url_origin("http://ex\nample.com/x"), "http://example.com", "no line break is kept");
     }
 
     #[test]
