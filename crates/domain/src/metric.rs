@@ -43,6 +43,12 @@ pub const DB_POOL_AVAILABLE: &str = "db_pool_available";
 pub const DB_POOL_WAITING: &str = "db_pool_waiting";
 /// Gauge: the database pool's maximum size.
 pub const DB_POOL_MAX: &str = "db_pool_max_size";
+/// Gauge `{replica}`: a read replica's lag as last measured, in seconds (by `host:port`, never
+/// its URL; recorded by the database adapter at each scrape).
+pub const DB_REPLICA_LAG: &str = "db_replica_lag_seconds";
+/// Gauge `{replica}`: 1 while stale-tolerant reads may go to the replica, 0 while it lags too
+/// far, is unreachable or a read failed on it since its last check.
+pub const DB_REPLICA_IN_USE: &str = "db_replica_in_use";
 /// Histogram: seconds a caller waited for a database connection from the pool.
 pub const DB_POOL_WAIT: &str = "db_pool_wait_seconds";
 /// Histogram `{op}`: seconds one database call took on the connection it took (every

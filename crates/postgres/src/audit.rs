@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{OrDb as _, corrupt};
 use crate::op;
-use crate::pool::{PgStore, tenant_read, tenant_tx};
+use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
 
 /// A stored hash; one of another length (written around the chain) reads as a hash no entry
 /// has, so verification reports where it is rather than failing.
@@ -154,8 +154,7 @@ impl AuditLog for PgStore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        self.bounded(async {
-            let client = self.conn(op::AUDIT_PAGE).await?;
+        self.bounded(stale_read!(self, op::AUDIT_PAGE, tenant, |client| {
             let sql = concat!(
                 "SELECT ",
                 record_columns!(),
@@ -183,7 +182,7 @@ impl AuditLog for PgStore {
             )
             .await?;
             records(&rows)
-        })
+        }))
         .await
     }
 
@@ -321,8 +320,7 @@ impl ApiKeyRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId) -> Result<Vec<ApiKey>> {
-        self.bounded(async {
-            let client = self.conn(op::KEYS_LIST).await?;
+        self.bounded(stale_read!(self, op::KEYS_LIST, tenant, |client| {
             let sql = concat!(
                 "SELECT ",
                 key_columns!(),
@@ -331,7 +329,7 @@ impl ApiKeyRepository for PgStore {
             );
             let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid()], 100).await?;
             rows.iter().map(key_from_row).collect()
-        })
+        }))
         .await
     }
 

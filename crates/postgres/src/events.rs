@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 use crate::error::{OrDb as _, corrupt};
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, tenant_read};
+use crate::pool::{PgStore, stale_read, tenant_read};
 
 macro_rules! columns {
     () => {
@@ -86,8 +86,7 @@ impl EventLog for PgStore {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        self.bounded(async {
-            let client = self.conn(op::EVENTS_LIST).await?;
+        self.bounded(stale_read!(self, op::EVENTS_LIST, tenant, |client| {
             let since = query.since.unwrap_or_else(beginning);
             let rows = match query.kind {
                 None => LIST.page(&client, tenant, &[tenant.as_uuid(), &since], after, limit).await?,
@@ -102,14 +101,13 @@ impl EventLog for PgStore {
                 events.push(event_from_row(row)?);
             }
             Ok(events)
-        })
+        }))
         .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: EventId) -> Result<Option<(StoredEvent, Vec<Delivery>)>> {
-        self.bounded(async {
-            let client = self.conn(op::EVENTS_GET).await?;
+        self.bounded(stale_read!(self, op::EVENTS_GET, tenant, |client| {
             let sql = concat!("SELECT ", columns!(), " FROM events WHERE tenant_id = $1 AND id = $2");
             let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()], 1).await?;
             let Some(event) = rows.first().map(event_from_row).transpose()? else { return Ok(None) };
@@ -120,7 +118,7 @@ impl EventLog for PgStore {
             let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()], 8).await?;
             let deliveries = rows.iter().map(crate::webhooks::delivery_from_row).collect::<Result<_>>()?;
             Ok(Some((event, deliveries)))
-        })
+        }))
         .await
     }
 }

@@ -19,6 +19,7 @@ pub mod migrate;
 mod op;
 mod pool;
 mod projects;
+mod replicas;
 pub mod seed;
 mod sessions;
 mod tenants;
@@ -29,6 +30,7 @@ pub use error::PgError;
 /// The statement a claim runs, for tests that look at its plan.
 pub use jobs::CLAIM_SQL;
 pub use pool::{PgSettings, PgStore, PoolStatus};
+pub use replicas::{CHECK_EVERY as REPLICA_CHECK_EVERY, ReplicaSettings};
 
 /// Every list's statements, as the adapters prepare them (for plan tests).
 pub mod lists {

@@ -15,6 +15,7 @@ use tokio_postgres::NoTls;
 
 use crate::error::{self, DATABASE, OrDb as _, PgError};
 use crate::op;
+use crate::replicas::{self, Replica, ReplicaSettings, Replicas};
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub struct PgStore {
     pub(crate) clock: Arc<dyn Clock>,
     /// `db_pool_wait_seconds` and `db_query_duration_seconds{op}`.
     timings: Arc<Timings>,
+    /// The standbys stale-tolerant reads may go to (none unless configured).
+    replicas: Arc<Replicas>,
 }
 
 /// The histograms every database call records into.
@@ -63,12 +66,17 @@ struct Timings {
 
 /// A connection taken for one database call named `op` (a port call): it derefs to the
 /// pooled connection and, when dropped (the call is done), records how long the call held it
-/// in `db_query_duration_seconds{op}` and in the request's `db` phase.
+/// in `db_query_duration_seconds{op}` and in the request's `db` phase, and, when a write
+/// transaction for a tenant was begun on it ([`tenant_tx`]), notes the write for
+/// read-your-writes.
 pub(crate) struct Conn<'a> {
     object: Object,
     op: &'static str,
     taken: Instant,
     timings: &'a Timings,
+    replicas: &'a Replicas,
+    /// The tenant a write transaction was begun for on this connection.
+    wrote: Option<TenantId>,
 }
 
 impl std::ops::Deref for Conn<'_> {
@@ -89,6 +97,9 @@ impl Drop for Conn<'_> {
         let took = self.taken.elapsed();
         self.timings.calls.record(self.op, took);
         timing::record(Phase::Db, took);
+        if let Some(tenant) = self.wrote {
+            self.replicas.wrote(tenant);
+        }
     }
 }
 
@@ -125,36 +136,65 @@ impl PgStore {
             ))
             .connect_timeout(settings.pool_timeout);
         let listen_config = config.clone();
-        let pools = shares(settings.pool_size, affinity::slots())
-            .into_iter()
-            .map(|max_size| {
-                let manager = Manager::from_config(
-                    config.clone(),
-                    NoTls,
-                    ManagerConfig { recycling_method: RecyclingMethod::Fast },
-                );
-                Pool::builder(manager)
-                    .max_size(max_size)
-                    .wait_timeout(Some(settings.pool_timeout))
-                    .create_timeout(Some(settings.pool_timeout))
-                    .recycle_timeout(Some(settings.pool_timeout))
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| PgError::Pool(e.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
+        let pools = pools(&config, settings.pool_size, settings.pool_timeout)?;
         Ok(Self {
             pools,
             listen_config,
             wakeups: Arc::default(),
             call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500),
             max_pending_jobs: i64::try_from(plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS).unwrap_or(i64::MAX),
-            clock,
+            clock: clock.clone(),
             timings: Arc::new(Timings {
                 pool_wait: metrics::histogram!(metric::DB_POOL_WAIT),
                 calls: ByOp::new(metric::DB_QUERY_DURATION),
             }),
+            replicas: Arc::new(Replicas::none(clock)),
         })
+    }
+
+    /// Sends the stale-tolerant reads to the standbys at `urls` (each with pools as the
+    /// primary's, and a connection wait of at most a second: a replica that keeps a read
+    /// waiting is passed over for the primary) while they lag at most `replica.max_lag`. Each
+    /// is unused until its first check ([`PgStore::check_replicas`]) passes.
+    pub fn with_replicas(
+        mut self,
+        urls: &[String],
+        settings: &PgSettings,
+        replica: &ReplicaSettings,
+    ) -> Result<Self, PgError> {
+        let members = urls
+            .iter()
+            .map(|url| {
+                let mut config: tokio_postgres::Config = url.parse().map_err(|_| PgError::Url)?;
+                let statement_ms = settings.statement_timeout.as_millis();
+                let wait = settings.pool_timeout.min(replicas::CHECK_TIMEOUT);
+                config
+                    .application_name(&settings.application_name)
+                    .options(format!("-c statement_timeout={statement_ms}"))
+                    .connect_timeout(wait);
+                Ok(Replica::new(replicas::label(&config), pools(&config, settings.pool_size, wait)?))
+            })
+            .collect::<Result<Vec<_>, PgError>>()?;
+        self.replicas = Arc::new(Replicas::new(members, replica, self.clock.clone()));
+        Ok(self)
+    }
+
+    /// How long after this instance writes for a tenant that tenant's reads stay on the
+    /// primary (zero without replicas).
+    pub fn read_your_writes_window(&self) -> Duration {
+        if self.replicas.any() { self.replicas.window } else { Duration::ZERO }
+    }
+
+    /// Measures each replica's lag once (every instance runs this every
+    /// [`replicas::CHECK_EVERY`]): a replica is read only while its last check, at most two
+    /// seconds old, measured a lag within the maximum.
+    pub async fn check_replicas(&self) {
+        if !self.replicas.any() {
+            return;
+        }
+        let pool = &self.pools[affinity::slot(self.pools.len())];
+        let primary = tokio::time::timeout(replicas::CHECK_TIMEOUT, pool.get()).await.ok().and_then(Result::ok);
+        self.replicas.check(primary.as_ref()).await;
     }
 
     /// Caps each tenant's pending jobs at `max` (instead of `DEFAULT_MAX_PENDING_JOBS`).
@@ -202,7 +242,37 @@ impl PgStore {
         let waited = taken.saturating_duration_since(asked);
         self.timings.pool_wait.record(waited.as_secs_f64());
         timing::record(Phase::Pool, waited);
-        Ok(Conn { object: object?, op, taken, timings: &self.timings })
+        Ok(Conn { object: object?, op, taken, timings: &self.timings, replicas: &self.replicas, wrote: None })
+    }
+
+    /// The replica `tenant`'s next stale-tolerant read goes to, if any: see [`stale_read!`].
+    pub(crate) fn replica_for(&self, tenant: TenantId) -> Option<&Replica> {
+        self.replicas.pick(tenant)
+    }
+
+    /// A connection to `replica`, for the stale-tolerant read `op`.
+    pub(crate) async fn replica_conn(&self, replica: &Replica, op: &'static str) -> Result<Conn<'_>, Error> {
+        let pool = &replica.pools[affinity::slot(replica.pools.len())];
+        let object = pool.get().await.map_err(error::pool)?;
+        Ok(Conn { object, op, taken: Instant::now(), timings: &self.timings, replicas: &self.replicas, wrote: None })
+    }
+
+    /// Runs `attempt`, the read `op` on `replica`, within [`REPLICA_READ_TIMEOUT`]: its value,
+    /// or `None` (the caller asks the primary) when it failed or timed out, in which case the
+    /// replica is set aside until its next passing check.
+    pub(crate) async fn on_replica<T>(
+        &self,
+        replica: &Replica,
+        op: &'static str,
+        attempt: impl Future<Output = Result<T, Error>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(REPLICA_READ_TIMEOUT, attempt).await {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(e)) => tracing::debug!(replica = %replica.label, error = %e, op, "replica read failed"),
+            Err(_) => tracing::debug!(replica = %replica.label, op, "replica read timed out"),
+        }
+        replica.set_aside();
+        None
     }
 
     /// Runs `call` with the whole-call time bound; running out is `Unavailable`.
@@ -231,6 +301,11 @@ impl plinth_domain::ports::Dependency for PgStore {
         metrics::gauge!(metric::DB_POOL_AVAILABLE).set(n(s.available));
         metrics::gauge!(metric::DB_POOL_WAITING).set(n(s.waiting));
         metrics::gauge!(metric::DB_POOL_MAX).set(n(s.max_size));
+        self.replicas.record_gauges();
+    }
+
+    async fn tend(&self) {
+        self.check_replicas().await;
     }
 
     fn close(&self) {
@@ -241,9 +316,65 @@ impl plinth_domain::ports::Dependency for PgStore {
 /// Sets the transaction's tenant: every statement after it sees only that tenant's rows.
 const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
 
-/// Begins a transaction whose every statement sees only `tenant`'s rows.
-pub(crate) async fn tenant_tx(client: &mut Object, tenant: TenantId) -> Result<Transaction<'_>, Error> {
-    let tx = client.transaction().await.or_db()?;
+/// Runs `$body`, a stale-tolerant read of `$tenant`'s data named `$op`, with `$client` bound
+/// to a [`Conn`]: on a replica in use, else on the primary. The primary serves it when no
+/// replica is in use, when this instance wrote for the tenant within the read-your-writes
+/// window, or when it failed on the replica (which is then set aside until its next passing
+/// check), so a replica never fails a read. Only reads of tenant data that may lag by up to
+/// the configured maximum are written with this; everything else, and every write, takes
+/// [`PgStore::conn`]. (A macro rather than a function taking an async closure: such a
+/// closure's future is not `Send` for every lifetime, as `async_trait` needs.)
+macro_rules! stale_read {
+    ($store:expr, $op:expr, $tenant:expr, |$client:ident| $body:block) => {{
+        let store: &$crate::pool::PgStore = $store;
+        async {
+            if let Some(replica) = store.replica_for($tenant) {
+                // Boxed: the body is written twice, and each copy's state would add to the size of
+                // the call's future.
+                let attempt = Box::pin(async {
+                    let $client = store.replica_conn(replica, $op).await?;
+                    $body
+                });
+                if let Some(value) = store.on_replica(replica, $op, attempt).await {
+                    return Ok(value);
+                }
+            }
+            let $client = store.conn($op).await?;
+            $body
+        }
+    }};
+}
+pub(crate) use stale_read;
+
+/// How long a read may take on a replica before it is asked of the primary instead.
+const REPLICA_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `total` connections to `config`, as one pool per worker thread (and one for the rest), each
+/// waiting at most `timeout` for a connection.
+fn pools(config: &tokio_postgres::Config, total: usize, timeout: Duration) -> Result<Arc<[Pool]>, PgError> {
+    shares(total, affinity::slots())
+        .into_iter()
+        .map(|max_size| {
+            let manager =
+                Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+            Pool::builder(manager)
+                .max_size(max_size)
+                .wait_timeout(Some(timeout))
+                .create_timeout(Some(timeout))
+                .recycle_timeout(Some(timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| PgError::Pool(e.to_string()))
+        })
+        .collect()
+}
+
+/// Begins a transaction whose every statement sees only `tenant`'s rows, on the primary: a
+/// write (or a read that must not lag), so the tenant's stale-tolerant reads on this instance
+/// stay on the primary for the read-your-writes window once the call is over.
+pub(crate) async fn tenant_tx<'c>(client: &'c mut Conn<'_>, tenant: TenantId) -> Result<Transaction<'c>, Error> {
+    client.wrote = Some(tenant);
+    let tx = client.object.transaction().await.or_db()?;
     set_tenant(&tx, tenant).await?;
     Ok(tx)
 }

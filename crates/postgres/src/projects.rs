@@ -16,7 +16,7 @@ use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, tenant_read, tenant_tx};
+use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
@@ -79,8 +79,7 @@ pub(crate) async fn insert_event(tx: &Transaction<'_>, event: &DomainEvent) -> R
 impl ProjectRepository for PgStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Project>> {
-        self.bounded(async {
-            let client = self.conn(op::PROJECTS_LIST).await?;
+        self.bounded(stale_read!(self, op::PROJECTS_LIST, tenant, |client| {
             let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
             // Sized up front: collecting `Result`s can't know the length and would grow it.
             let mut projects = Vec::with_capacity(rows.len());
@@ -88,18 +87,17 @@ impl ProjectRepository for PgStore {
                 projects.push(project_from_row(row)?);
             }
             Ok(projects)
-        })
+        }))
         .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn get(&self, tenant: TenantId, id: ProjectId) -> Result<Option<Project>> {
-        self.bounded(async {
-            let client = self.conn(op::PROJECTS_GET).await?;
+        self.bounded(stale_read!(self, op::PROJECTS_GET, tenant, |client| {
             let sql = concat!("SELECT ", columns!(), " FROM projects WHERE tenant_id = $1 AND id = $2");
             let rows = tenant_read(&client, tenant, sql, &[tenant.as_uuid(), id.as_uuid()], 1).await?;
             rows.first().map(project_from_row).transpose()
-        })
+        }))
         .await
     }
 

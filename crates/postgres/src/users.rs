@@ -18,7 +18,7 @@ use crate::error::{self, OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, tenant_read, tenant_tx};
+use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
@@ -156,11 +156,10 @@ impl UserRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<User>> {
-        self.bounded(async {
-            let client = self.conn(op::USERS_LIST).await?;
+        self.bounded(stale_read!(self, op::USERS_LIST, tenant, |client| {
             let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
             rows.iter().map(user_from_row).collect()
-        })
+        }))
         .await
     }
 

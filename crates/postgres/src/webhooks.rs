@@ -22,7 +22,7 @@ use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, tenant_read, tenant_tx};
+use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
@@ -286,11 +286,10 @@ impl WebhookRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list(&self, tenant: TenantId, after: Option<&Cursor>, limit: usize) -> Result<Vec<Webhook>> {
-        self.bounded(async {
-            let client = self.conn(op::WEBHOOKS_LIST).await?;
+        self.bounded(stale_read!(self, op::WEBHOOKS_LIST, tenant, |client| {
             let rows = LIST.page(&client, tenant, &[tenant.as_uuid()], after, limit).await?;
             rows.iter().map(webhook_from_row).collect()
-        })
+        }))
         .await
     }
 
@@ -316,8 +315,7 @@ impl WebhookRepository for PgStore {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<Delivery>> {
-        self.bounded(async {
-            let client = self.conn(op::WEBHOOKS_DELIVERIES).await?;
+        self.bounded(stale_read!(self, op::WEBHOOKS_DELIVERIES, tenant, |client| {
             let rows = DELIVERIES.page(&client, tenant, &[tenant.as_uuid(), webhook.as_uuid()], after, limit).await?;
             // An empty page is also what a webhook that isn't the tenant's has: tell them apart.
             if rows.is_empty() {
@@ -327,7 +325,7 @@ impl WebhookRepository for PgStore {
                 }
             }
             rows.iter().map(delivery_from_row).collect()
-        })
+        }))
         .await
     }
 

@@ -66,6 +66,33 @@ impl PrivateCluster {
         cluster
     }
 
+    /// A streaming standby of this cluster (which must be running): a base backup taken with
+    /// `pg_basebackup -R` (so it follows this cluster over a replication connection), started
+    /// on a port of its own as a hot standby. Stopped and removed when dropped, like any
+    /// private cluster; `stop` and `resume` stop and start it.
+    pub fn standby(&self) -> Self {
+        let dir = std::env::temp_dir().join(format!("plinth-pg-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("standby directory");
+        if is_root() {
+            let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+            assert!(chown.is_ok_and(|s| s.success()), "chown of the standby directory");
+        }
+        let data = dir.join("data").to_string_lossy().into_owned();
+        let port = self.port.to_string();
+        // initdb's trust authentication already lets `postgres` make replication connections
+        // from 127.0.0.1, and PostgreSQL's defaults (`wal_level=replica`, ten WAL senders)
+        // serve them.
+        let out = pg(
+            &self.bin,
+            "pg_basebackup",
+            &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &data, "-R", "-X", "stream", "--no-sync"],
+        );
+        assert!(out.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr));
+        let standby = Self { dir, bin: self.bin.clone(), port: free_port() };
+        standby.resume();
+        standby
+    }
+
     fn data(&self) -> String {
         self.dir.join("data").to_string_lossy().into_owned()
     }
@@ -76,6 +103,12 @@ impl PrivateCluster {
         let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
         let out = pg(&self.bin, "pg_ctl", &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "-t", "30", "start"]);
         assert!(out.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Stops the server the fast way (sessions are ended, as by an operator's `pg_ctl stop`).
+    pub fn stop_fast(&self) {
+        let out = pg(&self.bin, "pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Stops the server at once (in-flight transactions are rolled back).

@@ -21,7 +21,7 @@ use plinth_domain::values::{ApiKeyKey, EmailKey, RefreshKey};
 use plinth_email::{LogSender, SmtpSender};
 use plinth_jwt::{Argon2Hasher, JwtTokens};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
-use plinth_postgres::{PgSettings, PgStore};
+use plinth_postgres::{PgSettings, PgStore, ReplicaSettings};
 use plinth_redis::{RedisCache, RedisConn, RedisGenerations, RedisLimiter, RedisResidue, RedisSettings};
 use plinth_webhooks::{AddressPolicy, HttpSender, SecretBox, UrlGuard};
 
@@ -301,9 +301,19 @@ fn repositories(config: &Config, clock: &Arc<dyn Clock>) -> Result<(Repositories
         statement_timeout: db.statement_timeout,
         application_name: "plinth-api".into(),
     };
+    let replica_urls: Vec<String> = db.replica_urls.iter().map(|u| u.expose().clone()).collect();
     let pg = PgStore::connect(db.url.expose(), &settings, clock.clone())
+        .and_then(|pg| pg.with_replicas(&replica_urls, &settings, &ReplicaSettings { max_lag: db.replica_max_lag }))
         .map_err(StartupError::Database)?
         .with_max_pending_jobs(config.tenant_max_pending_jobs);
+    if !replica_urls.is_empty() {
+        tracing::info!(
+            replicas = replica_urls.len(),
+            max_lag_ms = db.replica_max_lag.as_millis(),
+            read_your_writes_ms = pg.read_your_writes_window().as_millis(),
+            "stale-tolerant reads go to the read replicas in use"
+        );
+    }
     Ok((Repositories::of(Arc::new(pg.clone())), Some(pg)))
 }
 

@@ -80,6 +80,11 @@ pub struct DatabaseConfig {
     pub pool_timeout: Duration,
     /// Longest statement.
     pub statement_timeout: Duration,
+    /// `PLINTH_DATABASE_REPLICA_URLS`: streaming standbys for the reads that may lag (as
+    /// `plinth_app`); empty: every read goes to the primary.
+    pub replica_urls: Vec<Secret<String>>,
+    /// `PLINTH_REPLICA_MAX_LAG_MS`: a replica lagging more is not read.
+    pub replica_max_lag: Duration,
 }
 
 /// Log settings.
@@ -262,6 +267,12 @@ impl Config {
                 statement_timeout: Duration::from_millis(env.parse_in(
                     "PLINTH_DB_STATEMENT_TIMEOUT_MS",
                     5000,
+                    1..=3_600_000,
+                )?),
+                replica_urls: env.list("PLINTH_DATABASE_REPLICA_URLS").into_iter().map(Secret::new).collect(),
+                replica_max_lag: Duration::from_millis(env.parse_in(
+                    "PLINTH_REPLICA_MAX_LAG_MS",
+                    1000,
                     1..=3_600_000,
                 )?),
             }),

@@ -118,6 +118,11 @@ impl Application {
             async move { app.flush_key_usage().await }
         });
         let app = state.plinth.clone();
+        every(plinth_postgres::REPLICA_CHECK_EVERY, signal.clone(), move || {
+            let app = app.clone();
+            async move { app.tend_dependencies().await }
+        });
+        let app = state.plinth.clone();
         every(RETRY_INVALIDATIONS_EVERY, signal, move || {
             let app = app.clone();
             async move { app.retry_failed_invalidations().await }

@@ -18,6 +18,10 @@ pub trait Dependency: Send + Sync {
     /// scrape. Nothing by default.
     fn record_gauges(&self) {}
 
+    /// Its periodic upkeep, run every second while plinth serves (the database measures its
+    /// replicas' lag). Nothing by default.
+    async fn tend(&self) {}
+
     /// Closes it at shutdown: idle connections are dropped and new calls fail. Nothing by
     /// default.
     fn close(&self) {}

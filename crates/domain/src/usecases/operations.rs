@@ -64,6 +64,13 @@ impl Plinth {
         self.ports.dependencies.iter().for_each(|d| d.record_gauges());
     }
 
+    /// Runs every dependency's periodic upkeep once (`startup` does it every second).
+    pub async fn tend_dependencies(&self) {
+        for d in &self.ports.dependencies {
+            d.tend().await;
+        }
+    }
+
     /// Closes every dependency (at shutdown, once nothing uses them any more).
     pub fn close_dependencies(&self) {
         self.ports.dependencies.iter().for_each(|d| d.close());

@@ -102,6 +102,8 @@ fn describe() {
     describe_gauge!(domain::DB_POOL_AVAILABLE, "Idle connections in the database pool");
     describe_gauge!(domain::DB_POOL_WAITING, "Callers waiting for a database connection");
     describe_gauge!(domain::DB_POOL_MAX, "Maximum size of the database pool");
+    describe_gauge!(domain::DB_REPLICA_LAG, Unit::Seconds, "A read replica's lag as last measured");
+    describe_gauge!(domain::DB_REPLICA_IN_USE, "1 while stale-tolerant reads may go to the read replica");
     describe_histogram!(domain::DB_POOL_WAIT, Unit::Seconds, "Time waited for a database connection from the pool");
     describe_histogram!(
         domain::DB_QUERY_DURATION,

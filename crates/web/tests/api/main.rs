@@ -25,6 +25,7 @@ mod plans;
 mod platform;
 mod projects;
 mod rate_limit;
+mod replicas;
 mod server_limits;
 mod sessions;
 mod shared;
