@@ -2,7 +2,6 @@
 //! statements of the writes whose events are never refused for a full queue.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::Result;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Delivery;
@@ -16,7 +15,7 @@ use tokio_postgres::Row;
 use crate::error::{OrDb as _, corrupt};
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, tenant_read};
+use crate::pool::{PgStore, Tx, tenant_read};
 
 macro_rules! columns {
     () => {
@@ -53,12 +52,7 @@ fn event_from_row(row: &Row) -> Result<StoredEvent> {
 /// transaction: stores `events` with their deliveries and jobs, never refused for a full queue
 /// (as an operator's act on a tenant: revoking a key or removing a member must not wait for a
 /// webhook's backlog), then appends `trail`.
-pub(crate) async fn settle(
-    tx: &Transaction<'_>,
-    tenant: TenantId,
-    events: &[DomainEvent],
-    trail: &AuditTrail,
-) -> Result<()> {
+pub(crate) async fn settle(tx: &Tx<'_>, tenant: TenantId, events: &[DomainEvent], trail: &AuditTrail) -> Result<()> {
     crate::projects::store_events(tx, events, i64::MAX).await?;
     crate::audit::append(tx, tenant, trail).await
 }
