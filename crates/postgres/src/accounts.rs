@@ -4,7 +4,6 @@
 //! concurrent uses of one token can't both succeed.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Invitation, Tenant, User, url_origin};
 use plinth_domain::error::Conflict;
@@ -22,7 +21,7 @@ use uuid::Uuid;
 
 use crate::error::{self, OrDb as _, corrupt};
 use crate::op;
-use crate::pool::{PgStore, tenant_tx};
+use crate::pool::{PgStore, Tx, tenant_tx, unscoped};
 use crate::sessions::end_sessions;
 use crate::users::insert_user;
 
@@ -30,7 +29,7 @@ use crate::users::insert_user;
 const MAX_ERROR_CHARS: usize = 512;
 
 /// Stores `email`'s message and enqueues its job in `tx`. Errors: `QueueFull`.
-pub(crate) async fn queue_email(tx: &Transaction<'_>, email: &NewEmail, max_pending_jobs: i64) -> Result<()> {
+pub(crate) async fn queue_email(tx: &Tx<'_>, email: &NewEmail, max_pending_jobs: i64) -> Result<()> {
     let insert = tx
         .prepare_cached(
             "INSERT INTO outbound_emails (tenant_id, id, purpose, recipient, created_at, updated_at) \
@@ -49,11 +48,7 @@ pub(crate) async fn queue_email(tx: &Transaction<'_>, email: &NewEmail, max_pend
 }
 
 /// Stores the verification token and queues its message in `tx`.
-pub(crate) async fn queue_verification_in(
-    tx: &Transaction<'_>,
-    v: &NewVerification,
-    max_pending_jobs: i64,
-) -> Result<()> {
+pub(crate) async fn queue_verification_in(tx: &Tx<'_>, v: &NewVerification, max_pending_jobs: i64) -> Result<()> {
     queue_email(tx, &v.email, max_pending_jobs).await?;
     let insert = tx
         .prepare_cached(
@@ -83,7 +78,7 @@ pub(crate) async fn queue_verification_in(
 
 /// Spends the live token of `purpose` with hash `token` in `tx`: its user.
 async fn spend_token(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     purpose: Purpose,
     token: &TokenHash,
@@ -105,12 +100,7 @@ async fn spend_token(
 
 /// Marks `user`'s address verified, in `tx`; the user as they are after it when it was not
 /// verified before (what `user.updated` reports), else `None` and nothing changed.
-async fn verify_address(
-    tx: &Transaction<'_>,
-    tenant: TenantId,
-    user: UserId,
-    now: OffsetDateTime,
-) -> Result<Option<User>> {
+async fn verify_address(tx: &Tx<'_>, tenant: TenantId, user: UserId, now: OffsetDateTime) -> Result<Option<User>> {
     let verify = tx
         .prepare_cached(concat!(
             "UPDATE users SET email_verified = true, updated_at = $3 \
@@ -124,7 +114,7 @@ async fn verify_address(
 }
 
 /// Spends every token of `purpose` of `user`, in `tx`.
-pub(crate) async fn spend_all(tx: &Transaction<'_>, tenant: TenantId, user: UserId, purpose: Purpose) -> Result<()> {
+pub(crate) async fn spend_all(tx: &Tx<'_>, tenant: TenantId, user: UserId, purpose: Purpose) -> Result<()> {
     let delete = tx
         .prepare_cached("DELETE FROM user_tokens WHERE tenant_id = $1 AND user_id = $2 AND purpose = $3")
         .await
@@ -544,8 +534,8 @@ impl AccountEmails for PgStore {
     async fn prune(&self, now: OffsetDateTime, before: OffsetDateTime) -> Result<u64> {
         self.bounded(async {
             let client = self.conn(op::ACCOUNTS_PRUNE).await?;
-            let q = client.prepare_cached("SELECT plinth_prune_account_emails($1, $2)").await.or_db()?;
-            let row = client.query_one(&q, &[&now, &before]).await.or_db()?;
+            let rows = unscoped(&client, "SELECT plinth_prune_account_emails($1, $2)", &[&now, &before], 1).await?;
+            let row = rows.first().ok_or_else(|| corrupt("prune"))?;
             Ok(u64::try_from(row.try_get::<_, i64>(0).or_db()?).unwrap_or(0))
         })
         .await

@@ -2,7 +2,6 @@
 //! last statement of the write that causes them, and read back for pages and verification.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::Result;
 use plinth_domain::audit::{Actor, ActorKind, AuditEntry, AuditRecord, AuditTrail, ChainHash, ChainLink, Target};
 use plinth_domain::entities::ApiKey;
@@ -16,7 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{OrDb as _, corrupt};
 use crate::op;
-use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
+use crate::pool::{PgStore, Tx, stale_read, tenant_read, tenant_tx, unscoped};
 
 /// A stored hash; one of another length (written around the chain) reads as a hash no entry
 /// has, so verification reports where it is rather than failing.
@@ -34,7 +33,7 @@ fn to_i64(n: u64) -> i64 {
 }
 
 /// Creates `tenant`'s chain head (at no entry), in `tx`: with the tenant, so appends find it.
-pub(crate) async fn create_head(tx: &Transaction<'_>, tenant: TenantId) -> Result<()> {
+pub(crate) async fn create_head(tx: &Tx<'_>, tenant: TenantId) -> Result<()> {
     let create =
         tx.prepare_cached("INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING").await.or_db()?;
     tx.execute(&create, &[tenant.as_uuid()]).await.or_db()?;
@@ -45,7 +44,7 @@ pub(crate) async fn create_head(tx: &Transaction<'_>, tenant: TenantId) -> Resul
 /// it and stores them with the new head, in two statements (two round trips). Call it last
 /// before committing: the lock is held until the commit. A tenant made before the audit log
 /// (or bulk-loaded without a head) gets its head on its first entry.
-pub(crate) async fn append(tx: &Transaction<'_>, tenant: TenantId, trail: &AuditTrail) -> Result<()> {
+pub(crate) async fn append(tx: &Tx<'_>, tenant: TenantId, trail: &AuditTrail) -> Result<()> {
     if trail.is_empty() {
         return Ok(());
     }
@@ -228,8 +227,8 @@ impl AuditLog for PgStore {
     async fn prune(&self, before: OffsetDateTime) -> Result<u64> {
         self.bounded(async {
             let client = self.conn(op::AUDIT_PRUNE).await?;
-            let q = client.prepare_cached("SELECT plinth_prune_audit($1)").await.or_db()?;
-            let row = client.query_one(&q, &[&before]).await.or_db()?;
+            let rows = unscoped(&client, "SELECT plinth_prune_audit($1)", &[&before], 1).await?;
+            let row = rows.first().ok_or_else(|| corrupt("prune"))?;
             Ok(u64::try_from(row.try_get::<_, i64>(0).or_db()?).unwrap_or(0))
         })
         .await
@@ -394,8 +393,7 @@ impl ApiKeyRepository for PgStore {
         let at: Vec<OffsetDateTime> = latest.values().copied().collect();
         self.bounded(async {
             let client = self.conn(op::KEYS_TOUCH).await?;
-            let q = client.prepare_cached("SELECT plinth_touch_api_keys($1, $2, $3)").await.or_db()?;
-            client.execute(&q, &[&tenants, &ids, &at]).await.or_db()?;
+            unscoped(&client, "SELECT plinth_touch_api_keys($1, $2, $3)", &[&tenants, &ids, &at], 1).await?;
             Ok(())
         })
         .await

@@ -1,7 +1,7 @@
 //! Plan limits, checked in the write's transaction under a lock that the tenant's concurrent
 //! writes of the same resource wait for: two creations at the limit can't both see room.
 
-use deadpool_postgres::Transaction;
+use crate::pool::Tx;
 use plinth_domain::ids::TenantId;
 use plinth_domain::plans::{Cap, Resource};
 use plinth_domain::{Error, Result};
@@ -10,7 +10,7 @@ use crate::error::OrDb as _;
 
 /// Checks `cap` for `tenant` in `tx`: takes the tenant's lock for the resource (held to the
 /// commit), then counts its rows up to the limit (never the whole table of a big tenant).
-pub(crate) async fn check(tx: &Transaction<'_>, tenant: TenantId, cap: Option<Cap>) -> Result<()> {
+pub(crate) async fn check(tx: &Tx<'_>, tenant: TenantId, cap: Option<Cap>) -> Result<()> {
     let Some(cap) = cap else { return Ok(()) };
     let (lock, count) = match cap.resource {
         Resource::Members => (

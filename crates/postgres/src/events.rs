@@ -2,7 +2,6 @@
 //! statements of the writes whose events are never refused for a full queue.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::Result;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Delivery;
@@ -16,7 +15,7 @@ use tokio_postgres::Row;
 use crate::error::{OrDb as _, corrupt};
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, stale_read, tenant_read};
+use crate::pool::{PgStore, Tx, stale_read, tenant_read};
 
 macro_rules! columns {
     () => {
@@ -54,7 +53,7 @@ fn event_from_row(row: &Row) -> Result<StoredEvent> {
 /// (as an operator's act on a tenant: revoking a key or removing a member must not wait for a
 /// webhook's backlog), then appends `trail`.
 pub(crate) async fn settle(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     events: &[DomainEvent],
     trail: &AuditTrail,
@@ -66,7 +65,7 @@ pub(crate) async fn settle(
 /// take the tenant past `max_pending_jobs`: for the writes that add someone (a user, an API
 /// key), which a tenant could otherwise repeat, with a removal, to fill the queue past its cap.
 pub(crate) async fn settle_within(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     events: &[DomainEvent],
     trail: &AuditTrail,

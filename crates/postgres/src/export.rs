@@ -17,7 +17,6 @@
 //! batch (a thousand rows by an index, normally milliseconds).
 
 use async_trait::async_trait;
-use deadpool_postgres::{Object, Transaction};
 use plinth_domain::entities::Tenant;
 use plinth_domain::export::{ExportRecord, ExportWriter, Stopped};
 use plinth_domain::ids::TenantId;
@@ -28,7 +27,7 @@ use tokio_postgres::{IsolationLevel, Row};
 
 use crate::error::OrDb as _;
 use crate::op;
-use crate::pool::{PgStore, set_tenant};
+use crate::pool::{Conn, PgStore, Tx, set_tenant, wrap};
 
 /// Rows fetched from the portal at a time.
 const BATCH: i32 = 1000;
@@ -42,7 +41,8 @@ const LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended('plinth.ex
 /// Begins the export's transaction on `client`: its timeouts, its tenant, its lock, and the
 /// tenant's row (its first statement that reads, the lock's, took the snapshot). Errors:
 /// `Conflict(ExportRunning)`; `TenantNotFound`.
-async fn begin(client: &mut Object, tenant: TenantId) -> Result<(Transaction<'_>, Tenant)> {
+async fn begin<'c>(client: &'c mut Conn<'_>, tenant: TenantId) -> Result<(Tx<'c>, Tenant)> {
+    let session = client.session();
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -50,8 +50,10 @@ async fn begin(client: &mut Object, tenant: TenantId) -> Result<(Transaction<'_>
         .start()
         .await
         .or_db()?;
-    tx.batch_execute(TIMEOUTS).await.or_db()?;
+    let tx = wrap(session, tx);
+    // The tenant first: it sets the store's timeouts, which the export's own then replace.
     set_tenant(&tx, tenant).await?;
+    tx.batch_execute(TIMEOUTS).await.or_db()?;
     let lock = tx.prepare_cached(LOCK).await.or_db()?;
     let taken: bool = tx.query_one(&lock, &[&tenant.to_string()]).await.or_db()?.try_get(0).or_db()?;
     if !taken {
@@ -73,7 +75,7 @@ async fn put<R: ExportRecord>(out: &mut ExportWriter, record: R) -> Result<(), S
 }
 
 /// Writes `tenant` and every row of it, kind by kind, into `out`.
-async fn write(tx: &Transaction<'_>, tenant: Tenant, out: &mut ExportWriter) -> Result<(), Stopped> {
+async fn write(tx: &Tx<'_>, tenant: Tenant, out: &mut ExportWriter) -> Result<(), Stopped> {
     let id = tenant.id;
     put(out, tenant).await?;
     rows(tx, id, crate::users::EXPORT, crate::users::user_from_row, out).await?;
@@ -86,7 +88,7 @@ async fn write(tx: &Transaction<'_>, tenant: Tenant, out: &mut ExportWriter) -> 
 /// Writes the rows `sql` selects for `tenant` (its one parameter), read through a portal
 /// [`BATCH`] at a time: a batch is read only once the one before is written.
 async fn rows<R: ExportRecord>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     sql: &str,
     map: fn(&Row) -> Result<R>,

@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::Transaction;
 use plinth_domain::ports::{IdempotencyScope, IdempotencyStore, IdempotentWrite, Lookup, StoredResponse};
 use plinth_domain::{Error, Result};
 use time::OffsetDateTime;
@@ -11,7 +10,7 @@ use uuid::Uuid;
 
 use crate::error::OrDb as _;
 use crate::op;
-use crate::pool::{PgStore, tenant_read, tenant_tx};
+use crate::pool::{PgStore, Tx, tenant_read, tenant_tx};
 
 /// Stores `write`'s key and answer in the caller's transaction unless the key is live; returns
 /// whether it did. A live key stored by a transaction still open makes this wait for it: if
@@ -19,7 +18,7 @@ use crate::pool::{PgStore, tenant_read, tenant_tx};
 ///
 /// A row without an answer was left "in progress" by an earlier version of plinth, which
 /// claimed keys in a transaction of their own; such a claim is taken over at once.
-pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite, now: OffsetDateTime) -> Result<bool> {
+pub(crate) async fn store_key(tx: &Tx<'_>, write: &IdempotentWrite, now: OffsetDateTime) -> Result<bool> {
     let q = tx
         .prepare_cached(
             "INSERT INTO idempotency_keys \
@@ -53,7 +52,7 @@ pub(crate) async fn store_key(tx: &Transaction<'_>, write: &IdempotentWrite, now
 
 /// Stores `key` in the caller's transaction when there is one; `false` when it is live already
 /// (the caller then writes nothing and lets the transaction roll back).
-pub(crate) async fn take_key(tx: &Transaction<'_>, key: Option<&IdempotentWrite>, now: OffsetDateTime) -> Result<bool> {
+pub(crate) async fn take_key(tx: &Tx<'_>, key: Option<&IdempotentWrite>, now: OffsetDateTime) -> Result<bool> {
     match key {
         Some(key) => store_key(tx, key, now).await,
         None => Ok(true),

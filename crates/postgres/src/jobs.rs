@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::Transaction;
 use futures_util::StreamExt as _;
 use plinth_domain::entities::{DeliveryState, WebhookHealth};
 use plinth_domain::ids::{DeliveryId, EmailId, TenantId};
@@ -18,12 +17,13 @@ use plinth_domain::ports::{
 use plinth_domain::{Error, Result};
 use serde_json::json;
 use tokio::sync::Notify;
+use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
 use crate::error::{self, corrupt};
 use crate::op;
-use crate::pool::{PgStore, tenant_tx};
+use crate::pool::{PgStore, Tx, tenant_tx, unscoped};
 
 /// The channel jobs are announced on.
 const CHANNEL: &str = "plinth_jobs";
@@ -43,7 +43,7 @@ pub(crate) struct Wakeups {
 }
 
 /// Enqueues the attempt of `delivery` in the caller's transaction; announced on commit.
-pub(crate) async fn enqueue_delivery(tx: &Transaction<'_>, tenant: TenantId, delivery: DeliveryId) -> Result<()> {
+pub(crate) async fn enqueue_delivery(tx: &Tx<'_>, tenant: TenantId, delivery: DeliveryId) -> Result<()> {
     let payload = json!({"tenant_id": tenant.to_string(), "delivery_id": delivery.to_string()});
     enqueue(tx, tenant, DELIVER, &payload).await
 }
@@ -52,7 +52,7 @@ pub(crate) async fn enqueue_delivery(tx: &Transaction<'_>, tenant: TenantId, del
 /// new one; a delivery whose job is claimed right now (its attempt under way) is left alone.
 /// In the caller's transaction; announced on commit.
 pub(crate) async fn schedule_deliveries(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     deliveries: &[(Uuid, time::OffsetDateTime)],
 ) -> Result<()> {
@@ -82,7 +82,7 @@ pub(crate) async fn schedule_deliveries(
 }
 
 /// Drops the waiting jobs of `tenant`'s deliveries `deliveries`, in the caller's transaction.
-pub(crate) async fn drop_delivery_jobs(tx: &Transaction<'_>, tenant: TenantId, deliveries: &[Uuid]) -> Result<()> {
+pub(crate) async fn drop_delivery_jobs(tx: &Tx<'_>, tenant: TenantId, deliveries: &[Uuid]) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
     }
@@ -99,12 +99,12 @@ pub(crate) async fn drop_delivery_jobs(tx: &Transaction<'_>, tenant: TenantId, d
 }
 
 /// Enqueues the sending of message `email` in the caller's transaction; announced on commit.
-pub(crate) async fn enqueue_email(tx: &Transaction<'_>, tenant: TenantId, email: EmailId) -> Result<()> {
+pub(crate) async fn enqueue_email(tx: &Tx<'_>, tenant: TenantId, email: EmailId) -> Result<()> {
     let payload = json!({"tenant_id": tenant.to_string(), "email_id": email.to_string()});
     enqueue(tx, tenant, EMAIL, &payload).await
 }
 
-async fn enqueue(tx: &Transaction<'_>, tenant: TenantId, kind: &str, payload: &serde_json::Value) -> Result<()> {
+async fn enqueue(tx: &Tx<'_>, tenant: TenantId, kind: &str, payload: &serde_json::Value) -> Result<()> {
     let insert =
         tx.prepare_cached("INSERT INTO jobs (queue, kind, payload) VALUES ($1, $2, $3)").await.map_err(error::db)?;
     tx.execute(&insert, &[&tenant.to_string(), &kind, payload]).await.map_err(error::db)?;
@@ -114,7 +114,7 @@ async fn enqueue(tx: &Transaction<'_>, tenant: TenantId, kind: &str, payload: &s
 }
 
 /// Finishes the claimed `job` in the caller's transaction, or puts it back for a retry.
-pub(crate) async fn move_on(tx: &Transaction<'_>, job: &Job, next: NextStep) -> Result<()> {
+pub(crate) async fn move_on(tx: &Tx<'_>, job: &Job, next: NextStep) -> Result<()> {
     match next {
         NextStep::RetryAt(at) => {
             let retry = tx
@@ -135,7 +135,7 @@ pub(crate) async fn move_on(tx: &Transaction<'_>, job: &Job, next: NextStep) -> 
 /// the caller's transaction just enqueued. The insert trigger's update of the tenant's queue row
 /// holds that row's lock until the caller commits, so concurrent writers of one tenant take
 /// turns here and each sees the others' committed jobs: no count-then-insert race.
-pub(crate) async fn check_room(tx: &Transaction<'_>, tenant: TenantId, max: i64) -> Result<()> {
+pub(crate) async fn check_room(tx: &Tx<'_>, tenant: TenantId, max: i64) -> Result<()> {
     let q = tx.prepare_cached("SELECT pending FROM job_queues WHERE queue = $1").await.map_err(error::db)?;
     let pending: i32 = match tx.query_opt(&q, &[&tenant.to_string()]).await.map_err(error::db)? {
         Some(row) => row.try_get(0).map_err(error::db)?,
@@ -171,44 +171,101 @@ fn job_from(id: i64, kind: &str, payload: &serde_json::Value) -> Result<Job> {
     Ok(Job { id, tenant, work })
 }
 
+/// How long the listener waits for its own probe notification before it concludes that
+/// notifications don't reach it.
+const PROBE_WAIT: Duration = Duration::from_secs(3);
+
+/// What became of one listening connection.
+enum Listened {
+    /// It dropped (or never connected): try again.
+    Dropped,
+    /// The server refused `LISTEN`, or a notification sent through the pool never arrived
+    /// (a pooler in transaction mode hands the `LISTEN` to a server connection it then gives to
+    /// others): notifications can't be had here.
+    Deaf,
+}
+
 impl PgStore {
-    /// Keeps a connection LISTENing on the jobs channel, reconnecting when it drops.
+    /// Keeps a connection LISTENing on the jobs channel, reconnecting when it drops. Should the
+    /// listener turn out not to hear notifications (see [`Listened::Deaf`]), it logs that once
+    /// and stops: idle workers find jobs by polling (`wait_for_work` never waits longer than
+    /// it is told).
     fn start_listener(&self) {
-        let wakeups = self.wakeups.clone();
-        let config = self.listen_config.clone();
         if self.wakeups.started.swap(true, Ordering::AcqRel) {
             return;
         }
-        {
-            tokio::spawn(async move {
-                loop {
-                    if let Ok((client, mut connection)) = config.connect(NoTls).await {
-                        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                        let listening = {
-                            // The connection must be polled for LISTEN to complete.
-                            let mut listen = std::pin::pin!(client.batch_execute(LISTEN));
-                            loop {
-                                tokio::select! {
-                                    r = &mut listen => break r.is_ok(),
-                                    m = messages.next() => if m.is_none() { break false },
-                                }
-                            }
-                        };
-                        if listening {
-                            wakeups.notify.notify_waiters();
-                            while let Some(message) = messages.next().await {
-                                match message {
-                                    Ok(AsyncMessage::Notification(_)) => wakeups.notify.notify_waiters(),
-                                    Ok(_) => {}
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Listened::Deaf = store.listen_once().await {
+                    tracing::warn!(
+                        "job notifications do not reach this process (is DATABASE_URL a pooler in transaction \
+                         mode? set PLINTH_DATABASE_DIRECT_URL): idle workers poll for jobs every second instead"
+                    );
+                    return;
                 }
-            });
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    /// Connects, LISTENs, checks with a probe sent through the pool that notifications arrive,
+    /// then wakes waiting workers on each until the connection drops.
+    async fn listen_once(&self) -> Listened {
+        let Ok((client, mut connection)) = self.listen_config.connect(NoTls).await else {
+            return Listened::Dropped;
+        };
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let probe = Uuid::now_v7().to_string();
+        // The connection must be polled for LISTEN to complete, and while the probe goes out.
+        {
+            let mut listen = std::pin::pin!(client.batch_execute(LISTEN));
+            loop {
+                tokio::select! {
+                    r = &mut listen => match r {
+                        Ok(()) => break,
+                        Err(e) if e.as_db_error().is_some() => return Listened::Deaf,
+                        Err(_) => return Listened::Dropped,
+                    },
+                    m = messages.next() => if m.is_none() { return Listened::Dropped },
+                }
+            }
         }
+        let heard = async {
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) if n.payload() == probe => return Ok(()),
+                    Ok(AsyncMessage::Notification(_)) => self.wakeups.notify.notify_waiters(),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            Err(Listened::Dropped)
+        };
+        let sent = async {
+            let client = self.conn(op::JOBS_PROBE).await?;
+            client
+                .execute_typed("SELECT pg_notify($1, $2)", &[(&CHANNEL, Type::TEXT), (&probe, Type::TEXT)])
+                .await
+                .map_err(error::db)
+        };
+        let (heard, sent) = tokio::join!(tokio::time::timeout(PROBE_WAIT, heard), sent);
+        match (heard, sent) {
+            (Ok(Ok(())), _) => {}
+            (Ok(Err(dropped)), _) => return dropped,
+            // The probe never went out (the pool's database is down): try again later.
+            (Err(_), Err(_)) => return Listened::Dropped,
+            (Err(_), Ok(_)) => return Listened::Deaf,
+        }
+        self.wakeups.notify.notify_waiters();
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => self.wakeups.notify.notify_waiters(),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Listened::Dropped
     }
 }
 
@@ -217,9 +274,8 @@ impl JobQueue for PgStore {
     async fn claim(&self, worker: &str) -> Result<Option<Job>> {
         self.bounded(async {
             let client = self.conn(op::JOBS_CLAIM).await?;
-            let claim = client.prepare_cached(CLAIM_SQL).await.map_err(error::db)?;
-            let row = client.query_opt(&claim, &[&worker, &self.clock.now()]).await.map_err(error::db)?;
-            row.map(|r| job_from(r.get(0), r.get(1), &r.get(2))).transpose()
+            let rows = unscoped(&client, CLAIM_SQL, &[&worker, &self.clock.now()], 1).await?;
+            rows.first().map(|r| job_from(r.get(0), r.get(1), &r.get(2))).transpose()
         })
         .await
     }
@@ -232,13 +288,9 @@ impl JobQueue for PgStore {
     async fn release(&self, job: &Job) -> Result<()> {
         self.bounded(async {
             let client = self.conn(op::JOBS_RELEASE).await?;
-            let q = client
-                .prepare_cached(
-                    "UPDATE jobs SET locked_by = NULL, locked_at = NULL, attempts = greatest(attempts - 1, 0) WHERE id = $1",
-                )
-                .await
-                .map_err(error::db)?;
-            client.execute(&q, &[&job.id]).await.map_err(error::db)?;
+            let sql =
+                "UPDATE jobs SET locked_by = NULL, locked_at = NULL, attempts = greatest(attempts - 1, 0) WHERE id = $1";
+            unscoped(&client, sql, &[&job.id], 0).await?;
             Ok(())
         })
         .await
@@ -248,14 +300,12 @@ impl JobQueue for PgStore {
         let seconds = after.as_secs_f64();
         self.bounded(async {
             let client = self.conn(op::JOBS_RESCUE).await?;
-            let q = client
-                .prepare_cached(
-                    "UPDATE jobs SET locked_by = NULL, locked_at = NULL \
-                     WHERE locked_at < now() - make_interval(secs => $1)",
-                )
-                .await
-                .map_err(error::db)?;
-            client.execute(&q, &[&seconds]).await.map_err(error::db)
+            let sql = "WITH freed AS (UPDATE jobs SET locked_by = NULL, locked_at = NULL \
+                       WHERE locked_at < now() - make_interval(secs => $1) RETURNING 1) \
+                       SELECT count(*) FROM freed";
+            let rows = unscoped(&client, sql, &[&seconds], 1).await?;
+            let freed: i64 = rows.first().ok_or_else(|| corrupt("rescue"))?.try_get(0).map_err(error::db)?;
+            Ok(u64::try_from(freed).unwrap_or(0))
         })
         .await
     }
@@ -265,17 +315,13 @@ impl JobQueue for PgStore {
             let client = self.conn(op::JOBS_STATS).await?;
             // Sums over one counter row per tenant: the same cost with no jobs or with millions.
             // A paused tenant's jobs (suspended or deleted) wait on purpose: they are not behind.
-            let q = client
-                .prepare_cached(
-                    "SELECT coalesce(sum(pending - running) FILTER (WHERE NOT paused), 0)::int8, \
-                            coalesce(sum(running), 0)::int8, \
-                            extract(epoch FROM now() - (SELECT min(head_run_at) FROM job_queues \
-                                                        WHERE head_run_at <= now() AND NOT paused))::float8 \
-                     FROM job_queues",
-                )
-                .await
-                .map_err(error::db)?;
-            let row = client.query_one(&q, &[]).await.map_err(error::db)?;
+            let sql = "SELECT coalesce(sum(pending - running) FILTER (WHERE NOT paused), 0)::int8, \
+                              coalesce(sum(running), 0)::int8, \
+                              extract(epoch FROM now() - (SELECT min(head_run_at) FROM job_queues \
+                                                          WHERE head_run_at <= now() AND NOT paused))::float8 \
+                       FROM job_queues";
+            let rows = unscoped(&client, sql, &[], 1).await?;
+            let row = rows.first().ok_or_else(|| corrupt("job queue counters"))?;
             let (ready, running, oldest): (i64, i64, Option<f64>) = (row.get(0), row.get(1), row.get(2));
             Ok(QueueStats {
                 ready: u64::try_from(ready).unwrap_or(0),
@@ -289,8 +335,8 @@ impl JobQueue for PgStore {
     async fn prune(&self, before: time::OffsetDateTime) -> Result<Pruned> {
         self.bounded(async {
             let client = self.conn(op::JOBS_PRUNE).await?;
-            let q = client.prepare_cached("SELECT * FROM plinth_prune($1)").await.map_err(error::db)?;
-            let row = client.query_one(&q, &[&before]).await.map_err(error::db)?;
+            let rows = unscoped(&client, "SELECT * FROM plinth_prune($1)", &[&before], 1).await?;
+            let row = rows.first().ok_or_else(|| corrupt("prune"))?;
             let n = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
             Ok(Pruned { deliveries: n(0), events: n(1), idempotency_keys: n(2), ..Pruned::default() })
         })
@@ -465,8 +511,7 @@ impl DeliveryStore for PgStore {
     async fn discard(&self, job: &Job) -> Result<()> {
         self.bounded(async {
             let client = self.conn(op::JOBS_DISCARD).await?;
-            let q = client.prepare_cached("DELETE FROM jobs WHERE id = $1").await.map_err(error::db)?;
-            client.execute(&q, &[&job.id]).await.map_err(error::db)?;
+            unscoped(&client, "DELETE FROM jobs WHERE id = $1", &[&job.id], 0).await?;
             Ok(())
         })
         .await

@@ -2,14 +2,13 @@
 //! statement for the first page and one for a page after a cursor (a single statement with an
 //! `IS NULL OR` cursor test would let a generic plan scan from the top for deep pages).
 
-use deadpool_postgres::Object;
 use plinth_domain::Result;
 use plinth_domain::ids::TenantId;
 use plinth_domain::page::Cursor;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::pool::tenant_read;
+use crate::pool::{Conn, tenant_read};
 
 /// The two statements of one list. Its filter takes `$1..$n` (the tenant first); the first
 /// page's limit is `$n+1`; a later page's cursor is `$n+1, $n+2` and its limit `$n+3`.
@@ -60,7 +59,7 @@ impl Keyset {
     /// under `tenant`; `filter` are the filter's parameters, the tenant's id first.
     pub(crate) async fn page(
         &self,
-        client: &Object,
+        client: &Conn<'_>,
         tenant: TenantId,
         filter: &[&(dyn ToSql + Sync)],
         after: Option<&Cursor>,

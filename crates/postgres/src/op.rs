@@ -10,6 +10,7 @@ pub(crate) const JOBS_RESCUE: &str = "jobs.rescue";
 pub(crate) const JOBS_STATS: &str = "jobs.stats";
 pub(crate) const JOBS_PRUNE: &str = "jobs.prune";
 pub(crate) const JOBS_DISCARD: &str = "jobs.discard";
+pub(crate) const JOBS_PROBE: &str = "jobs.probe";
 pub(crate) const DELIVERIES_LOAD: &str = "deliveries.load";
 pub(crate) const DELIVERIES_RECORD: &str = "deliveries.record";
 pub(crate) const DELIVERIES_SKIP: &str = "deliveries.skip";

@@ -11,7 +11,8 @@ use plinth_domain::ids::TenantId;
 use plinth_domain::metric::{self, ByOp};
 use plinth_domain::ports::Clock;
 use plinth_domain::timing::{self, Phase};
-use tokio_postgres::NoTls;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Statement};
 
 use crate::error::{self, DATABASE, OrDb as _, PgError};
 use crate::op;
@@ -24,10 +25,36 @@ pub struct PgSettings {
     pub pool_size: usize,
     /// Longest wait for a pooled connection (and for a new one to connect).
     pub pool_timeout: Duration,
-    /// Longest statement, enforced by the server.
+    /// Longest statement, enforced by the server: set in every transaction (with twice as
+    /// long for idling inside one), never as a startup option, which a pooler such as
+    /// PgBouncer refuses.
     pub statement_timeout: Duration,
     /// Shown in `pg_stat_activity`, so operators (and tests) can tell plinth's connections apart.
     pub application_name: String,
+    /// A connection straight to PostgreSQL, for what a pooler in transaction mode can't pass
+    /// on (the job queue's `LISTEN`); `None` uses the pool's URL.
+    pub direct_url: Option<String>,
+    /// Whether each connection keeps its prepared statements (named, reused across
+    /// transactions). Off, every statement is unnamed or lives only inside its transaction,
+    /// as PgBouncer 1.18 in transaction mode requires.
+    pub statement_cache: bool,
+}
+
+/// What every connection of a store does the same way, copied into each taken connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Session {
+    /// See [`PgSettings::statement_cache`].
+    cache: bool,
+    /// `statement_timeout`, in milliseconds.
+    statement_ms: u128,
+}
+
+impl Session {
+    /// `statement_timeout` and `idle_in_transaction_session_timeout` (twice as long), as
+    /// `set_config` takes them.
+    fn timeouts(self) -> [String; 2] {
+        [self.statement_ms.to_string(), (self.statement_ms * 2).to_string()]
+    }
 }
 
 /// The adapters' shared handle: pools of connections as `plinth_app`.
@@ -41,8 +68,10 @@ pub struct PgSettings {
 #[derive(Clone)]
 pub struct PgStore {
     pools: Arc<[Pool]>,
-    /// For the LISTEN connection the job queue wakes on.
+    /// For the LISTEN connection the job queue wakes on: the direct URL's, else the pool's.
     pub(crate) listen_config: tokio_postgres::Config,
+    /// How connections prepare statements and what timeouts each transaction sets.
+    session: Session,
     pub(crate) wakeups: Arc<crate::jobs::Wakeups>,
     /// Bounds a whole port call, so a database that stops answering can't hang a request.
     call_timeout: Duration,
@@ -77,6 +106,7 @@ pub(crate) struct Conn<'a> {
     replicas: &'a Replicas,
     /// The tenant a write transaction was begun for on this connection.
     wrote: Option<TenantId>,
+    session: Session,
 }
 
 impl std::ops::Deref for Conn<'_> {
@@ -127,19 +157,20 @@ impl PgStore {
     /// A pool for `url`. Connects lazily: a database that is down now is not an error yet.
     pub fn connect(url: &str, settings: &PgSettings, clock: Arc<dyn Clock>) -> Result<Self, PgError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| PgError::Url)?;
-        let statement_ms = settings.statement_timeout.as_millis();
-        config
-            .application_name(&settings.application_name)
-            .options(format!(
-                "-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout={}",
-                statement_ms * 2
-            ))
-            .connect_timeout(settings.pool_timeout);
-        let listen_config = config.clone();
+        config.application_name(&settings.application_name).connect_timeout(settings.pool_timeout);
+        let listen_config = match &settings.direct_url {
+            Some(direct) => {
+                let mut direct: tokio_postgres::Config = direct.parse().map_err(|_| PgError::Url)?;
+                direct.application_name(&settings.application_name).connect_timeout(settings.pool_timeout);
+                direct
+            }
+            None => config.clone(),
+        };
         let pools = pools(&config, settings.pool_size, settings.pool_timeout)?;
         Ok(Self {
             pools,
             listen_config,
+            session: Session { cache: settings.statement_cache, statement_ms: settings.statement_timeout.as_millis() },
             wakeups: Arc::default(),
             call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500),
             max_pending_jobs: i64::try_from(plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS).unwrap_or(i64::MAX),
@@ -166,12 +197,8 @@ impl PgStore {
             .iter()
             .map(|url| {
                 let mut config: tokio_postgres::Config = url.parse().map_err(|_| PgError::Url)?;
-                let statement_ms = settings.statement_timeout.as_millis();
                 let wait = settings.pool_timeout.min(replicas::CHECK_TIMEOUT);
-                config
-                    .application_name(&settings.application_name)
-                    .options(format!("-c statement_timeout={statement_ms}"))
-                    .connect_timeout(wait);
+                config.application_name(&settings.application_name).connect_timeout(wait);
                 Ok(Replica::new(replicas::label(&config), pools(&config, settings.pool_size, wait)?))
             })
             .collect::<Result<Vec<_>, PgError>>()?;
@@ -242,7 +269,15 @@ impl PgStore {
         let waited = taken.saturating_duration_since(asked);
         self.timings.pool_wait.record(waited.as_secs_f64());
         timing::record(Phase::Pool, waited);
-        Ok(Conn { object: object?, op, taken, timings: &self.timings, replicas: &self.replicas, wrote: None })
+        Ok(Conn {
+            object: object?,
+            op,
+            taken,
+            timings: &self.timings,
+            replicas: &self.replicas,
+            wrote: None,
+            session: self.session,
+        })
     }
 
     /// The replica `tenant`'s next stale-tolerant read goes to, if any: see [`stale_read!`].
@@ -254,7 +289,15 @@ impl PgStore {
     pub(crate) async fn replica_conn(&self, replica: &Replica, op: &'static str) -> Result<Conn<'_>, Error> {
         let pool = &replica.pools[affinity::slot(replica.pools.len())];
         let object = pool.get().await.map_err(error::pool)?;
-        Ok(Conn { object, op, taken: Instant::now(), timings: &self.timings, replicas: &self.replicas, wrote: None })
+        Ok(Conn {
+            object,
+            op,
+            taken: Instant::now(),
+            timings: &self.timings,
+            replicas: &self.replicas,
+            wrote: None,
+            session: self.session,
+        })
     }
 
     /// Runs `attempt`, the read `op` on `replica`, within [`REPLICA_READ_TIMEOUT`]: its value,
@@ -313,8 +356,48 @@ impl plinth_domain::ports::Dependency for PgStore {
     }
 }
 
-/// Sets the transaction's tenant: every statement after it sees only that tenant's rows.
-const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
+/// Sets the transaction's tenant (every statement after it sees only that tenant's rows) and
+/// its timeouts, in one statement: the timeouts cost no round trip of their own.
+const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true), \
+     set_config('statement_timeout', $2, true), set_config('idle_in_transaction_session_timeout', $3, true)";
+
+/// Sets the transaction's timeouts, for a transaction of no tenant.
+const SET_TIMEOUTS: &str =
+    "SELECT set_config('statement_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)";
+
+/// A transaction on a taken connection: it derefs to deadpool's, and prepares statements as
+/// the store's settings say ([`Tx::prepare_cached`]).
+pub(crate) struct Tx<'a> {
+    tx: Transaction<'a>,
+    session: Session,
+}
+
+impl<'a> std::ops::Deref for Tx<'a> {
+    type Target = Transaction<'a>;
+    fn deref(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+}
+
+impl Tx<'_> {
+    /// Prepares `sql`: with the statement cache on, once per connection (deadpool's cache);
+    /// off, a fresh statement that is closed when dropped and, like everything prepared inside
+    /// a transaction, never used after it (so a pooler may hand the next transaction another
+    /// server connection).
+    pub(crate) async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if self.session.cache { self.tx.prepare_cached(sql).await } else { self.tx.prepare(sql).await }
+    }
+
+    /// Commits.
+    pub(crate) async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.commit().await
+    }
+
+    /// Rolls back.
+    pub(crate) async fn rollback(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.rollback().await
+    }
+}
 
 /// Runs `$body`, a stale-tolerant read of `$tenant`'s data named `$op`, with `$client` bound
 /// to a [`Conn`]: on a replica in use, else on the primary. The primary serves it when no
@@ -372,17 +455,40 @@ fn pools(config: &tokio_postgres::Config, total: usize, timeout: Duration) -> Re
 /// Begins a transaction whose every statement sees only `tenant`'s rows, on the primary: a
 /// write (or a read that must not lag), so the tenant's stale-tolerant reads on this instance
 /// stay on the primary for the read-your-writes window once the call is over.
-pub(crate) async fn tenant_tx<'c>(client: &'c mut Conn<'_>, tenant: TenantId) -> Result<Transaction<'c>, Error> {
+pub(crate) async fn tenant_tx<'c>(client: &'c mut Conn<'_>, tenant: TenantId) -> Result<Tx<'c>, Error> {
     client.wrote = Some(tenant);
-    let tx = client.object.transaction().await.or_db()?;
+    let session = client.session;
+    let tx = Tx { tx: client.object.transaction().await.or_db()?, session };
     set_tenant(&tx, tenant).await?;
     Ok(tx)
 }
 
-/// Scopes `tx`, from its next statement on, to `tenant`'s rows.
-pub(crate) async fn set_tenant(tx: &Transaction<'_>, tenant: TenantId) -> Result<(), Error> {
-    let set = tx.prepare_cached(SET_TENANT).await.or_db()?;
-    tx.execute(&set, &[&tenant.to_string()]).await.or_db()?;
+/// Wraps `tx`, begun on `client` in a way of its own (an isolation level, read only), as a
+/// [`Tx`] of the store's settings.
+pub(crate) fn wrap<'c>(client_session: Session, tx: Transaction<'c>) -> Tx<'c> {
+    Tx { tx, session: client_session }
+}
+
+impl Conn<'_> {
+    /// The store's settings this connection follows.
+    pub(crate) fn session(&self) -> Session {
+        self.session
+    }
+}
+
+/// Scopes `tx`, from its next statement on, to `tenant`'s rows, and bounds its statements and
+/// its idling by the store's timeouts.
+pub(crate) async fn set_tenant(tx: &Tx<'_>, tenant: TenantId) -> Result<(), Error> {
+    let tenant = tenant.to_string();
+    let [statement, idle] = tx.session.timeouts();
+    if tx.session.cache {
+        let set = tx.tx.prepare_cached(SET_TENANT).await.or_db()?;
+        tx.execute(&set, &[&tenant, &statement, &idle]).await.or_db()?;
+    } else {
+        tx.execute_typed(SET_TENANT, &[(&tenant, Type::TEXT), (&statement, Type::TEXT), (&idle, Type::TEXT)])
+            .await
+            .or_db()?;
+    }
     Ok(())
 }
 
@@ -394,9 +500,10 @@ fn shares(total: usize, parts: usize) -> Vec<usize> {
 }
 
 /// Runs one read-only statement in a transaction scoped to `tenant`, as [`tenant_tx`] would,
-/// but pipelined: `BEGIN READ ONLY`, the tenant, the statement and `COMMIT` go out together,
-/// one round trip instead of four. `at_most` is how many rows the statement can return (a
-/// page's fetch limit, or 1), to size the vector they are read into.
+/// but pipelined: `BEGIN READ ONLY`, the tenant (and the timeouts), the statement and `COMMIT`
+/// go out together, one round trip instead of four (two with the statement cache off: the
+/// statement is prepared in the first, inside the transaction). `at_most` is how many rows the
+/// statement can return (a page's fetch limit, or 1), to size the vector they are read into.
 ///
 /// A failure anywhere fails the call: a statement after a failed one meets an aborted
 /// transaction, and the `COMMIT` of an aborted transaction rolls it back, so the connection
@@ -404,22 +511,47 @@ fn shares(total: usize, parts: usize) -> Vec<usize> {
 /// setting is local to a one-statement transaction and the statement runs with no tenant, which
 /// the policies answer with no rows.)
 pub(crate) async fn tenant_read(
-    client: &Object,
+    client: &Conn<'_>,
     tenant: TenantId,
     sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[&(dyn ToSql + Sync)],
     at_most: usize,
 ) -> Result<Vec<tokio_postgres::Row>, Error> {
-    let begin = client.prepare_cached("BEGIN READ ONLY").await.or_db()?;
-    let set = client.prepare_cached(SET_TENANT).await.or_db()?;
-    let statement = client.prepare_cached(sql).await.or_db()?;
-    let commit = client.prepare_cached("COMMIT").await.or_db()?;
-    let tenant = tenant.to_string();
-    let tenant_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
+    pipelined(client, "BEGIN READ ONLY", Some(tenant), sql, params, at_most).await
+}
+
+/// Runs one statement of no tenant (the worker's claims, maintenance, lookups across tenants)
+/// in a transaction of its own, pipelined as [`tenant_read`] is, so that it too is bounded by
+/// the store's timeouts: the statement may write, and its rows are returned.
+pub(crate) async fn unscoped(
+    client: &Conn<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    at_most: usize,
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    pipelined(client, "BEGIN", None, sql, params, at_most).await
+}
+
+/// `begin`, the tenant and timeouts (or the timeouts alone), the statement and `COMMIT`,
+/// pipelined (see [`tenant_read`]).
+async fn pipelined(
+    client: &Conn<'_>,
+    begin: &str,
+    tenant: Option<TenantId>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    at_most: usize,
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    let tenant = tenant.map(|t| t.to_string());
+    let [statement_ms, idle_ms] = client.session.timeouts();
+    let (set_sql, set_params): (&str, Vec<&(dyn ToSql + Sync)>) = match &tenant {
+        Some(t) => (SET_TENANT, vec![t, &statement_ms, &idle_ms]),
+        None => (SET_TIMEOUTS, vec![&statement_ms, &idle_ms]),
+    };
     // Futures polled together are sent in the order they are first polled, without waiting.
     // The rows go straight into a vector of the size the caller expects at most (`query` would
     // grow one as they come).
-    let query = async {
+    let query = |statement: Statement| async move {
         let stream = client.query_raw(&statement, params.iter().copied()).await?;
         let mut stream = std::pin::pin!(stream);
         let mut rows = Vec::with_capacity(at_most.min(1024));
@@ -428,17 +560,38 @@ pub(crate) async fn tenant_read(
         }
         Ok::<_, tokio_postgres::Error>(rows)
     };
-    let (began, set, rows, committed) = tokio::join!(
-        client.execute(&begin, &[]),
-        client.execute(&set, &tenant_param),
-        query,
-        client.execute(&commit, &[]),
-    );
-    began.or_db()?;
-    set.or_db()?;
-    let rows = rows.or_db()?;
-    committed.or_db()?;
-    Ok(rows)
+    if client.session.cache {
+        let begin = client.prepare_cached(begin).await.or_db()?;
+        let set = client.prepare_cached(set_sql).await.or_db()?;
+        let statement = client.prepare_cached(sql).await.or_db()?;
+        let commit = client.prepare_cached("COMMIT").await.or_db()?;
+        let (began, set, rows, committed) = tokio::join!(
+            client.execute(&begin, &[]),
+            client.execute(&set, &set_params),
+            query(statement),
+            client.execute(&commit, &[]),
+        );
+        began.or_db()?;
+        set.or_db()?;
+        let rows = rows.or_db()?;
+        committed.or_db()?;
+        Ok(rows)
+    } else {
+        // Unnamed statements (`*_typed`) for what has known types; the caller's statement is
+        // prepared after `BEGIN`, so it lives on the transaction's server connection.
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = set_params.iter().map(|p| (*p, Type::TEXT)).collect();
+        let (began, set, statement) =
+            tokio::join!(client.execute_typed(begin, &[]), client.execute_typed(set_sql, &typed), client.prepare(sql));
+        let (rows, committed) = match statement {
+            Ok(statement) => tokio::join!(query(statement), client.execute_typed("COMMIT", &[])),
+            Err(e) => (Err(e), client.execute_typed("COMMIT", &[]).await),
+        };
+        began.or_db()?;
+        set.or_db()?;
+        let rows = rows.or_db()?;
+        committed.or_db()?;
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]

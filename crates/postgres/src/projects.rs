@@ -1,7 +1,6 @@
 //! A tenant's projects; each write stores the events it causes in the same transaction.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Project;
 use plinth_domain::events::DomainEvent;
@@ -16,7 +15,7 @@ use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
+use crate::pool::{PgStore, Tx, stale_read, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
@@ -44,7 +43,7 @@ pub(crate) fn project_from_row(row: &Row) -> Result<Project> {
 /// Appends `events` to the outbox, in the caller's transaction, with their deliveries and
 /// jobs; `QueueFull` (for the caller to roll back) when those jobs take the tenant past
 /// `max_pending_jobs`.
-pub(crate) async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent], max_pending_jobs: i64) -> Result<()> {
+pub(crate) async fn store_events(tx: &Tx<'_>, events: &[DomainEvent], max_pending_jobs: i64) -> Result<()> {
     let Some(tenant) = events.first().map(|e| e.tenant_id) else {
         return Ok(());
     };
@@ -60,7 +59,7 @@ pub(crate) async fn store_events(tx: &Transaction<'_>, events: &[DomainEvent], m
 }
 
 /// Appends `event` to the outbox, in the caller's transaction.
-pub(crate) async fn insert_event(tx: &Transaction<'_>, event: &DomainEvent) -> Result<()> {
+pub(crate) async fn insert_event(tx: &Tx<'_>, event: &DomainEvent) -> Result<()> {
     let insert = tx
         .prepare_cached("INSERT INTO events (tenant_id, id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
         .await

@@ -2,7 +2,6 @@
 //! refreshes racing with one token exactly one rotates it and the other sees it spent.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::Session;
 use plinth_domain::ids::{SessionId, TenantId, UserId};
@@ -14,7 +13,7 @@ use tokio_postgres::Row;
 
 use crate::error::{OrDb as _, corrupt};
 use crate::op;
-use crate::pool::{PgStore, tenant_read, tenant_tx};
+use crate::pool::{PgStore, Tx, tenant_read, tenant_tx, unscoped};
 
 macro_rules! columns {
     () => {
@@ -43,7 +42,7 @@ fn hash_from(bytes: &[u8]) -> Result<TokenHash> {
 
 /// Deletes the sessions of `user` but `except` in `tx`; returns how many.
 pub(crate) async fn end_sessions(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     user: UserId,
     except: Option<SessionId>,
@@ -310,8 +309,8 @@ impl SessionRepository for PgStore {
     async fn prune(&self, now: OffsetDateTime) -> Result<u64> {
         self.bounded(async {
             let client = self.conn(op::SESSIONS_PRUNE).await?;
-            let q = client.prepare_cached("SELECT plinth_prune_sessions($1)").await.or_db()?;
-            let row = client.query_one(&q, &[&now]).await.or_db()?;
+            let rows = unscoped(&client, "SELECT plinth_prune_sessions($1)", &[&now], 1).await?;
+            let row = rows.first().ok_or_else(|| corrupt("prune"))?;
             Ok(u64::try_from(row.try_get::<_, i64>(0).or_db()?).unwrap_or(0))
         })
         .await

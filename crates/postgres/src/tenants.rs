@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::error::{self, OrDb as _, corrupt};
 use crate::op;
-use crate::pool::{PgStore, tenant_read, tenant_tx};
+use crate::pool::{PgStore, tenant_read, tenant_tx, unscoped};
 use crate::users::insert_user;
 
 /// The tenant, for its export: every column, so that the row reads as `tenant_from_row` reads
@@ -111,9 +111,8 @@ impl TenantRepository for PgStore {
     async fn find_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>> {
         self.bounded(async {
             let client = self.conn(op::TENANTS_FIND).await?;
-            let find = client.prepare_cached("SELECT * FROM tenant_by_slug($1)").await.or_db()?;
-            let row = client.query_opt(&find, &[&slug.as_str()]).await.or_db()?;
-            row.as_ref().map(tenant_from_row).transpose()
+            let rows = unscoped(&client, "SELECT * FROM tenant_by_slug($1)", &[&slug.as_str()], 1).await?;
+            rows.first().map(tenant_from_row).transpose()
         })
         .await
     }
@@ -159,10 +158,9 @@ impl TenantRepository for PgStore {
     async fn list(&self, after: Option<&Slug>, limit: usize, state: Option<TenantState>) -> Result<Vec<Tenant>> {
         self.bounded(async {
             let client = self.conn(op::TENANTS_LIST).await?;
-            let q = client.prepare_cached("SELECT * FROM plinth_list_tenants($1, $2, $3)").await.or_db()?;
             let limit = i32::try_from(limit.min(1000)).unwrap_or(1000);
-            let rows =
-                client.query(&q, &[&after.map(Slug::as_str), &limit, &state.map(TenantState::as_str)]).await.or_db()?;
+            let params: [&(dyn ToSql + Sync); 3] = [&after.map(Slug::as_str), &limit, &state.map(TenantState::as_str)];
+            let rows = unscoped(&client, "SELECT * FROM plinth_list_tenants($1, $2, $3)", &params, 1000).await?;
             rows.iter().map(tenant_from_row).collect()
         })
         .await
@@ -172,9 +170,9 @@ impl TenantRepository for PgStore {
     async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<(TenantId, Slug)>> {
         self.bounded(async {
             let client = self.conn(op::TENANTS_PURGE).await?;
-            let q = client.prepare_cached("SELECT * FROM plinth_tenants_due_for_purge($1, $2)").await.or_db()?;
             let limit = i32::try_from(limit.min(1000)).unwrap_or(1000);
-            let rows = client.query(&q, &[&now, &limit]).await.or_db()?;
+            let rows =
+                unscoped(&client, "SELECT * FROM plinth_tenants_due_for_purge($1, $2)", &[&now, &limit], 1000).await?;
             rows.iter()
                 .map(|r| {
                     let slug = Slug::parse(r.try_get("slug").or_db()?).map_err(|_| corrupt("slug"))?;
@@ -189,9 +187,10 @@ impl TenantRepository for PgStore {
     async fn purge_batch(&self, tenant: TenantId, now: OffsetDateTime, batch: usize) -> Result<u64> {
         self.bounded(async {
             let client = self.conn(op::TENANTS_PURGE).await?;
-            let q = client.prepare_cached("SELECT plinth_purge_tenant($1, $2, $3)").await.or_db()?;
             let batch = i32::try_from(batch.clamp(1, 100_000)).unwrap_or(1000);
-            let n: i64 = client.query_one(&q, &[tenant.as_uuid(), &now, &batch]).await.or_db()?.try_get(0).or_db()?;
+            let sql = "SELECT plinth_purge_tenant($1, $2, $3)";
+            let rows = unscoped(&client, sql, &[tenant.as_uuid(), &now, &batch], 1).await?;
+            let n: i64 = rows.first().ok_or_else(|| corrupt("purge"))?.try_get(0).or_db()?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await

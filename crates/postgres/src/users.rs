@@ -2,7 +2,6 @@
 //! concurrent demotions can't leave a tenant without an owner.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::User;
 use plinth_domain::error::Conflict;
@@ -18,7 +17,7 @@ use crate::error::{self, OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
+use crate::pool::{PgStore, Tx, stale_read, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
@@ -50,7 +49,7 @@ pub(crate) fn user_from_row(row: &Row) -> Result<User> {
 }
 
 /// Inserts `user` in a transaction already scoped to its tenant.
-pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()> {
+pub(crate) async fn insert_user(tx: &Tx<'_>, user: &User) -> Result<()> {
     let insert = tx
         .prepare_cached(
             "INSERT INTO users (tenant_id, id, email, role, password_hash, created_at, updated_at, token_version, \
@@ -82,7 +81,7 @@ pub(crate) async fn insert_user(tx: &Transaction<'_>, user: &User) -> Result<()>
 
 /// Locks the tenant's owners, then the target user; refuses to take away the last owner.
 async fn lock_target(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     id: UserId,
     keeps_owner: bool,

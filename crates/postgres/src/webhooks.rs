@@ -2,7 +2,6 @@
 //! transaction as the project change that caused them.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use plinth_domain::audit::AuditTrail;
 use plinth_domain::entities::{Delivery, DeliveryState, Webhook, WebhookHealth, WebhookState};
 use plinth_domain::events::{DomainEvent, EventKind};
@@ -22,7 +21,7 @@ use crate::error::{OrDb as _, corrupt};
 use crate::idempotency::take_key;
 use crate::keyset::{Keyset, keyset};
 use crate::op;
-use crate::pool::{PgStore, stale_read, tenant_read, tenant_tx};
+use crate::pool::{PgStore, Tx, stale_read, tenant_read, tenant_tx};
 
 macro_rules! columns {
     () => {
@@ -103,7 +102,7 @@ pub(crate) fn delivery_from_row(row: &Row) -> Result<Delivery> {
 
 /// One pending delivery per enabled webhook of the event's tenant subscribed to its kind, each
 /// with its job; returns how many.
-pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent) -> Result<usize> {
+pub(crate) async fn create_deliveries(tx: &Tx<'_>, event: &DomainEvent) -> Result<usize> {
     let subscribed = tx
         .prepare_cached("SELECT id FROM webhooks WHERE tenant_id = $1 AND enabled AND $2 = ANY(events)")
         .await
@@ -118,7 +117,7 @@ pub(crate) async fn create_deliveries(tx: &Transaction<'_>, event: &DomainEvent)
 }
 
 /// A new pending delivery of `event` to `webhook`, in the caller's transaction (without its job).
-async fn insert_delivery(tx: &Transaction<'_>, webhook: WebhookId, event: &DomainEvent) -> Result<Delivery> {
+async fn insert_delivery(tx: &Tx<'_>, webhook: WebhookId, event: &DomainEvent) -> Result<Delivery> {
     let insert = tx
         .prepare_cached(concat!(
             "INSERT INTO webhook_deliveries (tenant_id, id, webhook_id, event_id, event, created_at, updated_at) \
@@ -147,7 +146,7 @@ async fn insert_delivery(tx: &Transaction<'_>, webhook: WebhookId, event: &Domai
 /// Applies `change` at `at` to the webhook in the caller's transaction; returns it as it left
 /// it. Disabling skips its pending deliveries and drops their jobs. Errors: `NotFound`.
 async fn apply_change(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: TenantId,
     id: WebhookId,
     change: &WebhookChange,
@@ -222,7 +221,7 @@ async fn apply_change(
 
 /// Fails with `NotFound` unless the tenant has webhook `id` (locked until the caller's commit,
 /// so it can't be deleted meanwhile).
-async fn lock_webhook(tx: &Transaction<'_>, tenant: TenantId, id: WebhookId) -> Result<()> {
+async fn lock_webhook(tx: &Tx<'_>, tenant: TenantId, id: WebhookId) -> Result<()> {
     let q = tx.prepare_cached("SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2 FOR SHARE").await.or_db()?;
     tx.query_opt(&q, &[tenant.as_uuid(), id.as_uuid()]).await.or_db()?.ok_or(Error::NotFound)?;
     Ok(())

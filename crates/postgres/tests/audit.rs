@@ -46,6 +46,8 @@ async fn tenant_with_entries(db: &TestDatabase) -> (PgStore, TenantId) {
         pool_timeout: std::time::Duration::from_secs(5),
         statement_timeout: std::time::Duration::from_secs(5),
         application_name: "plinth-audit-test".into(),
+        direct_url: None,
+        statement_cache: true,
     };
     let store = PgStore::connect(&db.app_url, &settings, Arc::new(plinth_domain::clock::SystemClock::new())).unwrap();
     let tenant = fixtures::tenant();

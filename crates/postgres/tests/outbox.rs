@@ -36,6 +36,8 @@ async fn tenant_with_webhook(db: &TestDatabase) -> (PgStore, plinth_domain::enti
         pool_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-outbox-test".into(),
+        direct_url: None,
+        statement_cache: true,
     };
     let store = PgStore::connect(&db.app_url, &settings, std::sync::Arc::new(plinth_domain::clock::SystemClock::new()))
         .unwrap();

@@ -19,6 +19,8 @@ fn store(db: &TestDatabase) -> PgStore {
         pool_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "plinth-queue-test".into(),
+        direct_url: None,
+        statement_cache: true,
     };
     PgStore::connect(&db.app_url, &settings, std::sync::Arc::new(plinth_domain::clock::SystemClock::new())).unwrap()
 }
@@ -53,7 +55,7 @@ async fn one(owner: &Client, tenant: TenantId) {
 async fn claim_cost(app: &Client) -> (i64, Option<String>) {
     app.batch_execute("BEGIN").await.unwrap();
     let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {CLAIM_SQL}");
-    let row = app.query_one(explain.as_str(), &[&"explain"]).await.unwrap();
+    let row = app.query_one(explain.as_str(), &[&"explain", &time::OffsetDateTime::now_utc()]).await.unwrap();
     let claimed: Option<String> =
         app.query_opt("SELECT queue FROM jobs WHERE locked_by = 'explain'", &[]).await.unwrap().map(|r| r.get(0));
     app.batch_execute("ROLLBACK").await.unwrap();

@@ -6,18 +6,21 @@
 //! A test that can't reach it fails with a message that says how to start it; it never skips.
 //!
 //! Also: throwaway Redis servers and clusters ([`PrivateRedis`], [`RedisCluster`]), a private
-//! PostgreSQL cluster ([`PrivateCluster`]), and a real SMTP server ([`Mailbox`]).
+//! PostgreSQL cluster ([`PrivateCluster`]), a PgBouncer in transaction mode in front of the test
+//! server ([`PgBouncer`]), and a real SMTP server ([`Mailbox`]).
 
 #![allow(clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 mod cluster;
 mod mailbox;
+mod pgbouncer;
 mod redis;
 
 use std::time::Duration;
 
 pub use cluster::PrivateCluster;
 pub use mailbox::{Mailbox, MailboxSecurity, ReceivedMail};
+pub use pgbouncer::PgBouncer;
 pub use redis::{PrivateRedis, RedisCluster, shared_redis_url};
 pub use tokio_postgres::Client as PgClient;
 

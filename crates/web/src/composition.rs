@@ -300,6 +300,8 @@ fn repositories(config: &Config, clock: &Arc<dyn Clock>) -> Result<(Repositories
         pool_timeout: db.pool_timeout,
         statement_timeout: db.statement_timeout,
         application_name: "plinth-api".into(),
+        direct_url: db.direct_url.as_ref().map(|u| u.expose().clone()),
+        statement_cache: db.statement_cache,
     };
     let replica_urls: Vec<String> = db.replica_urls.iter().map(|u| u.expose().clone()).collect();
     let pg = PgStore::connect(db.url.expose(), &settings, clock.clone())

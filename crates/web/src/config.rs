@@ -85,6 +85,12 @@ pub struct DatabaseConfig {
     pub replica_urls: Vec<Secret<String>>,
     /// `PLINTH_REPLICA_MAX_LAG_MS`: a replica lagging more is not read.
     pub replica_max_lag: Duration,
+    /// `PLINTH_DATABASE_DIRECT_URL`: PostgreSQL itself, when `url` is a pooler (for the job
+    /// queue's `LISTEN`); `None` listens through `url`.
+    pub direct_url: Option<Secret<String>>,
+    /// `PLINTH_DATABASE_STATEMENT_CACHE`: whether connections keep prepared statements
+    /// across transactions (off behind PgBouncer in transaction mode).
+    pub statement_cache: bool,
 }
 
 /// Log settings.
@@ -275,6 +281,8 @@ impl Config {
                     1000,
                     1..=3_600_000,
                 )?),
+                direct_url: env.string("PLINTH_DATABASE_DIRECT_URL").map(Secret::new),
+                statement_cache: env.parse("PLINTH_DATABASE_STATEMENT_CACHE", true)?,
             }),
         };
         let persistent = database.is_some();
@@ -363,13 +371,16 @@ impl Config {
 }
 
 /// What `plinth migrate` reads, and nothing more: migrating needs the owner's connection, and
-/// `DATABASE_URL` only for the password `plinth_app` is given, never the runtime secrets (an
-/// operator who migrates need not hold the JWT secret or the encryption key).
+/// `PLINTH_DATABASE_DIRECT_URL` (else `DATABASE_URL`) only for the password `plinth_app` is
+/// given, never the runtime secrets (an operator who migrates need not hold the JWT secret or
+/// the encryption key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrateConfig {
     /// `PLINTH_DATABASE_OWNER_URL`: the schema owner's connection (required).
     pub owner_url: Secret<String>,
-    /// `DATABASE_URL`: the API's connection, whose password (if any) `plinth_app` is given.
+    /// `PLINTH_DATABASE_DIRECT_URL`, else `DATABASE_URL`: the API's connection to PostgreSQL
+    /// itself (not through a pooler, whose passwords may be its own), whose password (if any)
+    /// `plinth_app` is given.
     pub app_url: Option<Secret<String>>,
     /// `PLINTH_LOG`, `PLINTH_LOG_FORMAT`.
     pub log: LogConfig,
@@ -389,7 +400,7 @@ impl MigrateConfig {
                 .string("PLINTH_DATABASE_OWNER_URL")
                 .map(Secret::new)
                 .ok_or_else(|| ConfigError::new("PLINTH_DATABASE_OWNER_URL", "is required by plinth migrate"))?,
-            app_url: env.string("DATABASE_URL").map(Secret::new),
+            app_url: env.string("PLINTH_DATABASE_DIRECT_URL").or_else(|| env.string("DATABASE_URL")).map(Secret::new),
             log: log_config(&env)?,
         })
     }

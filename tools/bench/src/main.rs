@@ -698,6 +698,9 @@ impl Bench {
         if !scenario.audited() {
             cmd.env("PLINTH_AUDIT", "false");
         }
+        if !scenario.statement_cache() {
+            cmd.env("PLINTH_DATABASE_STATEMENT_CACHE", "false");
+        }
         if scenario.holds_the_hot_set_in_l1() {
             cmd.env("PLINTH_L1_CACHE_MB", self.l1_mb().to_string());
         }

@@ -181,6 +181,22 @@ pub fn targets(r: &Report) -> Vec<Target> {
             t.push(Target { goal, measured, met: Some(met) });
         }
     }
+    if let (Some(on), Some(off)) =
+        (find(r, Subject::Plinth(Scenario::Db)), find(r, Subject::Plinth(Scenario::DbNoStatementCache)))
+    {
+        t.push(Target {
+            goal: "what the statement cache saves `db` (`db` vs `db-no-statement-cache`, as behind PgBouncer)".into(),
+            measured: format!(
+                "{} vs {} req/s ({:+.0}%); p99 {} vs {} ms",
+                rate(on.m.rate),
+                rate(off.m.rate),
+                (off.m.rate / on.m.rate.max(f64::EPSILON) - 1.0) * 100.0,
+                ms(on.m.p99_us),
+                ms(off.m.p99_us),
+            ),
+            met: None,
+        });
+    }
     let mixed = find(r, Subject::Plinth(Scenario::Mixed));
     let writes = |s| {
         let f = find(r, Subject::Plinth(s))?;

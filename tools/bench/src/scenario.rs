@@ -7,6 +7,9 @@ pub enum Scenario {
     CachedShared,
     L2,
     Db,
+    /// `db` with `PLINTH_DATABASE_STATEMENT_CACHE=false` (as behind PgBouncer in transaction
+    /// mode): what preparing each statement afresh costs the lists.
+    DbNoStatementCache,
     Tenant,
     Mixed,
     /// `mixed` with the audit log off (`PLINTH_AUDIT=false`): what auditing costs the writes.
@@ -60,11 +63,12 @@ impl Reference {
 
 impl Scenario {
     /// Every scenario, in the order a full run measures them (references are interleaved).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Cached,
         Self::CachedShared,
         Self::L2,
         Self::Db,
+        Self::DbNoStatementCache,
         Self::Tenant,
         Self::Mixed,
         Self::MixedUnaudited,
@@ -80,6 +84,7 @@ impl Scenario {
             Self::CachedShared => "cached-shared",
             Self::L2 => "l2",
             Self::Db => "db",
+            Self::DbNoStatementCache => "db-no-statement-cache",
             Self::Tenant => "tenant",
             Self::Mixed => "mixed",
             Self::MixedUnaudited => "mixed-unaudited",
@@ -103,7 +108,7 @@ impl Scenario {
 
     /// Whether plinth gets `REDIS_URL` (the shared limiter, L2 and generations through Redis).
     pub fn redis(self) -> bool {
-        !matches!(self, Self::Cached | Self::Db)
+        !matches!(self, Self::Cached | Self::Db | Self::DbNoStatementCache)
     }
 
     /// Whether `PLINTH_L1_CACHE_MB` is raised to hold every tenant's page: the scenarios that
@@ -122,7 +127,7 @@ impl Scenario {
     /// `PLINTH_CACHE_TTL_S`: `db` caches no tenant data (every list is read from PostgreSQL
     /// under RLS) while the tenant and token checks stay cached, as they are in production.
     pub fn data_ttl(self) -> Option<&'static str> {
-        matches!(self, Self::Db).then_some("0")
+        matches!(self, Self::Db | Self::DbNoStatementCache).then_some("0")
     }
 
     /// `PLINTH_CACHE`.
@@ -130,7 +135,7 @@ impl Scenario {
         match self {
             Self::Cached => "l1",
             Self::L2 => "l2",
-            Self::Db => "l1",
+            Self::Db | Self::DbNoStatementCache => "l1",
             Self::CachedShared
             | Self::Tenant
             | Self::Mixed
@@ -144,7 +149,7 @@ impl Scenario {
 
     pub fn load(self) -> Load {
         match self {
-            Self::Cached | Self::CachedShared | Self::L2 | Self::Db => Load::List,
+            Self::Cached | Self::CachedShared | Self::L2 | Self::Db | Self::DbNoStatementCache => Load::List,
             Self::Tenant => Load::Tenant,
             Self::Mixed | Self::MixedUnaudited => Load::Mixed,
             Self::Jobs | Self::JobsFlood => Load::Jobs,
@@ -157,6 +162,12 @@ impl Scenario {
     /// Whether plinth records changes in its audit log (the default) in this scenario.
     pub fn audited(self) -> bool {
         self != Self::MixedUnaudited
+    }
+
+    /// Whether plinth keeps prepared statements across transactions (the default) in this
+    /// scenario.
+    pub fn statement_cache(self) -> bool {
+        self != Self::DbNoStatementCache
     }
 
     pub fn flood(self) -> Option<u64> {
@@ -201,6 +212,11 @@ impl Scenario {
             .data_ttl()
             .map(|t| format!(", PLINTH_CACHE_TTL_S={t} (lists from PostgreSQL every time)"))
             .unwrap_or_default();
-        format!("{what}{flood}; {redis}; PLINTH_CACHE={}{l1}{ttl}; {limiter}", self.cache())
+        let statements = if self.statement_cache() {
+            ""
+        } else {
+            ", PLINTH_DATABASE_STATEMENT_CACHE=false (no prepared statement kept)"
+        };
+        format!("{what}{flood}; {redis}; PLINTH_CACHE={}{l1}{ttl}{statements}; {limiter}", self.cache())
     }
 }

@@ -147,6 +147,11 @@ pub async fn deliveries(
 }
 
 /// A whole number written either way JSON Schema's `integer` admits (`14` or `14.0`).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "only a whole float from 0 to 9e15 (below 2^53) is cast, which converts exactly"
+)]
 fn whole<E: serde::de::Error>(n: &serde_json::Number) -> Result<u64, E> {
     n.as_u64()
         // A whole f64 below 2^53 prints exactly with no decimals: parsing that text converts it

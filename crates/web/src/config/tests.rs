@@ -92,6 +92,36 @@ fn a_database_requires_a_jwt_secret_and_an_encryption_key() {
 }
 
 #[test]
+fn behind_a_pooler_the_listener_takes_a_direct_url_and_the_statement_cache_may_be_off() {
+    let secret = "s".repeat(32);
+    let key = "A".repeat(43) + "=";
+    let base = [
+        ("DATABASE_URL", "postgres://plinth_app@127.0.0.1:6432/plinth"),
+        ("PLINTH_JWT_SECRET", secret.as_str()),
+        ("PLINTH_ENCRYPTION_KEY", key.as_str()),
+    ];
+    let db = config(&base).unwrap().database.unwrap();
+    assert!(db.statement_cache, "on by default");
+    assert!(db.direct_url.is_none(), "LISTEN goes through DATABASE_URL by default");
+    let pooled = [
+        &base[..],
+        &[
+            ("PLINTH_DATABASE_DIRECT_URL", "postgres://plinth_app@127.0.0.1:5432/plinth"),
+            ("PLINTH_DATABASE_STATEMENT_CACHE", "false"),
+        ],
+    ]
+    .concat();
+    let db = config(&pooled).unwrap().database.unwrap();
+    assert!(!db.statement_cache);
+    assert_eq!(
+        db.direct_url.map(|u| u.expose().clone()).as_deref(),
+        Some("postgres://plinth_app@127.0.0.1:5432/plinth")
+    );
+    let bad = [&base[..], &[("PLINTH_DATABASE_STATEMENT_CACHE", "sometimes")]].concat();
+    assert_eq!(error_variable(&bad), "PLINTH_DATABASE_STATEMENT_CACHE");
+}
+
+#[test]
 fn error_messages_never_show_the_value() {
     let err = config(&[("PLINTH_JWT_SECRET", "hunter2-but-short")]).unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
@@ -159,6 +189,18 @@ fn migrating_reads_only_the_owner_url_and_the_app_url() {
     );
     // Serving with the same variables still needs its secrets.
     assert!(Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned())).is_err());
+    let direct: HashMap<&str, &str> = [
+        ("DATABASE_URL", "postgres://plinth_app:pooler@127.0.0.1:6432/plinth"),
+        ("PLINTH_DATABASE_DIRECT_URL", "postgres://plinth_app:pw@127.0.0.1/plinth"),
+        ("PLINTH_DATABASE_OWNER_URL", "postgres://postgres@127.0.0.1/plinth"),
+    ]
+    .into();
+    let migrate = MigrateConfig::from_lookup(|name| direct.get(name).map(|v| (*v).to_owned())).unwrap();
+    assert_eq!(
+        migrate.app_url.as_ref().map(|u| u.expose().as_str()),
+        Some("postgres://plinth_app:pw@127.0.0.1/plinth"),
+        "the direct URL's password, not the pooler's"
+    );
     let missing = MigrateConfig::from_lookup(|_| None).expect_err("the owner's URL is required");
     assert_eq!(missing.variable, "PLINTH_DATABASE_OWNER_URL");
 }

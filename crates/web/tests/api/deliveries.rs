@@ -162,6 +162,7 @@ async fn until(
 }
 
 on_every_backend! {
+    pgbouncer too;
     async fn each_event_arrives_signed_with_its_event_id(backend: Backend) {
         let receiver = Receiver::start(vec![], Duration::ZERO).await;
         let app = TestApp::spawn_with(backend, FAST_RETRIES).await;
@@ -339,4 +340,23 @@ async fn the_worker_completes_queued_no_op_jobs() {
         assert!(Instant::now() < deadline, "{left} no-op jobs were never completed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Through PgBouncer in transaction mode with no direct URL, the worker's `LISTEN` reaches no
+/// one: the listener finds that out and the worker polls, so a project's event still reaches
+/// its webhook.
+#[tokio::test]
+async fn through_pgbouncer_without_a_direct_url_the_worker_polls_and_delivers() {
+    let receiver = Receiver::start(vec![], Duration::ZERO).await;
+    let db = plinth_testkit::TestDatabase::new().await;
+    let clock = Arc::new(plinth_domain::clock::SystemClock::new());
+    let app = TestApp::start_pooled(FAST_RETRIES, db, false, clock, |_| {}).await;
+    let token = app.signup("polled").await.token;
+    let (hook, _) = subscribe(&app, "polled", &token, &receiver.url).await;
+    app.project("polled", &token, "Polled").await;
+    let items =
+        until(&app, "polled", &token, &hook, Duration::from_secs(15), |d| d.len() == 1 && d[0]["state"] == "delivered")
+            .await;
+    assert_eq!(items[0]["attempts"], 1);
+    assert_eq!(receiver.seen().len(), 1, "delivered once");
 }

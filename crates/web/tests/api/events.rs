@@ -47,6 +47,7 @@ async fn register(app: &TestApp, slug: &str, token: &str, events: &[&str]) -> re
 }
 
 on_every_backend! {
+    pgbouncer too;
     async fn every_write_is_listed_newest_first_with_the_entity_as_the_api_shows_it(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let owner = app.signup("evented").await;

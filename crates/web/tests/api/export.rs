@@ -122,7 +122,7 @@ async fn seeded_app_with(backend: Backend, vars: &[(&str, &str)]) -> (TestApp, S
     .await;
     let seeder = match backend {
         Backend::Memory => Seeder::Memory(repository.lock().unwrap().take().unwrap()),
-        Backend::Postgres => Seeder::Postgres,
+        Backend::Postgres | Backend::PgBouncer => Seeder::Postgres,
     };
     (app, seeder)
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use plinth_domain::clock::SystemClock;
 use plinth_domain::ports::Clock;
 use plinth_domain::usecases::Ports;
 use plinth_testkit::TestDatabase;
@@ -16,6 +17,9 @@ pub enum Backend {
     Memory,
     /// A fresh PostgreSQL database of this test's own.
     Postgres,
+    /// The same, reached through a PgBouncer of the test's own in transaction mode, with the
+    /// statement cache off and the job queue's `LISTEN` on a direct connection.
+    PgBouncer,
 }
 
 pub use crate::harness::{JWT_SECRET, PASSWORD, TestApp};
@@ -29,20 +33,12 @@ impl TestApp {
     /// As [`TestApp::spawn_with`], with `adapt` wrapping or replacing adapters (to count what
     /// reaches a port).
     pub async fn spawn_adapted(backend: Backend, vars: &[(&str, &str)], adapt: impl FnOnce(&mut Ports)) -> Self {
-        let db = match backend {
-            Backend::Memory => None,
-            Backend::Postgres => Some(TestDatabase::new().await),
-        };
-        Self::start_adapted(vars, db, adapt).await
+        Self::spawn_adapted_on_clock(backend, vars, Arc::new(SystemClock::new()), adapt).await
     }
 
     /// As [`TestApp::spawn_with`], with every adapter that keeps time keeping it by `clock`.
     pub async fn spawn_on_clock(backend: Backend, vars: &[(&str, &str)], clock: Arc<dyn Clock>) -> Self {
-        let db = match backend {
-            Backend::Memory => None,
-            Backend::Postgres => Some(TestDatabase::new().await),
-        };
-        Self::start_wired(vars, db, clock, |_| {}).await
+        Self::spawn_adapted_on_clock(backend, vars, clock, |_| {}).await
     }
 
     /// As [`TestApp::spawn_on_clock`], with `adapt` wrapping or replacing adapters.
@@ -52,11 +48,11 @@ impl TestApp {
         clock: Arc<dyn Clock>,
         adapt: impl FnOnce(&mut Ports),
     ) -> Self {
-        let db = match backend {
-            Backend::Memory => None,
-            Backend::Postgres => Some(TestDatabase::new().await),
-        };
-        Self::start_wired(vars, db, clock, adapt).await
+        match backend {
+            Backend::Memory => Self::start_wired(vars, None, clock, adapt).await,
+            Backend::Postgres => Self::start_wired(vars, Some(TestDatabase::new().await), clock, adapt).await,
+            Backend::PgBouncer => Self::start_pooled(vars, TestDatabase::new().await, true, clock, adapt).await,
+        }
     }
 
     pub async fn spawn(backend: Backend) -> Self {
@@ -77,28 +73,30 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     body
 }
 
-/// Runs one async test body against every backend, each as its own test.
+/// Runs one async test body against every backend, each as its own test: in memory and on
+/// PostgreSQL; and, after a leading `pgbouncer too;`, through PgBouncer as well.
 #[macro_export]
 macro_rules! on_every_backend {
+    (@one $name:ident, $app:ident, $body:block, [$($test:ident $backend:ident),*]) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::helpers::Backend) $body
+
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    run($crate::helpers::Backend::$backend).await
+                }
+            )*
+        }
+    };
+    (pgbouncer too; $(async fn $name:ident($app:ident: Backend) $body:block)*) => {
+        $( $crate::on_every_backend!(@one $name, $app, $body, [memory Memory, postgres Postgres, pgbouncer PgBouncer]); )*
+    };
     ($(async fn $name:ident($app:ident: Backend) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                async fn run($app: $crate::helpers::Backend) $body
-
-                #[tokio::test]
-                async fn memory() {
-                    run($crate::helpers::Backend::Memory).await
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    run($crate::helpers::Backend::Postgres).await
-                }
-            }
-        )*
+        $( $crate::on_every_backend!(@one $name, $app, $body, [memory Memory, postgres Postgres]); )*
     };
 }
 

@@ -38,6 +38,7 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 on_every_backend! {
+    pgbouncer too;
     async fn creating_a_project_answers_201_with_the_project_and_its_location(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let owner = app.signup("acme").await;

@@ -49,6 +49,7 @@ async fn sessions(app: &TestApp, slug: &str, token: &str) -> Vec<Value> {
 }
 
 on_every_backend! {
+    pgbouncer too;
     async fn a_refresh_rotates_both_tokens_and_the_new_ones_work(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let s = app.signup("rotate").await;

@@ -7,6 +7,7 @@ use crate::helpers::TestApp;
 use crate::on_every_backend;
 
 on_every_backend! {
+    pgbouncer too;
     async fn signup_login_create_and_list(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         app.signup("acme").await;

@@ -18,6 +18,7 @@ async fn register(app: &TestApp, slug: &str, token: &str, url: &str) -> reqwest:
 }
 
 on_every_backend! {
+    pgbouncer too;
     async fn a_webhook_shows_its_secret_once_and_gets_deliveries_of_its_events(backend: Backend) {
         let app = TestApp::spawn_with(backend, LOOPBACK_OK).await;
         let token = app.signup("hooked").await.token;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use plinth_domain::clock::SystemClock;
 use plinth_domain::ports::Clock;
 use plinth_domain::usecases::{Plinth, Ports};
-use plinth_testkit::TestDatabase;
+use plinth_testkit::{PgBouncer, TestDatabase};
 use plinth_web::shutdown::ShutdownHandle;
 use plinth_web::{Application, Config};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -58,6 +58,8 @@ pub struct TestApp {
     pub stopped: JoinHandle<std::io::Result<()>>,
     /// The app's use cases, to drive its job worker one step at a time.
     pub plinth: Arc<Plinth>,
+    /// The PgBouncer the app reaches its database through, if any (dropped before the database).
+    pub pooler: Option<PgBouncer>,
     /// Kept alive for the app's lifetime; dropped (and the database with it) at the end.
     pub db: Option<TestDatabase>,
 }
@@ -116,7 +118,30 @@ impl TestApp {
         let shutdown = app.shutdown_handle();
         let plinth = app.plinth();
         let stopped = tokio::spawn(app.run_until_stopped());
-        Self { address, client: client(), shutdown, stopped, plinth, db }
+        Self { address, client: client(), shutdown, stopped, plinth, pooler: None, db }
+    }
+
+    /// As [`TestApp::start_wired`] on `db`, reached through a PgBouncer of its own in
+    /// transaction mode: `DATABASE_URL` is the pooler's, the statement cache is off, and (when
+    /// `direct`) `PLINTH_DATABASE_DIRECT_URL` is the database's own URL. `vars` come on top.
+    pub async fn start_pooled(
+        vars: &[(&str, &str)],
+        db: TestDatabase,
+        direct: bool,
+        clock: Arc<dyn Clock>,
+        adapt: impl FnOnce(&mut Ports),
+    ) -> Self {
+        let pooler = PgBouncer::start();
+        let pooled_url = pooler.url(&db.app_url);
+        let direct_url = db.app_url.clone();
+        let mut all = vec![("DATABASE_URL", pooled_url.as_str()), ("PLINTH_DATABASE_STATEMENT_CACHE", "false")];
+        if direct {
+            all.push(("PLINTH_DATABASE_DIRECT_URL", direct_url.as_str()));
+        }
+        all.extend_from_slice(vars);
+        let mut app = Self::start_wired(&all, Some(db), clock, adapt).await;
+        app.pooler = Some(pooler);
+        app
     }
 
     /// The port the app listens on.
