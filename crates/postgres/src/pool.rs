@@ -63,12 +63,15 @@ struct Timings {
 
 /// A connection taken for one database call named `op` (a port call): it derefs to the
 /// pooled connection and, when dropped (the call is done), records how long the call held it
-/// in `db_query_duration_seconds{op}` and in the request's `db` phase.
+/// in `db_query_duration_seconds{op}` and in the request's `db` phase, and closes its span.
 pub(crate) struct Conn<'a> {
     object: Object,
     op: &'static str,
     taken: Instant,
     timings: &'a Timings,
+    /// The call's `db` span (named by `op`, nothing else recorded), from taking the connection
+    /// to giving it back; disabled (and free) unless traces are exported.
+    _span: tracing::Span,
 }
 
 impl std::ops::Deref for Conn<'_> {
@@ -202,7 +205,14 @@ impl PgStore {
         let waited = taken.saturating_duration_since(asked);
         self.timings.pool_wait.record(waited.as_secs_f64());
         timing::record(Phase::Pool, waited);
-        Ok(Conn { object: object?, op, taken, timings: &self.timings })
+        let span = tracing::debug_span!(
+            "db",
+            otel.name = op,
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = op
+        );
+        Ok(Conn { object: object?, op, taken, timings: &self.timings, _span: span })
     }
 
     /// Runs `call` with the whole-call time bound; running out is `Unavailable`.
