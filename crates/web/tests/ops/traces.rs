@@ -171,6 +171,7 @@ async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_th
         .unwrap_or_else(|| panic!("no request span among {names:?}\n{}", app.stderr()));
     assert_eq!(hex(&request.trace_id), TRACE_ID);
     assert_eq!(hex(&request.parent_span_id), PARENT_SPAN_ID);
+    assert_eq!(request.trace_state, "vendor=opaque", "the caller's tracestate goes on");
     let attrs = attributes(request);
     assert_eq!(attrs["http.route"], "/v1/projects");
     assert_eq!(attrs["http.request.method"], "POST");
