@@ -52,12 +52,7 @@ fn event_from_row(row: &Row) -> Result<StoredEvent> {
 /// transaction: stores `events` with their deliveries and jobs, never refused for a full queue
 /// (as an operator's act on a tenant: revoking a key or removing a member must not wait for a
 /// webhook's backlog), then appends `trail`.
-pub(crate) async fn settle(
-    tx: &Tx<'_>,
-    tenant: TenantId,
-    events: &[DomainEvent],
-    trail: &AuditTrail,
-) -> Result<()> {
+pub(crate) async fn settle(tx: &Tx<'_>, tenant: TenantId, events: &[DomainEvent], trail: &AuditTrail) -> Result<()> {
     settle_within(tx, tenant, events, trail, i64::MAX).await
 }
 

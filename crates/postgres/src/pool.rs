@@ -97,7 +97,7 @@ struct Timings {
 /// pooled connection and, when dropped (the call is done), records how long the call held it
 /// in `db_query_duration_seconds{op}` and in the request's `db` phase, and, when a write
 /// transaction for a tenant was begun on it ([`tenant_tx`]), notes the write for
-/// read-your-writes.
+/// read-your-writes; and closes its span.
 pub(crate) struct Conn<'a> {
     object: Object,
     op: &'static str,
@@ -107,6 +107,9 @@ pub(crate) struct Conn<'a> {
     /// The tenant a write transaction was begun for on this connection.
     wrote: Option<TenantId>,
     session: Session,
+    /// The call's `db` span (named by `op`, nothing else recorded), from taking the connection
+    /// to giving it back; disabled (and free) unless traces are exported.
+    _span: tracing::Span,
 }
 
 impl std::ops::Deref for Conn<'_> {
@@ -269,6 +272,13 @@ impl PgStore {
         let waited = taken.saturating_duration_since(asked);
         self.timings.pool_wait.record(waited.as_secs_f64());
         timing::record(Phase::Pool, waited);
+        let span = tracing::debug_span!(
+            "db",
+            otel.name = op,
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = op
+        );
         Ok(Conn {
             object: object?,
             op,
@@ -277,6 +287,7 @@ impl PgStore {
             replicas: &self.replicas,
             wrote: None,
             session: self.session,
+            _span: span,
         })
     }
 
@@ -289,6 +300,13 @@ impl PgStore {
     pub(crate) async fn replica_conn(&self, replica: &Replica, op: &'static str) -> Result<Conn<'_>, Error> {
         let pool = &replica.pools[affinity::slot(replica.pools.len())];
         let object = pool.get().await.map_err(error::pool)?;
+        let span = tracing::debug_span!(
+            "db",
+            otel.name = op,
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = op
+        );
         Ok(Conn {
             object,
             op,
@@ -297,6 +315,7 @@ impl PgStore {
             replicas: &self.replicas,
             wrote: None,
             session: self.session,
+            _span: span,
         })
     }
 

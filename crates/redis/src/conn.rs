@@ -200,7 +200,7 @@ impl RedisConn {
 
     /// Runs `call` unless the breaker is open, within the command timeout (a second attempt
     /// included, see [`once_more_if_unsent`]); a failure opens it. Its time, answered or not, is
-    /// recorded under `op` and in the request's `redis` phase.
+    /// recorded under `op` and in the request's `redis` phase, and it is a `redis` span.
     async fn guarded<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T, Error>
     where
         F: Fn() -> Fut,
@@ -209,6 +209,14 @@ impl RedisConn {
         if self.breaker_open() {
             return Err(Error::Unavailable { dependency: REDIS, source: None });
         }
+        // The command's span, named by `op` only (never a key); free unless traces are exported.
+        let _span = tracing::debug_span!(
+            "redis",
+            otel.name = op,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = op
+        );
         let started = Instant::now();
         let answered = tokio::time::timeout(self.timeout, once_more_if_unsent(call)).await;
         let took = started.elapsed();

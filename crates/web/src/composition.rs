@@ -153,9 +153,7 @@ pub async fn compose_with(
         secrets: Arc::new(SecretBox::new(&key)),
         jobs: repos.jobs,
         deliveries: repos.deliveries,
-        sender: Arc::new(
-            HttpSender::new(address_policy(config), None, clock.clone()).map_err(StartupError::WebhookClient)?,
-        ),
+        sender: Arc::new(webhook_sender(config, clock.clone())?),
         tokens: tokens(config, clock.clone())?,
         passwords,
         limiter: local_limiter.clone(),
@@ -334,6 +332,16 @@ fn mailer(config: &Config) -> Result<Arc<dyn EmailSender>, StartupError> {
         .map_err(|e| StartupError::Smtp(e.to_string()))?;
     tracing::info!(smtp = %sender.describe(), "emails are sent by SMTP");
     Ok(Arc::new(sender))
+}
+
+/// The webhook sender; when traces are exported, each delivery carries its job's trace context.
+fn webhook_sender(config: &Config, clock: Arc<dyn Clock>) -> Result<HttpSender, StartupError> {
+    let sender = HttpSender::new(address_policy(config), None, clock).map_err(StartupError::WebhookClient)?;
+    Ok(if crate::telemetry::traces::enabled() {
+        sender.with_trace_headers(crate::telemetry::traces::current_headers)
+    } else {
+        sender
+    })
 }
 
 /// Where webhooks may go (`PLINTH_WEBHOOK_ALLOW_PRIVATE`, `PLINTH_WEBHOOK_ALLOWED_CIDRS`).

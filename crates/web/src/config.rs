@@ -100,6 +100,22 @@ pub struct LogConfig {
     pub filter: String,
     /// JSON lines (default) or human-friendly text.
     pub json: bool,
+    /// Where spans are exported; `None` (no OTLP endpoint configured): traces are off.
+    pub traces: Option<TraceConfig>,
+}
+
+/// OpenTelemetry traces, from the standard `OTEL_*` variables: on when
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and neither
+/// `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says otherwise). The SDK reads the
+/// rest itself: `OTEL_TRACES_SAMPLER`/`_ARG`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_HEADERS`,
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_RESOURCE_ATTRIBUTES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceConfig {
+    /// The URL spans are posted to: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` followed by `/v1/traces`.
+    pub endpoint: String,
+    /// `OTEL_SERVICE_NAME` (default `plinth`).
+    pub service_name: String,
 }
 
 /// Webhook delivery settings.
@@ -414,7 +430,32 @@ fn log_config(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<LogConfig, C
             Some("pretty") => false,
             Some(_) => return Err(ConfigError::new("PLINTH_LOG_FORMAT", "must be json or pretty")),
         },
+        traces: trace_config(env)?,
     })
+}
+
+/// [`TraceConfig`] from the standard variables; `None` when no endpoint is set. Only OTLP over
+/// HTTP with protobuf is built in: another `OTEL_EXPORTER_OTLP_PROTOCOL` is refused.
+fn trace_config(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Option<TraceConfig>, ConfigError> {
+    const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    let off = env.string("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || env.string("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+    let endpoint = match (env.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), env.string("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+        _ if off => return Ok(None),
+        (Some(url), _) => url,
+        (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+        (None, None) => return Ok(None),
+    };
+    for name in [PROTOCOL, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
+        if env.string(name).is_some_and(|p| p != "http/protobuf") {
+            return Err(ConfigError::new(name, "must be http/protobuf (the one OTLP transport built in)"));
+        }
+    }
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", "must be an http:// or https:// URL"));
+    }
+    let service_name = env.string("OTEL_SERVICE_NAME").unwrap_or_else(|| "plinth".into());
+    Ok(Some(TraceConfig { endpoint, service_name }))
 }
 
 /// The plans of `PLINTH_PLANS_FILE` (JSON: `{"plans": [{"name", "requests_per_minute", "limits":

@@ -12,5 +12,5 @@ mod signing;
 
 pub use guard::{AddressPolicy, Refusal, UrlGuard};
 pub use secrets::{SecretBox, SecretError};
-pub use sender::HttpSender;
+pub use sender::{HttpSender, TraceHeaders};
 pub use signing::{EVENT_ID_HEADER, SIGNATURE_HEADER, signature};

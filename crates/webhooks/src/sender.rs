@@ -35,6 +35,10 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// The trace context headers (W3C `traceparent`, `tracestate`) of the current span, for the
+/// delivery about to be sent: the composition root's, when it exports traces.
+pub type TraceHeaders = fn() -> Vec<(String, String)>;
+
 /// [`WebhookSender`] over HTTP(S).
 #[derive(Clone)]
 pub struct HttpSender {
@@ -42,6 +46,8 @@ pub struct HttpSender {
     policy: AddressPolicy,
     /// The signature's timestamp.
     clock: Arc<dyn Clock>,
+    /// Headers that carry the delivering job's trace to the receiver; none when not set.
+    trace_headers: Option<TraceHeaders>,
 }
 
 impl std::fmt::Debug for HttpSender {
@@ -62,7 +68,14 @@ impl HttpSender {
             .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Self { client, policy, clock })
+        Ok(Self { client, policy, clock, trace_headers: None })
+    }
+
+    /// Sends the headers `headers` gives with each delivery (traces on: the job's context).
+    #[must_use]
+    pub fn with_trace_headers(mut self, headers: TraceHeaders) -> Self {
+        self.trace_headers = Some(headers);
+        self
     }
 
     /// IP-literal hosts skip DNS, so they are checked here.
@@ -109,15 +122,16 @@ impl WebhookSender for HttpSender {
             return failure(format!("refused: {why}"));
         }
         let timestamp = self.clock.now().unix_timestamp();
-        let sent = self
+        let mut post = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signatures(&request.secrets, timestamp, &request.body))
-            .header(EVENT_ID_HEADER, request.event_id.to_string())
-            .body(request.body.clone())
-            .send()
-            .await;
+            .header(EVENT_ID_HEADER, request.event_id.to_string());
+        for (name, value) in self.trace_headers.map(|headers| headers()).unwrap_or_default() {
+            post = post.header(name, value);
+        }
+        let sent = post.body(request.body.clone()).send().await;
         match sent {
             Ok(res) => {
                 let status = res.status().as_u16();

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
+use tracing::Instrument as _;
 
 use time::OffsetDateTime;
 
@@ -30,17 +31,26 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 
 impl Plinth {
     /// Claims and works one job as `worker`; `false` when nothing was due.
-    #[tracing::instrument(level = "debug", skip(self))]
+    ///
+    /// A claimed job is worked in a `work_one` span (a trace of its own) that records its kind
+    /// and tenant; a poll that finds nothing opens no span, so an idle worker traces nothing.
     pub async fn work_one(&self, worker: &str) -> Result<bool> {
         let Some(job) = self.ports.jobs.claim(worker).await? else {
             return Ok(false);
         };
+        let span = tracing::debug_span!("work_one", worker, job.kind = tracing::field::Empty, tenant = %job.tenant);
+        self.work(job).instrument(span).await.map(|()| true)
+    }
+
+    /// Makes the one attempt `job` asks for, in the job's span.
+    async fn work(&self, job: Job) -> Result<()> {
         let started = Instant::now();
         let (kind, done) = match job.work {
             Work::Deliver(delivery) => ("deliver", self.deliver(&job, delivery).await),
             Work::Email(email) => ("email", self.send_email(&job, email).await),
             Work::Noop => ("noop", self.ports.deliveries.discard(&job).await),
         };
+        tracing::Span::current().record("job.kind", kind);
         let outcome = if done.is_ok() { "ok" } else { "error" };
         metrics::counter!(metric::JOBS, "kind" => kind, "outcome" => outcome).increment(1);
         metrics::histogram!(metric::JOB_DURATION, "kind" => kind).record(started.elapsed().as_secs_f64());
@@ -49,7 +59,7 @@ impl Plinth {
             tracing::warn!(job = job.id, error = %e, "job failed; it will be rescued");
             return Err(e);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Makes one attempt of the delivery `job` names, and records it: unless its webhook is

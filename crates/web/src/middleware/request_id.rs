@@ -1,5 +1,6 @@
-//! The request id, and one access-log line per request: request id, method, route template,
-//! tenant slug, status and latency. Never a header value, a query string or a body.
+//! The request id, the request's span, and one access-log line per request: request id,
+//! method, route template, tenant slug, status, latency and trace id. Never a header value
+//! (but the trace id of a `traceparent`), a query string or a body.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use tracing::Instrument as _;
 use super::gate::RequestCtx;
 use super::metrics::route_label;
 use crate::telemetry::access::{self, AccessLine};
+use crate::telemetry::traces;
 
 /// The header that carries the request id both ways.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -55,22 +57,54 @@ pub async fn request_id(
     let id = req.headers().get(&X_REQUEST_ID).filter(|v| acceptable(v)).cloned().unwrap_or_else(new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
     // Debug level, like the use cases' spans: the JSON lines don't print spans, and at info a
-    // span per request only cost time.
-    let span = tracing::debug_span!("request", request_id = id.to_str().unwrap_or_default());
+    // span per request only cost time. When traces are exported, it continues the caller's
+    // trace and is exported under its method and route template (`traces::Allowlist`).
+    let span = tracing::debug_span!(
+        traces::REQUEST,
+        request_id = id.to_str().unwrap_or_default(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = req.method().as_str(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+    );
+    let traced = traces::enabled();
+    if traced {
+        traces::continue_trace(&span, req.headers());
+    }
     // Inner services answer their errors themselves (handlers and extractors turn them into
     // responses); an `Err` here would come from a middleware and carries its own response.
-    let mut res = next.call(req).instrument(span).await?;
+    let mut res = next.call(req).instrument(span.clone()).await?;
     res.headers_mut().insert(X_REQUEST_ID, id.clone());
-    log_request(&res, &id, started);
+    let trace_id = if traced { record(&span, &res) } else { None };
+    log_request(&res, &id, started, trace_id.as_deref());
     Ok(res)
 }
 
-fn log_request<B>(res: &ServiceResponse<B>, id: &HeaderValue, started: Instant) {
+/// Records the route template, the status and the tenant in `span`; answers its trace id.
+fn record<B>(span: &tracing::Span, res: &ServiceResponse<B>) -> Option<String> {
+    let req = res.request();
+    span.record("http.route", route_label(req));
+    span.record("http.response.status_code", res.status().as_u16());
+    if res.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    if let Some(tenant) = req.extensions().get::<RequestCtx>().and_then(|c| c.tenant.as_ref()) {
+        span.record("tenant", tracing::field::display(tenant.id));
+    }
+    traces::trace_id(span)
+}
+
+/// Logs the request; `trace_id` is its span's when traces are exported, else the incoming
+/// `traceparent`'s, if any.
+fn log_request<B>(res: &ServiceResponse<B>, id: &HeaderValue, started: Instant, trace_id: Option<&str>) {
     if !tracing::enabled!(tracing::Level::INFO) {
         return;
     }
     let req = res.request();
     let ext = req.extensions();
+    let header = || req.headers().get(traces::TRACEPARENT).and_then(|v| traces::header_trace_id(v.as_bytes()));
     let line = AccessLine {
         request_id: id.to_str().unwrap_or_default(),
         method: req.method().as_str(),
@@ -78,6 +112,7 @@ fn log_request<B>(res: &ServiceResponse<B>, id: &HeaderValue, started: Instant) 
         tenant: ext.get::<RequestCtx>().and_then(|c| c.tenant.as_ref()).map_or("-", |t| t.slug.as_str()),
         status: res.status().as_u16(),
         latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        trace_id: trace_id.or_else(header),
     };
     if !access::write(&line) {
         tracing::info!(
@@ -87,6 +122,7 @@ fn log_request<B>(res: &ServiceResponse<B>, id: &HeaderValue, started: Instant) 
             tenant = line.tenant,
             status = line.status,
             latency_us = line.latency_us,
+            trace_id = line.trace_id,
             "request"
         );
     }

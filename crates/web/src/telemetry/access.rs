@@ -29,6 +29,8 @@ pub struct AccessLine<'a> {
     pub tenant: &'a str,
     pub status: u16,
     pub latency_us: u64,
+    /// The request's trace id (32 hex digits), when it has one; no field when not.
+    pub trace_id: Option<&'a str>,
 }
 
 /// The `target` of the line: the middleware that logs it, as when it went through `tracing`.
@@ -66,6 +68,10 @@ fn format_line(buf: &mut Vec<u8>, now: SystemTime, line: &AccessLine<'_>) {
     buf.extend_from_slice(n.format(line.status).as_bytes());
     buf.extend_from_slice(b",\"latency_us\":");
     buf.extend_from_slice(n.format(line.latency_us).as_bytes());
+    if let Some(trace_id) = line.trace_id {
+        buf.extend_from_slice(b",\"trace_id\":");
+        string(buf, trace_id);
+    }
     buf.extend_from_slice(b",\"target\":\"");
     buf.extend_from_slice(TARGET.as_bytes());
     buf.extend_from_slice(b"\"}\n");
@@ -136,6 +142,7 @@ mod tests {
             tenant: "acme",
             status: 200,
             latency_us: 16_576,
+            trace_id: None,
         };
         format_line(&mut buf, at, &line);
         let text = String::from_utf8(buf).unwrap_or_default();
@@ -154,6 +161,12 @@ mod tests {
             "target": TARGET,
         });
         assert_eq!(v, expected);
+
+        let mut buf = Vec::new();
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        format_line(&mut buf, at, &AccessLine { trace_id: Some(trace_id), ..line });
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap_or_default();
+        assert_eq!(v["trace_id"], trace_id);
     }
 
     #[test]

@@ -18,3 +18,4 @@ mod readiness;
 mod scrape;
 mod shutdown;
 mod timing;
+mod traces;
