@@ -68,10 +68,13 @@ pub struct Actor {
     /// A user, a key, or nobody known.
     pub kind: ActorKind,
     /// The user's or key's id.
+    #[cfg_attr(feature = "openapi", schema(example = "0193a7c4-5e2f-7b1d-8c3a-6f4e2d1b9a07"))]
     pub id: Option<Uuid>,
     /// The client's address.
+    #[cfg_attr(feature = "openapi", schema(example = "203.0.113.7"))]
     pub ip: Option<String>,
     /// The client's `User-Agent`, cut to 256 characters.
+    #[cfg_attr(feature = "openapi", schema(example = "Mozilla/5.0 (X11; Linux x86_64)"))]
     pub user_agent: Option<String>,
 }
 
@@ -81,8 +84,10 @@ pub struct Actor {
 pub struct Target {
     /// `user`, `project`, `webhook`, `api_key`, `invitation`, `session` or `tenant`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(example = "project"))]
     pub kind: String,
     /// Its id.
+    #[cfg_attr(feature = "openapi", schema(example = "0193a7c4-5e2f-7b1d-8c3a-6f4e2d1b9a07"))]
     pub id: String,
 }
 
@@ -346,6 +351,7 @@ pub enum Tamper {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainProblem {
     /// The seq where the chain first breaks.
+    #[cfg_attr(feature = "openapi", schema(example = 41))]
     pub seq: u64,
     /// How.
     pub problem: Tamper,
@@ -356,14 +362,22 @@ pub struct ChainProblem {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verification {
     /// Whether every entry since the checkpoint is as written, in place.
+    #[cfg_attr(feature = "openapi", schema(example = true))]
     pub valid: bool,
     /// Entries checked.
+    #[cfg_attr(feature = "openapi", schema(example = 42))]
     pub entries: u64,
     /// The seq of the last entry pruned by retention (0 when none was): the chain starts after it.
+    #[cfg_attr(feature = "openapi", schema(example = 0))]
     pub checkpoint_seq: u64,
     /// The chain's head: the seq of the newest entry.
+    #[cfg_attr(feature = "openapi", schema(example = 42))]
     pub head_seq: u64,
     /// The head's hash (64 hex digits): keep it to check later that the log only grew.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "9f2c1e7a4b6d8f0a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a")
+    )]
     pub head_hash: String,
     /// The first break, if any.
     pub first_problem: Option<ChainProblem>,

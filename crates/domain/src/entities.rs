@@ -38,12 +38,15 @@ impl Tenant {
 pub struct Lifecycle {
     /// Since when its hosts answer 403 `tenant_suspended` and its jobs wait.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(example = "2026-12-04T09:30:00Z"))]
     pub suspended_at: Option<OffsetDateTime>,
     /// Since when its hosts answer 404 and its jobs wait, its data kept until `purge_after`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(example = "2026-12-04T09:30:00Z"))]
     pub deleted_at: Option<OffsetDateTime>,
     /// When a deleted tenant's data is erased; until then `restore` undoes the deletion.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(example = "2027-01-03T09:30:00Z"))]
     pub purge_after: Option<OffsetDateTime>,
 }
 
@@ -102,6 +105,7 @@ pub struct User {
     pub token_version: u32,
     /// Whether the user has proved they receive mail at `email` (a verification link, an
     /// accepted invitation, or a password reset).
+    #[cfg_attr(feature = "openapi", schema(example = true))]
     pub email_verified: bool,
 }
 
@@ -122,11 +126,11 @@ pub struct Invitation {
     pub invited_by: UserId,
     /// When it was sent (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub created_at: OffsetDateTime,
     /// When its link stops working (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub expires_at: OffsetDateTime,
 }
 
@@ -143,11 +147,11 @@ pub struct Project {
     pub name: ProjectName,
     /// When it was created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub created_at: OffsetDateTime,
     /// When it was last changed (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub updated_at: OffsetDateTime,
 }
 
@@ -161,19 +165,21 @@ pub struct Webhook {
     #[serde(skip)]
     pub tenant_id: TenantId,
     /// Where deliveries are POSTed.
+    #[cfg_attr(feature = "openapi", schema(example = "https://hooks.example.com/plinth"))]
     pub url: String,
     /// The event kinds it receives.
     pub events: Vec<crate::events::EventKind>,
     /// When it was registered (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub created_at: OffsetDateTime,
     /// At most this many deliveries a second are attempted; none when absent.
+    #[cfg_attr(feature = "openapi", schema(example = 10))]
     pub rate_limit_per_second: Option<u32>,
     /// Until when deliveries are also signed with the secret it had before its last rotation
     /// (RFC 3339); absent when they aren't.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub rotation_ends_at: Option<OffsetDateTime>,
     /// Whether it receives deliveries, and how its attempts have gone.
     #[serde(flatten)]
@@ -253,20 +259,22 @@ pub struct WebhookHealth {
     /// Whether it receives deliveries.
     pub state: WebhookState,
     /// Why it was disabled, while it is.
+    #[cfg_attr(feature = "openapi", schema(example = "failing since 2026-11-29T09:30:00Z, 12 attempts in a row"))]
     pub disabled_reason: Option<String>,
     /// When it was disabled (RFC 3339), while it is.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub disabled_at: Option<OffsetDateTime>,
     /// When an attempt last succeeded (RFC 3339).
     #[serde(with = "time::serde::rfc3339::option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub last_success_at: Option<OffsetDateTime>,
     /// Attempts that failed since the last success.
+    #[cfg_attr(feature = "openapi", schema(example = 0))]
     pub consecutive_failures: u32,
     /// When the first of those failures happened (RFC 3339).
     #[serde(with = "time::serde::rfc3339::option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub failing_since: Option<OffsetDateTime>,
 }
 
@@ -339,12 +347,14 @@ pub struct Delivery {
     /// Where it stands.
     pub state: DeliveryState,
     /// Attempts made so far.
+    #[cfg_attr(feature = "openapi", schema(example = 1))]
     pub attempts: u32,
     /// Why the last attempt failed, if it did.
+    #[cfg_attr(feature = "openapi", schema(example = "HTTP 503 from the receiver"))]
     pub last_error: Option<String>,
     /// When the event happened (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub created_at: OffsetDateTime,
 }
 
@@ -364,11 +374,11 @@ pub struct Session {
     pub user_id: UserId,
     /// When the session began (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub created_at: OffsetDateTime,
     /// When a refresh token last continued it (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub last_used_at: OffsetDateTime,
     /// It ends unless refreshed before this.
     #[serde(skip)]
@@ -377,8 +387,10 @@ pub struct Session {
     #[serde(skip)]
     pub expires_at: OffsetDateTime,
     /// The client's address at login, as the rate limits see it.
+    #[cfg_attr(feature = "openapi", schema(example = "203.0.113.7"))]
     pub ip: Option<String>,
     /// The client's `User-Agent` at login, cut to 256 characters.
+    #[cfg_attr(feature = "openapi", schema(example = "Mozilla/5.0 (X11; Linux x86_64)"))]
     pub user_agent: Option<String>,
 }
 
@@ -402,8 +414,10 @@ pub struct ApiKey {
     #[serde(skip)]
     pub tenant_id: TenantId,
     /// What its owners call it.
+    #[cfg_attr(feature = "openapi", schema(example = "CI deploys"))]
     pub name: String,
     /// `plk_<id>`: the start of the key, to tell keys apart.
+    #[cfg_attr(feature = "openapi", schema(example = "plk_0193a7c45e2f7b1d8c3a6f4e2d1b9a07"))]
     pub prefix: String,
     /// The routes it may call.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::values::Scope>))]
@@ -414,18 +428,19 @@ pub struct ApiKey {
     /// Who created it (none once they were removed: the key is the tenant's, not theirs).
     pub created_by: Option<UserId>,
     /// Its own quota, requests per minute, on top of its tenant's; none for the tenant's alone.
+    #[cfg_attr(feature = "openapi", schema(example = 600))]
     pub rate_limit_per_minute: Option<u32>,
     /// When it was created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub created_at: OffsetDateTime,
     /// When it was last used, to within a few seconds (RFC 3339); none if never.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub last_used_at: Option<OffsetDateTime>,
     /// When it stops working (RFC 3339); none if never.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub expires_at: Option<OffsetDateTime>,
 }
 

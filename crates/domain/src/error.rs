@@ -130,8 +130,10 @@ impl Error {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The offending field, as named in the request.
+    #[cfg_attr(feature = "openapi", schema(example = "name"))]
     pub field: String,
     /// What is wrong with it, for a human.
+    #[cfg_attr(feature = "openapi", schema(example = "must not be empty"))]
     pub message: String,
 }
 

@@ -166,11 +166,11 @@ pub struct AcceptedInvitation {
     pub user_id: UserId,
     /// When it was sent (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub created_at: OffsetDateTime,
     /// When it was accepted (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub accepted_at: OffsetDateTime,
 }
 

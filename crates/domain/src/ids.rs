@@ -15,7 +15,11 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = uuid::Uuid))]
+        #[cfg_attr(
+            feature = "openapi",
+            derive(utoipa::ToSchema),
+            schema(value_type = uuid::Uuid, example = "0193a7c4-5e2f-7b1d-8c3a-6f4e2d1b9a07")
+        )]
         #[serde(transparent)]
         pub struct $name(Uuid);
 

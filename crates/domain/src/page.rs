@@ -180,6 +180,7 @@ pub struct Page<T> {
     /// The items, newest first.
     pub items: Vec<T>,
     /// Pass back as `cursor` for the next page; `null` on the last page.
+    #[cfg_attr(feature = "openapi", schema(example = "eyJrIjoiMDE5M2E3YzQifQ.c2lnbmF0dXJl"))]
     pub next_cursor: Option<String>,
 }
 

@@ -14,15 +14,19 @@ use crate::values::Plan;
 pub struct PlanLimits {
     /// Users of the tenant.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = 5))]
     pub members: Option<u32>,
     /// Projects.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = 100))]
     pub projects: Option<u32>,
     /// Webhooks.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = 5))]
     pub webhooks: Option<u32>,
     /// Live API keys.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = 5))]
     pub api_keys: Option<u32>,
 }
 

@@ -235,6 +235,8 @@ pub struct Config {
     pub metrics_token: Option<Secret<String>>,
     /// `PLINTH_SERVER_TIMING`: answer every request with a `Server-Timing` header.
     pub server_timing: bool,
+    /// `PLINTH_DOCS`: serve the API reference page at `/docs`.
+    pub docs: bool,
     /// `PLINTH_ENCRYPTION_KEY`; `None` for a random one per start (embedded mode only).
     pub encryption_key: Option<Secret<[u8; 32]>>,
     /// `PLINTH_WEBHOOK_*`.
@@ -331,6 +333,7 @@ impl Config {
             ipv6_prefix: env.parse_in("PLINTH_IPV6_PREFIX", 64, 32..=128)?,
             metrics_token: env.string("PLINTH_METRICS_TOKEN").map(Secret::new),
             server_timing: env.parse("PLINTH_SERVER_TIMING", false)?,
+            docs: env.parse("PLINTH_DOCS", true)?,
             encryption_key: encryption_key(&env, persistent)?,
             webhooks: WebhookConfig {
                 allow_private: env.parse("PLINTH_WEBHOOK_ALLOW_PRIVATE", false)?,

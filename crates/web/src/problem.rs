@@ -57,6 +57,7 @@ pub struct Problem {
     #[schema(example = 429)]
     pub status: u16,
     /// What happened, for a human.
+    #[schema(example = "Rate limit exceeded. Please slow down.")]
     pub detail: String,
     /// Stable and machine-readable.
     #[schema(example = "rate_limited")]
@@ -67,12 +68,15 @@ pub struct Problem {
     /// For `plan_limit_reached`: what is limited (`members`, `projects`, `webhooks`,
     /// `api_keys`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "projects")]
     pub resource: Option<&'static str>,
     /// For `plan_limit_reached`: the plan's limit.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 100)]
     pub limit: Option<u32>,
     /// For `plan_limit_reached`: how many the tenant has.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 100)]
     pub usage: Option<u64>,
 }
 

@@ -15,6 +15,7 @@ use plinth_domain::ports::Clock;
 use plinth_domain::usecases::{Plinth, Ports};
 use utoipa_actix_web::AppExt as _;
 
+use crate::api::docs::DocsPage;
 use crate::api::fallback::{RouteTable, unmatched};
 use crate::api::platform::{OpenApiJson, Probes};
 use crate::api::{configure, extract, openapi};
@@ -130,6 +131,7 @@ impl Application {
 
         let routes = web::Data::new(routes);
         let doc_json = web::Data::new(doc_json);
+        let docs_page = web::Data::new(DocsPage { enabled: config.docs });
         let body_timeout = extract::BodyTimeout(config.server.body_timeout);
         let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let timed = config.server_timing;
@@ -143,6 +145,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(routes.clone())
                 .app_data(doc_json.clone())
+                .app_data(docs_page.clone())
                 .app_data(web::PayloadConfig::new(extract::BODY_LIMIT))
                 .app_data(body_timeout)
                 .configure(configure)

@@ -32,12 +32,16 @@ pub type CountCheck<'a> = &'a (dyn Fn(usize) -> Result<()> + Send + Sync);
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     /// Users.
+    #[cfg_attr(feature = "openapi", schema(example = 3))]
     pub members: u64,
     /// Projects.
+    #[cfg_attr(feature = "openapi", schema(example = 12))]
     pub projects: u64,
     /// Webhooks.
+    #[cfg_attr(feature = "openapi", schema(example = 2))]
     pub webhooks: u64,
     /// Live (unrevoked) API keys.
+    #[cfg_attr(feature = "openapi", schema(example = 1))]
     pub api_keys: u64,
 }
 

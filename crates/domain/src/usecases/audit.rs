@@ -34,30 +34,51 @@ impl AuditSettings {
     }
 }
 
+/// The schema of [`AuditView::changes`]: any object, with an example.
+#[cfg(feature = "openapi")]
+fn changes_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .description(Some("The fields the change set, with their new values."))
+        .examples([serde_json::json!({"name": "Apollo"})])
+        .build()
+}
+
 /// One entry of the log as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditView {
     /// Its number in the tenant's chain (1 for the first).
+    #[cfg_attr(feature = "openapi", schema(example = 42))]
     pub seq: u64,
     /// When (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z"))]
     pub at: OffsetDateTime,
     /// Who.
     pub actor: Actor,
     /// What, such as `project.created`.
+    #[cfg_attr(feature = "openapi", schema(example = "project.created"))]
     pub action: String,
     /// To what.
     pub target: Option<Target>,
     /// The request that made the change.
+    #[cfg_attr(feature = "openapi", schema(example = "0193a7c4-5e2f-7b1d-8c3a-6f4e2d1b9a07"))]
     pub request_id: Option<String>,
     /// The fields the change set, with their new values.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = changes_schema))]
     pub changes: serde_json::Value,
     /// This entry's chain hash (64 hex digits).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "9f2c1e7a4b6d8f0a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a")
+    )]
     pub hash: String,
     /// Its predecessor's.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e2d4f")
+    )]
     pub prev_hash: String,
 }
 

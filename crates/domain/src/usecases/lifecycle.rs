@@ -44,6 +44,7 @@ pub struct TenantList {
     /// The tenants, by slug.
     pub items: Vec<TenantView>,
     /// The slug to pass as `after` for the next page; `null` on the last.
+    #[cfg_attr(feature = "openapi", schema(example = "acme"))]
     pub next_cursor: Option<String>,
 }
 

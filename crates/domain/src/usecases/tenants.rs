@@ -121,6 +121,7 @@ pub struct TenantView {
     pub usage: Option<crate::ports::Usage>,
     /// `active`, `suspended` or `deleted`; only for operators.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "active"))]
     pub state: Option<&'static str>,
 }
 

@@ -58,7 +58,8 @@ impl Purpose {
             .find(|p| p.as_str() == s)
     }
 
-    const fn prefix(self) -> &'static str {
+    /// What its tokens start with: `pli_`, `plp_`, `plv_`.
+    pub const fn prefix(self) -> &'static str {
         match self {
             Self::Invitation => "pli_",
             Self::PasswordReset => "plp_",

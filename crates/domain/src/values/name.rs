@@ -36,10 +36,10 @@ fn parse_display_name(s: &str) -> Result<String, InvalidValue> {
 }
 
 macro_rules! display_name {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, example = $example:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, Serialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = $example))]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -71,11 +71,13 @@ macro_rules! display_name {
 
 display_name!(
     /// A project's name.
-    ProjectName
+    ProjectName,
+    example = "Apollo"
 );
 display_name!(
     /// A tenant's display name.
-    TenantName
+    TenantName,
+    example = "Acme Labs"
 );
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ pub struct Accepted {
     #[schema(example = "accepted")]
     pub status: &'static str,
     /// What happens next.
+    #[schema(example = "If the address belongs to a user here, a message is on its way.")]
     pub detail: &'static str,
 }
 

@@ -28,11 +28,13 @@ pub struct LoginRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// The JWT.
+    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwMTkzYTdjNCJ9.c2lnbmF0dXJl")]
     pub access_token: String,
     /// Always `Bearer`.
     #[schema(example = "Bearer")]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
+    #[schema(example = 900)]
     pub expires_in: u64,
     /// Spend it at `POST /v1/auth/refresh` for the next tokens; it works once.
     #[schema(schema_with = super::schemas::refresh_token)]

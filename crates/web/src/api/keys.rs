@@ -30,10 +30,10 @@ pub struct CreateKeyRequest {
     pub scopes: Vec<String>,
     /// When it stops working (RFC 3339, in the future); never when absent.
     #[serde(default, with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z")]
     pub expires_at: Option<OffsetDateTime>,
     /// Its own quota, 1–1000000 requests per minute, counted on top of its tenant's.
-    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[schema(minimum = 1, maximum = 1_000_000, example = 600)]
     pub rate_limit_per_minute: Option<u32>,
 }
 
@@ -45,6 +45,7 @@ pub struct CreatedKeyResponse {
     pub api_key: ApiKey,
     /// The whole key, `plk_<id>_<secret and check>`: send it as `Authorization: Bearer …` on
     /// the tenant's host. Shown in this answer only.
+    #[schema(example = "plk_0193a7c45e2f7b1d8c3a6f4e2d1b9a07_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0Tz8wQm2Lp5x")]
     pub key: String,
 }
 
@@ -122,10 +123,10 @@ pub struct AuditParams {
     #[param(min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$")]
     pub target: Option<String>,
     /// Only entries at or after this time (RFC 3339).
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-12-04T09:30:00Z")]
     pub since: Option<String>,
     /// Only entries before this time (RFC 3339).
-    #[param(format = DateTime)]
+    #[param(format = DateTime, example = "2026-12-04T09:30:00Z")]
     pub until: Option<String>,
 }
 

@@ -5,6 +5,8 @@
 use plinth_domain::entities::{ApiKey, Project, Tenant, User, Webhook};
 use plinth_domain::events::{AcceptedInvitation, EventKind, Subject};
 use plinth_domain::ports::StoredEvent;
+use plinth_domain::values::Scope;
+use plinth_domain::{Conflict, Error, FieldError};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{ResponseBuilder, Responses};
@@ -14,13 +16,13 @@ use utoipa::openapi::{Components, Content, OpenApi, Ref, RefOr, Schema};
 use utoipa::{OpenApi as _, PartialSchema as _, ToSchema as _};
 
 use super::access::{Access, access};
-use crate::problem::Problem;
+use crate::problem::{ApiError, Problem};
 
 /// The document's fixed parts.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "plinth", description = "A multi-tenant SaaS API: tenants by host, JWT auth, per-plan rate limits."),
-    components(schemas(Problem, plinth_domain::FieldError, Project, Tenant, User, AcceptedInvitation, ApiKey, Webhook)),
+    components(schemas(Problem, FieldError, Project, Tenant, User, AcceptedInvitation, ApiKey, Webhook)),
     tags(
         (name = "platform", description = "Health, readiness, metrics and this document; any host, never rate-limited"),
         (name = "auth", description = "Signup (platform host), login, sessions, password reset, address verification and the caller"),
@@ -138,7 +140,7 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
             SLOW,
             TOO_LARGE,
             MEDIA,
-            (422, "`confirm` is not the tenant's slug"),
+            (422, "`confirm` is not the tenant's slug (`validation_failed`)"),
         ],
         "adminListTenants" => &[(400, "Malformed state, after or limit"), OPERATOR, OFF],
         "adminGetTenant" | "adminResumeTenant" | "adminDeleteTenant" => &[OPERATOR, NO_TENANT],
@@ -203,14 +205,53 @@ fn errors_of(operation_id: &str) -> &'static [(u16, &'static str)] {
     }
 }
 
-fn problem_response(description: &str) -> RefOr<utoipa::openapi::response::Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/problem+json",
-            Content::new(Some(RefOr::<Schema>::Ref(Ref::from_schema_name(Problem::name())))),
-        )
-        .into()
+fn problem_response(status: u16, description: &str) -> RefOr<utoipa::openapi::response::Response> {
+    let mut content = Content::new(Some(RefOr::<Schema>::Ref(Ref::from_schema_name(Problem::name()))));
+    content.example = problem_example(status, description);
+    ResponseBuilder::new().description(description).content("application/problem+json", content).into()
+}
+
+/// One error of each kind an operation can answer, to show as its example: what plinth itself
+/// renders for it, so an example never drifts from the real answer.
+fn sample_errors() -> Vec<ApiError> {
+    vec![
+        ApiError::Malformed("Malformed JSON: expected `,` or `}` at line 1 column 17.".into()),
+        ApiError::PayloadTooLarge,
+        ApiError::RequestTimeout,
+        ApiError::UnsupportedMediaType,
+        ApiError::RateLimited { retry_after: 12 },
+        Error::Validation(vec![FieldError::new("name", "must not be empty")]).into(),
+        Error::BadRequest("malformed cursor").into(),
+        Error::Unauthorized.into(),
+        Error::InvalidToken.into(),
+        Error::InvalidCredentials.into(),
+        Error::InvalidEmailToken.into(),
+        Error::Forbidden("owners and admins only").into(),
+        Error::EmailUnverified.into(),
+        Error::InsufficientScope(Scope::ProjectsWrite).into(),
+        Error::PlanLimitReached { resource: "projects", limit: 100, usage: 100 }.into(),
+        Error::TenantSuspended.into(),
+        Error::TenantNotFound.into(),
+        Error::NotFound.into(),
+        Error::Conflict(Conflict::ChangedMeanwhile).into(),
+        Error::Conflict(Conflict::ExportRunning).into(),
+        Error::IdempotencyKeyReused.into(),
+        Error::QueueFull.into(),
+        Error::Unavailable { dependency: "database", source: None }.into(),
+        Error::Internal("example".into()).into(),
+    ]
+}
+
+/// The example of an error answer: the problem document of the first code its description
+/// names (in backticks), or else of the first sample with its status.
+fn problem_example(status: u16, description: &str) -> Option<serde_json::Value> {
+    let samples: Vec<Problem> = sample_errors().iter().map(ApiError::problem).collect();
+    let named = description.split('`').skip(1).step_by(2);
+    let problem = named
+        .filter_map(|code| samples.iter().find(|p| p.code == code && p.status == status))
+        .next()
+        .or_else(|| samples.iter().find(|p| p.status == status))?;
+    serde_json::to_value(problem).ok()
 }
 
 /// Says on an authenticated operation whether an API key may call it and with which scope: as
@@ -237,7 +278,7 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
     }
     let responses: &mut Responses = &mut op.responses;
     for (status, description) in errors_of(&id) {
-        responses.responses.entry(status.to_string()).or_insert_with(|| problem_response(description));
+        responses.responses.entry(status.to_string()).or_insert_with(|| problem_response(*status, description));
     }
     // Every route on a tenant's host is refused while the tenant is suspended.
     if path.starts_with("/v1/") && id != "signup" {
@@ -246,7 +287,7 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
             Some(RefOr::T(r)) => format!("{}; or {SUSPENDED}", r.description),
             _ => format!("Refused: {SUSPENDED}"),
         };
-        responses.responses.insert("403".into(), problem_response(&described));
+        responses.responses.insert("403".into(), problem_response(403, &described));
     }
     if path.starts_with("/v1/") {
         // Project writes enqueue their webhooks' deliveries, which a tenant's cap bounds.
@@ -267,21 +308,21 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
         } else {
             "Rate limit exceeded (`rate_limited`; for a request that sends a message, the `mailbox` policy too); see Retry-After"
         };
-        responses.responses.entry("429".into()).or_insert_with(|| problem_response(too_many));
+        responses.responses.entry("429".into()).or_insert_with(|| problem_response(429, too_many));
         responses
             .responses
             .entry("503".into())
-            .or_insert_with(|| problem_response("A dependency is unavailable; see Retry-After"));
+            .or_insert_with(|| problem_response(503, "A dependency is unavailable; see Retry-After"));
     }
     if path.starts_with("/admin/") {
         let too_many = "Too many requests without a valid operator token from this address (`rate_limited`, the `ip` policy); see Retry-After";
-        responses.responses.entry("429".into()).or_insert_with(|| problem_response(too_many));
+        responses.responses.entry("429".into()).or_insert_with(|| problem_response(429, too_many));
         responses
             .responses
             .entry("503".into())
-            .or_insert_with(|| problem_response("A dependency is unavailable; see Retry-After"));
+            .or_insert_with(|| problem_response(503, "A dependency is unavailable; see Retry-After"));
     }
-    responses.responses.entry("500".into()).or_insert_with(|| problem_response("Internal error"));
+    responses.responses.entry("500".into()).or_insert_with(|| problem_response(500, "Internal error"));
     let get = matches!(
         id.as_str(),
         "getTenant"
@@ -304,8 +345,15 @@ fn add_common(method: &str, path: &str, op: &mut Operation) {
             ResponseBuilder::new().description("Not modified: the If-None-Match ETag is current").into()
         });
     }
-    for (_, response) in responses.responses.iter_mut() {
+    for (status, response) in responses.responses.iter_mut() {
         if let RefOr::T(r) = response {
+            // Error answers a handler documents itself get their example here.
+            if let Some(content) = r.content.get_mut("application/problem+json")
+                && content.example.is_none()
+                && matches!(&content.schema, Some(RefOr::Ref(schema)) if schema.ref_location.ends_with("/Problem"))
+            {
+                content.example = problem_example(status.parse().unwrap_or_default(), &r.description);
+            }
             r.headers.insert(
                 "X-Request-Id".into(),
                 HeaderBuilder::new().schema(String::schema()).description(Some("The request's id")).build(),
@@ -361,11 +409,22 @@ fn add_event_schemas(components: &mut Components) {
             .property(
                 "id",
                 string(KnownFormat::Uuid)
-                    .description(Some("The event's id (`Plinth-Event-Id`), the same on every attempt")),
+                    .description(Some("The event's id (`Plinth-Event-Id`), the same on every attempt"))
+                    .examples(["0193a7c5-0a11-7f60-b172-9d0e1f203142"]),
             )
             .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([kind.as_str()])))
-            .property("created_at", string(KnownFormat::DateTime).description(Some("When it happened (RFC 3339)")))
-            .property("tenant_id", string(KnownFormat::Uuid).description(Some("Whose data it is")))
+            .property(
+                "created_at",
+                string(KnownFormat::DateTime)
+                    .description(Some("When it happened (RFC 3339)"))
+                    .examples(["2026-12-04T09:30:00Z"]),
+            )
+            .property(
+                "tenant_id",
+                string(KnownFormat::Uuid)
+                    .description(Some("Whose data it is"))
+                    .examples(["0193a0c4-7e52-7b1c-9d3e-5f1a2b3c4d5e"]),
+            )
             .property("data", Ref::from_schema_name(data_schema(kind.subject())))
             .required("id")
             .required("type")

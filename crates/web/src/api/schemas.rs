@@ -112,10 +112,14 @@ pub fn verify_token() -> Object {
     emailed_token(Purpose::VerifyEmail, "The token in the verification link's fragment (`#token=…`)")
 }
 
+/// The secret part of the example tokens: 43 base64url characters, as a 32-byte secret encodes.
+const EXAMPLE_SECRET: &str = "Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0";
+
 fn emailed_token(purpose: Purpose, description: &str) -> Object {
     string()
         .description(Some(description))
         .pattern(Some(purpose.pattern()))
+        .examples([format!("{}{EXAMPLE_SECRET}", purpose.prefix())])
         .min_length(Some(EmailToken::TEXT_LEN))
         .max_length(Some(EmailToken::TEXT_LEN))
         .build()
@@ -126,6 +130,7 @@ pub fn refresh_token() -> Object {
     string()
         .description(Some("The `refresh_token` of the last login or refresh"))
         .pattern(Some(RefreshToken::PATTERN))
+        .examples([format!("plr_{EXAMPLE_SECRET}")])
         .min_length(Some(RefreshToken::TEXT_LEN))
         .max_length(Some(RefreshToken::TEXT_LEN))
         .build()

@@ -27,6 +27,7 @@ pub struct RefreshRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChangePasswordRequest {
     /// The password now (any string: a wrong one is `401 invalid_credentials`).
+    #[schema(example = "correct horse battery staple")]
     pub current_password: String,
     /// 10–256 characters.
     #[schema(schema_with = schemas::password)]
@@ -40,6 +41,7 @@ pub struct SessionView {
     #[serde(flatten)]
     pub session: Session,
     /// Whether the request was made with this session's access token.
+    #[schema(example = true)]
     pub current: bool,
 }
 

@@ -43,15 +43,17 @@ pub struct CreatedWebhookResponse {
     /// The webhook's id.
     pub id: WebhookId,
     /// Where deliveries go.
+    #[schema(example = "https://hooks.example.com/plinth")]
     pub url: String,
     /// The events it receives.
     pub events: Vec<plinth_domain::events::EventKind>,
     /// The signing secret; a replay of this request (same Idempotency-Key) leaves it out.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "whsec_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0")]
     pub secret: Option<String>,
     /// When it was registered.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[schema(value_type = String, format = DateTime, example = "2026-12-04T09:30:00Z")]
     pub created_at: time::OffsetDateTime,
 }
 
@@ -188,10 +190,11 @@ pub struct UpdateWebhookRequest {
     pub events: Option<Vec<String>>,
     /// `false` disables it (its pending deliveries are skipped, no new ones are made); `true`
     /// enables it again (its failure record starts over; send what it missed with `recover`).
+    #[schema(example = true)]
     pub enabled: Option<bool>,
     /// At most this many deliveries a second (1–1000); `null` for no limit.
     #[serde(default, deserialize_with = "present_whole")]
-    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000, nullable)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000, nullable, example = 10)]
     pub rate_limit_per_second: Option<Option<u32>>,
 }
 
@@ -253,10 +256,11 @@ pub struct RotatedSecretResponse {
     /// The webhook's id.
     pub id: WebhookId,
     /// The new signing secret.
+    #[schema(example = "whsec_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0")]
     pub secret: String,
     /// Until when deliveries are also signed with the old secret; absent when they aren't.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z")]
     pub rotation_ends_at: Option<time::OffsetDateTime>,
 }
 
@@ -338,10 +342,11 @@ pub struct RecoverRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RecoverResponse {
     /// How many deliveries will be attempted again.
+    #[schema(example = 3)]
     pub recovered: u64,
     /// Set when more are left than one call takes (1,000): call again with this `since`.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-04T09:30:00Z")]
     pub next_since: Option<time::OffsetDateTime>,
 }
 

@@ -243,3 +243,10 @@ fn server_timing_is_off_unless_asked_for() {
     assert!(!config(&[("PLINTH_SERVER_TIMING", "false")]).unwrap().server_timing);
     assert!(config(&[("PLINTH_SERVER_TIMING", "true")]).unwrap().server_timing);
 }
+
+#[test]
+fn the_docs_page_is_on_unless_turned_off() {
+    assert!(config(&[]).unwrap().docs);
+    assert!(!config(&[("PLINTH_DOCS", "false")]).unwrap().docs);
+    assert_eq!(error_variable(&[("PLINTH_DOCS", "maybe")]), "PLINTH_DOCS");
+}

@@ -8,6 +8,7 @@
 mod harness;
 mod helpers;
 
+mod docs_page;
 mod email_log;
 mod events;
 mod export;

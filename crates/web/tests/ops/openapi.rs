@@ -299,3 +299,113 @@ fn values_drawn_from_each_declared_pattern_are_accepted_and_random_ones_judged_a
         }
     }
 }
+
+/// The values in `schema` (resolved against `schemas`) that have no example: the paths of the
+/// strings, numbers and booleans that neither they nor a schema around them give one for.
+/// `seen` stops at a schema already being walked (a recursive one).
+fn without_example(schemas: &Value, schema: &Value, at: &str, seen: &mut Vec<String>, missing: &mut Vec<String>) {
+    let has_example = |s: &Value| !s["example"].is_null() || s["examples"].as_array().is_some_and(|e| !e.is_empty());
+    if has_example(schema) || !schema["enum"].is_null() || !schema["const"].is_null() {
+        return;
+    }
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/").to_owned();
+        if seen.contains(&name) {
+            return;
+        }
+        seen.push(name.clone());
+        without_example(schemas, &schemas[&name], &format!("{at}>{name}"), seen, missing);
+        seen.pop();
+        return;
+    }
+    let mut composed = false;
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for part in schema[key].as_array().into_iter().flatten() {
+            composed = true;
+            without_example(schemas, part, at, seen, missing);
+        }
+    }
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        composed = true;
+        without_example(schemas, property, &format!("{at}.{name}"), seen, missing);
+    }
+    if schema["additionalProperties"].is_object() {
+        composed = true;
+        without_example(schemas, &schema["additionalProperties"], &format!("{at}{{}}"), seen, missing);
+    }
+    if schema["items"].is_object() {
+        composed = true;
+        without_example(schemas, &schema["items"], &format!("{at}[]"), seen, missing);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let scalar = types.iter().any(|t| ["string", "integer", "number", "boolean"].contains(t));
+    if !composed && (scalar || types.contains(&"object")) {
+        missing.push(at.to_owned());
+    }
+}
+
+#[test]
+fn every_body_and_answer_the_document_describes_has_an_example() {
+    let doc = serde_json::to_value(plinth_web::startup::openapi_document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut missing = Vec::new();
+    let mut bodies = 0;
+    let mut problems = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            for (media, content) in op["requestBody"]["content"].as_object().into_iter().flatten() {
+                bodies += 1;
+                let at = format!("{method} {path} ({id}) request {media}");
+                without_example(schemas, &content["schema"], &at, &mut Vec::new(), &mut missing);
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                for (media, content) in response["content"].as_object().into_iter().flatten() {
+                    let at = format!("{method} {path} ({id}) {status} {media}");
+                    if media == "application/problem+json"
+                        && content["schema"]["$ref"].as_str().is_some_and(|r| r.ends_with("/Problem"))
+                    {
+                        // An error's example is the problem plinth renders for the code it names.
+                        problems += 1;
+                        let example = &content["example"];
+                        let code = example["code"].as_str().unwrap_or_default();
+                        let named = codes_named(response["description"].as_str().unwrap_or_default());
+                        let ok = example["status"].as_u64().map(|s| s.to_string()).as_ref() == Some(status)
+                            && example["type"] == "about:blank"
+                            && !example["detail"].as_str().unwrap_or_default().is_empty()
+                            && (named.is_empty()
+                                || named.contains(&code)
+                                || code == "rate_limited"
+                                || code == "internal");
+                        if !ok {
+                            missing.push(format!("{at}: example {example}"));
+                        }
+                    } else if !content["example"].is_null() {
+                        // An example of the whole answer (an export's lines) covers it.
+                        bodies += 1;
+                    } else if media.ends_with("json") {
+                        bodies += 1;
+                        without_example(schemas, &content["schema"], &at, &mut Vec::new(), &mut missing);
+                    }
+                }
+            }
+        }
+    }
+    assert!(bodies >= 60 && problems >= 300, "only {bodies} bodies and {problems} error answers");
+    assert!(missing.is_empty(), "{} values have no example:\n{}", missing.len(), missing.join("\n"));
+}
+
+#[test]
+fn a_value_without_an_example_is_found_however_deep() {
+    let schemas = json!({
+        "Inner": {"type": "object", "properties": {"ok": {"type": "string", "example": "x"}, "bare": {"type": ["integer", "null"]}}},
+    });
+    let schema = json!({"type": "object", "properties": {"list": {"type": "array", "items": {"$ref": "#/components/schemas/Inner"}}}});
+    let mut missing = Vec::new();
+    without_example(&schemas, &schema, "op", &mut Vec::new(), &mut missing);
+    assert_eq!(missing, ["op.list[]>Inner.bare"]);
+}
