@@ -272,6 +272,11 @@ impl PgStore {
         let waited = taken.saturating_duration_since(asked);
         self.timings.pool_wait.record(waited.as_secs_f64());
         timing::record(Phase::Pool, waited);
+        Ok(self.wrap(object?, op, taken))
+    }
+
+    /// `object` as the connection of the database call `op`, held since `taken`, in its span.
+    fn wrap(&self, object: Object, op: &'static str, taken: Instant) -> Conn<'_> {
         let span = tracing::debug_span!(
             "db",
             otel.name = op,
@@ -279,8 +284,8 @@ impl PgStore {
             db.system.name = "postgresql",
             db.operation.name = op
         );
-        Ok(Conn {
-            object: object?,
+        Conn {
+            object,
             op,
             taken,
             timings: &self.timings,
@@ -288,7 +293,7 @@ impl PgStore {
             wrote: None,
             session: self.session,
             _span: span,
-        })
+        }
     }
 
     /// The replica `tenant`'s next stale-tolerant read goes to, if any: see [`stale_read!`].
@@ -300,23 +305,7 @@ impl PgStore {
     pub(crate) async fn replica_conn(&self, replica: &Replica, op: &'static str) -> Result<Conn<'_>, Error> {
         let pool = &replica.pools[affinity::slot(replica.pools.len())];
         let object = pool.get().await.map_err(error::pool)?;
-        let span = tracing::debug_span!(
-            "db",
-            otel.name = op,
-            otel.kind = "client",
-            db.system.name = "postgresql",
-            db.operation.name = op
-        );
-        Ok(Conn {
-            object,
-            op,
-            taken: Instant::now(),
-            timings: &self.timings,
-            replicas: &self.replicas,
-            wrote: None,
-            session: self.session,
-            _span: span,
-        })
+        Ok(self.wrap(object, op, Instant::now()))
     }
 
     /// Runs `attempt`, the read `op` on `replica`, within [`REPLICA_READ_TIMEOUT`]: its value,
