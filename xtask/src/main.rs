@@ -8,6 +8,7 @@ mod ci;
 mod db;
 mod fleet;
 mod schemathesis;
+mod server;
 mod soak;
 mod test;
 mod util;
