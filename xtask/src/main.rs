@@ -5,9 +5,11 @@
 
 mod bench;
 mod ci;
+mod client;
 mod db;
 mod fleet;
 mod schemathesis;
+mod server;
 mod soak;
 mod test;
 mod util;
@@ -19,7 +21,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci      everything CI checks: fmt, clippy, cargo-deny (licenses, bans, sources), tests
+  ci      everything CI checks: fmt, clippy, cargo-deny (licenses, bans, sources), tests,
+          the fleet, the TypeScript client (client --check), Schemathesis
   test    the tests alone (cargo nextest when installed, else cargo test), after installing
           the tests' SMTP server (aiosmtpd, pinned, in the venv under target/)
   migrate [--status]
@@ -32,6 +35,10 @@ commands:
   fleet [--duration S] [--release]
           three instances behind HAProxy under a mixed load for S seconds (default 60), each
           restarted in turn: no failed request, no lost write, every webhook delivered
+  client [--check]
+          regenerate the TypeScript client's types (clients/typescript/src/schema.d.ts) from
+          `plinth openapi`; with --check, fail if they are stale, type-check the package and run
+          its smoke test against an embedded plinth (npm ci first when node_modules is missing)
   schemathesis [ARGS]
           Schemathesis (pinned, in a venv under target/) against a Postgres+Redis-backed plinth:
           no 5xx, every response true to /openapi.json; ARGS go to `schemathesis run`
@@ -48,6 +55,7 @@ fn main() -> ExitCode {
         Some("migrate") => db::migrate(&args[1..]),
         Some("seed") => db::seed(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("client") => client::run(&args[1..]),
         Some("schemathesis") => schemathesis::run(&args[1..]),
         Some("soak") => soak::soak(&args[1..]),
         Some("fleet") => fleet::run(&args[1..]),

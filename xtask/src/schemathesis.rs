@@ -17,13 +17,12 @@
 //! Extra `ARGS` go to both `schemathesis run`s (e.g. `--max-examples 500 --seed 1`). The server's
 //! log is `target/schemathesis/plinth.log`.
 
-use std::fs::File;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::server::{Server, http};
 use crate::util::{
     cargo, free_port, fresh_database, plinth_command, plinth_environment, root, run as step, target_dir,
 };
@@ -144,48 +143,6 @@ fn environment(addr: SocketAddr) -> Result<Vec<(&'static str, String)>, String> 
     Ok(env)
 }
 
-/// The running server; stopped when dropped.
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(plinth: &Path, env: &[(&'static str, String)], log: &Path) -> Result<Self, String> {
-        let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
-        eprintln!("\n==> start plinth (log: {})", log.display());
-        let child = plinth_command(plinth, env)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("could not start {}: {e}", plinth.display()))?;
-        Ok(Self { child, log: log.to_path_buf() })
-    }
-
-    fn wait_until_healthy(&mut self, addr: SocketAddr) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("plinth exited ({status}); see {}", self.log.display()));
-            }
-            if http(addr, "GET", "/healthz", "localhost", None).is_ok_and(|(status, _)| status == 200) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Err(format!("plinth did not become healthy in 60 s; see {}", self.log.display()))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Signs the tenant up on the platform host; its owner's access token.
 fn signup(addr: SocketAddr) -> Result<String, String> {
     let body = format!(
@@ -198,24 +155,6 @@ fn signup(addr: SocketAddr) -> Result<String, String> {
     let start = response.find(r#""access_token":""#).map(|i| i + r#""access_token":""#.len());
     let token = start.and_then(|s| response[s..].split('"').next()).filter(|t| !t.is_empty());
     token.map(str::to_owned).ok_or_else(|| format!("no access_token in the signup answer: {response}"))
-}
-
-/// One HTTP/1.1 exchange over a fresh connection: the status and the whole answer.
-fn http(addr: SocketAddr, method: &str, path: &str, host: &str, body: Option<&str>) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let body = body.unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-    let status =
-        answer.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad answer: {answer}"))?;
-    Ok((status, answer))
 }
 
 /// Runs `schemathesis run` with the checks and phases this project holds itself to, and `env`,

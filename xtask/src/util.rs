@@ -114,12 +114,14 @@ pub fn plinth_environment(database: &str, namespace: &str) -> Result<Vec<(&'stat
     ])
 }
 
-/// `plinth` with exactly `env` of the PLINTH_* variables (none inherited: in particular never
-/// `PLINTH_WEBHOOK_ALLOW_PRIVATE`), in the workspace root.
+/// `plinth` with exactly `env` of the PLINTH_* variables and of DATABASE_URL and REDIS_URL (none
+/// inherited: in particular never `PLINTH_WEBHOOK_ALLOW_PRIVATE`, and the embedded mode when
+/// `env` names no database), in the workspace root.
 pub fn plinth_command(plinth: &Path, env: &[(&'static str, String)]) -> Command {
     let mut cmd = Command::new(plinth);
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PLINTH_") {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("PLINTH_") || name_str == "DATABASE_URL" || name_str == "REDIS_URL" {
             cmd.env_remove(name);
         }
     }

@@ -1,4 +1,4 @@
-//! The `plinth` command line: serve (the default), worker, migrate, seed, audit.
+//! The `plinth` command line: serve (the default), worker, migrate, seed, audit, openapi.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -44,6 +44,9 @@ pub enum Command {
     /// Print a new operator token for `/admin/v1` and the SHA-256 to add to
     /// PLINTH_OPERATOR_TOKEN_HASHES for it (the token itself is stored nowhere).
     OperatorToken,
+    /// Print the OpenAPI document (the one `GET /openapi.json` serves) as pretty JSON; needs
+    /// no configuration and starts nothing.
+    Openapi,
     /// The audit log.
     Audit {
         /// What to do with it.
@@ -186,6 +189,12 @@ pub fn run_operator_token() -> Result<(), String> {
     writeln!(out, "{token}\n{hash}").map_err(|e| e.to_string())?;
     eprintln!("Give the first line to the operator; add the second to PLINTH_OPERATOR_TOKEN_HASHES (comma-separated).");
     Ok(())
+}
+
+/// `plinth openapi`: the document of every registered route, the one the server serves.
+pub fn run_openapi() -> Result<(), String> {
+    let json = serde_json::to_string_pretty(&crate::startup::openapi_document()).map_err(|e| e.to_string())?;
+    writeln!(std::io::stdout().lock(), "{json}").map_err(|e| e.to_string())
 }
 
 /// `plinth audit …`.

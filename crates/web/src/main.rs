@@ -1,4 +1,4 @@
-//! `plinth`: serves the API (no arguments), `plinth migrate`, `plinth seed`.
+//! `plinth`: serves the API (no arguments), `plinth migrate`, `plinth seed`, `plinth openapi`…
 
 use std::process::ExitCode;
 
@@ -19,6 +19,8 @@ async fn main() -> ExitCode {
     let result = match &cli.command {
         // Needs no configuration: a token and the hash to configure for it.
         Some(Command::OperatorToken) => cli::run_operator_token(),
+        // The document is the code's: no configuration, nothing started.
+        Some(Command::Openapi) => cli::run_openapi(),
         // Migrating reads only its own variables: no runtime secret is needed to migrate.
         Some(Command::Migrate { status }) => {
             let config = match MigrateConfig::from_env() {

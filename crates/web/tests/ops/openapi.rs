@@ -83,6 +83,28 @@ async fn every_documented_operation_is_routed_and_answers_a_documented_status() 
     );
 }
 
+/// `plinth openapi` is how the TypeScript client (`clients/typescript`) gets the document without
+/// a server: it must print exactly what `GET /openapi.json` serves.
+#[tokio::test]
+async fn the_openapi_command_prints_the_document_the_server_serves() {
+    let app = TestApp::start(&[], None).await;
+    let served = app.request(Method::GET, "localhost", "/openapi.json").send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let served: Value = served.json().await.unwrap();
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_plinth"))
+        // No configuration at all: the command needs none (not even PLINTH_JWT_SECRET).
+        .env_clear()
+        .arg("openapi")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(printed.stdout).unwrap();
+    assert!(printed.status.success(), "plinth openapi failed: {}", String::from_utf8_lossy(&printed.stderr));
+    assert!(stdout.starts_with("{\n  \"openapi\": \"3.1"), "not pretty JSON: {}", &stdout[..stdout.len().min(80)]);
+    let printed: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(printed["paths"]["/v1/projects"]["post"].is_object(), "the document has the routes");
+    assert_eq!(printed, served);
+}
+
 #[test]
 fn codes_are_read_from_backticks() {
     assert_eq!(codes_named("No tenant (`tenant_not_found`), or none (`not_found`)"), ["tenant_not_found", "not_found"]);
