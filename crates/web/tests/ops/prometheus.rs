@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use plinth_testkit::{PrivateRedis, TestDatabase};
@@ -210,7 +211,7 @@ impl Drop for TempDir {
 
 /// A Prometheus on a private loopback port, killed when dropped.
 struct Prometheus {
-    child: Child,
+    child: Mutex<Child>,
     address: String,
     client: reqwest::Client,
     dir: TempDir,
@@ -218,8 +219,9 @@ struct Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -254,7 +256,12 @@ impl Prometheus {
                      (then `systemctl disable --now prometheus prometheus-node-exporter`: the test runs its own)"
                 )
             });
-        Self { child, address: format!("http://127.0.0.1:{port}"), client: crate::helpers::client(), dir }
+        Self {
+            child: Mutex::new(child),
+            address: format!("http://127.0.0.1:{port}"),
+            client: crate::helpers::client(),
+            dir,
+        }
     }
 
     fn log(&self) -> String {
@@ -275,10 +282,13 @@ impl Prometheus {
         Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
-    /// Waits up to 30 s for `done` to hold of the answer to `path`.
+    /// Waits up to 30 s for `done` to hold of the answer to `path`; fails at once if
+    /// Prometheus has exited (it does on rules it can't load).
     async fn wait_for(&self, what: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let exited = self.child.lock().unwrap_or_else(PoisonError::into_inner).try_wait().ok().flatten();
+            assert!(exited.is_none(), "{what}: prometheus exited ({exited:?}):\n{}", self.log());
             let answer = self.api(path, &[]).await;
             if let Ok(data) = &answer
                 && done(data)
