@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use self::http::{Client, Receiver, Response};
 use self::json::{Json, quote};
-use crate::util::{cargo, free_port, fresh_database, plinth_command, plinth_environment, run as step, target_dir};
+use crate::util::{
+    cargo, free_port, fresh_database, plinth_command, plinth_environment, run as step, target_dir, which,
+};
 
 /// The load's length in CI: long enough for a whole roll of the fleet under load.
 pub const CI_DURATION: Duration = Duration::from_secs(25);
@@ -202,12 +204,6 @@ pub fn fleet(duration: Duration, release: bool) -> Result<(), String> {
 /// The first few of `items`, for an error message.
 fn first(items: &[String]) -> &[String] {
     &items[..items.len().min(5)]
-}
-
-/// The path of `program` on `PATH`, if there is one.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
 /// The instances' configuration: the shared one (one database, one Redis prefix, the same

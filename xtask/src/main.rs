@@ -3,6 +3,7 @@
 //! Architecture invariant: no dependencies beyond std, so `cargo xtask` builds in seconds; the
 //! benchmark, which needs more, is its own crate (`tools/bench`) that `bench` runs.
 
+mod alerts;
 mod bench;
 mod ci;
 mod client;
@@ -21,8 +22,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci      everything CI checks: fmt, clippy, cargo-deny (licenses, bans, sources), tests,
-          the fleet, the TypeScript client (client --check), Schemathesis
+  ci      everything CI checks: fmt, clippy, cargo-deny (licenses, bans, sources), the
+          alerting rules, tests, the fleet, the TypeScript client (client --check), Schemathesis
+  alerts  promtool checks deploy/prometheus/alerts.yml and runs its unit tests
+          (deploy/prometheus/alerts.test.yml)
   test    the tests alone (cargo nextest when installed, else cargo test), after installing
           the tests' SMTP server (aiosmtpd, pinned, in the venv under target/)
   migrate [--status]
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
+        Some("alerts") => alerts::run(),
         Some("test") => test::run(&args[1..]),
         Some("migrate") => db::migrate(&args[1..]),
         Some("seed") => db::seed(&args[1..]),

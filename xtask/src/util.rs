@@ -32,6 +32,12 @@ pub fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("{step} failed ({status})")) }
 }
 
+/// The path of `program` on `PATH`, if there is one.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
 /// Whether `cargo <sub> --version` works.
 pub fn has_cargo_subcommand(sub: &str) -> bool {
     cargo().args([sub, "--version"]).output().is_ok_and(|o| o.status.success())

@@ -381,7 +381,10 @@ impl Cache {
             return;
         }
         match self.generations.bump(tenant).await {
-            Ok(()) => self.retry_pending().await,
+            Ok(()) => {
+                self.health.ok();
+                self.retry_pending().await;
+            }
             Err(e) => {
                 self.health.failed(&e);
                 self.remember_failed(tenant);
@@ -457,7 +460,10 @@ impl Cache {
             Scope::Global => match self.generations.current(DIRECTORY).await {
                 // Whether this instance hears the others or not: a tenant's record changes
                 // rarely, and serving it from here while Redis is away beats the database.
-                Ok(generation) => Some((store, tenant_key(DIRECTORY, generation.value, key))),
+                Ok(generation) => {
+                    self.health.ok();
+                    Some((store, tenant_key(DIRECTORY, generation.value, key)))
+                }
                 Err(e) => {
                     self.health.failed(&e);
                     Some((store, ["g:", key].concat()))
@@ -478,6 +484,7 @@ impl Cache {
                 };
                 let full_key = tenant_key(tenant, generation.value, key);
                 if generation.local_ok {
+                    self.health.ok();
                     self.retry_pending().await;
                     Some((store, full_key))
                 } else {
@@ -618,6 +625,35 @@ mod tests {
         // Done once: nothing is retried again.
         cache.retry_pending().await;
         assert_eq!(generations.bumps.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_degraded_while_its_generation_store_fails_and_recovers_when_it_answers() {
+        let generations = Arc::new(SwitchableGenerations::default());
+        let cache = Cache::new(Some(Arc::new(MapStore::default())), None, generations.clone());
+        let tenant = TenantId::new();
+        let read = || cache.cached(Scope::Tenant(tenant), "k", Duration::from_secs(60), || async { Ok(Bytes::new()) });
+        let degraded = || cache.health.down.load(Ordering::SeqCst);
+        read().await.unwrap();
+        assert!(!degraded());
+        generations.down.store(true, Ordering::SeqCst);
+        read().await.unwrap();
+        assert!(degraded(), "a failed generation read degrades the cache");
+        generations.down.store(false, Ordering::SeqCst);
+        read().await.unwrap();
+        assert!(!degraded(), "the next read that reaches the store ends it");
+        for recover in [true, false] {
+            generations.down.store(true, Ordering::SeqCst);
+            cache.invalidate(tenant).await;
+            assert!(degraded(), "a failed invalidation degrades the cache");
+            generations.down.store(false, Ordering::SeqCst);
+            if recover {
+                cache.invalidate(tenant).await;
+            } else {
+                cache.lookup("missing", Duration::from_secs(1), Duration::ZERO, || async { Ok(None) }).await.unwrap();
+            }
+            assert!(!degraded(), "an invalidation or a global lookup that reaches the store ends it");
+        }
     }
 
     #[tokio::test]

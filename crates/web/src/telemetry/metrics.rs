@@ -82,6 +82,10 @@ fn install() -> PrometheusHandle {
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(HTTP_IN_FLIGHT).set(0.0);
     metrics::gauge!(SHUTTING_DOWN).set(0.0);
+    // Alerts take `increase()` of these: a series that first appears at 1 shows Prometheus no
+    // increase, so the first dead delivery or disabled endpoint of a process would go unseen.
+    metrics::counter!(domain::WEBHOOK_ATTEMPTS, "result" => "dead").absolute(0);
+    metrics::counter!(domain::WEBHOOKS_DISABLED).absolute(0);
     handle
 }
 

@@ -125,7 +125,16 @@ impl Process {
 
     /// The current metrics.
     pub async fn scrape(&self) -> Metrics {
-        let res = self.request(Method::GET, "localhost", "/metrics").send().await.expect("scrape");
+        self.scrape_as(None).await
+    }
+
+    /// The current metrics, with `token` as the bearer when `PLINTH_METRICS_TOKEN` is set.
+    pub async fn scrape_as(&self, token: Option<&str>) -> Metrics {
+        let mut request = self.request(Method::GET, "localhost", "/metrics");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let res = request.send().await.expect("scrape");
         assert_eq!(res.status(), StatusCode::OK);
         Metrics::parse(&res.text().await.expect("metrics text"))
     }

@@ -15,6 +15,8 @@ mod export;
 mod logs;
 mod migrate;
 mod openapi;
+mod prometheus;
+mod promql;
 mod readiness;
 mod scrape;
 mod shutdown;

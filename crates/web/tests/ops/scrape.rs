@@ -258,7 +258,9 @@ async fn jobs_and_webhook_attempts_are_counted_by_kind_and_result() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(m.value("webhook_attempts_total", &[("result", "retry")]), 1.0);
-    assert_eq!(m.get("webhook_attempts_total", &[("result", "dead")]), None);
+    // Counted from the start, so that Prometheus sees the first one as an increase.
+    assert_eq!(m.get("webhook_attempts_total", &[("result", "dead")]), Some(0.0));
+    assert_eq!(m.get("webhooks_disabled_total", &[]), Some(0.0));
     assert_eq!(m.value("jobs_total", &[("kind", "deliver"), ("outcome", "ok")]), 2.0);
     assert_eq!(m.value("job_duration_seconds_count", &[("kind", "deliver")]), 2.0);
     assert_eq!(m.value("job_duration_seconds_bucket", &[("kind", "deliver"), ("le", "+Inf")]), 2.0);
