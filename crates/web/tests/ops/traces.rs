@@ -1,8 +1,9 @@
 //! Traces: the real `plinth` binary on PostgreSQL and Redis, exporting over OTLP/HTTP to a
 //! receiver of this test's on loopback. A request with a caller's `traceparent` becomes a span
 //! of the caller's trace, with the use case, database and Redis spans under it; the job that
-//! delivers the webhook it caused is a span of its own, whose context the webhook carries; the
-//! access log names the trace; and no exported attribute is outside the allowed few.
+//! delivers the webhook it caused continues that trace under a span of the request, and the
+//! webhook carries the job's context; the access log names the trace; and no exported attribute
+//! is outside the allowed few.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -63,7 +64,7 @@ fn attributes(span: &Span) -> HashMap<String, String> {
 }
 
 #[tokio::test]
-async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_the_webhook_job() {
+async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_the_webhook_job_it_enqueued() {
     // The OTLP receiver: every span posted to /v1/traces, and the services named.
     let spans = Arc::new(Mutex::new(Vec::<Span>::new()));
     let services = Arc::new(Mutex::new(BTreeSet::<String>::new()));
@@ -198,15 +199,27 @@ async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_th
         in_trace.iter().filter(|s| descends(s)).filter_map(|s| attributes(s).get("db.system.name").cloned()).collect();
     assert_eq!(systems, BTreeSet::from(["postgresql".to_owned(), "redis".to_owned()]), "{names:?}");
 
-    // The job: a span of its own, whose context the webhook carried.
+    // The job continues the request's trace, under the span that enqueued it (the request's
+    // or one under it), and the webhook carries the job's context.
     let job = spans
         .iter()
         .find(|s| s.name == "work_one" && attributes(s).get("job.kind").is_some_and(|k| k == "deliver"))
         .expect("the delivering job's span");
     assert_eq!(attributes(job)["tenant"], owner.tenant_id);
+    assert_eq!(hex(&job.trace_id), TRACE_ID, "the job continues the trace of the request that enqueued it");
+    let enqueuer = in_trace
+        .iter()
+        .find(|s| s.span_id == job.parent_span_id)
+        .unwrap_or_else(|| panic!("the job's parent {} is no span of the trace", hex(&job.parent_span_id)));
+    assert!(
+        enqueuer.span_id == request.span_id || descends(enqueuer),
+        "the job's parent ({}) is the request's span or one under it",
+        enqueuer.name
+    );
     let traceparent = traceparents.lock().unwrap()[0].clone();
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], TRACE_ID, "the webhook carries the request's trace");
     assert_eq!(parts[1], hex(&job.trace_id), "the webhook carries the job's trace");
     assert!(spans.iter().any(|s| hex(&s.span_id) == parts[2] && s.trace_id == job.trace_id));
     assert!(
