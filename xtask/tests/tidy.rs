@@ -80,6 +80,19 @@ fn every_adapter_depends_on_the_domain_and_never_on_another_adapter() {
     assert!(dependencies("crates/affinity/Cargo.toml").is_empty(), "crates/affinity depends on nothing");
 }
 
+#[test]
+fn only_the_web_crate_depends_on_opentelemetry() {
+    // The domain and the adapters carry trace context as a plain W3C string, through
+    // `plinth_domain::trace::Propagation`; only the composition root knows the tracer.
+    for krate in ["domain", "memory", "postgres", "redis", "jwt", "webhooks", "email", "affinity", "testkit"] {
+        let manifest = format!("crates/{krate}/Cargo.toml");
+        let deps = dependencies(&manifest);
+        let otel: Vec<_> = deps.iter().filter(|d| d.contains("opentelemetry")).collect();
+        assert!(otel.is_empty(), "{manifest} depends on {otel:?}");
+    }
+    assert!(dependencies("crates/web/Cargo.toml").contains("tracing-opentelemetry"), "the check reads web's manifest");
+}
+
 /// `PLINTH_*` names quoted in `text`.
 fn quoted_settings(text: &str) -> BTreeSet<String> {
     text.split('"')

@@ -35,7 +35,7 @@
 //! | `cache_store_suite!` | `Arc<dyn CacheStore>` (or an `Arc` of an adapter) |
 //! | `generation_store_suite!` | `Arc<dyn GenerationStore>`; add `, always_local` for a store whose `local_ok` is always true |
 //! | `rate_limiter_suite!` | `Arc<dyn RateLimiter>` |
-//! | `job_queue_suite!` | [`jobs::Queue`] over a store of its own, capped at [`jobs::CAP`] |
+//! | `job_queue_suite!` | [`jobs::Queue`] over a store of its own, capped at [`jobs::CAP`] and given [`jobs::propagation`] (the trace context a job stores) |
 //! | `webhook_operations_suite!` | [`jobs::Queue`], as for `job_queue_suite!` |
 //!
 //! The cache-store and rate-limiter suites test expiry and earning back, so time must pass.

@@ -24,6 +24,7 @@ pub mod ports;
 pub mod rate_limit;
 pub mod tagged;
 pub mod timing;
+pub mod trace;
 pub mod usecases;
 pub mod values;
 

@@ -95,6 +95,9 @@ pub struct Ports {
     /// The time: every timestamp the use cases write, and the adapters' own deadlines (the
     /// composition root hands the same clock to the adapters that keep time).
     pub clock: Arc<dyn Clock>,
+    /// How trace context crosses the job queue: the job's span continues the context its job
+    /// carries (the composition root hands the same to the storage adapters, which store it).
+    pub traces: crate::trace::Propagation,
 }
 
 impl fmt::Debug for Ports {

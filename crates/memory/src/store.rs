@@ -180,6 +180,13 @@ impl MemoryStore {
         self
     }
 
+    /// This store, storing with each job the trace context `traces` gives for it (the span
+    /// current when the write enqueues it), so that the job's span continues that trace.
+    pub fn with_trace_propagation(self, traces: plinth_domain::trace::Propagation) -> Self {
+        self.write().jobs.set_traces(traces);
+        self
+    }
+
     /// Forgets expired idempotency keys; returns how many. Claims also do this now and then.
     pub fn prune_expired(&self) -> usize {
         self.keys().prune()

@@ -5,10 +5,20 @@
 use std::sync::Arc;
 
 use plinth_domain::conformance::Storage;
+use plinth_domain::conformance::jobs::{self, Queue};
 use plinth_memory::{GovernorLimiter, L1Cache, MemoryGenerations, MemoryStore};
 
 fn storage() -> Storage {
     Storage::shared(Arc::new(MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()))))
+}
+
+/// A store of its own for the queue suites, capped, storing the trace context the suite sets.
+fn queue() -> Queue {
+    let store = MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()))
+        .with_max_pending_jobs(jobs::CAP)
+        .with_trace_propagation(jobs::propagation());
+    let store = Arc::new(store);
+    Queue::shared(store.clone(), Storage::shared(store))
 }
 
 plinth_domain::tenant_repository_suite!(storage());
@@ -19,22 +29,10 @@ plinth_domain::cache_store_suite!(|clock| Arc::new(L1Cache::with_capacity_bytes(
 plinth_domain::generation_store_suite!(Arc::new(MemoryGenerations::new()), always_local);
 plinth_domain::rate_limiter_suite!(|clock| Arc::new(GovernorLimiter::new(clock)));
 plinth_domain::webhook_repository_suite!(storage());
-plinth_domain::job_queue_suite!({
-    let store = MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()));
-    let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
-    plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
-});
-plinth_domain::webhook_operations_suite!({
-    let store = MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()));
-    let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
-    plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
-});
+plinth_domain::job_queue_suite!(queue());
+plinth_domain::webhook_operations_suite!(queue());
 plinth_domain::session_repository_suite!(storage());
 plinth_domain::account_emails_suite!(storage());
 plinth_domain::audit_suite!(storage());
 plinth_domain::tenant_exporter_suite!(storage());
-plinth_domain::event_log_suite!({
-    let store = MemoryStore::new(Arc::new(plinth_domain::clock::SystemClock::new()));
-    let store = Arc::new(store.with_max_pending_jobs(plinth_domain::conformance::jobs::CAP));
-    plinth_domain::conformance::jobs::Queue::shared(store.clone(), Storage::shared(store))
-});
+plinth_domain::event_log_suite!(queue());

@@ -14,6 +14,7 @@ use plinth_domain::ids::{DeliveryId, EmailId, TenantId};
 use plinth_domain::ports::{
     AttemptOutcome, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned, QueueStats, Work,
 };
+use plinth_domain::trace::TraceParent;
 use plinth_domain::{Error, Result};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -50,7 +51,8 @@ pub(crate) async fn enqueue_delivery(tx: &Tx<'_>, tenant: TenantId, delivery: De
 
 /// Makes the waiting job of each of `deliveries` of `tenant` due at its time, or gives it a
 /// new one; a delivery whose job is claimed right now (its attempt under way) is left alone.
-/// In the caller's transaction; announced on commit.
+/// A job made due now continues the trace current now (the retry's or the recovery's), if
+/// any, else the one it had. In the caller's transaction; announced on commit.
 pub(crate) async fn schedule_deliveries(
     tx: &Tx<'_>,
     tenant: TenantId,
@@ -67,15 +69,17 @@ pub(crate) async fn schedule_deliveries(
              existing AS (SELECT j.id, j.locked_at, w.delivery, w.run_at FROM jobs j \
                           JOIN wanted w ON j.payload ->> 'delivery_id' = w.delivery \
                           WHERE j.queue = $1 AND j.kind = 'webhook.deliver'), \
-             moved AS (UPDATE jobs j SET run_at = e.run_at FROM existing e \
-                       WHERE j.id = e.id AND e.locked_at IS NULL RETURNING j.id) \
-             INSERT INTO jobs (queue, kind, payload, run_at) \
-             SELECT $1, 'webhook.deliver', jsonb_build_object('tenant_id', $1, 'delivery_id', w.delivery), w.run_at \
+             moved AS (UPDATE jobs j SET run_at = e.run_at, traceparent = coalesce($4, j.traceparent) \
+                       FROM existing e WHERE j.id = e.id AND e.locked_at IS NULL RETURNING j.id) \
+             INSERT INTO jobs (queue, kind, payload, run_at, traceparent) \
+             SELECT $1, 'webhook.deliver', jsonb_build_object('tenant_id', $1, 'delivery_id', w.delivery), w.run_at, $4 \
              FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.delivery = w.delivery)",
         )
         .await
         .map_err(error::db)?;
-    tx.execute(&q, &[&tenant.to_string(), &ids, &times]).await.map_err(error::db)?;
+    let trace = tx.trace();
+    let trace = trace.as_ref().map(TraceParent::as_str);
+    tx.execute(&q, &[&tenant.to_string(), &ids, &times, &trace]).await.map_err(error::db)?;
     let notify = tx.prepare_cached("SELECT pg_notify($1, '')").await.map_err(error::db)?;
     tx.execute(&notify, &[&CHANNEL]).await.map_err(error::db)?;
     Ok(())
@@ -104,10 +108,15 @@ pub(crate) async fn enqueue_email(tx: &Tx<'_>, tenant: TenantId, email: EmailId)
     enqueue(tx, tenant, EMAIL, &payload).await
 }
 
+/// Inserts one job, with the trace context current now (if traces are on).
 async fn enqueue(tx: &Tx<'_>, tenant: TenantId, kind: &str, payload: &serde_json::Value) -> Result<()> {
-    let insert =
-        tx.prepare_cached("INSERT INTO jobs (queue, kind, payload) VALUES ($1, $2, $3)").await.map_err(error::db)?;
-    tx.execute(&insert, &[&tenant.to_string(), &kind, payload]).await.map_err(error::db)?;
+    let insert = tx
+        .prepare_cached("INSERT INTO jobs (queue, kind, payload, traceparent) VALUES ($1, $2, $3, $4)")
+        .await
+        .map_err(error::db)?;
+    let trace = tx.trace();
+    let trace = trace.as_ref().map(TraceParent::as_str);
+    tx.execute(&insert, &[&tenant.to_string(), &kind, payload, &trace]).await.map_err(error::db)?;
     let notify = tx.prepare_cached("SELECT pg_notify($1, '')").await.map_err(error::db)?;
     tx.execute(&notify, &[&CHANNEL]).await.map_err(error::db)?;
     Ok(())
@@ -157,9 +166,12 @@ pub const CLAIM_SQL: &str = "WITH q AS (\
     WHERE id = (SELECT j.id FROM jobs j \
                 WHERE j.queue = (SELECT queue FROM q) AND j.locked_at IS NULL AND j.run_at <= greatest(now(), $2) \
                 ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) \
-    RETURNING id, kind, payload";
+    RETURNING id, kind, payload, traceparent";
 
-fn job_from(id: i64, kind: &str, payload: &serde_json::Value) -> Result<Job> {
+/// The job of a claimed row. Its stored trace context is parsed again, and dropped (the job's
+/// span then starts a trace of its own) when it is not a well-formed `traceparent`: a stored
+/// value is never handed to the tracer unchecked.
+fn job_from(id: i64, kind: &str, payload: &serde_json::Value, traceparent: Option<&str>) -> Result<Job> {
     let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok());
     let tenant = TenantId::from_uuid(field("tenant_id").ok_or_else(|| corrupt("job payload"))?);
     let work = match kind {
@@ -168,7 +180,14 @@ fn job_from(id: i64, kind: &str, payload: &serde_json::Value) -> Result<Job> {
         NOOP => Work::Noop,
         _ => return Err(corrupt("job kind")),
     };
-    Ok(Job { id, tenant, work })
+    let trace = traceparent.and_then(|value| {
+        let parsed = TraceParent::parse(value);
+        if parsed.is_none() {
+            tracing::debug!(job = id, "a job's stored trace context is malformed: dropped");
+        }
+        parsed
+    });
+    Ok(Job { id, tenant, work, trace })
 }
 
 /// How long the listener waits for its own probe notification before it concludes that
@@ -275,7 +294,7 @@ impl JobQueue for PgStore {
         self.bounded(async {
             let client = self.conn(op::JOBS_CLAIM).await?;
             let rows = unscoped(&client, CLAIM_SQL, &[&worker, &self.clock.now()], 1).await?;
-            rows.first().map(|r| job_from(r.get(0), r.get(1), &r.get(2))).transpose()
+            rows.first().map(|r| job_from(r.get(0), r.get(1), &r.get(2), r.get(3))).transpose()
         })
         .await
     }

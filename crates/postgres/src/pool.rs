@@ -11,6 +11,7 @@ use plinth_domain::ids::TenantId;
 use plinth_domain::metric::{self, ByOp};
 use plinth_domain::ports::Clock;
 use plinth_domain::timing::{self, Phase};
+use plinth_domain::trace::{Propagation, TraceParent};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
@@ -47,6 +48,9 @@ pub(crate) struct Session {
     cache: bool,
     /// `statement_timeout`, in milliseconds.
     statement_ms: u128,
+    /// Where the jobs a transaction enqueues get their trace context (off unless traces are
+    /// exported).
+    traces: Propagation,
 }
 
 impl Session {
@@ -173,7 +177,11 @@ impl PgStore {
         Ok(Self {
             pools,
             listen_config,
-            session: Session { cache: settings.statement_cache, statement_ms: settings.statement_timeout.as_millis() },
+            session: Session {
+                cache: settings.statement_cache,
+                statement_ms: settings.statement_timeout.as_millis(),
+                traces: Propagation::OFF,
+            },
             wakeups: Arc::default(),
             call_timeout: settings.pool_timeout + settings.statement_timeout + Duration::from_millis(500),
             max_pending_jobs: i64::try_from(plinth_domain::ports::DEFAULT_MAX_PENDING_JOBS).unwrap_or(i64::MAX),
@@ -231,6 +239,14 @@ impl PgStore {
     #[must_use]
     pub fn with_max_pending_jobs(mut self, max: u64) -> Self {
         self.max_pending_jobs = i64::try_from(max).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Stores with each job the trace context `traces` gives for it (the span current when the
+    /// write enqueues it), so that the job's span continues that trace.
+    #[must_use]
+    pub fn with_trace_propagation(mut self, traces: Propagation) -> Self {
+        self.session.traces = traces;
         self
     }
 
@@ -394,6 +410,11 @@ impl Tx<'_> {
     /// server connection).
     pub(crate) async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
         if self.session.cache { self.tx.prepare_cached(sql).await } else { self.tx.prepare(sql).await }
+    }
+
+    /// The trace context a job this transaction enqueues now should carry, if any.
+    pub(crate) fn trace(&self) -> Option<TraceParent> {
+        self.session.traces.current()
     }
 
     /// Commits.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plinth_domain::conformance::Storage;
-use plinth_domain::conformance::jobs::{CAP, Queue};
+use plinth_domain::conformance::jobs::{CAP, Queue, propagation};
 use plinth_postgres::{PgSettings, PgStore};
 use plinth_testkit::TestDatabase;
 
@@ -36,6 +36,6 @@ async fn storage() -> Storage {
 
 async fn queue() -> Queue {
     let (store, db) = store().await;
-    let store = Arc::new(store.with_max_pending_jobs(CAP));
+    let store = Arc::new(store.with_max_pending_jobs(CAP).with_trace_propagation(propagation()));
     Queue::shared(store.clone(), Storage::shared(store).keep_alive(db))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plinth_domain::conformance::Storage;
-use plinth_domain::conformance::jobs::{CAP, Queue};
+use plinth_domain::conformance::jobs::{CAP, Queue, propagation};
 use plinth_postgres::{PgSettings, PgStore};
 use plinth_testkit::{PgBouncer, TestDatabase};
 
@@ -48,7 +48,7 @@ async fn storage() -> Storage {
 
 async fn queue() -> Queue {
     let (store, guard) = store(true).await;
-    let store = Arc::new(store.with_max_pending_jobs(CAP));
+    let store = Arc::new(store.with_max_pending_jobs(CAP).with_trace_propagation(propagation()));
     Queue::shared(store.clone(), Storage::shared(store).keep_alive(guard))
 }
 

@@ -1,5 +1,6 @@
 //! The job queue under a flood: one tenant's 50,000 ready jobs neither hold back another
-//! tenant's job nor make anyone's claim dearer.
+//! tenant's job nor make anyone's claim dearer; and the trace context stored with a job, which a
+//! claim checks before handing it on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -186,4 +187,39 @@ async fn the_queue_counters_match_a_recount_after_claims_releases_rescues_and_de
     let recount = rows(counted).await;
     assert_eq!(recount.len(), 2);
     assert_eq!(rows(kept).await, recount);
+}
+
+#[tokio::test]
+async fn a_claimed_jobs_stored_trace_context_is_handed_on_only_when_well_formed() {
+    let db = TestDatabase::new().await;
+    let owner = db.owner().await;
+    let store = store(&db);
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // 55 characters, as the column requires, but not a traceparent: upper-case hex.
+    let malformed = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
+    let mut stored = std::collections::HashMap::new();
+    for (value, kept) in [(valid, true), (malformed, false)] {
+        let tenant = TenantId::new();
+        owner
+            .execute(
+                "INSERT INTO jobs (queue, kind, payload, traceparent) \
+                 VALUES ($1, 'noop', jsonb_build_object('tenant_id', $1::text), $2)",
+                &[&tenant.to_string(), &value],
+            )
+            .await
+            .unwrap();
+        stored.insert(tenant, (value, kept));
+    }
+    for _ in 0..2 {
+        let job = store.claim("worker").await.unwrap().expect("due");
+        let (value, kept) = stored[&job.tenant];
+        let handed = job.trace.as_ref().map(plinth_domain::trace::TraceParent::as_str);
+        assert_eq!(handed, kept.then_some(value), "stored {value}");
+    }
+    let too_long = format!("{valid}-01");
+    let e = owner
+        .execute("UPDATE jobs SET traceparent = $1", &[&too_long])
+        .await
+        .expect_err("the column holds version-00 values only");
+    assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION), "{e}");
 }

@@ -13,6 +13,7 @@ use plinth_domain::ports::{
     TenantRepository, TokenService, UserRepository, WebhookRepository,
 };
 use plinth_domain::rate_limit::FallbackLimiter;
+use plinth_domain::trace::Propagation;
 use plinth_domain::usecases::{
     AuditSettings, CacheTtls, ClientInfo, DeliverySettings, EmailSettings, KeySettings, LifecycleSettings, Plinth,
     Ports, SessionSettings, Settings, SignupInput,
@@ -134,7 +135,8 @@ pub async fn compose_with(
 ) -> Result<Composed, StartupError> {
     let local_limiter = Arc::new(GovernorLimiter::new(clock.clone()));
     let passwords: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(hash_permits()).map_err(StartupError::Hasher)?);
-    let (repos, database) = repositories(config, &clock)?;
+    let traces = crate::telemetry::traces::propagation();
+    let (repos, database) = repositories(config, &clock, traces)?;
     let key = encryption_key(config);
     let mut ports = Ports {
         tenants: repos.tenants,
@@ -165,6 +167,7 @@ pub async fn compose_with(
         },
         dependencies: Vec::new(),
         clock: clock.clone(),
+        traces,
     };
     if let Some(db) = &database {
         ports.dependencies.push(Arc::new(db.clone()));
@@ -287,10 +290,17 @@ impl Repositories {
     }
 }
 
-/// PostgreSQL when `DATABASE_URL` is set, else memory.
-fn repositories(config: &Config, clock: &Arc<dyn Clock>) -> Result<(Repositories, Option<PgStore>), StartupError> {
+/// PostgreSQL when `DATABASE_URL` is set, else memory; either stores with each job the trace
+/// context `traces` gives.
+fn repositories(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    traces: Propagation,
+) -> Result<(Repositories, Option<PgStore>), StartupError> {
     let Some(db) = &config.database else {
-        let store = MemoryStore::new(clock.clone()).with_max_pending_jobs(config.tenant_max_pending_jobs);
+        let store = MemoryStore::new(clock.clone())
+            .with_max_pending_jobs(config.tenant_max_pending_jobs)
+            .with_trace_propagation(traces);
         return Ok((Repositories::of(Arc::new(store)), None));
     };
     let settings = PgSettings {
@@ -305,7 +315,8 @@ fn repositories(config: &Config, clock: &Arc<dyn Clock>) -> Result<(Repositories
     let pg = PgStore::connect(db.url.expose(), &settings, clock.clone())
         .and_then(|pg| pg.with_replicas(&replica_urls, &settings, &ReplicaSettings { max_lag: db.replica_max_lag }))
         .map_err(StartupError::Database)?
-        .with_max_pending_jobs(config.tenant_max_pending_jobs);
+        .with_max_pending_jobs(config.tenant_max_pending_jobs)
+        .with_trace_propagation(traces);
     if !replica_urls.is_empty() {
         tracing::info!(
             replicas = replica_urls.len(),

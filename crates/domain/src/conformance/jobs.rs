@@ -2,6 +2,7 @@
 //! serve every tenant whatever another's backlog, and a cap on each tenant's pending jobs
 //! that a write either fits under whole or fails against having changed nothing.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use super::Storage;
@@ -12,6 +13,7 @@ use crate::error::Error;
 use crate::events::{DomainEvent, EventKind};
 use crate::ids::WebhookId;
 use crate::ports::{AttemptOutcome, DeliveryStore, Job, JobQueue, NextStep, Work};
+use crate::trace::{Propagation, TraceParent};
 
 /// How many pending jobs each tenant of a [`Queue`] fixture may have.
 pub const CAP: u64 = 5;
@@ -44,6 +46,23 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+tokio::task_local! {
+    /// The trace context a test runs a write under (see [`propagation`]).
+    static TRACED: TraceParent;
+}
+
+/// The trace propagation to give the store of a [`Queue`] fixture: the context current for a
+/// write is the one the test runs it under, none outside (as the web layer's answers the
+/// current span's). Without it the trace tests fail.
+pub fn propagation() -> Propagation {
+    Propagation::new(|| TRACED.try_with(Clone::clone).ok(), |_, _| {})
+}
+
+/// Runs `write` with `traceparent` as the current trace context.
+async fn traced<F: Future>(traceparent: &str, write: F) -> F::Output {
+    TRACED.scope(TraceParent::parse(traceparent).expect("a valid traceparent"), write).await
+}
+
 /// Every `JobQueue` behaviour, as named tests; the argument is a [`Queue`] expression.
 #[macro_export]
 macro_rules! job_queue_suite {
@@ -66,6 +85,8 @@ macro_rules! job_queue_suite {
                 a_discarded_job_is_gone_and_a_deleted_webhooks_delivery_loads_as_nothing,
                 a_job_whose_worker_died_is_rescued_and_claimed_again,
                 a_suspended_or_deleted_tenants_jobs_wait_and_go_on_when_it_is_active_again,
+                a_job_carries_the_trace_context_of_its_write_through_retries_and_releases,
+                a_retry_asked_for_continues_the_askers_trace_and_one_with_none_keeps_the_jobs,
             );
         }
     };
@@ -354,4 +375,59 @@ async fn set_lifecycle(queue: &Queue, tenant: &Tenant, lifecycle: crate::entitie
     let now = queue.storage.tenants.find_by_slug(&tenant.slug).await.expect("find").expect("the tenant").lifecycle;
     let set = queue.storage.tenants.set_lifecycle(tenant.id, &now, &lifecycle, &[], &trail);
     assert!(set.await.expect("set lifecycle"));
+}
+
+/// Two trace contexts, as a request's span would give them.
+const TRACE_A: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACE_B: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// Fails `job`'s delivery once, with the next attempt due at `at`.
+async fn fail(queue: &Queue, job: &Job, at: time::OffsetDateTime) {
+    let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
+    let failed = AttemptOutcome { delivered: false, status: Some(500), error: Some("refused".into()) };
+    queue.deliveries.record(job, delivery, &failed, NextStep::RetryAt(at), clock::now()).await.expect("record");
+}
+
+pub async fn a_job_carries_the_trace_context_of_its_write_through_retries_and_releases(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    traced(TRACE_A, write(&queue, &tenant, "traced")).await.expect("write");
+    let job = claim(&queue).await.expect("the job");
+    assert_eq!(job.trace, TraceParent::parse(TRACE_A), "the context of the write that enqueued it");
+
+    fail(&queue, &job, clock::now()).await;
+    let retried = claim(&queue).await.expect("the retry is due");
+    assert_eq!((retried.id, &retried.trace), (job.id, &job.trace), "a retry keeps it");
+    queue.jobs.release(&retried).await.expect("release");
+    let released = claim(&queue).await.expect("the released job");
+    assert_eq!((released.id, &released.trace), (job.id, &job.trace), "a released job keeps it");
+    finish(&queue, &released).await;
+
+    write(&queue, &tenant, "untraced").await.expect("write");
+    let plain = claim(&queue).await.expect("the job");
+    assert_eq!(plain.trace, None, "a write with no trace context enqueues a job with none");
+}
+
+pub async fn a_retry_asked_for_continues_the_askers_trace_and_one_with_none_keeps_the_jobs(queue: Queue) {
+    let tenant = hooked_tenant(&queue).await;
+    traced(TRACE_A, write(&queue, &tenant, "traced")).await.expect("write");
+    let job = claim(&queue).await.expect("the job");
+    let Work::Deliver(delivery) = job.work else { panic!("a delivery job") };
+    let webhook = queue.deliveries.load(tenant.id, delivery).await.expect("load").expect("pending").delivery.webhook_id;
+    let later = clock::now() + time::Duration::hours(1);
+    let retry = || {
+        let trail = crate::audit::AuditTrail::none();
+        let webhooks = queue.storage.webhooks.clone();
+        async move { webhooks.retry_delivery(tenant.id, webhook, delivery, clock::now(), &trail).await.expect("retry") }
+    };
+
+    fail(&queue, &job, later).await;
+    traced(TRACE_B, retry()).await;
+    let asked = claim(&queue).await.expect("the retry asked for is due now");
+    assert_eq!(asked.id, job.id, "the waiting job is brought forward");
+    assert_eq!(asked.trace, TraceParent::parse(TRACE_B), "it continues the trace of the retry's request");
+
+    fail(&queue, &asked, later).await;
+    retry().await;
+    let again = claim(&queue).await.expect("due now");
+    assert_eq!(again.trace, TraceParent::parse(TRACE_B), "a retry with no trace context keeps the job's");
 }

@@ -10,6 +10,7 @@ use crate::entities::{Delivery, WebhookHealth};
 use crate::error::Result;
 use crate::ids::{DeliveryId, TenantId};
 use crate::ports::AttemptOutcome;
+use crate::trace::TraceParent;
 
 /// One claimed unit of work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub struct Job {
     pub tenant: TenantId,
     /// What to do.
     pub work: Work,
+    /// The trace context of the span that enqueued it, which its worker's span continues
+    /// (`None` when traces are off, or the worker enqueued it).
+    pub trace: Option<TraceParent>,
 }
 
 /// The kinds of job.

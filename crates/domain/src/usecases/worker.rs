@@ -17,6 +17,7 @@ use crate::events::{DomainEvent, EventKind};
 use crate::ids::{DeliveryId, TenantId, WebhookId};
 use crate::metric;
 use crate::ports::{AttemptOutcome, FailingLongEnough, Job, NextStep, OutboundWebhook, Work};
+use crate::trace;
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -32,14 +33,17 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 impl Plinth {
     /// Claims and works one job as `worker`; `false` when nothing was due.
     ///
-    /// A claimed job is worked in a `work_one` span (a trace of its own) that records its kind
-    /// and tenant; a poll that finds nothing opens no span, so an idle worker traces nothing.
+    /// A claimed job is worked in a `work_one` span that records its kind and tenant: it
+    /// continues the trace of the span that enqueued the job, if the job carries one, else it
+    /// starts a trace of its own. A poll that finds nothing opens no span, so an idle worker
+    /// traces nothing.
     pub async fn work_one(&self, worker: &str) -> Result<bool> {
         let Some(job) = self.ports.jobs.claim(worker).await? else {
             return Ok(false);
         };
         let span = tracing::debug_span!("work_one", worker, job.kind = tracing::field::Empty, tenant = %job.tenant);
-        self.work(job).instrument(span).await.map(|()| true)
+        self.ports.traces.resume(&span, job.trace.as_ref());
+        trace::working(self.work(job).instrument(span)).await.map(|()| true)
     }
 
     /// Makes the one attempt `job` asks for, in the job's span.

@@ -13,15 +13,23 @@ use plinth_domain::ports::{
     AttemptOutcome, DEFAULT_MAX_PENDING_JOBS, DeliveryStore, Job, JobQueue, NextStep, OutgoingDelivery, Pruned,
     QueueStats, Work,
 };
+use plinth_domain::trace::{Propagation, TraceParent};
 use plinth_domain::{Error, Result};
 use time::OffsetDateTime;
 
 use super::{Data, MemoryStore};
 
-/// A claimed job: what it does, when it was due, and since when it is claimed.
-#[derive(Debug, Clone, Copy)]
-struct Running {
+/// A job's work and the trace context it continues (see `Job::trace`).
+#[derive(Debug, Clone)]
+struct Queued {
     work: Work,
+    trace: Option<TraceParent>,
+}
+
+/// A claimed job: what it is, when it was due, and since when it is claimed.
+#[derive(Debug, Clone)]
+struct Running {
+    job: Queued,
     run_at: OffsetDateTime,
     since: Duration,
 }
@@ -30,7 +38,7 @@ struct Running {
 /// last served.
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: BTreeMap<(OffsetDateTime, i64), Work>,
+    waiting: BTreeMap<(OffsetDateTime, i64), Queued>,
     running: HashMap<i64, Running>,
     turn: Option<OffsetDateTime>,
     /// Its tenant is suspended or deleted: nothing is claimed until it is not.
@@ -54,12 +62,14 @@ impl Queue {
     }
 }
 
-/// Every job, in one queue per tenant, and each tenant's cap.
+/// Every job, in one queue per tenant, each tenant's cap, and where a new job's trace context
+/// comes from.
 #[derive(Debug)]
 pub(super) struct Jobs {
     next_id: i64,
     queues: HashMap<TenantId, Queue>,
     max_pending: usize,
+    traces: Propagation,
 }
 
 impl Default for Jobs {
@@ -68,6 +78,7 @@ impl Default for Jobs {
             next_id: 0,
             queues: HashMap::new(),
             max_pending: usize::try_from(DEFAULT_MAX_PENDING_JOBS).unwrap_or(usize::MAX),
+            traces: Propagation::OFF,
         }
     }
 }
@@ -76,6 +87,11 @@ impl Jobs {
     /// Caps each tenant's pending jobs at `max`.
     pub(super) fn set_max_pending(&mut self, max: u64) {
         self.max_pending = usize::try_from(max).unwrap_or(usize::MAX);
+    }
+
+    /// Stores with each new job the trace context `traces` gives for it.
+    pub(super) fn set_traces(&mut self, traces: Propagation) {
+        self.traces = traces;
     }
 
     /// `QueueFull` unless `tenant` has room for `more` jobs; checked before a write changes
@@ -107,11 +123,12 @@ impl Data {
         self.jobs.queues.remove(&tenant).map_or(0, |q| q.pending())
     }
 
-    /// One job of `tenant` doing `work`, due `now`.
+    /// One job of `tenant` doing `work`, due `now`, continuing the trace current now.
     pub(super) fn enqueue_work(&mut self, tenant: TenantId, work: Work, now: OffsetDateTime) {
         self.jobs.next_id += 1;
         let id = self.jobs.next_id;
-        self.jobs.queues.entry(tenant).or_default().waiting.insert((now, id), work);
+        let trace = self.jobs.traces.current();
+        self.jobs.queues.entry(tenant).or_default().waiting.insert((now, id), Queued { work, trace });
     }
 }
 
@@ -119,32 +136,32 @@ impl Data {
     /// Drops the waiting jobs of `deliveries` of `tenant` (claimed ones finish on their own).
     pub(super) fn drop_delivery_jobs(&mut self, tenant: TenantId, deliveries: &HashSet<DeliveryId>) {
         if let Some(q) = self.jobs.queues.get_mut(&tenant) {
-            q.waiting.retain(|_, work| !matches!(work, Work::Deliver(d) if deliveries.contains(d)));
+            q.waiting.retain(|_, job| !matches!(job.work, Work::Deliver(d) if deliveries.contains(&d)));
         }
     }
 
     /// Whether `delivery` of `tenant` has a job at all (waiting or claimed).
     pub(super) fn has_job(&self, tenant: TenantId, delivery: DeliveryId) -> bool {
         let is_it = |work: &Work| matches!(work, Work::Deliver(d) if *d == delivery);
-        self.jobs
-            .queues
-            .get(&tenant)
-            .is_some_and(|q| q.waiting.values().any(is_it) || q.running.values().any(|r| is_it(&r.work)))
+        self.jobs.queues.get(&tenant).is_some_and(|q| {
+            q.waiting.values().any(|j| is_it(&j.work)) || q.running.values().any(|r| is_it(&r.job.work))
+        })
     }
 
     /// Makes `delivery`'s waiting job due at `at`, or gives it a new one; nothing when its job
-    /// is claimed right now (an attempt is under way).
+    /// is claimed right now (an attempt is under way). A job made due continues the trace
+    /// current now (the retry's or the recovery's), if any, else the one it had.
     pub(super) fn schedule_delivery(&mut self, tenant: TenantId, delivery: DeliveryId, at: OffsetDateTime) {
         let is_it = |work: &Work| matches!(work, Work::Deliver(d) if *d == delivery);
+        let trace = self.jobs.traces.current();
         let queue = self.jobs.queues.entry(tenant).or_default();
-        if queue.running.values().any(|r| is_it(&r.work)) {
+        if queue.running.values().any(|r| is_it(&r.job.work)) {
             return;
         }
-        let waiting = queue.waiting.iter().find(|(_, w)| is_it(w)).map(|(k, _)| *k);
-        match waiting {
-            Some(key) => {
-                queue.waiting.remove(&key);
-                queue.waiting.insert((at, key.1), Work::Deliver(delivery));
+        let waiting = queue.waiting.iter().find(|(_, j)| is_it(&j.work)).map(|(k, _)| *k);
+        match waiting.and_then(|key| queue.waiting.remove_entry(&key)) {
+            Some(((_, id), job)) => {
+                queue.waiting.insert((at, id), Queued { work: job.work, trace: trace.or(job.trace) });
             }
             None => self.enqueue_work(tenant, Work::Deliver(delivery), at),
         }
@@ -155,7 +172,7 @@ impl Data {
         if let Some(q) = self.jobs.queues.get_mut(&job.tenant) {
             let claimed = q.running.remove(&job.id);
             if let (NextStep::RetryAt(at), Some(r)) = (next, claimed) {
-                q.waiting.insert((at, job.id), r.work);
+                q.waiting.insert((at, job.id), r.job);
             }
         }
     }
@@ -182,10 +199,11 @@ impl JobQueue for MemoryStore {
             .min_by_key(|(at, tenant)| (*at, *tenant.as_uuid()));
         let Some((_, tenant)) = next else { return Ok(None) };
         let Some(queue) = data.jobs.queues.get_mut(&tenant) else { return Ok(None) };
-        let Some(((run_at, id), work)) = queue.waiting.pop_first() else { return Ok(None) };
-        queue.running.insert(id, Running { work, run_at, since: self.clock.elapsed() });
+        let Some(((run_at, id), job)) = queue.waiting.pop_first() else { return Ok(None) };
+        let claimed = Job { id, tenant, work: job.work, trace: job.trace.clone() };
+        queue.running.insert(id, Running { job, run_at, since: self.clock.elapsed() });
         queue.turn = Some(now);
-        Ok(Some(Job { id, tenant, work }))
+        Ok(Some(claimed))
     }
 
     async fn wait_for_work(&self, max: Duration) {
@@ -196,7 +214,7 @@ impl JobQueue for MemoryStore {
         if let Some(q) = self.write().jobs.queues.get_mut(&job.tenant)
             && let Some(r) = q.running.remove(&job.id)
         {
-            q.waiting.insert((r.run_at, job.id), r.work);
+            q.waiting.insert((r.run_at, job.id), r.job);
         }
         Ok(())
     }
@@ -209,7 +227,7 @@ impl JobQueue for MemoryStore {
                 q.running.iter().filter(|(_, r)| now.saturating_sub(r.since) > after).map(|(id, _)| *id).collect();
             for id in dead {
                 if let Some(r) = q.running.remove(&id) {
-                    q.waiting.insert((r.run_at, id), r.work);
+                    q.waiting.insert((r.run_at, id), r.job);
                     rescued += 1;
                 }
             }

@@ -104,7 +104,8 @@ fn log_request<B>(res: &ServiceResponse<B>, id: &HeaderValue, started: Instant, 
     }
     let req = res.request();
     let ext = req.extensions();
-    let header = || req.headers().get(traces::TRACEPARENT).and_then(|v| traces::header_trace_id(v.as_bytes()));
+    let header =
+        || req.headers().get(traces::TRACEPARENT).and_then(|v| plinth_domain::trace::trace_id_of(v.as_bytes()));
     let line = AccessLine {
         request_id: id.to_str().unwrap_or_default(),
         method: req.method().as_str(),

@@ -4,7 +4,8 @@
 //!
 //! What becomes a span: each request (`request`, continuing the caller's W3C `traceparent`), the
 //! use cases and adapter calls already `#[tracing::instrument]`ed at debug level, each database
-//! round trip (`db`), each Redis command (`redis`) and each job (`work_one`). Whatever fields
+//! round trip (`db`), each Redis command (`redis`) and each job (`work_one`, continuing the trace
+//! of the span that enqueued the job: see [`propagation`]). Whatever fields
 //! those spans carry, only the attributes [`KEPT`] names are exported (see [`Allowlist`]): no
 //! token, email address, SQL parameter or other tenant data leaves the process, whatever a span
 //! records for the debug logs.
@@ -20,6 +21,8 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, Span, SpanData, SpanProcessor};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use plinth_domain::trace::{Propagation, TraceParent};
 
 use crate::config::TraceConfig;
 
@@ -144,10 +147,49 @@ impl Extractor for Headers<'_> {
 /// Makes `span` continue the trace of the request's `traceparent` (and `tracestate`), if it
 /// carries a valid one; else `span` starts a trace of its own.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
-    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    continue_from(span, &Headers(headers));
+}
+
+/// Makes `span` continue the trace context `carrier` holds, if it is valid.
+fn continue_from(span: &tracing::Span, carrier: &dyn Extractor) {
+    let parent = TraceContextPropagator::new().extract(carrier);
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
+}
+
+/// The propagator's name for the `traceparent` field.
+const TRACEPARENT_KEY: &str = "traceparent";
+
+/// A job's stored `traceparent`, as the propagator reads it.
+struct Stored<'a>(&'a TraceParent);
+
+impl Extractor for Stored<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT_KEY).then(|| self.0.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT_KEY]
+    }
+}
+
+/// How jobs carry trace context when spans are exported (else off, and the adapters store
+/// nothing): a job stores the `traceparent` of the span current when it is enqueued, and its
+/// `work_one` span continues it. Only the `traceparent` travels: a caller's `tracestate` stays
+/// with the request's span, not in the queue.
+pub fn propagation() -> Propagation {
+    if !enabled() {
+        return Propagation::OFF;
+    }
+    Propagation::new(
+        || {
+            let headers = current_headers();
+            let value = headers.iter().find(|(key, _)| key == TRACEPARENT_KEY).map(|(_, v)| v.as_str())?;
+            TraceParent::parse(value)
+        },
+        |span, parent| continue_from(span, &Stored(parent)),
+    )
 }
 
 /// `span`'s trace id, 32 hex digits; `None` for a span that is not traced.
@@ -173,49 +215,4 @@ pub fn current_headers() -> Vec<(String, String)> {
     let mut out = Collected::default();
     TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut out);
     out.0
-}
-
-/// The trace id of a `traceparent` header value (`00-<trace id>-<span id>-<flags>`), when it is
-/// well formed and not all zeros: logged with the request when spans are not exported, so the
-/// access log can still be joined with the caller's trace. A parse of one short header.
-pub fn header_trace_id(value: &[u8]) -> Option<&str> {
-    let hex = |b: &[u8]| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    if value.len() < 55 || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' || &value[..2] == b"ff" {
-        return None;
-    }
-    // Version 00 is exactly 55 bytes; a later version may append fields after a dash.
-    if (&value[..2] == b"00" && value.len() != 55) || (value.len() > 55 && value[55] != b'-') {
-        return None;
-    }
-    let id = &value[3..35];
-    let ok = hex(&value[..2]) && hex(id) && hex(&value[36..52]) && hex(&value[53..55]) && id.iter().any(|&c| c != b'0');
-    ok.then(|| std::str::from_utf8(id).ok()).flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_traceparent_gives_its_trace_id() {
-        let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(header_trace_id(tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        let later = b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
-        assert_eq!(header_trace_id(later), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-    }
-
-    #[test]
-    fn a_malformed_traceparent_gives_none() {
-        for bad in [
-            &b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"[..],
-            b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
-            b"00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
-            b"00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
-            b"",
-        ] {
-            assert_eq!(header_trace_id(bad), None, "{}", String::from_utf8_lossy(bad));
-        }
-    }
 }

@@ -1,8 +1,10 @@
 //! Traces: the real `plinth` binary on PostgreSQL and Redis, exporting over OTLP/HTTP to a
 //! receiver of this test's on loopback. A request with a caller's `traceparent` becomes a span
 //! of the caller's trace, with the use case, database and Redis spans under it; the job that
-//! delivers the webhook it caused is a span of its own, whose context the webhook carries; the
-//! access log names the trace; and no exported attribute is outside the allowed few.
+//! delivers the webhook it caused continues that trace under a span of the request, and the
+//! webhook carries the job's context, while a job the worker enqueues itself starts a trace of
+//! its own; the access log names the trace; and no exported attribute is outside the allowed
+//! few.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,11 +28,19 @@ const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
 /// Starts an HTTP server on loopback answering every request with 200 after `keep` has seen it;
 /// answers its base URL.
 fn serve(keep: impl Fn(&HttpRequest, &[u8]) + Clone + Send + 'static) -> String {
+    serve_answering(move |req, body| {
+        keep(req, body);
+        200
+    })
+}
+
+/// As [`serve`], answering each request with the status `answer` gives it.
+fn serve_answering(answer: impl Fn(&HttpRequest, &[u8]) -> u16 + Clone + Send + 'static) -> String {
     let server = HttpServer::new(move || {
-        let keep = keep.clone();
+        let answer = answer.clone();
         App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-            keep(&req, &body[..]);
-            async { HttpResponse::Ok().finish() }
+            let status = actix_web::http::StatusCode::from_u16(answer(&req, &body[..])).unwrap();
+            async move { HttpResponse::new(status) }
         }))
     })
     .workers(1)
@@ -62,8 +72,65 @@ fn attributes(span: &Span) -> HashMap<String, String> {
         .collect()
 }
 
+/// The binary on `db`, with its worker, delivering to loopback, exporting spans to `collector`,
+/// with the `extra` settings.
+async fn start_traced(db: &TestDatabase, collector: &str, extra: &[(&str, &str)]) -> Process {
+    let mut vars = vec![
+        ("DATABASE_URL", db.app_url.as_str()),
+        ("PLINTH_JWT_SECRET", crate::helpers::JWT_SECRET),
+        ("PLINTH_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY),
+        ("PLINTH_WORKER", "true"),
+        ("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector),
+    ];
+    vars.extend_from_slice(extra);
+    Process::start(&vars).await
+}
+
+/// A new tenant (its slug from `name`) signed up on `app`: its owner, and its host.
+async fn signed_up(app: &Process, name: &str) -> (crate::harness::Signup, String) {
+    let tenant = slug(name);
+    let owner = crate::helpers::signup(&app.client, &app.address, &tenant).await;
+    (owner, format!("{tenant}.localhost"))
+}
+
+/// Registers a webhook at `url` for `events` on `host`, as `token`.
+async fn add_webhook(app: &Process, host: &str, token: &str, url: &str, events: Value) {
+    let res = app
+        .request(Method::POST, host, "/v1/webhooks")
+        .bearer_auth(token)
+        .json(&json!({"url": url, "events": events}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+}
+
+/// Creates a project on `host`, as `token`, in the caller's trace ([`TRACE_ID`]), with the
+/// `extra` headers.
+async fn create_traced_project(app: &Process, host: &str, token: &str, extra: &[(&str, &str)]) {
+    let mut req = app
+        .request(Method::POST, host, "/v1/projects")
+        .bearer_auth(token)
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"));
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    let res = req.json(&json!({"name": "Traced"})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+}
+
+/// Waits up to 30 s for `done`.
+async fn wait_until(app: &Process, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "no {what}:\n{}", app.stdout());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
-async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_the_webhook_job() {
+async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_the_webhook_job_it_enqueued() {
     // The OTLP receiver: every span posted to /v1/traces, and the services named.
     let spans = Arc::new(Mutex::new(Vec::<Span>::new()));
     let services = Arc::new(Mutex::new(BTreeSet::<String>::new()));
@@ -96,47 +163,14 @@ async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_th
     let db = TestDatabase::new().await;
     let redis = plinth_testkit::shared_redis_url();
     let prefix = format!("{}:", slug("traces"));
-    let mut app = Process::start(&[
-        ("DATABASE_URL", &db.app_url),
-        ("REDIS_URL", &redis),
-        ("PLINTH_REDIS_PREFIX", &prefix),
-        ("PLINTH_JWT_SECRET", crate::helpers::JWT_SECRET),
-        ("PLINTH_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY),
-        ("PLINTH_WORKER", "true"),
-        ("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
-    ])
-    .await;
-    let tenant = slug("traced");
-    let owner = crate::helpers::signup(&app.client, &app.address, &tenant).await;
-    let host = format!("{tenant}.localhost");
-    let res = app
-        .request(Method::POST, &host, "/v1/webhooks")
-        .bearer_auth(&owner.token)
-        .json(&json!({"url": format!("{receiver}/hook"), "events": ["project.created"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
-
-    let res = app
-        .request(Method::POST, &host, "/v1/projects")
-        .bearer_auth(&owner.token)
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"))
-        .header("tracestate", "vendor=opaque")
-        .header("x-request-id", "traced-request-1")
-        .json(&json!({"name": "Traced"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
+    let mut app = start_traced(&db, &collector, &[("REDIS_URL", &redis), ("PLINTH_REDIS_PREFIX", &prefix)]).await;
+    let (owner, host) = signed_up(&app, "traced").await;
+    add_webhook(&app, &host, &owner.token, &format!("{receiver}/hook"), json!(["project.created"])).await;
+    let extra = [("tracestate", "vendor=opaque"), ("x-request-id", "traced-request-1")];
+    create_traced_project(&app, &host, &owner.token, &extra).await;
 
     // The worker delivers the project.created event.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while traceparents.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "no webhook delivery:\n{}", app.stdout());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(&app, "a webhook delivery", || !traceparents.lock().unwrap().is_empty()).await;
     // A graceful stop exports the spans still queued.
     app.signal("TERM");
     assert_eq!(app.wait_exit(Duration::from_secs(40)).await.expect("exits").code(), Some(0));
@@ -198,15 +232,27 @@ async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_th
         in_trace.iter().filter(|s| descends(s)).filter_map(|s| attributes(s).get("db.system.name").cloned()).collect();
     assert_eq!(systems, BTreeSet::from(["postgresql".to_owned(), "redis".to_owned()]), "{names:?}");
 
-    // The job: a span of its own, whose context the webhook carried.
+    // The job continues the request's trace, under the span that enqueued it (the request's
+    // or one under it), and the webhook carries the job's context.
     let job = spans
         .iter()
         .find(|s| s.name == "work_one" && attributes(s).get("job.kind").is_some_and(|k| k == "deliver"))
         .expect("the delivering job's span");
     assert_eq!(attributes(job)["tenant"], owner.tenant_id);
+    assert_eq!(hex(&job.trace_id), TRACE_ID, "the job continues the trace of the request that enqueued it");
+    let enqueuer = in_trace
+        .iter()
+        .find(|s| s.span_id == job.parent_span_id)
+        .unwrap_or_else(|| panic!("the job's parent {} is no span of the trace", hex(&job.parent_span_id)));
+    assert!(
+        enqueuer.span_id == request.span_id || descends(enqueuer),
+        "the job's parent ({}) is the request's span or one under it",
+        enqueuer.name
+    );
     let traceparent = traceparents.lock().unwrap()[0].clone();
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], TRACE_ID, "the webhook carries the request's trace");
     assert_eq!(parts[1], hex(&job.trace_id), "the webhook carries the job's trace");
     assert!(spans.iter().any(|s| hex(&s.span_id) == parts[2] && s.trace_id == job.trace_id));
     assert!(
@@ -222,6 +268,46 @@ async fn a_request_continues_the_callers_trace_down_to_the_database_redis_and_th
         .find(|l| l["request_id"] == "traced-request-1")
         .expect("the access log line");
     assert_eq!(line["trace_id"], TRACE_ID);
+}
+
+#[tokio::test]
+async fn a_job_the_worker_enqueues_starts_a_trace_of_its_own() {
+    let collector = serve(|_, _| {});
+    // Each webhook request's path and traceparent; `/failing` always answers 500.
+    let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let s = seen.clone();
+    let receiver = serve_answering(move |req, _| {
+        let header = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or("none");
+        s.lock().unwrap().push((req.path().to_owned(), header.to_owned()));
+        if req.path() == "/failing" { 500 } else { 200 }
+    });
+    let db = TestDatabase::new().await;
+    // Retried at once, and disabled once it has failed twice over a second.
+    let quick = [
+        ("PLINTH_WEBHOOK_BACKOFF_MS", "1"),
+        ("PLINTH_WEBHOOK_MAX_ATTEMPTS", "100"),
+        ("PLINTH_WEBHOOK_DISABLE_AFTER_S", "1"),
+        ("PLINTH_WEBHOOK_DISABLE_MIN_FAILURES", "2"),
+    ];
+    let app = start_traced(&db, &collector, &quick).await;
+    let (owner, host) = signed_up(&app, "chained").await;
+    add_webhook(&app, &host, &owner.token, &format!("{receiver}/failing"), json!(["project.created"])).await;
+    add_webhook(&app, &host, &owner.token, &format!("{receiver}/notices"), json!(["webhook.disabled"])).await;
+    create_traced_project(&app, &host, &owner.token, &[]).await;
+
+    // The worker retries the failing endpoint until it disables it, then delivers the
+    // `webhook.disabled` event it enqueued to the other endpoint.
+    let notified = || seen.lock().unwrap().iter().any(|(path, _)| path == "/notices");
+    wait_until(&app, "a webhook.disabled delivery", notified).await;
+    let seen = seen.lock().unwrap().clone();
+    let trace_of = |tp: &str| tp.split('-').nth(1).unwrap_or_default().to_owned();
+    let attempts: Vec<String> = seen.iter().filter(|(p, _)| p == "/failing").map(|(_, tp)| trace_of(tp)).collect();
+    assert!(attempts.len() >= 2, "{seen:?}");
+    assert!(attempts.iter().all(|t| t == TRACE_ID), "every attempt continues the request's trace: {seen:?}");
+    let (_, notice) = seen.iter().find(|(p, _)| p == "/notices").unwrap();
+    let notice_trace = trace_of(notice);
+    assert_eq!(notice_trace.len(), 32, "the worker's delivery is traced: {notice}");
+    assert_ne!(notice_trace, TRACE_ID, "a job the worker enqueued starts a trace of its own: {notice}");
 }
 
 #[tokio::test]
