@@ -1027,7 +1027,7 @@ export interface components {
         AcceptInvitationRequest: {
             /**
              * @description The token in the invitation link's fragment (`#token=…`)
-             * @example pli_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0
+             * @example pli_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA
              */
             token: string;
             /**
@@ -1231,7 +1231,7 @@ export interface components {
         ConfirmResetRequest: {
             /**
              * @description The token in the reset link's fragment (`#token=…`)
-             * @example plp_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0
+             * @example plp_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA
              */
             token: string;
             /**
@@ -1304,7 +1304,7 @@ export interface components {
             /**
              * @description The whole key, `plk_<id>_<secret and check>`: send it as `Authorization: Bearer …` on
              *     the tenant's host. Shown in this answer only.
-             * @example plk_0193a7c45e2f7b1d8c3a6f4e2d1b9a07_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0Tz8wQm2Lp5x
+             * @example plk_0193a7c45e2f7b1d8c3a6f4e2d1b9a07_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPA
              */
             key: string;
         };
@@ -1321,7 +1321,7 @@ export interface components {
             events: components["schemas"]["EventKind"][];
             /**
              * @description The signing secret; a replay of this request (same Idempotency-Key) leaves it out.
-             * @example whsec_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0
+             * @example whsec_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA
              */
             secret?: string | null;
             /**
@@ -1939,7 +1939,7 @@ export interface components {
         RefreshRequest: {
             /**
              * @description The `refresh_token` of the last login or refresh
-             * @example plr_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0
+             * @example plr_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA
              */
             refresh_token: string;
         };
@@ -1964,7 +1964,7 @@ export interface components {
             id: components["schemas"]["WebhookId"];
             /**
              * @description The new signing secret.
-             * @example whsec_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0
+             * @example whsec_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA
              */
             secret: string;
             /**
@@ -2167,7 +2167,7 @@ export interface components {
             expires_in: number;
             /**
              * @description The `refresh_token` of the last login or refresh
-             * @example plr_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0
+             * @example plr_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA
              */
             refresh_token: string;
         };
@@ -2288,7 +2288,7 @@ export interface components {
         VerifyEmailRequest: {
             /**
              * @description The token in the verification link's fragment (`#token=…`)
-             * @example plv_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0
+             * @example plv_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA
              */
             token: string;
         };

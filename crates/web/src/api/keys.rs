@@ -45,7 +45,7 @@ pub struct CreatedKeyResponse {
     pub api_key: ApiKey,
     /// The whole key, `plk_<id>_<secret and check>`: send it as `Authorization: Bearer …` on
     /// the tenant's host. Shown in this answer only.
-    #[schema(example = "plk_0193a7c45e2f7b1d8c3a6f4e2d1b9a07_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0Tz8wQm2Lp5x")]
+    #[schema(example = "plk_0193a7c45e2f7b1d8c3a6f4e2d1b9a07_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPA")]
     pub key: String,
 }
 

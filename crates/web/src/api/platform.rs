@@ -259,7 +259,11 @@ pub async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 )]
 #[get("/openapi.json")]
 pub async fn openapi(doc: web::Data<OpenApiJson>) -> HttpResponse {
-    HttpResponse::Ok().insert_header((header::CONTENT_TYPE, JSON)).body(doc.0.clone())
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, JSON))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(doc.0.clone())
 }
 
 #[cfg(test)]

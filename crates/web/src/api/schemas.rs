@@ -113,7 +113,7 @@ pub fn verify_token() -> Object {
 }
 
 /// The secret part of the example tokens: 43 base64url characters, as a 32-byte secret encodes.
-const EXAMPLE_SECRET: &str = "Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0";
+const EXAMPLE_SECRET: &str = "EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA";
 
 fn emailed_token(purpose: Purpose, description: &str) -> Object {
     string()

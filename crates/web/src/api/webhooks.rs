@@ -49,7 +49,7 @@ pub struct CreatedWebhookResponse {
     pub events: Vec<plinth_domain::events::EventKind>,
     /// The signing secret; a replay of this request (same Idempotency-Key) leaves it out.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "whsec_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0")]
+    #[schema(example = "whsec_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA")]
     pub secret: Option<String>,
     /// When it was registered.
     #[serde(with = "time::serde::rfc3339")]
@@ -256,7 +256,7 @@ pub struct RotatedSecretResponse {
     /// The webhook's id.
     pub id: WebhookId,
     /// The new signing secret.
-    #[schema(example = "whsec_Vq3xk0d8Rr1mY2oTzW5cN7bLfH4aJ6sQ9uE-gPiKyC0")]
+    #[schema(example = "whsec_EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXAMPLE-EXA")]
     pub secret: String,
     /// Until when deliveries are also signed with the old secret; absent when they aren't.
     #[serde(with = "time::serde::rfc3339::option")]

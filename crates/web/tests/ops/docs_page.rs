@@ -199,7 +199,19 @@ async fn the_page_loads_only_from_plinth_and_is_off_when_turned_off() {
     assert_eq!(script.status(), StatusCode::OK);
     assert!(script.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
     assert!(script.headers()["cache-control"].to_str().unwrap().contains("immutable"));
-    assert!(script.bytes().await.unwrap().len() > 500_000, "the whole renderer is served");
+    assert_eq!(script.headers()["vary"], "Accept-Encoding");
+    let plain = script.bytes().await.unwrap();
+    assert!(plain.len() > 500_000, "the whole renderer is served");
+    // A browser gets it compressed: a third of the bytes to send, and to hold for a slow reader.
+    let compressed = app
+        .request(Method::GET, "localhost", "/docs/redoc.standalone.js")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compressed.headers()["content-encoding"], "gzip");
+    let gzip = compressed.bytes().await.unwrap();
+    assert!(gzip.starts_with(&[0x1f, 0x8b]) && gzip.len() * 3 < plain.len(), "{} bytes compressed", gzip.len());
 
     let off = TestApp::start(&[("PLINTH_DOCS", "false")], None).await;
     for path in ["/docs", "/docs/redoc.standalone.js"] {
