@@ -134,9 +134,20 @@ where
 /// Reads W3C trace context from an actix request's headers.
 struct Headers<'a>(&'a HeaderMap);
 
+/// The longest caller's `tracestate` plinth continues: the 512 characters the W3C
+/// recommendation asks every platform to pass on, of at most 32 list members (more, and it says
+/// to drop the whole value). A longer one is dropped whole, its `traceparent` still continued:
+/// kept, it would ride on every span of the request into memory and the exporter's batches.
+const TRACESTATE_MAX_LEN: usize = 512;
+/// See [`TRACESTATE_MAX_LEN`].
+const TRACESTATE_MAX_MEMBERS: usize = 32;
+
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let value = self.0.get(key).and_then(|v| v.to_str().ok())?;
+        let oversized = key == "tracestate"
+            && (value.len() > TRACESTATE_MAX_LEN || value.split(',').count() > TRACESTATE_MAX_MEMBERS);
+        (!oversized).then_some(value)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -215,4 +226,35 @@ pub fn current_headers() -> Vec<(String, String)> {
     let mut out = Collected::default();
     TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut out);
     out.0
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    use super::*;
+
+    fn headers(tracestate: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        map.insert(HeaderName::from_static("traceparent"), HeaderValue::from_static(traceparent));
+        map.insert(
+            HeaderName::from_static("tracestate"),
+            HeaderValue::from_str(tracestate).unwrap_or_else(|_| unreachable!()),
+        );
+        map
+    }
+
+    #[test]
+    fn a_callers_tracestate_is_kept_only_within_the_w3c_limits() {
+        let fits = format!("k=v,{}", "x".repeat(TRACESTATE_MAX_LEN - 4));
+        assert_eq!(Headers(&headers(&fits)).get("tracestate"), Some(fits.as_str()));
+        let long = format!("k={}", "v".repeat(TRACESTATE_MAX_LEN));
+        assert_eq!(Headers(&headers(&long)).get("tracestate"), None, "over 512 characters");
+        let many = (0..=TRACESTATE_MAX_MEMBERS).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
+        assert!(many.len() < TRACESTATE_MAX_LEN);
+        assert_eq!(Headers(&headers(&many)).get("tracestate"), None, "33 members");
+        // The trace itself is still continued.
+        assert!(Headers(&headers(&long)).get("traceparent").is_some());
+    }
 }

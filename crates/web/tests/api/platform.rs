@@ -136,6 +136,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/healthz", &["get"]),
     ("/readyz", &["get"]),
     ("/openapi.json", &["get"]),
+    ("/docs", &["get"]),
+    ("/docs/redoc.standalone.js", &["get"]),
     ("/v1/signup", &["post"]),
     ("/v1/tenant", &["delete", "get"]),
     ("/v1/tenant/export", &["get"]),
