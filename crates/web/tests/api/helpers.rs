@@ -7,7 +7,7 @@ use plinth_domain::clock::SystemClock;
 use plinth_domain::ports::Clock;
 use plinth_domain::usecases::Ports;
 use plinth_testkit::TestDatabase;
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
 /// Which storage the app runs on.
@@ -58,6 +58,13 @@ impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, &[]).await
     }
+}
+
+/// Sends `r`, asserts the answer's `status`, and returns its JSON body.
+pub async fn json_of(r: RequestBuilder, status: StatusCode) -> Value {
+    let res = r.send().await.expect("request");
+    assert_eq!(res.status(), status);
+    res.json().await.expect("json")
 }
 
 /// Asserts `res` is a problem document with `status` and `code`; returns the body.

@@ -10,7 +10,7 @@ use plinth_domain::ports::Clock as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, header};
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, header, json_of};
 use crate::on_every_backend;
 
 const ALL_SCOPES: [&str; 7] =
@@ -34,9 +34,7 @@ async fn status(app: &TestApp, method: Method, slug: &str, path: &str, token: &s
 }
 
 async fn audit(app: &TestApp, slug: &str, token: &str, query: &str) -> Value {
-    let res = app.on(Method::GET, slug, &format!("/v1/audit-log{query}"), Some(token)).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "{query}");
-    res.json().await.unwrap()
+    json_of(app.on(Method::GET, slug, &format!("/v1/audit-log{query}"), Some(token)), StatusCode::OK).await
 }
 
 fn actions(page: &Value) -> Vec<String> {
@@ -269,14 +267,7 @@ on_every_backend! {
         let res = app.on(Method::GET, "audited", "/v1/audit-log", Some(&member)).send().await.unwrap();
         assert_problem(res, 403, "forbidden").await;
         assert_eq!(status(&app, Method::GET, "audited", "/v1/audit-log", &secret).await, StatusCode::OK);
-        let verify: Value = app
-            .on(Method::GET, "audited", "/v1/audit-log/verify", Some(&secret))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let verify = json_of(app.on(Method::GET, "audited", "/v1/audit-log/verify", Some(&secret)), StatusCode::OK).await;
         assert_eq!(verify["valid"], true, "{verify}");
         assert_eq!((verify["entries"].as_u64(), verify["head_seq"].as_u64()), (Some(9), Some(9)), "{verify}");
         assert_eq!(verify["first_problem"], Value::Null);

@@ -13,7 +13,7 @@ use plinth_domain::values::OperatorTokens;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, assert_problem};
+use crate::helpers::{PASSWORD, TestApp, assert_problem, json_of};
 use crate::on_every_backend;
 
 /// An operator token and the setting that admits it.
@@ -28,12 +28,6 @@ fn admin(app: &TestApp, method: Method, path: &str, token: Option<&str>) -> Requ
         Some(t) => r.bearer_auth(t),
         None => r,
     }
-}
-
-async fn json_of(r: RequestBuilder, status: StatusCode) -> Value {
-    let res = r.send().await.expect("request");
-    assert_eq!(res.status(), status);
-    res.json().await.expect("json")
 }
 
 /// A webhook receiver on 127.0.0.1 answering 200, counting what it gets.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::deliveries::{Received, Receiver, deliveries, subscribe};
-use crate::helpers::{Backend, TestApp, assert_problem};
+use crate::helpers::{Backend, TestApp, assert_problem, json_of};
 use crate::on_every_backend;
 
 const STEPPED: &[(&str, &str)] = &[("PLINTH_WEBHOOK_ALLOW_PRIVATE", "true"), ("PLINTH_WEBHOOK_BACKOFF_MS", "1")];
@@ -135,14 +135,9 @@ on_every_backend! {
         assert_eq!(res.status(), StatusCode::OK);
         let stored: Value = res.json().await.unwrap();
         assert_eq!(stored["url"], "http://127.0.0.1:11/path/S3CRETNOTICE:%20your%20account%20is%20locked");
-        let audit: Value = app
-            .on(Method::GET, "patched", "/v1/audit-log?action=webhook.updated", Some(&owner))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let audit =
+            json_of(app.on(Method::GET, "patched", "/v1/audit-log?action=webhook.updated", Some(&owner)), StatusCode::OK)
+                .await;
         let logged = audit["items"][0]["changes"]["url"].as_str().unwrap();
         assert_eq!(logged, "http://127.0.0.1:11", "{audit}");
 
@@ -361,7 +356,9 @@ on_every_backend! {
         assert!(notices[0].subject.contains("was disabled"), "{}", notices[0].subject);
         let origin = failing.url.trim_end_matches("/hook");
         assert!(notices[0].text.contains(origin) && !notices[0].text.contains(&failing.url), "only the origin");
-        let audit: Value = app.on(Method::GET, "failing", "/v1/audit-log?action=webhook.disabled", Some(&owner)).send().await.unwrap().json().await.unwrap();
+        let audit =
+            json_of(app.on(Method::GET, "failing", "/v1/audit-log?action=webhook.disabled", Some(&owner)), StatusCode::OK)
+                .await;
         assert_eq!(audit["items"][0]["actor"]["kind"], "system", "{audit}");
 
         // Disabled: no test, retry or recovery until it is enabled again.
