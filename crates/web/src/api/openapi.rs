@@ -2,6 +2,8 @@
 //! operation shares (the error answers, the common headers, the bearer scheme) and the schema of
 //! each event type's envelope.
 
+use std::sync::LazyLock;
+
 use plinth_domain::entities::{ApiKey, Project, Tenant, User, Webhook};
 use plinth_domain::events::{AcceptedInvitation, EventKind, Subject};
 use plinth_domain::ports::StoredEvent;
@@ -245,7 +247,9 @@ fn sample_errors() -> Vec<ApiError> {
 /// The example of an error answer: the problem document of the first code its description
 /// names (in backticks), or else of the first sample with its status.
 fn problem_example(status: u16, description: &str) -> Option<serde_json::Value> {
-    let samples: Vec<Problem> = sample_errors().iter().map(ApiError::problem).collect();
+    // Rendered once: the document has some six hundred error answers.
+    static SAMPLES: LazyLock<Vec<Problem>> = LazyLock::new(|| sample_errors().iter().map(ApiError::problem).collect());
+    let samples = &*SAMPLES;
     let named = description.split('`').skip(1).step_by(2);
     let problem = named
         .filter_map(|code| samples.iter().find(|p| p.code == code && p.status == status))
